@@ -1,0 +1,64 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ecto-tunnel",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ecto-tunnel", targets: ["EctoTunnelCLI"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libssh2 from the system (Debian: libssh2-1-dev), plus a shim for its function-like macros.
+        .systemLibrary(
+            name: "CLibSSH2",
+            pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]
+        ),
+        // Linux syscalls Swift's Glibc module lacks (accept4, eventfd).
+        .target(name: "CEctoLinux"),
+        // Pure Swift: digests, SSH key blobs, fingerprints, OpenSSH known_hosts.
+        .target(name: "EctoHostKeys"),
+        // The only module that touches libssh2 pointers.
+        .target(name: "EctoSSH", dependencies: ["CLibSSH2", "EctoHostKeys"]),
+        // Config value types, TOML parser with line-numbered errors, ~/.ssh/config lookup.
+        .target(name: "EctoConfig"),
+        // Session driver threads, event loop, forwarding, reconnect state machine, backoff.
+        .target(
+            name: "EctoTunnel",
+            dependencies: [
+                "EctoSSH", "EctoConfig", "EctoHostKeys", "CEctoLinux",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Composition root: supervisor, signals.
+        .target(
+            name: "EctoDaemon",
+            dependencies: [
+                "EctoTunnel", "EctoConfig",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "EctoTunnelCLI",
+            dependencies: [
+                "EctoDaemon", "EctoConfig", "EctoSSH",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test-only helpers: throwaway sshd, echo servers, free ports, subprocesses.
+        .target(name: "EctoTestSupport"),
+        .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
+        .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
+        .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["EctoTestSupport", "EctoConfig", "EctoTunnelCLI"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

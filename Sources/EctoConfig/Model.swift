@@ -1,0 +1,174 @@
+/// Value types produced by `ConfigLoader`.
+
+/// How the SSH server's host key is verified.
+public enum HostKeyPolicy: String, Sendable, Equatable, CaseIterable {
+    /// The key must already be in `known_hosts` (or match `host_key_fingerprint`).
+    case strict
+    /// An unknown host's key is added to `known_hosts` on first connect; a changed key is still refused.
+    case acceptNew = "accept-new"
+}
+
+/// One `[tunnels.NAME]` table after defaults, `~/.ssh/config` and built-in defaults have been applied.
+public struct TunnelConfig: Sendable, Equatable {
+    public var name: String
+    /// After `ssh_host` resolution; `user` is always filled in (default user if the config gives none).
+    public var target: SSHTarget
+    /// The `ssh_host` alias, if the tunnel used one.
+    public var sshHostAlias: String?
+    public var local: Endpoint
+    public var remote: Endpoint
+    /// Absolute path (with `~` expanded).
+    public var identityFile: String?
+    /// Absolute path (with `~` expanded).
+    public var identityPassphraseFile: String?
+    /// Name of a systemd credential, read from `$CREDENTIALS_DIRECTORY/<name>` at run time.
+    public var identityPassphraseCredential: String?
+    /// Absolute path (with `~` expanded).
+    public var knownHosts: String
+    public var hostKeyPolicy: HostKeyPolicy
+    /// `SHA256:<43 base64 characters>`.
+    public var hostKeyFingerprint: String?
+    public var allowNonLoopback: Bool
+    public var enabled: Bool
+    /// `.zero` disables keepalives.
+    public var keepaliveInterval: Duration
+    public var keepaliveCountMax: Int
+    public var connectTimeout: Duration
+    public var backoffInitial: Duration
+    public var backoffMax: Duration
+    public var holdTimeout: Duration
+    public var drainTimeout: Duration
+    public var sessions: Int
+    /// Line of the `[tunnels.NAME]` header (1-based).
+    public var line: Int
+
+    public init(
+        name: String,
+        target: SSHTarget,
+        sshHostAlias: String? = nil,
+        local: Endpoint,
+        remote: Endpoint,
+        identityFile: String? = nil,
+        identityPassphraseFile: String? = nil,
+        identityPassphraseCredential: String? = nil,
+        knownHosts: String,
+        hostKeyPolicy: HostKeyPolicy = .strict,
+        hostKeyFingerprint: String? = nil,
+        allowNonLoopback: Bool = false,
+        enabled: Bool = true,
+        keepaliveInterval: Duration = TunnelDefaults.keepaliveInterval,
+        keepaliveCountMax: Int = TunnelDefaults.keepaliveCountMax,
+        connectTimeout: Duration = TunnelDefaults.connectTimeout,
+        backoffInitial: Duration = TunnelDefaults.backoffInitial,
+        backoffMax: Duration = TunnelDefaults.backoffMax,
+        holdTimeout: Duration = TunnelDefaults.holdTimeout,
+        drainTimeout: Duration = TunnelDefaults.drainTimeout,
+        sessions: Int = TunnelDefaults.sessions,
+        line: Int = 0
+    ) {
+        self.name = name
+        self.target = target
+        self.sshHostAlias = sshHostAlias
+        self.local = local
+        self.remote = remote
+        self.identityFile = identityFile
+        self.identityPassphraseFile = identityPassphraseFile
+        self.identityPassphraseCredential = identityPassphraseCredential
+        self.knownHosts = knownHosts
+        self.hostKeyPolicy = hostKeyPolicy
+        self.hostKeyFingerprint = hostKeyFingerprint
+        self.allowNonLoopback = allowNonLoopback
+        self.enabled = enabled
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveCountMax = keepaliveCountMax
+        self.connectTimeout = connectTimeout
+        self.backoffInitial = backoffInitial
+        self.backoffMax = backoffMax
+        self.holdTimeout = holdTimeout
+        self.drainTimeout = drainTimeout
+        self.sessions = sessions
+        self.line = line
+    }
+}
+
+/// Built-in defaults of the tunnel keys.
+public enum TunnelDefaults {
+    public static let keepaliveInterval: Duration = .seconds(15)
+    public static let keepaliveCountMax = 3
+    public static let connectTimeout: Duration = .seconds(10)
+    public static let backoffInitial: Duration = .seconds(1)
+    public static let backoffMax: Duration = .seconds(60)
+    public static let holdTimeout: Duration = .seconds(10)
+    public static let drainTimeout: Duration = .seconds(30)
+    public static let sessions = 1
+    public static let sessionsRange: ClosedRange<Int> = 1...16
+}
+
+/// A loaded, validated configuration file.
+public struct Config: Sendable, Equatable {
+    /// The path the configuration was loaded from (or the name given to `ConfigLoader.parse`).
+    public var path: String
+    /// In file order.
+    public var tunnels: [TunnelConfig]
+    /// Things that are not errors but that the user should know about, e.g. `Match` blocks in
+    /// `~/.ssh/config` that were skipped. Same format as errors.
+    public var warnings: [ConfigError]
+
+    public init(path: String, tunnels: [TunnelConfig], warnings: [ConfigError] = []) {
+        self.path = path
+        self.tunnels = tunnels
+        self.warnings = warnings
+    }
+}
+
+/// One problem in a configuration file.
+///
+/// `description` is `file:line[:column]: [key: ]message`; a `line` of 0 (the file as a whole) is left out.
+public struct ConfigError: Error, Sendable, Equatable, Hashable, CustomStringConvertible {
+    public var file: String
+    /// 1-based; 0 when the error concerns the whole file (e.g. it cannot be read).
+    public var line: Int
+    /// 1-based, counted in Unicode scalars; only for syntax errors.
+    public var column: Int?
+    /// Dotted key path such as `tunnels.gw.local`, when the error concerns a key.
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int, column: Int? = nil, key: String? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var s = file
+        if line > 0 {
+            s += ":\(line)"
+            if let column { s += ":\(column)" }
+        }
+        s += ": "
+        if let key { s += "\(key): " }
+        s += message
+        return s
+    }
+}
+
+/// All problems found in a configuration file, in line order.
+public struct ConfigErrors: Error, Sendable, Equatable, CustomStringConvertible {
+    public var errors: [ConfigError]
+
+    public init(_ errors: [ConfigError]) {
+        self.errors = errors
+    }
+
+    public init(errors: [ConfigError]) {
+        self.errors = errors
+    }
+
+    /// One error per line.
+    public var description: String {
+        errors.map(\.description).joined(separator: "\n")
+    }
+}

@@ -1,0 +1,237 @@
+import CLibSSH2
+import EctoHostKeys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libssh2 session over a connected, non-blocking TCP socket.
+///
+/// Not `Sendable`: a libssh2 session and its channels must only be used by one thread. The owner
+/// (a session driver thread) creates it, drives it with non-blocking calls, and frees it. Once
+/// created, the session owns the socket and closes it after `libssh2_session_free`, so libssh2
+/// can never write to a descriptor number that was closed and reused.
+public final class SSHSession {
+    let raw: OpaquePointer
+    let transport: SSHTransport
+    /// The connected TCP socket the session runs over.
+    public let socket: Int32
+    private var freed = false
+
+    /// Creates a non-blocking session on `socket` with our transport hooks installed. On success the
+    /// session owns the socket; on failure the caller still does.
+    public init(socket: Int32) throws(SSHError) {
+        guard SSHLibrary.initialize() else {
+            throw SSHError(code: 0, message: "libssh2_init failed", operation: "initialise libssh2")
+        }
+        let transport = SSHTransport()
+        let abstract = Unmanaged.passUnretained(transport).toOpaque()
+        guard let raw = ecto_session_init(abstract) else {
+            throw SSHError(code: LIBSSH2_ERROR_ALLOC, message: "out of memory", operation: "create session")
+        }
+        self.raw = raw
+        self.transport = transport
+        self.socket = socket
+        libssh2_session_set_blocking(raw, 0)
+        ecto_session_set_transport(raw, ectoSendHook, ectoRecvHook)
+        // We write with MSG_NOSIGNAL in our hook; tell libssh2 not to fiddle with SIGPIPE itself.
+        libssh2_session_flag(raw, LIBSSH2_FLAG_SIGPIPE, 1)
+    }
+
+    deinit {
+        guard !freed else { return }
+        // With no channels left and no pending send this completes at once; a dead socket makes
+        // any send fail (not block), so the loop is bounded in practice.
+        var attempts = 0
+        while libssh2_session_free(raw) == LIBSSH2_ERROR_EAGAIN && attempts < 64 { attempts += 1 }
+        freed = true
+        Glibc.close(socket)
+    }
+
+    // MARK: Errors and readiness
+
+    /// libssh2's last error on this session.
+    public func lastError(_ operation: String) -> SSHError {
+        var message: UnsafeMutablePointer<CChar>? = nil
+        var length: Int32 = 0
+        let code = libssh2_session_last_error(raw, &message, &length, 0)
+        let text = message.map { String(cString: $0) } ?? "unknown error"
+        return SSHError(code: code, message: text.isEmpty ? "unknown error" : text, operation: operation)
+    }
+
+    /// Which way the socket must become ready before the call that returned `wouldBlock` is retried.
+    public var blockDirections: BlockDirections {
+        BlockDirections(rawValue: libssh2_session_block_directions(raw))
+    }
+
+    /// Interprets a libssh2 status code: 0 (or positive) done, EAGAIN would block, otherwise throws.
+    @inline(__always)
+    func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws(SSHError) -> SSHResult<Void> {
+        if rc >= 0 { return .done(()) }
+        if rc == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
+        throw lastError(operation())
+    }
+
+    // MARK: Transport accounting
+
+    /// Starts a new pass of the owner's event loop: the socket may have new bytes.
+    public func beginPass() {
+        transport.receiveDrained = false
+        transport.receivedDuringPass = false
+    }
+
+    /// True when bytes arrived from the peer since `beginPass()`.
+    public var receivedDuringPass: Bool { transport.receivedDuringPass }
+    /// Bytes received on the SSH socket (as on the wire).
+    public var bytesReceived: UInt64 { transport.bytesReceived }
+    /// Bytes sent on the SSH socket (as on the wire).
+    public var bytesSent: UInt64 { transport.bytesSent }
+    /// CLOCK_BOOTTIME nanoseconds at which the last bytes arrived from the peer (0: never).
+    public var lastReceiveBootNanos: UInt64 { transport.lastReceiveNanos }
+    /// Nanoseconds since the last bytes arrived from the peer (0 if nothing ever arrived).
+    public var nanosSinceLastReceive: UInt64 {
+        let last = transport.lastReceiveNanos
+        return last == 0 ? 0 : bootTimeNanos() &- last
+    }
+
+    // MARK: Handshake and host key
+
+    /// Host key algorithms this libssh2 supports, in its own preference order.
+    public var supportedHostKeyAlgorithms: [String] {
+        var algorithms: UnsafeMutablePointer<UnsafePointer<CChar>?>? = nil
+        let count = libssh2_session_supported_algs(raw, LIBSSH2_METHOD_HOSTKEY, &algorithms)
+        guard count > 0, let algorithms else { return [] }
+        defer { libssh2_free(raw, algorithms) }
+        return (0..<Int(count)).compactMap { algorithms[$0].map { String(cString: $0) } }
+    }
+
+    /// Sets the host key algorithm preference (before the handshake), e.g. known algorithms first.
+    public func preferHostKeyAlgorithms(_ algorithms: [String]) throws(SSHError) {
+        guard !algorithms.isEmpty else { return }
+        let rc = libssh2_session_method_pref(raw, LIBSSH2_METHOD_HOSTKEY, algorithms.joined(separator: ","))
+        if rc < 0 { throw lastError("set host key algorithm preference") }
+    }
+
+    /// The SSH handshake: banner exchange, key exchange.
+    public func handshake() throws(SSHError) -> SSHResult<Void> {
+        try check(libssh2_session_handshake(raw, socket), "SSH handshake")
+    }
+
+    /// The server's host key after the handshake.
+    public func hostKey() throws(SSHError) -> HostKey {
+        var length = 0
+        var type: Int32 = 0
+        guard let pointer = libssh2_session_hostkey(raw, &length, &type), length > 0 else {
+            throw SSHError(code: 0, message: "server sent no host key", operation: "read host key")
+        }
+        let bytes = pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+        do {
+            return try HostKey(blob: bytes)
+        } catch {
+            throw SSHError(code: 0, message: "malformed host key: \(error)", operation: "read host key")
+        }
+    }
+
+    /// The negotiated method for `kind` (LIBSSH2_METHOD_*), e.g. the cipher, for logs and benchmarks.
+    public func negotiatedMethod(_ kind: Int32) -> String? {
+        libssh2_session_methods(raw, kind).map { String(cString: $0) }
+    }
+
+    /// Negotiated key exchange, host key, cipher and MAC (client to server).
+    public var negotiatedSummary: String {
+        let parts = [LIBSSH2_METHOD_KEX, LIBSSH2_METHOD_HOSTKEY, LIBSSH2_METHOD_CRYPT_CS, LIBSSH2_METHOD_MAC_CS]
+        return parts.map { negotiatedMethod($0) ?? "?" }.joined(separator: " ")
+    }
+
+    // MARK: Authentication
+
+    /// The authentication methods the server offers for `user`; `.done(nil)` when the server
+    /// accepted "none" (no authentication needed).
+    public func authenticationMethods(user: String) throws(SSHError) -> SSHResult<[String]?> {
+        let list = user.withCString { libssh2_userauth_list(raw, $0, UInt32(strlen($0))) }
+        if let list {
+            return .done(String(cString: list).split(separator: ",").map(String.init))
+        }
+        if libssh2_userauth_authenticated(raw) != 0 { return .done(nil) }
+        if libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
+        throw lastError("list authentication methods")
+    }
+
+    /// True once authentication succeeded.
+    public var isAuthenticated: Bool { libssh2_userauth_authenticated(raw) != 0 }
+
+    /// Public key authentication with a private key held in memory (OpenSSH or PEM format).
+    /// The key and passphrase are never logged; the caller should wipe its copies.
+    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?) throws(SSHError)
+        -> SSHResult<Void>
+    {
+        let rc: Int32 = privateKey.withUnsafeBufferPointer { key in
+            user.withCString { userPointer in
+                let keyPointer = UnsafeRawPointer(key.baseAddress!).assumingMemoryBound(to: CChar.self)
+                if let passphrase {
+                    return passphrase.withCString {
+                        ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, $0)
+                    }
+                }
+                return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, nil)
+            }
+        }
+        return try check(rc, "public key authentication")
+    }
+
+    // MARK: Channels
+
+    /// Opens a `direct-tcpip` channel to `host:port` (as seen from the server), telling the
+    /// server the connection comes from `originHost:originPort`. Only one open may be in flight per
+    /// session: after `.wouldBlock`, call again with the same arguments before opening another.
+    public func openDirectTCPIP(
+        host: String, port: UInt16, originHost: String, originPort: UInt16,
+        window: UInt32 = 2 * 1024 * 1024, packetSize: UInt32 = 32768
+    ) throws(SSHError) -> SSHResult<SSHChannel> {
+        // RFC 4254 7.2: string host, uint32 port, string originator address, uint32 originator port.
+        var message: [UInt8] = []
+        message.reserveCapacity(host.utf8.count + originHost.utf8.count + 16)
+        func putUInt32(_ value: UInt32) {
+            message.append(contentsOf: [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)])
+        }
+        putUInt32(UInt32(host.utf8.count)); message.append(contentsOf: host.utf8); putUInt32(UInt32(port))
+        putUInt32(UInt32(originHost.utf8.count)); message.append(contentsOf: originHost.utf8); putUInt32(UInt32(originPort))
+        let type = "direct-tcpip"
+        let channel: OpaquePointer? = message.withUnsafeBufferPointer { bytes in
+            let messagePointer = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+            return ecto_channel_open(raw, type, UInt32(type.utf8.count), window, packetSize, messagePointer, UInt32(bytes.count))
+        }
+        if let channel { return .done(SSHChannel(raw: channel, session: self)) }
+        if libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
+        throw lastError("open direct-tcpip channel to \(host):\(port)")
+    }
+
+    // MARK: Keepalive and teardown
+
+    /// Enables keepalive messages asking for a reply (`keepalive@openssh.com`, want-reply) every `interval` seconds.
+    public func configureKeepalive(intervalSeconds: Int) {
+        libssh2_keepalive_config(raw, 1, UInt32(max(0, intervalSeconds)))
+    }
+
+    /// Sends a keepalive if one is due; returns the seconds until the next one is due.
+    public func sendKeepalive() throws(SSHError) -> SSHResult<Int> {
+        var next: Int32 = 0
+        let rc = libssh2_keepalive_send(raw, &next)
+        switch try check(rc, "send keepalive") {
+        case .wouldBlock: return .wouldBlock
+        case .done: return .done(Int(next))
+        }
+    }
+
+    /// Sends SSH_MSG_DISCONNECT with `reason`.
+    public func disconnect(reason: String) throws(SSHError) -> SSHResult<Void> {
+        try check(ecto_session_disconnect(raw, reason), "disconnect")
+    }
+
+    /// Makes every further send and receive on the socket fail at once (shutdown both ways), so
+    /// that tearing down a dead or unwanted session never waits on the peer.
+    public func abandon() {
+        _ = Glibc.shutdown(socket, Int32(SHUT_RDWR))
+    }
+}

@@ -1,0 +1,45 @@
+/// A bounded byte queue for one direction of one forwarded connection. Its memory is allocated
+/// when data first has to wait and released as soon as it drains, so idle connections cost no
+/// buffer memory and a slow reader can never make it grow past `capacity`.
+struct ByteBuffer: ~Copyable {
+    let capacity: Int
+    private var storage: UnsafeMutableRawPointer? = nil
+    private var head = 0
+    private var tail = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    deinit { storage?.deallocate() }
+
+    var isEmpty: Bool { head == tail }
+    var count: Int { tail - head }
+    /// Room at the end for more data (the buffer is compacted when it drains, not on every read).
+    var hasSpace: Bool { tail < capacity }
+
+    /// Lets `body` fill the free space at the end; `body` returns how many bytes it wrote.
+    mutating func fill<E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
+        if storage == nil { storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16) }
+        if head > 0 && head == tail { head = 0; tail = 0 }
+        let written = try body(UnsafeMutableRawBufferPointer(start: storage! + tail, count: capacity - tail))
+        tail += written
+        if isEmpty { release() }
+        return written
+    }
+
+    /// Lets `body` consume from the readable bytes; `body` returns how many it consumed.
+    mutating func drain<E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
+        guard let storage, head < tail else { return 0 }
+        let consumed = try body(UnsafeRawBufferPointer(start: storage + head, count: tail - head))
+        head += consumed
+        if head == tail { release() }
+        return consumed
+    }
+
+    /// Frees the memory (dropping any data).
+    mutating func release() {
+        storage?.deallocate()
+        storage = nil
+        head = 0
+        tail = 0
+    }
+}

@@ -1,0 +1,77 @@
+import EctoConfig
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening error with a message fit for an operator (address, cause, holder of a busy port).
+public struct ListenError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+enum Listener {
+    /// Binds and listens on `endpoint` (non-blocking, close-on-exec).
+    static func bind(_ endpoint: Endpoint) throws(ListenError) -> Int32 {
+        let addresses: [sockaddr_storage]
+        do {
+            addresses = try SocketAddress.resolve(host: endpoint.host, port: endpoint.port, passive: true)
+        } catch {
+            throw ListenError(description: "cannot resolve \(endpoint.host): \(error.operation)")
+        }
+        guard var address = addresses.first else { throw ListenError(description: "no address for \(endpoint.host)") }
+        let fd = socket(Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw ListenError(description: String(cString: strerror(errno))) }
+        Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        if address.ss_family == sa_family_t(AF_INET6) { Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
+        let addressLength = SocketAddress.length(of: address)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, addressLength) }
+        }
+        if rc != 0 {
+            let code = errno
+            Glibc.close(fd)
+            var message = String(cString: strerror(code))
+            if code == EADDRINUSE {
+                message = "address already in use"
+                if let holder = PortHolder.find(port: endpoint.port) { message += " (held by \(holder))" }
+            }
+            throw ListenError(description: message)
+        }
+        if listen(fd, 1024) != 0 {
+            let code = errno
+            Glibc.close(fd)
+            throw ListenError(description: "listen: \(String(cString: strerror(code)))")
+        }
+        return fd
+    }
+}
+
+/// Finds which process holds a listening TCP port, from /proc (only processes we may inspect).
+enum PortHolder {
+    static func find(port: UInt16) -> String? {
+        var inodes: Set<String> = []
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A: LISTEN
+                guard let colon = fields[1].lastIndex(of: ":"), UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
+                else { continue }
+                inodes.insert(String(fields[9]))
+            }
+        }
+        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for pid in pids where pid.allSatisfy(\.isNumber) {
+            guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            for fd in fds {
+                guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
+                    target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
+                else { continue }
+                let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                return "pid \(pid) (\(name))"
+            }
+        }
+        return "another process"
+    }
+}

@@ -1,0 +1,170 @@
+import CEctoLinux
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An errno value with its name and message, thrown by the syscall layer.
+public struct SystemError: Error, Sendable, CustomStringConvertible {
+    public var code: Int32
+    public var operation: String
+    public init(_ code: Int32, _ operation: String) {
+        self.code = code
+        self.operation = operation
+    }
+    public var description: String { "\(operation): \(String(cString: strerror(code))) (errno \(code))" }
+}
+
+/// The result of a non-blocking syscall: progress, or "try again when ready" as a value.
+enum IOResult<T> {
+    case wouldBlock
+    case done(T)
+}
+
+/// Every syscall the tunnel core makes goes through here: `EINTR` is retried, `EAGAIN` becomes
+/// `.wouldBlock`, anything else is a thrown `SystemError`.
+enum Posix {
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return .done(n) }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(code, "read")
+        }
+    }
+
+    static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        while true {
+            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .done(n) }
+            let code = errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(code, "send")
+        }
+    }
+
+    /// Accepts one connection, non-blocking and close-on-exec. Returns the fd and the peer.
+    static func accept(_ fd: Int32) throws(SystemError) -> IOResult<(Int32, String)> {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        while true {
+            let client = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    ecto_accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if client >= 0 { return .done((client, SocketAddress.describe(storage))) }
+            let code = errno
+            if code == EINTR || code == ECONNABORTED { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError(code, "accept")
+        }
+    }
+
+    static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(SystemError) -> Int32 {
+        while true {
+            let n = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
+            if n >= 0 { return n }
+            let code = errno
+            if code == EINTR { return 0 }
+            throw SystemError(code, "poll")
+        }
+    }
+
+    static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)  // never retried on EINTR (Linux frees the fd anyway)
+    }
+
+    static func shutdownWrite(_ fd: Int32) {
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Closes with SO_LINGER 0: the peer sees a reset, not an orderly end of data.
+    static func reset(_ fd: Int32) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        _ = Glibc.close(fd)
+    }
+
+    static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {
+        var value = value
+        _ = setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    static func socketError(_ fd: Int32) -> Int32 {
+        var value: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0 { return errno }
+        return value
+    }
+}
+
+/// A wake-up eventfd: other threads `signal()`, the owning loop polls `fd` and `drain()`s.
+final class WakeupFD: Sendable {
+    let fd: Int32
+    init() throws(SystemError) {
+        let fd = ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC)
+        if fd < 0 { throw SystemError(errno, "eventfd") }
+        self.fd = fd
+    }
+    func signal() {
+        var one: UInt64 = 1
+        _ = Glibc.write(fd, &one, 8)
+    }
+    func drain() {
+        var value: UInt64 = 0
+        _ = Glibc.read(fd, &value, 8)
+    }
+    deinit { Glibc.close(fd) }
+}
+
+/// Socket address helpers (IPv4 and IPv6).
+enum SocketAddress {
+    static func describe(_ storage: sockaddr_storage) -> String {
+        var storage = storage
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        let rc = withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                getnameinfo($0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count), &service,
+                            socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+            }
+        }
+        guard rc == 0 else { return "?" }
+        let h = String(cString: host)
+        return h.contains(":") ? "[\(h)]:\(String(cString: service))" : "\(h):\(String(cString: service))"
+    }
+
+    /// Resolves `host:port` to socket addresses (numeric hosts without DNS), in resolver order.
+    static func resolve(host: String, port: UInt16, passive: Bool = false) throws(SystemError) -> [sockaddr_storage] {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0)
+        var result: UnsafeMutablePointer<addrinfo>? = nil
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let first = result else {
+            let message = String(cString: gai_strerror(rc))
+            throw SystemError(EHOSTUNREACH, "resolve \(host): \(message)")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [sockaddr_storage] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { target in
+                target.copyMemory(from: UnsafeRawBufferPointer(start: entry.pointee.ai_addr, count: Int(entry.pointee.ai_addrlen)))
+            }
+            addresses.append(storage)
+            cursor = entry.pointee.ai_next
+        }
+        return addresses
+    }
+
+    static func length(of storage: sockaddr_storage) -> socklen_t {
+        storage.ss_family == sa_family_t(AF_INET6)
+            ? socklen_t(MemoryLayout<sockaddr_in6>.size) : socklen_t(MemoryLayout<sockaddr_in>.size)
+    }
+}

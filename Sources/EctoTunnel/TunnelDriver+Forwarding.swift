@@ -1,0 +1,312 @@
+import EctoSSH
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Moving bytes: one pass over every channel and client socket of an established session.
+///
+/// libssh2 rules this respects (measured on 1.10):
+/// - after a call returns EAGAIN with part of a packet unsent (`blockDirections` has
+///   `.outbound`), that same call must be the next one on the session: it is remembered in
+///   `pending` and retried first, and the pass stops until it completes;
+/// - one channel open at a time per session;
+/// - a read on one channel can pull other channels' data into libssh2's buffers, so a pass that
+///   made progress is followed by another without sleeping.
+extension TunnelDriver {
+    func pump(_ session: SSHSession) {
+        session.beginPass()
+        do {
+            try runPass(session)
+        } catch {
+            sessionLost(error.description)
+            return
+        }
+        if session.receivedDuringPass { progress = true }
+    }
+
+    private func runPass(_ session: SSHSession) throws(SSHError) {
+        if let call = pending {
+            guard try retry(call, session) else { return }
+        }
+        guard try openChannels(session) else { return }
+        for connection in connections.values {
+            switch connection.phase {
+            case .open:
+                guard try service(connection, session) else { return }
+            case .closing:
+                guard try closeChannel(connection, session) else { return }
+            case .held, .queued, .opening:
+                continue
+            }
+        }
+        guard try keepalive(session) else { return }
+    }
+
+    /// After `.wouldBlock`: true when libssh2 holds a half-sent packet for `call`, which then
+    /// becomes the pending call and ends the pass.
+    private func stalled(_ call: PendingCall, _ session: SSHSession) -> Bool {
+        if session.blockDirections.contains(.outbound) {
+            pending = call
+            return true
+        }
+        return false
+    }
+
+    private func retry(_ call: PendingCall, _ session: SSHSession) throws(SSHError) -> Bool {
+        pending = nil
+        switch call {
+        case .open:
+            return try openChannels(session)
+        case .keepalive:
+            return try keepalive(session, force: true)
+        case .write(let id), .read(let id), .sendEOF(let id), .close(let id):
+            guard let connection = connections[id] else { return true }
+            switch call {
+            case .write: return try pushToChannel(connection, session)
+            case .read: return try pullFromChannel(connection, session)
+            case .sendEOF: return try sendEOF(connection, session)
+            default: return try closeChannel(connection, session)
+            }
+        }
+    }
+
+    // MARK: Channel opens
+
+    private func openChannels(_ session: SSHSession) throws(SSHError) -> Bool {
+        while let id = openQueue.first {
+            guard let connection = connections[id], connection.phase == .queued || connection.phase == .opening else {
+                openQueue.removeFirst()
+                continue
+            }
+            connection.phase = .opening
+            let (originHost, originPort) = splitPeer(connection.peer)
+            let result: SSHResult<SSHChannel>
+            do {
+                result = try session.openDirectTCPIP(
+                    host: config.remote.host, port: config.remote.port, originHost: originHost, originPort: originPort)
+            } catch {
+                guard error.isChannelScoped else { throw error }
+                openQueue.removeFirst()
+                refusedTotal += 1
+                logger.warning(
+                    "the server refused the channel to \(config.remote): \(error.message); closing that client",
+                    metadata: ["client": "\(connection.peer)"])
+                connection.closeClient()
+                connections[id] = nil
+                progress = true
+                continue
+            }
+            guard case .done(let channel) = result else {
+                return !stalled(.open(id), session)  // one open in flight: wait for it
+            }
+            openQueue.removeFirst()
+            connection.channel = channel
+            progress = true
+            if connection.clientClosed {
+                connection.phase = .closing  // the client left while we were opening
+            } else {
+                connection.phase = .open
+                connection.clientReadable = true
+            }
+        }
+        return true
+    }
+
+    private func splitPeer(_ peer: String) -> (String, UInt16) {
+        guard let colon = peer.lastIndex(of: ":") else { return (peer, 0) }
+        var host = String(peer[..<colon])
+        if host.hasPrefix("[") { host = String(host.dropFirst().dropLast()) }
+        return (host, UInt16(peer[peer.index(after: colon)...]) ?? 0)
+    }
+
+    // MARK: One connection
+
+    /// Moves what can be moved for one open connection; false when the pass must stop.
+    private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        // Remote → client.
+        guard try pullFromChannel(connection, session) else { return false }
+        flushToClient(connection)
+        guard connection.phase == .open else { return true }
+        // Client → remote.
+        readFromClient(connection)
+        guard connection.phase == .open else { return true }
+        guard try pushToChannel(connection, session) else { return false }
+        if connection.clientEOF && connection.up.isEmpty && !connection.eofSent {
+            guard try sendEOF(connection, session) else { return false }
+        }
+        if connection.isComplete {
+            logger.trace("connection finished", metadata: ["client": "\(connection.peer)"])
+            connection.closeClient()
+            connection.phase = .closing
+            return try closeChannel(connection, session)
+        }
+        return true
+    }
+
+    private func pullFromChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let channel = connection.channel, !connection.remoteEOF else { return true }
+        while connection.down.hasSpace {
+            var result: SSHResult<Int> = .wouldBlock
+            do {
+                _ = try connection.down.fill { buffer throws(SSHError) -> Int in
+                    result = try channel.read(into: buffer)
+                    if case .done(let n) = result { return n }
+                    return 0
+                }
+            } catch {
+                guard error.isChannelScoped else { throw error }
+                abort(connection, "channel read: \(error.message)")
+                return true
+            }
+            switch result {
+            case .wouldBlock:
+                return !stalled(.read(connection.id), session)
+            case .done(0):
+                if channel.isEOF {
+                    connection.remoteEOF = true
+                    progress = true
+                }
+                return true
+            case .done(let n):
+                bytesIn &+= UInt64(n)
+                progress = true
+            }
+        }
+        return true
+    }
+
+    private func flushToClient(_ connection: ForwardedConnection) {
+        while !connection.down.isEmpty && !connection.clientWriteBlocked {
+            let written: Int
+            do {
+                written = try connection.down.drain { buffer throws(SystemError) -> Int in
+                    switch try Posix.write(connection.fd, buffer) {
+                    case .wouldBlock:
+                        connection.clientWriteBlocked = true
+                        return 0
+                    case .done(let n):
+                        return n
+                    }
+                }
+            } catch {
+                abort(connection, "client \(connection.peer): \(error)")
+                return
+            }
+            if written == 0 { break }
+            progress = true
+        }
+        if connection.remoteEOF && connection.down.isEmpty && !connection.clientShutdown {
+            // The remote side finished sending: pass the half-close on.
+            Posix.shutdownWrite(connection.fd)
+            connection.clientShutdown = true
+            progress = true
+        }
+    }
+
+    private func readFromClient(_ connection: ForwardedConnection) {
+        guard connection.clientReadable, !connection.clientEOF, connection.up.hasSpace else { return }
+        do {
+            _ = try connection.up.fill { buffer throws(SystemError) -> Int in
+                switch try Posix.read(connection.fd, buffer) {
+                case .wouldBlock:
+                    connection.clientReadable = false
+                    return 0
+                case .done(0):
+                    connection.clientEOF = true
+                    connection.clientReadable = false
+                    return 0
+                case .done(let n):
+                    return n
+                }
+            }
+            progress = true
+        } catch {
+            abort(connection, "client \(connection.peer): \(error)")
+        }
+    }
+
+    private func pushToChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let channel = connection.channel else { return true }
+        for _ in 0..<4 where !connection.up.isEmpty {
+            // Window exhausted: wait for the peer's window adjust (it arrives with some later
+            // read). Never park a write that has nothing to send; that would stall other channels.
+            if channel.writeWindow == 0 { return true }
+            var result: SSHResult<Int> = .wouldBlock
+            do {
+                _ = try connection.up.drain { buffer throws(SSHError) -> Int in
+                    result = try channel.write(buffer)
+                    if case .done(let n) = result { return n }
+                    return 0
+                }
+            } catch {
+                guard error.isChannelScoped else { throw error }
+                abort(connection, "channel write: \(error.message)")
+                return true
+            }
+            switch result {
+            case .wouldBlock:
+                return !stalled(.write(connection.id), session)
+            case .done(let n):
+                if n == 0 { return true }
+                bytesOut &+= UInt64(n)
+                progress = true
+            }
+        }
+        return true
+    }
+
+    private func sendEOF(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let channel = connection.channel, !connection.eofSent else { return true }
+        do {
+            guard case .done = try channel.sendEOF() else { return !stalled(.sendEOF(connection.id), session) }
+        } catch {
+            guard error.isChannelScoped else { throw error }
+            abort(connection, "channel EOF: \(error.message)")
+            return true
+        }
+        connection.eofSent = true
+        progress = true
+        return true
+    }
+
+    /// Closes and frees a connection's channel; removes the connection once done.
+    private func closeChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let channel = connection.channel else {
+            connections[connection.id] = nil
+            return true
+        }
+        do {
+            guard case .done = try channel.close() else { return !stalled(.close(connection.id), session) }
+            guard case .done = try channel.free() else { return !stalled(.close(connection.id), session) }
+        } catch {
+            guard error.isChannelScoped else { throw error }
+            _ = try? channel.free()
+        }
+        connection.channel = nil
+        connections[connection.id] = nil
+        progress = true
+        return true
+    }
+
+    /// Ends one connection after an error on either side; the session goes on.
+    private func abort(_ connection: ForwardedConnection, _ reason: String) {
+        logger.debug("connection aborted: \(reason)", metadata: ["client": "\(connection.peer)"])
+        connection.closeClient()
+        connection.phase = .closing
+        progress = true
+    }
+
+    // MARK: Keepalive
+
+    private func keepalive(_ session: SSHSession, force: Bool = false) throws(SSHError) -> Bool {
+        guard let next = nextKeepalive, force || clock.now >= next else { return true }
+        switch try session.sendKeepalive() {
+        case .wouldBlock:
+            return !stalled(.keepalive, session)
+        case .done(let seconds):
+            nextKeepalive = clock.now.advanced(by: .seconds(max(1, seconds)))
+            return true
+        }
+    }
+}

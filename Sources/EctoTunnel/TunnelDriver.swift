@@ -1,0 +1,393 @@
+import CEctoLinux
+import EctoConfig
+import EctoHostKeys
+import EctoSSH
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The session driver: one thread that owns one tunnel's listener, its SSH session and every
+/// forwarded connection, and runs a non-blocking poll loop over all of them plus a wake-up eventfd.
+///
+/// Everything here is confined to that thread (created on it, used on it, freed on it); other
+/// threads reach it only through `TunnelHandle` (a locked inbox + the eventfd, and a locked
+/// status snapshot). Idle means asleep: poll's timeout is the next deadline (keepalive,
+/// dead-peer, backoff, hold, connect timeout), and it is 0 only after a pass that made progress.
+final class TunnelDriver {
+    typealias Instant = ContinuousClock.Instant
+
+    /// Where the SSH session is in its life.
+    enum Phase {
+        /// No session (backoff, down, failed, or about to connect).
+        case idle
+        /// Non-blocking TCP connect to `addresses[index]` in flight on `fd`.
+        case connectingTCP(fd: Int32, addresses: [sockaddr_storage], index: Int)
+        /// SSH handshake (banner, key exchange) in flight.
+        case handshaking(SSHSession)
+        /// Authentication in flight.
+        case authenticating(SSHSession, Authenticator)
+        /// Up and forwarding.
+        case established(SSHSession)
+    }
+
+    /// A libssh2 call that returned EAGAIN while part of a packet was still unsent: libssh2
+    /// requires that exact call to be repeated before any other send on the session.
+    enum PendingCall: Equatable {
+        case open(UInt64), write(UInt64), read(UInt64), sendEOF(UInt64), close(UInt64), keepalive
+    }
+
+    let config: TunnelConfig
+    let handle: TunnelHandle
+    var logger: Logger
+    let clock = ContinuousClock()
+    var random = SystemRandomNumberGenerator()
+    var machine: ReconnectMachine<Instant>
+    var phase: Phase = .idle
+    var pending: PendingCall?
+    var listenFD: Int32 = -1
+    var bindRetryAt: Instant?
+    var attemptDeadline: Instant?
+    var backoffUntil: Instant?
+    var nextKeepalive: Instant?
+    var connections: [UInt64: ForwardedConnection] = [:]
+    var openQueue: [UInt64] = []
+    var nextConnectionID: UInt64 = 1
+    var stopping: (deadline: Instant, done: Bool)?
+    var progress = false
+    let bufferSize = 64 * 1024
+    var bytesIn: UInt64 = 0
+    var bytesOut: UInt64 = 0
+    var acceptedTotal: UInt64 = 0
+    var refusedTotal: UInt64 = 0
+    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0))
+    var hostKeyAnnounced = false
+
+    init(config: TunnelConfig, handle: TunnelHandle, logger: Logger) {
+        self.config = config
+        self.handle = handle
+        var logger = logger
+        logger[metadataKey: "tunnel.name"] = "\(config.name)"
+        logger[metadataKey: "ssh.target"] = "\(config.target)"
+        self.logger = logger
+        let policy = ReconnectMachine<Instant>.Policy(
+            backoff: BackoffPolicy(initial: config.backoffInitial, maximum: config.backoffMax))
+        self.machine = ReconnectMachine(policy: policy, enabled: config.enabled, now: ContinuousClock.now)
+    }
+
+    // MARK: The loop
+
+    func run() {
+        logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
+        if config.enabled {
+            bindListener()
+            perform(machine.initialAction())
+        }
+        publish(notify: true)
+        var fds: [pollfd] = []
+        fds.reserveCapacity(64)
+        var owners: [UInt64] = []
+        while !(stopping?.done ?? false) {
+            let timeout = progress ? 0 : pollTimeout()
+            progress = false
+            buildPollSet(&fds, &owners)
+            do {
+                _ = try Posix.poll(&fds, timeoutMilliseconds: timeout)
+            } catch {
+                logger.critical("poll failed: \(error)")
+                break
+            }
+            if fds[0].revents != 0 {
+                handle.wakeup.drain()
+                for command in handle.takeCommands() { handleCommand(command) }
+            }
+            let now = clock.now
+            handleTimers(now)
+            dispatchReadiness(fds, owners)
+            if listenFD >= 0 && fds[1].fd == listenFD && fds[1].revents != 0 { acceptClients(now) }
+            advanceSession(sshRevents: fds[2].revents)
+            publish(notify: false)
+            if let stop = stopping, !stop.done, (connections.isEmpty || clock.now >= stop.deadline) {
+                finishStop()
+            }
+        }
+        teardownSession(reason: "tunnel stopped", graceful: true)
+        closeListener()
+        publish(notify: true)
+        logger.info("tunnel stopped")
+    }
+
+    /// fds[0] wake-up, fds[1] listener (or -1), fds[2] SSH socket (or -1), then clients.
+    private func buildPollSet(_ fds: inout [pollfd], _ owners: inout [UInt64]) {
+        fds.removeAll(keepingCapacity: true)
+        owners.removeAll(keepingCapacity: true)
+        fds.append(pollfd(fd: handle.wakeup.fd, events: Int16(POLLIN), revents: 0))
+        fds.append(pollfd(fd: stopping == nil ? listenFD : -1, events: Int16(POLLIN), revents: 0))
+        var ssh = pollfd(fd: -1, events: 0, revents: 0)
+        switch phase {
+        case .idle:
+            break
+        case .connectingTCP(let fd, _, _):
+            ssh = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        case .handshaking(let session), .authenticating(let session, _), .established(let session):
+            var events = Int16(POLLIN)
+            if pending != nil || session.blockDirections.contains(.outbound) { events |= Int16(POLLOUT) }
+            ssh = pollfd(fd: session.socket, events: events, revents: 0)
+        }
+        fds.append(ssh)
+        let established: Bool = { if case .established = phase { return true } else { return false } }()
+        for connection in connections.values where !connection.clientClosed {
+            var events: Int16 = 0
+            if connection.phase == .open && established && !connection.clientEOF && connection.up.hasSpace
+                && !connection.clientReadable
+            {
+                events |= Int16(POLLIN)
+            }
+            if connection.clientWriteBlocked { events |= Int16(POLLOUT) }
+            if events == 0 && connection.phase != .open { events = ECTO_POLLRDHUP }
+            guard events != 0 else { continue }
+            fds.append(pollfd(fd: connection.fd, events: events, revents: 0))
+            owners.append(connection.id)
+        }
+    }
+
+    private func dispatchReadiness(_ fds: [pollfd], _ owners: [UInt64]) {
+        for (offset, id) in owners.enumerated() {
+            let revents = fds[offset + 3].revents
+            guard revents != 0, let connection = connections[id] else { continue }
+            if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { connection.clientReadable = true }
+            if revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 { connection.clientWriteBlocked = false }
+            if connection.phase != .open && revents & (ECTO_POLLRDHUP | Int16(POLLHUP | POLLERR)) != 0 {
+                // A held or queued client gave up before its channel opened.
+                logger.debug("client left before its channel opened", metadata: ["client": "\(connection.peer)"])
+                drop(connection, reason: nil)
+            }
+        }
+    }
+
+    /// Milliseconds until the earliest deadline, or -1 (sleep until woken).
+    private func pollTimeout() -> Int32 {
+        var deadlines: [Instant] = []
+        if let attemptDeadline { deadlines.append(attemptDeadline) }
+        if let backoffUntil { deadlines.append(backoffUntil) }
+        if let bindRetryAt { deadlines.append(bindRetryAt) }
+        if let stopping { deadlines.append(stopping.deadline) }
+        if case .established(let session) = phase {
+            if let nextKeepalive { deadlines.append(nextKeepalive) }
+            if let deadPeer = deadPeerDeadline(session) { deadlines.append(deadPeer) }
+        }
+        for connection in connections.values where connection.phase == .held { deadlines.append(connection.holdDeadline) }
+        guard let earliest = deadlines.min() else { return -1 }
+        let wait = clock.now.duration(to: earliest)
+        if wait <= .zero { return 0 }
+        let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1
+        return Int32(clamping: ms)
+    }
+
+    // MARK: Commands and timers
+
+    private func handleCommand(_ command: TunnelCommand) {
+        let now = clock.now
+        switch command {
+        case .stop(let grace):
+            guard stopping == nil else { return }
+            logger.info("stopping", metadata: ["connections": "\(connections.count)"])
+            stopping = (clock.now.advanced(by: grace), false)
+            closeListener()
+            for connection in connections.values where connection.phase == .held || connection.phase == .queued {
+                drop(connection, reason: nil)
+            }
+        case .disable:
+            perform(machine.disable(now: now))
+        case .enable:
+            if listenFD < 0 { bindListener() }
+            perform(machine.enable(now: now))
+        case .reconnect:
+            logger.info("reconnect requested")
+            teardownSession(reason: "reconnect requested", graceful: true)
+            perform(machine.reconnectNow(now: now))
+        case .networkChanged:
+            if case .established(let session) = phase {
+                // Ask the peer for a sign of life now; the dead-peer rule decides.
+                nextKeepalive = now
+                session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
+            }
+            perform(machine.networkChanged(now: now))
+        }
+        publish(notify: true)
+    }
+
+    private func finishStop() {
+        for connection in connections.values { drop(connection, reason: nil) }
+        stopping?.done = true
+    }
+
+    private func handleTimers(_ now: Instant) {
+        if let at = bindRetryAt, now >= at {
+            bindRetryAt = nil
+            bindListener()
+        }
+        if let at = backoffUntil, now >= at {
+            backoffUntil = nil
+            perform(machine.deadlineReached(now: now))
+        }
+        if let at = attemptDeadline, now >= at {
+            attemptDeadline = nil
+            attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
+        }
+        for connection in connections.values where connection.phase == .held && now >= connection.holdDeadline {
+            logger.warning(
+                "closing a client held for \(config.holdTimeout) without a session",
+                metadata: ["client": "\(connection.peer)"])
+            drop(connection, reason: nil)
+        }
+        if case .established(let session) = phase, let deadPeer = deadPeerDeadline(session), now >= deadPeer {
+            let silence = Double(session.nanosSinceLastReceive) / 1e9
+            sessionLost("dead peer: nothing received for \(String(format: "%.1f", silence)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))")
+        }
+    }
+
+    func deadPeerDeadline(_ session: SSHSession) -> Instant? {
+        guard config.keepaliveInterval > .zero else { return nil }
+        let limit = config.keepaliveInterval * config.keepaliveCountMax
+        let silence = Duration.nanoseconds(Int64(session.nanosSinceLastReceive))
+        return clock.now.advanced(by: limit - silence)
+    }
+
+    /// Carries out what the reconnect machine decided.
+    func perform(_ action: ReconnectAction<Instant>) {
+        switch action {
+        case .none:
+            break
+        case .connect:
+            backoffUntil = nil
+            startAttempt()
+        case .waitUntil(let at):
+            teardownSession(reason: "backoff", graceful: false)
+            backoffUntil = at
+            logger.info("retrying in \(formatSeconds(clock.now.duration(to: at)))", metadata: ["failures": "\(machine.failures)"])
+        case .giveUp:
+            teardownSession(reason: "failed", graceful: false)
+            backoffUntil = nil
+            for connection in connections.values where connection.phase == .held || connection.phase == .queued {
+                drop(connection, reason: nil)
+            }
+            logger.error("tunnel failed and will not retry until told to: \(machine.lastError ?? "unknown error")")
+        case .disconnect:
+            teardownSession(reason: "disabled", graceful: true)
+            for connection in connections.values { drop(connection, reason: nil) }
+            closeListener()
+            backoffUntil = nil
+            logger.info("tunnel disabled")
+        }
+        publish(notify: true)
+    }
+
+    // MARK: Status
+
+    func publish(notify: Bool) {
+        let count = connections.values.filter { !$0.clientClosed }.count
+        let snapshot = (count, bytesIn, bytesOut)
+        if !notify && snapshot == published { return }
+        published = snapshot
+        let machine = self.machine
+        let now = clock.now
+        handle.update(notify: notify) { status in
+            if status.state != machine.state {
+                status.since = Date().addingTimeInterval(-seconds(machine.since.duration(to: now)))
+            }
+            status.state = machine.state
+            status.enabled = machine.state != .down
+            status.connections = count
+            status.bytesIn = bytesIn
+            status.bytesOut = bytesOut
+            status.reconnects = machine.reconnects
+            status.lastError = machine.lastError
+            status.acceptedTotal = acceptedTotal
+            status.refusedTotal = refusedTotal
+        }
+    }
+
+    // MARK: Listener
+
+    func bindListener() {
+        guard listenFD < 0 else { return }
+        do {
+            listenFD = try Listener.bind(config.local)
+            logger.info("listening", metadata: ["local": "\(config.local)"])
+            if !config.local.isLoopback {
+                logger.warning("listening on a non-loopback address: anyone who can reach \(config.local) can use this tunnel")
+            }
+            if machine.state == .failed, machine.lastError?.hasPrefix("cannot listen") == true {
+                perform(machine.reconnectNow(now: clock.now))
+            }
+        } catch {
+            let message = "cannot listen on \(config.local): \(error.description)"
+            if machine.lastError != message { logger.error("\(message)") }
+            // A busy port needs the operator, but it may also free itself: check again quietly.
+            if machine.state == .connecting || machine.state == .backoff || machine.state == .up {
+                teardownSession(reason: "no listener", graceful: false)
+                machine = machineFailedLocally(message)
+            }
+            bindRetryAt = clock.now.advanced(by: .seconds(5))
+            publish(notify: true)
+        }
+    }
+
+    private func machineFailedLocally(_ message: String) -> ReconnectMachine<Instant> {
+        var copy = machine
+        if copy.state != .connecting { _ = copy.reconnectNow(now: clock.now) }
+        _ = copy.attemptFailed(.local, message: message, now: clock.now, random: &random)
+        return copy
+    }
+
+    func closeListener() {
+        if listenFD >= 0 {
+            Posix.close(listenFD)
+            listenFD = -1
+        }
+        bindRetryAt = nil
+    }
+
+    private func acceptClients(_ now: Instant) {
+        for _ in 0..<256 {
+            let accepted: IOResult<(Int32, String)>
+            do {
+                accepted = try Posix.accept(listenFD)
+            } catch {
+                // EMFILE and friends: log, and let poll wake us again.
+                logger.error("accept failed: \(error)")
+                return
+            }
+            guard case .done(let (fd, peer)) = accepted else { return }
+            acceptedTotal += 1
+            progress = true
+            if machine.state == .failed || machine.state == .down {
+                // Nothing will come of waiting: refuse at once (reset), so the client learns now.
+                Posix.reset(fd)
+                continue
+            }
+            Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            let connection = ForwardedConnection(
+                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: now.advanced(by: config.holdTimeout),
+                bufferSize: bufferSize)
+            nextConnectionID += 1
+            connections[connection.id] = connection
+            if case .established = phase {
+                connection.phase = .queued
+                openQueue.append(connection.id)
+            } else {
+                logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
+            }
+        }
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+func formatSeconds(_ duration: Duration) -> String {
+    String(format: "%.2f s", seconds(duration))
+}

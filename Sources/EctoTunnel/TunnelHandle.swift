@@ -1,0 +1,91 @@
+import Dispatch
+import EctoConfig
+import Foundation
+import Logging
+import Synchronization
+
+/// A request to a tunnel's driver thread.
+public enum TunnelCommand: Sendable {
+    /// Stop accepting, let open connections finish for up to `grace`, disconnect, end the thread.
+    case stop(grace: Duration)
+    /// Disable (state `down`): close the session and the listener.
+    case disable
+    /// Enable again.
+    case enable
+    /// Drop the session and reconnect now, skipping backoff (also retries a `failed` tunnel).
+    case reconnect
+    /// The network changed or the machine resumed: check the session at once.
+    case networkChanged
+}
+
+/// The thread-safe face of one tunnel: other threads send it commands and read its status; the
+/// driver thread behind it owns every socket and libssh2 object.
+public final class TunnelHandle: Sendable {
+    public let name: String
+    let wakeup: WakeupFD
+    private let inbox = Mutex<[TunnelCommand]>([])
+    private let statusBox: Mutex<TunnelStatus>
+    private let finished = DispatchSemaphore(value: 0)
+    private let onChange: @Sendable (TunnelStatus) -> Void
+
+    /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
+    /// every state change.
+    public static func start(
+        config: TunnelConfig, logger: Logger, onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
+    ) throws(SystemError) -> TunnelHandle {
+        let handle = try TunnelHandle(config: config, onChange: onChange)
+        let thread = Thread {
+            let driver = TunnelDriver(config: config, handle: handle, logger: logger)
+            driver.run()
+            handle.finished.signal()
+        }
+        thread.name = "tunnel \(config.name)"
+        thread.stackSize = 512 * 1024
+        thread.start()
+        return handle
+    }
+
+    private init(config: TunnelConfig, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
+        self.name = config.name
+        self.wakeup = try WakeupFD()
+        self.onChange = onChange
+        self.statusBox = Mutex(
+            TunnelStatus(
+                name: config.name, state: config.enabled ? .connecting : .down, enabled: config.enabled,
+                target: config.target.description, local: config.local.description,
+                remote: config.remote.description))
+    }
+
+    /// Queues a command and wakes the driver.
+    public func send(_ command: TunnelCommand) {
+        inbox.withLock { $0.append(command) }
+        wakeup.signal()
+    }
+
+    /// The latest status snapshot.
+    public var status: TunnelStatus { statusBox.withLock { $0 } }
+
+    /// Blocks until the driver thread has ended (after `.stop`). Returns false on timeout.
+    @discardableResult
+    public func wait(timeout: Duration) -> Bool {
+        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        return finished.wait(timeout: .now() + .nanoseconds(Int(nanos))) == .success
+    }
+
+    // MARK: Driver side
+
+    func takeCommands() -> [TunnelCommand] {
+        inbox.withLock { commands in
+            defer { commands.removeAll(keepingCapacity: true) }
+            return commands
+        }
+    }
+
+    func update(notify: Bool, _ body: (inout TunnelStatus) -> Void) {
+        let snapshot = statusBox.withLock { status -> TunnelStatus in
+            body(&status)
+            return status
+        }
+        if notify { onChange(snapshot) }
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// A snapshot of one tunnel for status queries (the fields of the status contract).
+public struct TunnelStatus: Sendable, Equatable {
+    public var name: String
+    public var state: TunnelState
+    public var enabled: Bool
+    public var target: String
+    public var local: String
+    public var remote: String
+    /// Forwarded connections currently open (including ones held while reconnecting).
+    public var connections: Int
+    /// Payload bytes received from the remote side and delivered towards local clients.
+    public var bytesIn: UInt64
+    /// Payload bytes read from local clients and sent towards the remote side.
+    public var bytesOut: UInt64
+    /// Sessions established after the first one.
+    public var reconnects: Int
+    /// Wall-clock time of the last state change.
+    public var since: Date
+    public var lastError: String?
+    /// Connections accepted since start (for tests and benchmarks).
+    public var acceptedTotal: UInt64
+    /// Channel opens the server refused since start.
+    public var refusedTotal: UInt64
+
+    public init(name: String, state: TunnelState, enabled: Bool, target: String, local: String, remote: String) {
+        self.name = name
+        self.state = state
+        self.enabled = enabled
+        self.target = target
+        self.local = local
+        self.remote = remote
+        self.connections = 0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.reconnects = 0
+        self.since = Date()
+        self.lastError = nil
+        self.acceptedTotal = 0
+        self.refusedTotal = 0
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import EctoConfig
+import EctoDaemon
+import EctoSSH
+import Foundation
+import Logging
+
+@main
+struct EctoTunnelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ecto-tunnel",
+        abstract: "Keeps SSH LocalForward tunnels to remote gateways open, through libssh2.",
+        discussion: """
+            ecto-tunnel run starts the daemon in the foreground; it keeps every tunnel of the \
+            config file open, reconnecting with backoff, and checks the server's host key strictly \
+            against known_hosts. The config file is TOML; see docs/config.md.
+            """,
+        subcommands: [Run.self, Check.self]
+    )
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
+            valueName: "path"))
+    var config: String?
+
+    var configPath: String { config ?? ConfigLoader.defaultPath() }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the daemon in the foreground (what the systemd unit starts).",
+        discussion: """
+            Reads the config, binds every tunnel's local address (loopback only unless \
+            allow_non_loopback = true), and keeps one SSH session per tunnel open. Logs go to \
+            stderr (with syslog priorities under journald). SIGTERM or SIGINT stops gracefully: \
+            listeners close, open connections get --stop-grace to finish, sessions disconnect.
+            Exit status: 0 after a clean stop, 1 when the config is invalid.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .long, help: ArgumentHelp("Seconds open connections may continue after SIGTERM.", valueName: "seconds"))
+    var stopGrace: Double = 5
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of: trace, debug, info, notice, warning, error, critical")
+        }
+        guard stopGrace >= 0 else { throw ValidationError("--stop-grace must not be negative") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let journald = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, journald: journald) }
+        let logger = Logger(label: "ecto-tunnel")
+        SSHLibrary.initialize()
+        let daemon = Daemon(
+            options: .init(configPath: global.configPath, stopGrace: .milliseconds(Int64(stopGrace * 1000))), logger: logger)
+        let code = daemon.run()
+        SSHLibrary.shutdown()
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the config file offline.",
+        discussion: """
+            Parses the config and checks every tunnel: unknown keys, value types, addresses, \
+            loopback-only local addresses, duplicate local ports, and that the key, passphrase and \
+            known_hosts files exist. Every error names file:line and the key. Nothing is contacted.
+            Exit status: 0 when valid, 1 when not.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        do {
+            let config = try ConfigLoader.load(path: global.configPath)
+            print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
+            for tunnel in config.tunnels {
+                let state = tunnel.enabled ? "" : " (disabled)"
+                print("  \(tunnel.name): \(tunnel.local) -> \(tunnel.target) -> \(tunnel.remote)\(state)")
+            }
+        } catch {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Testing
+
+@testable import EctoTunnel
+
+@Suite struct ByteBufferTests {
+    @Test func boundedFillAndDrainInOrder() {
+        var buffer = ByteBuffer(capacity: 8)
+        #expect(buffer.isEmpty && buffer.hasSpace)
+        let wrote = buffer.fill { space in
+            for i in 0..<space.count { space[i] = UInt8(i) }
+            return space.count
+        }
+        #expect(wrote == 8)
+        #expect(!buffer.hasSpace && buffer.count == 8)
+        // A full buffer offers no space: this is the backpressure.
+        #expect(buffer.fill { $0.count } == 0)
+        var out: [UInt8] = []
+        _ = buffer.drain { bytes in out += bytes.prefix(3); return 3 }
+        _ = buffer.drain { bytes in out += bytes; return bytes.count }
+        #expect(out == Array(0..<8))
+        #expect(buffer.isEmpty && buffer.hasSpace)
+    }
+
+    @Test func partialDrainKeepsTheRest() {
+        var buffer = ByteBuffer(capacity: 4)
+        _ = buffer.fill { space in space.copyBytes(from: [1, 2, 3]); return 3 }
+        _ = buffer.drain { _ in 1 }
+        #expect(buffer.count == 2)
+        var rest: [UInt8] = []
+        _ = buffer.drain { bytes in rest = Array(bytes); return 0 }
+        #expect(rest == [2, 3])
+        #expect(buffer.count == 2)
+    }
+}

@@ -1,0 +1,212 @@
+import Testing
+
+@testable import EctoTunnel
+
+/// A manual instant: time moves only when a test says so.
+struct TestInstant: InstantProtocol, Sendable {
+    var offset: Duration
+    func advanced(by duration: Duration) -> TestInstant { TestInstant(offset: offset + duration) }
+    func duration(to other: TestInstant) -> Duration { other.offset - offset }
+    static func < (a: TestInstant, b: TestInstant) -> Bool { a.offset < b.offset }
+    static let zero = TestInstant(offset: .zero)
+}
+
+@Suite struct BackoffTests {
+    let policy = BackoffPolicy(initial: .seconds(1), maximum: .seconds(60))
+
+    @Test func nominalDelaysDoubleUpToTheCap() {
+        let expected: [Duration] = [.zero, .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(32), .seconds(60), .seconds(60)]
+        #expect((0...8).map { policy.nominalDelay(afterFailures: $0) } == expected)
+        #expect(policy.nominalDelay(afterFailures: 10_000) == .seconds(60))
+    }
+
+    @Test func jitterStaysWithinHalfToFullNominal() {
+        var random = SplitMix64(seed: 42)
+        for failures in 1...12 {
+            let nominal = policy.nominalDelay(afterFailures: failures)
+            var seen: Set<Int64> = []
+            for _ in 0..<500 {
+                let delay = policy.delay(afterFailures: failures, using: &random)
+                #expect(delay >= nominal / 2 && delay <= nominal, "failure \(failures): \(delay) outside [\(nominal / 2), \(nominal)]")
+                seen.insert(delay.components.attoseconds / 1_000_000 + delay.components.seconds * 1_000_000_000_000)
+            }
+            #expect(seen.count > 100, "jitter must actually vary (failure \(failures))")
+        }
+    }
+
+    @Test func jitterIsReproducibleWithASeed() {
+        var a = SplitMix64(seed: 7)
+        var b = SplitMix64(seed: 7)
+        let first = (1...10).map { policy.delay(afterFailures: $0, using: &a) }
+        let second = (1...10).map { policy.delay(afterFailures: $0, using: &b) }
+        #expect(first == second)
+    }
+
+    @Test func subSecondInitial() {
+        let fast = BackoffPolicy(initial: .milliseconds(250), maximum: .seconds(2))
+        #expect(fast.nominalDelay(afterFailures: 1) == .milliseconds(250))
+        #expect(fast.nominalDelay(afterFailures: 3) == .seconds(1))
+        #expect(fast.nominalDelay(afterFailures: 5) == .seconds(2))
+    }
+}
+
+@Suite struct ReconnectMachineTests {
+    typealias Machine = ReconnectMachine<TestInstant>
+    let policy = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), stableAfter: .seconds(30), authenticationAttempts: 3)
+
+    @Test func startsConnectingWhenEnabledAndDownWhenNot() {
+        let enabled = Machine(policy: policy, enabled: true, now: .zero)
+        #expect(enabled.state == .connecting)
+        #expect(enabled.initialAction() == .connect)
+        let disabled = Machine(policy: policy, enabled: false, now: .zero)
+        #expect(disabled.state == .down)
+        #expect(disabled.initialAction() == .none)
+    }
+
+    @Test func transportFailuresBackOffExponentiallyAndRetryForever() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 1)
+        var now = TestInstant.zero
+        for attempt in 1...50 {
+            let action = machine.attemptFailed(.transport, message: "connection refused", now: now, random: &random)
+            guard case .waitUntil(let at) = action else {
+                Issue.record("attempt \(attempt): expected waitUntil, got \(action)")
+                return
+            }
+            let nominal = policy.backoff.nominalDelay(afterFailures: attempt)
+            let waited = now.duration(to: at)
+            #expect(waited >= nominal / 2 && waited <= nominal)
+            #expect(machine.state == .backoff)
+            #expect(machine.deadlineReached(now: now.advanced(by: waited / 2)) == .none, "must not retry early")
+            now = at
+            #expect(machine.deadlineReached(now: now) == .connect)
+            #expect(machine.state == .connecting)
+        }
+        #expect(machine.failures == 50)
+        #expect(machine.lastError == "connection refused")
+    }
+
+    @Test func hostKeyProblemsFailAtOnce() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 1)
+        #expect(machine.attemptFailed(.hostKey, message: "HOST KEY CHANGED", now: .zero, random: &random) == .giveUp)
+        #expect(machine.state == .failed)
+        #expect(machine.lastError == "HOST KEY CHANGED")
+        // Nothing but the operator gets it out of failed.
+        #expect(machine.deadlineReached(now: TestInstant(offset: .seconds(3600))) == .none)
+        #expect(machine.networkChanged(now: TestInstant(offset: .seconds(3600))) == .none)
+        #expect(machine.reconnectNow(now: TestInstant(offset: .seconds(3601))) == .connect)
+        #expect(machine.state == .connecting)
+    }
+
+    @Test func authenticationRefusalsAreRetriedABoundedNumberOfTimes() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 3)
+        var now = TestInstant.zero
+        for _ in 1..<policy.authenticationAttempts {
+            guard case .waitUntil(let at) = machine.attemptFailed(.authentication, message: "refused", now: now, random: &random) else {
+                Issue.record("expected a retry")
+                return
+            }
+            now = at
+            #expect(machine.deadlineReached(now: now) == .connect)
+        }
+        #expect(machine.attemptFailed(.authentication, message: "refused", now: now, random: &random) == .giveUp)
+        #expect(machine.state == .failed)
+    }
+
+    @Test func aTransportFailureInBetweenDoesNotResetTheAuthenticationCount() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 3)
+        _ = machine.attemptFailed(.authentication, message: "refused", now: .zero, random: &random)
+        _ = machine.deadlineReached(now: TestInstant(offset: .seconds(10)))
+        _ = machine.attemptFailed(.transport, message: "reset", now: TestInstant(offset: .seconds(10)), random: &random)
+        _ = machine.deadlineReached(now: TestInstant(offset: .seconds(20)))
+        _ = machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(20)), random: &random)
+        _ = machine.deadlineReached(now: TestInstant(offset: .seconds(30)))
+        #expect(machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(30)), random: &random) == .giveUp)
+    }
+
+    @Test func failureCountResetsOnlyAfterAStableSession() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 9)
+        var now = TestInstant.zero
+        // Three failures, then up.
+        for _ in 0..<3 {
+            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "refused", now: now, random: &random) else { return }
+            now = at
+            _ = machine.deadlineReached(now: now)
+        }
+        #expect(machine.connected(now: now) == .none)
+        #expect(machine.state == .up)
+        // Dies after 5 s: not stable, the count goes on (4th failure: nominal 8 s).
+        now = now.advanced(by: .seconds(5))
+        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
+            Issue.record("expected backoff")
+            return
+        }
+        #expect(machine.failures == 4)
+        #expect(now.duration(to: at) >= .seconds(4))
+        now = at
+        _ = machine.deadlineReached(now: now)
+        _ = machine.connected(now: now)
+        // Dies after 31 s: stable, so it reconnects at once with a clean count.
+        now = now.advanced(by: .seconds(31))
+        #expect(machine.sessionLost(message: "reset", now: now, random: &random) == .connect)
+        #expect(machine.failures == 0)
+        #expect(machine.state == .connecting)
+    }
+
+    @Test func reconnectsCountOnlySessionsAfterTheFirst() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 9)
+        _ = machine.connected(now: .zero)
+        #expect(machine.reconnects == 0)
+        _ = machine.sessionLost(message: "x", now: TestInstant(offset: .seconds(40)), random: &random)
+        _ = machine.connected(now: TestInstant(offset: .seconds(41)))
+        #expect(machine.reconnects == 1)
+    }
+
+    @Test func sinceMovesOnlyOnStateChanges() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 2)
+        _ = machine.attemptFailed(.transport, message: "x", now: TestInstant(offset: .seconds(1)), random: &random)
+        #expect(machine.since == TestInstant(offset: .seconds(1)))
+        _ = machine.deadlineReached(now: TestInstant(offset: .seconds(2)))
+        #expect(machine.since == TestInstant(offset: .seconds(2)))
+        _ = machine.connected(now: TestInstant(offset: .seconds(3)))
+        #expect(machine.since == TestInstant(offset: .seconds(3)))
+        // A duplicate event changes nothing.
+        #expect(machine.connected(now: TestInstant(offset: .seconds(4))) == .none)
+        #expect(machine.since == TestInstant(offset: .seconds(3)))
+    }
+
+    @Test func networkChangeCutsBackoffShort() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 5)
+        _ = machine.attemptFailed(.transport, message: "unreachable", now: .zero, random: &random)
+        #expect(machine.state == .backoff)
+        #expect(machine.networkChanged(now: TestInstant(offset: .milliseconds(10))) == .connect)
+        #expect(machine.state == .connecting)
+        #expect(machine.retryAt == nil)
+    }
+
+    @Test func disableAndEnable() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 5)
+        _ = machine.connected(now: .zero)
+        #expect(machine.disable(now: TestInstant(offset: .seconds(1))) == .disconnect)
+        #expect(machine.state == .down)
+        #expect(machine.sessionLost(message: "late", now: TestInstant(offset: .seconds(2)), random: &random) == .none)
+        #expect(machine.reconnectNow(now: TestInstant(offset: .seconds(2))) == .none)
+        #expect(machine.enable(now: TestInstant(offset: .seconds(3))) == .connect)
+        #expect(machine.state == .connecting)
+    }
+
+    @Test func localProblemsFailAtOnce() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 5)
+        #expect(machine.attemptFailed(.local, message: "UNPROTECTED PRIVATE KEY", now: .zero, random: &random) == .giveUp)
+        #expect(machine.state == .failed)
+    }
+}

@@ -130,6 +130,9 @@ enum HostSyntax {
             throw AddressError("IPv6 addresses must be written in brackets, e.g. [::1]:22")
         }
         if colons == 0 {
+            if defaultPort == nil && !s.isEmpty && s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+                throw AddressError("missing host (expected host:port, e.g. 127.0.0.1:\(s))")
+            }
             if defaultPort == nil {
                 throw AddressError("missing port (expected \(example))")
             }

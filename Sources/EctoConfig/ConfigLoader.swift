@@ -647,7 +647,7 @@ private struct Validator {
             case (.strict, .missing):
                 error(
                     knownHostsOrigin,
-                    "\(TOMLWriter.quote(knownHostsPath)) does not exist; with host_key_policy = \"strict\" the server's key must already be in it (add it with ssh-keyscan, or use host_key_policy = \"accept-new\")")
+                    "\(TOMLWriter.quote(knownHostsPath)) does not exist; with host_key_policy = \"strict\" the server's key must already be in it: add it with ssh-keyscan, or set host_key_policy = \"accept-new\"")
             case (.acceptNew, .missing):
                 let dir = Self.directoryName(knownHostsPath)
                 if env.fileExists(dir) != .directory {

@@ -62,9 +62,6 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
     public var isAuthenticationRefused: Bool {
         code == LIBSSH2_ERROR_AUTHENTICATION_FAILED || code == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
     }
-
-    /// A private key could not be read or decrypted (wrong passphrase, unsupported format).
-    public var isKeyFileError: Bool { code == LIBSSH2_ERROR_FILE || code == LIBSSH2_ERROR_KEYFILE_AUTH_FAILED }
 }
 
 /// Which way the session's socket must become ready before a `wouldBlock` call is retried.

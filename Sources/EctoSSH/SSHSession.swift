@@ -50,12 +50,17 @@ public final class SSHSession {
     // MARK: Errors and readiness
 
     /// libssh2's last error on this session.
-    public func lastError(_ operation: String) -> SSHError {
+    /// libssh2's last error on this session. With `code` (a call's own return code), the session's
+    /// message is used only if it belongs to that code: some calls fail without recording one, and
+    /// a stale message would mislead.
+    public func lastError(_ operation: String, code: Int32? = nil) -> SSHError {
         var message: UnsafeMutablePointer<CChar>? = nil
         var length: Int32 = 0
-        let code = libssh2_session_last_error(raw, &message, &length, 0)
-        let text = message.map { String(cString: $0) } ?? "unknown error"
-        return SSHError(code: code, message: text.isEmpty ? "unknown error" : text, operation: operation)
+        let recorded = libssh2_session_last_error(raw, &message, &length, 0)
+        var text = message.map { String(cString: $0) } ?? ""
+        if let code, code != recorded { text = "" }
+        if text.isEmpty { text = "libssh2 error \(code ?? recorded)" }
+        return SSHError(code: code ?? recorded, message: text, operation: operation)
     }
 
     /// Which way the socket must become ready before the call that returned `wouldBlock` is retried.
@@ -68,7 +73,7 @@ public final class SSHSession {
     func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws(SSHError) -> SSHResult<Void> {
         if rc >= 0 { return .done(()) }
         if rc == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
-        throw lastError(operation())
+        throw lastError(operation(), code: rc)
     }
 
     // MARK: Transport accounting

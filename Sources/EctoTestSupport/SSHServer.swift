@@ -77,6 +77,7 @@ public final class SSHServer: @unchecked Sendable {
             directory.cleanup()
             throw error
         }
+        Reaping.serverCreated()
     }
 
     /// Creates and starts a server.
@@ -89,7 +90,10 @@ public final class SSHServer: @unchecked Sendable {
         return server
     }
 
-    deinit { cleanup() }
+    deinit {
+        cleanup()
+        Reaping.serverDestroyed()
+    }
 
     // MARK: Properties
 
@@ -182,7 +186,6 @@ public final class SSHServer: @unchecked Sendable {
         guard !state.withLock({ $0.cleanedUp }) else {
             throw TestSupportError(.serverFailed, "SSHServer was cleaned up")
         }
-        Reaping.becomeSubreaper()
         if geteuid() == 0 {
             // sshd's privilege separation directory (normally made by the service unit).
             mkdir("/run/sshd", 0o755)
@@ -279,6 +282,7 @@ public final class SSHServer: @unchecked Sendable {
 
     private func stopLocked(signal: Int32, killSessions: Bool, grace: Duration = .seconds(2)) {
         reapDetachedSessions()
+        defer { Reaping.reapAdoptedSSHD() }
         guard let process = state.withLock({ $0.process }) else { return }
         defer { state.withLock { $0.process = nil } }
         guard process.isRunning else { return }
@@ -290,7 +294,7 @@ public final class SSHServer: @unchecked Sendable {
                 Glibc.kill(pid, SIGCONT)
             }
         } else {
-            let detached = ProcessTree.descendants(of: process.pid)
+            let detached = ProcessTree.descendants(of: process.pid, includingZombies: true)
             state.withLock { $0.detachedSessions += detached }
         }
         process.signal(signal)
@@ -311,6 +315,7 @@ public final class SSHServer: @unchecked Sendable {
 
     /// Reaps detached sessions that have ended by now.
     private func reapDetachedSessions() {
+        Reaping.reapAdoptedSSHD()
         state.withLock { state in
             state.detachedSessions = Reaping.waitGone(state.detachedSessions, timeout: .zero)
         }
@@ -342,6 +347,7 @@ public final class SSHServer: @unchecked Sendable {
     /// accepted that is still open).
     public func sessionProcessIDs() -> [pid_t] {
         guard let listener = pid else { return [] }
+        Reaping.reapAdoptedSSHD()
         return ProcessTree.descendants(of: listener).filter { ProcessTree.stat($0)?.parent == listener }
     }
 
@@ -386,13 +392,48 @@ public final class SSHServer: @unchecked Sendable {
     }
 }
 
-/// Making the test process a child subreaper, and reaping the adopted processes.
+/// Making the test process a child subreaper, and reaping the sshd processes it adopts.
 ///
-/// When sshd's listener dies before its session processes, they are re-parented; here PID 1 does not
-/// reap, so they would stay behind as zombies. As a subreaper (`PR_SET_CHILD_SUBREAPER`), the test
-/// process adopts them instead, and `waitGone` reaps the ones it was waiting for (by pid only, so
-/// other children's statuses are never taken).
+/// sshd processes are re-parented whenever their parent dies first: sessions when the listener is
+/// stopped, and a session's pre-authentication child when the session ends before reaping it
+/// (seen after a client drops during key exchange). Here PID 1 reaps orphans only now and then, so
+/// they would linger as zombies, and a test could not tell "gone" from "not reaped yet". As a
+/// subreaper (`PR_SET_CHILD_SUBREAPER`) the test process adopts them instead, and reaps every adopted
+/// *sshd* zombie that is not a `Subprocess` of its own: during every server operation, and every
+/// 100 ms from a background thread while any `SSHServer` exists. Other children are never reaped
+/// here, so `Foundation.Process` and `Subprocess` keep their exit statuses.
 enum Reaping {
+    private static let servers = Locked<(count: Int, threadRunning: Bool)>((0, false))
+
+    /// Called by every `SSHServer` init; starts the background reaper if it is not running.
+    static func serverCreated() {
+        becomeSubreaper()
+        let startThread = servers.withLock { servers -> Bool in
+            servers.count += 1
+            defer { servers.threadRunning = true }
+            return !servers.threadRunning
+        }
+        guard startThread else { return }
+        let thread = Thread {
+            while true {
+                sleepBlocking(.milliseconds(100))
+                reapAdoptedSSHD()
+                let stop = servers.withLock { servers -> Bool in
+                    if servers.count == 0 { servers.threadRunning = false }
+                    return servers.count == 0
+                }
+                if stop { return }
+            }
+        }
+        thread.name = "EctoTestSupport.reaper"
+        thread.start()
+    }
+
+    /// Called by every `SSHServer` deinit; the reaper thread ends once none is left.
+    static func serverDestroyed() {
+        servers.withLock { $0.count -= 1 }
+    }
+
     private static let subreaper: Void = {
         typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
         if let symbol = dlsym(nil, "prctl") {
@@ -403,22 +444,35 @@ enum Reaping {
 
     static func becomeSubreaper() { _ = subreaper }
 
-    /// Waits until none of `pids` is alive; reaps those that were adopted by this process.
-    /// Returns the pids still alive after `timeout`.
+    /// Reaps every zombie child of this process named "sshd" that no `Subprocess` owns.
+    static func reapAdoptedSSHD() {
+        let me = getpid()
+        for pid in ProcessTree.allProcesses() {
+            guard let info = ProcessTree.stat(pid), info.parent == me, info.state == "Z", info.name == "sshd",
+                !LiveProcesses.contains(pid)
+            else { continue }
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+        }
+    }
+
+    /// Waits until none of `pids` exists any more, reaping those this process adopted. A zombie whose
+    /// parent is another living process is still waited for: that parent reaps it, or dies first and
+    /// hands it to us (a zombie left to PID 1 counts as gone: nothing can be done about it).
+    /// Returns the pids still there after `timeout`.
     static func waitGone(_ pids: [pid_t], timeout: Duration) -> [pid_t] {
         let deadline = ContinuousClock.now.advanced(by: timeout)
+        let me = getpid()
         var remaining = pids
         while true {
             remaining = remaining.filter { pid in
                 guard let info = ProcessTree.stat(pid) else { return false }
-                if info.state == "Z" || info.state == "X" {
-                    if info.parent == getpid() {
-                        var status: Int32 = 0
-                        _ = waitpid(pid, &status, WNOHANG)
-                    }
-                    return info.parent == getpid() && ProcessTree.stat(pid) != nil
+                guard info.state == "Z" || info.state == "X" else { return true }
+                if info.parent == me {
+                    var status: Int32 = 0
+                    return waitpid(pid, &status, WNOHANG) != pid
                 }
-                return true
+                return info.parent != 1
             }
             if remaining.isEmpty || ContinuousClock.now >= deadline { return remaining }
             sleepBlocking(.milliseconds(5))

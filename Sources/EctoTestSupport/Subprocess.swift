@@ -361,6 +361,10 @@ enum LiveProcesses {
         entries.withLock { $0[pid]?.tree = true }
     }
 
+    static func contains(_ pid: pid_t) -> Bool {
+        entries.withLock { $0[pid] != nil }
+    }
+
     static func unregister(_ pid: pid_t) {
         _ = entries.withLock { $0.removeValue(forKey: pid) }
     }
@@ -373,19 +377,26 @@ enum LiveProcesses {
             }
             Glibc.kill(entry.group ? -pid : pid, SIGKILL)
         }
+        Reaping.reapAdoptedSSHD()
     }
 }
 
 /// Reads the process tree from /proc.
 public enum ProcessTree {
-    /// (parent pid, state letter) of `pid`, or nil if there is no such process.
-    static func stat(_ pid: pid_t) -> (parent: pid_t, state: Character)? {
+    /// (parent pid, state letter, command name) of `pid`, or nil if there is no such process.
+    static func stat(_ pid: pid_t) -> (parent: pid_t, state: Character, name: Substring)? {
         guard let text = readFileString("/proc/\(pid)/stat"),
+            let open = text.firstIndex(of: "("),
             let close = text.lastIndex(of: ")")
         else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count >= 2, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
-        return (parent, state)
+        return (parent, state, text[text.index(after: open)..<close])
+    }
+
+    /// Every pid in /proc.
+    static func allProcesses() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
     }
 
     /// True if the process exists and is not a zombie.
@@ -401,12 +412,12 @@ public enum ProcessTree {
             .trimmingCharacters(in: .whitespaces)
     }
 
-    /// All living descendants of `root` (children, grandchildren, ...), not `root` itself.
-    public static func descendants(of root: pid_t) -> [pid_t] {
+    /// The descendants of `root` (children, grandchildren, ...), not `root` itself; zombies (ended,
+    /// not yet reaped) only if asked for.
+    public static func descendants(of root: pid_t, includingZombies: Bool = false) -> [pid_t] {
         var children: [pid_t: [pid_t]] = [:]
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        for entry in entries {
-            guard let pid = pid_t(entry), let info = stat(pid), info.state != "Z" else { continue }
+        for pid in allProcesses() {
+            guard let info = stat(pid), includingZombies || info.state != "Z" else { continue }
             children[info.parent, default: []].append(pid)
         }
         var result: [pid_t] = []
@@ -421,12 +432,13 @@ public enum ProcessTree {
     }
 
     /// Stops `root` and all its descendants with SIGSTOP (so none can fork while we look) and returns
-    /// the descendants. Send the signal you want, then SIGCONT to the same pids and `root`.
+    /// the descendants, zombies included (so that whoever adopts them can reap them). Send the
+    /// signal you want, then SIGCONT to the same pids and `root`.
     static func freeze(_ root: pid_t) -> [pid_t] {
         Glibc.kill(root, SIGSTOP)
         var frozen = Set<pid_t>()
         for _ in 0..<5 {
-            let found = Set(descendants(of: root))
+            let found = Set(descendants(of: root, includingZombies: true))
             let new = found.subtracting(frozen)
             if new.isEmpty { break }
             for pid in new { Glibc.kill(pid, SIGSTOP) }

@@ -335,7 +335,9 @@ final class Authenticator {
                     return true
                 } catch {
                     if error.isTransportFailure { throw AttemptFailure(.transport, error.description) }
-                    if error.isKeyFileError {
+                    if !error.isAuthenticationRefused {
+                        // Not the server's verdict: libssh2 could not use the key (wrong
+                        // passphrase shows up as a protocol error, "Private key unpack failed").
                         let hint = key.passphrase == nil && key.isEncryptedOpenSSHKey
                             ? "the key is encrypted: set identity_passphrase_file or identity_passphrase_credential"
                             : key.passphrase != nil ? "wrong passphrase, or an unsupported key format (use ed25519 or ecdsa)"

@@ -1,4 +1,3 @@
-import CEctoLinux
 import EctoConfig
 import EctoHostKeys
 import EctoSSH
@@ -145,8 +144,10 @@ final class TunnelDriver {
                 events |= Int16(POLLIN)
             }
             if connection.clientWriteBlocked { events |= Int16(POLLOUT) }
-            if events == 0 && connection.phase != .open { events = ECTO_POLLRDHUP }
-            guard events != 0 else { continue }
+            // A connection still waiting for its channel is polled for nothing: poll reports
+            // POLLHUP/POLLERR regardless, which is how we learn that its client is gone. (A
+            // half-close, POLLRDHUP, is not "gone": the client may still want the reply.)
+            guard events != 0 || connection.phase != .open else { continue }
             fds.append(pollfd(fd: connection.fd, events: events, revents: 0))
             owners.append(connection.id)
         }
@@ -158,7 +159,7 @@ final class TunnelDriver {
             guard revents != 0, let connection = connections[id] else { continue }
             if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { connection.clientReadable = true }
             if revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 { connection.clientWriteBlocked = false }
-            if connection.phase != .open && revents & (ECTO_POLLRDHUP | Int16(POLLHUP | POLLERR)) != 0 {
+            if connection.phase != .open && revents & Int16(POLLHUP | POLLERR) != 0 {
                 // A held or queued client gave up before its channel opened.
                 logger.debug("client left before its channel opened", metadata: ["client": "\(connection.peer)"])
                 drop(connection, reason: nil)

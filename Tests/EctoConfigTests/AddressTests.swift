@@ -55,6 +55,7 @@ import Testing
         ("127.0.0.1:", "missing port number"),
         ("127.0.0.1", "missing port"),
         ("localhost", "missing port"),
+        ("18789", "missing host (expected host:port, e.g. 127.0.0.1:18789)"),
         (":80", "missing host"),
         ("", "empty address"),
         ("::1:80", "must be written in brackets"),

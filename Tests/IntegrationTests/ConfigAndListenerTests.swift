@@ -1,0 +1,130 @@
+import EctoTestSupport
+import Foundation
+import Testing
+
+@Suite("check, config errors and local ports (real binary)")
+struct ConfigAndListenerTests {
+    @Test("check reports every error with file, line and key, and exits 1")
+    func checkReportsErrors() throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let path = try directory.write(
+            "config.toml",
+            """
+            # a config with three mistakes
+            [tunnels.gw]
+            target = "ops@gw.example.net:22"
+            locl = "127.0.0.1:18789"
+            local = "127.0.0.1:99999"
+            remote = "127.0.0.1:18789"
+            known_hosts = "\(directory.path)/no-such-known-hosts"
+
+            """)
+        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(path):4"), "unknown key at line 4: \(result.stderr)")
+        #expect(result.stderr.contains("locl"))
+        #expect(result.stderr.contains("did you mean local"))
+        #expect(result.stderr.contains("\(path):5"), "bad port at line 5: \(result.stderr)")
+        #expect(result.stderr.contains("tunnels.gw.local"))
+        #expect(result.stderr.contains("\(path):7"), "missing known_hosts at line 7: \(result.stderr)")
+    }
+
+    @Test("check accepts a good config and lists the tunnels")
+    func checkAcceptsGoodConfig() throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let knownHosts = try directory.write("known_hosts", "")
+        let path = try directory.write(
+            "config.toml",
+            """
+            [tunnels.gw]
+            target = "ops@gw.example.net:2222"
+            local = "127.0.0.1:18789"
+            remote = "127.0.0.1:18789"
+            known_hosts = "\(knownHosts)"
+
+            """)
+        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("gw: 127.0.0.1:18789 -> ops@gw.example.net:2222 -> 127.0.0.1:18789"))
+    }
+
+    @Test("run refuses an invalid config with its errors")
+    func runRefusesBadConfig() throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let path = try directory.write("config.toml", "[tunnels.gw]\ntarget = 42\n")
+        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path], timeout: .seconds(20))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(path):2"))
+    }
+
+    @Test("check names a missing config file")
+    func missingConfigFile() throws {
+        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", "/nonexistent/ecto.toml"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("/nonexistent/ecto.toml"))
+    }
+
+    @Test("a local port already in use is named with its holder; the other tunnels keep running")
+    func portInUse() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let busyPort = try FreePort.probe()
+        let squatter = try EchoServer(port: busyPort)  // holds the port
+        defer { squatter.stop() }
+        let echo = try EchoServer()
+        let goodPort = try FreePort.probe()
+        try fixture.writeConfig(
+            fixture.tunnel("busy", localPort: busyPort, remotePort: echo.port)
+                + fixture.tunnel("good", localPort: goodPort, remotePort: echo.port))
+        try fixture.startDaemon()
+        try await fixture.waitForLog("cannot listen on 127.0.0.1:\(busyPort): address already in use")
+        #expect(fixture.daemonLog.contains("held by pid \(getpid())"), "the holder should be named: \(fixture.daemonLog)")
+        try await fixture.waitForLog("] connected")
+        #expect(try await offload { try echoRoundTrip(port: goodPort, seed: 21, count: 10_000) })
+        #expect(squatter.connectionsAccepted == 0)
+    }
+
+    @Test("listeners bind loopback only by default")
+    func loopbackOnly() throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let knownHosts = try directory.write("known_hosts", "")
+        let path = try directory.write(
+            "config.toml",
+            """
+            [tunnels.gw]
+            target = "ops@gw.example.net"
+            local = "0.0.0.0:18789"
+            remote = "127.0.0.1:18789"
+            known_hosts = "\(knownHosts)"
+
+            """)
+        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("\(path):3"))
+        #expect(result.stderr.contains("allow_non_loopback"))
+    }
+
+    @Test("SIGTERM stops the daemon cleanly with connections open")
+    func gracefulStop() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let echo = try EchoServer()
+        let localPort = try FreePort.probe()
+        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
+        let daemon = try fixture.startDaemon(arguments: ["--stop-grace", "1"])
+        try await fixture.waitForLog("] connected")
+        let client = try TCPClient.connect(port: localPort)
+        defer { client.close() }
+        try client.sendAll("ping")
+        #expect(try client.receive(exactly: 4) == Array("ping".utf8))
+        daemon.signal(SIGTERM)
+        let code = await daemon.waitExit(timeout: .seconds(10))
+        #expect(code == 0, "exit code \(String(describing: code)); log:\n\(fixture.daemonLog)")
+        #expect(client.waitForClose(timeout: .seconds(2)))
+        #expect(fixture.daemonLog.contains("tunnel stopped"))
+    }
+}

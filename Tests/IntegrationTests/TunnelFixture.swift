@@ -1,0 +1,98 @@
+import EctoTestSupport
+import Foundation
+import Testing
+
+/// A real OpenSSH sshd on loopback, a client key it accepts, a known_hosts that trusts it, and the
+/// real `ecto-tunnel` binary run as a subprocess against a config written per test.
+final class TunnelFixture: @unchecked Sendable {
+    let directory: TestDirectory
+    let server: SSHServer
+    let clientKey: KeyPair
+    let knownHosts: String
+    let configPath: String
+    private(set) var daemon: Subprocess?
+
+    init(hostKeyType: String = "ed25519", clientKeyType: String = "ed25519", trustHost: Bool = true, authorize: Bool = true,
+         sshdOptions: [String] = []) throws {
+        directory = try TestDirectory(prefix: "ecto-it")
+        server = try SSHServer(hostKeyType: hostKeyType, extraConfig: sshdOptions)
+        clientKey = try KeyPair.generate(type: clientKeyType, in: directory, name: "id_client")
+        if authorize { try server.authorize(clientKey) }
+        knownHosts = directory.file("known_hosts")
+        if trustHost {
+            try server.writeKnownHosts(to: knownHosts)
+        } else {
+            _ = try directory.write("known_hosts", "")
+        }
+        configPath = directory.file("config.toml")
+        try server.start()
+    }
+
+    deinit { cleanup() }
+
+    func cleanup() {
+        if let daemon, daemon.isRunning { _ = daemon.terminate(grace: .seconds(3)) }
+        server.cleanup()
+        directory.cleanup()
+    }
+
+    var target: String { "\(server.user)@127.0.0.1:\(server.port)" }
+
+    /// One `[tunnels.NAME]` table with fast retry settings for tests; `extra` lines override.
+    func tunnel(
+        _ name: String = "t", localPort: UInt16, remotePort: UInt16, identity: Bool = true, extra: [String] = []
+    ) -> String {
+        var lines = [
+            "[tunnels.\(name)]",
+            "target = \"\(target)\"",
+            "local = \"127.0.0.1:\(localPort)\"",
+            "remote = \"127.0.0.1:\(remotePort)\"",
+            "known_hosts = \"\(knownHosts)\"",
+            "backoff_initial = \"100ms\"",
+            "backoff_max = \"500ms\"",
+            "connect_timeout = \"5s\"",
+        ]
+        if identity { lines.append("identity_file = \"\(clientKey.privatePath)\"") }
+        let overridden = Set(extra.compactMap { $0.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) })
+        lines = lines.filter { line in
+            guard let key = line.split(separator: "=").first?.trimmingCharacters(in: .whitespaces) else { return true }
+            return !overridden.contains(key)
+        }
+        return (lines + extra).joined(separator: "\n") + "\n"
+    }
+
+    func writeConfig(_ text: String) throws {
+        _ = try directory.write("config.toml", text)
+    }
+
+    /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one).
+    @discardableResult
+    func startDaemon(environment: [String: String] = [:], arguments: [String] = ["--log-level", "debug"]) throws -> Subprocess {
+        var env = ProcessInfo.processInfo.environment
+        env["SSH_AUTH_SOCK"] = nil
+        for (key, value) in environment { env[key] = value }
+        let process = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", configPath] + arguments, environment: env,
+            stdoutPath: directory.file("daemon.out"), stderrPath: directory.file("daemon.log"))
+        daemon = process
+        return process
+    }
+
+    var daemonLog: String { daemon?.stderr() ?? "" }
+
+    func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
+        try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
+            self.daemonLog.components(separatedBy: text).count - 1 >= count
+        }
+    }
+
+    /// Runs the CLI to completion (for `check` and friends).
+    func runCLI(_ arguments: [String]) throws -> CommandResult {
+        try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), arguments)
+    }
+}
+
+func mbPerSecond(_ bytes: Int, _ elapsed: Duration) -> String {
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return String(format: "%.1f MB/s", Double(bytes) / 1e6 / seconds)
+}

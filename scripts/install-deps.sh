@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what ecto-tunnel's build, tests and demo need on Debian 12 (bookworm). Idempotent: when
+# everything is present it does nothing and needs no root. Works as root, or through sudo.
+# Quiet unless something fails. It never downloads a Swift toolchain: it only checks for one.
+set -euo pipefail
+
+packages=(
+    libssh2-1-dev pkg-config          # build: the CLibSSH2 system library (found by pkg-config)
+    git ca-certificates make          # build: SwiftPM fetches its dependencies with git over https
+    gcc libc6-dev libstdc++-12-dev    # build: what the Swift toolchain links against
+    tzdata
+    openssh-server openssh-client     # tests and demo: a real sshd, ssh, ssh-keygen, ssh-agent, ssh-add
+    socat curl python3                # demo and test helpers
+    iptables iproute2                 # fault tests: network namespaces, DROP/REJECT rules, tc
+    procps psmisc lsof                # pgrep/pkill, fuser/killall, lsof
+    util-linux                        # unshare, nsenter, setpriv
+    systemd                           # `ecto-tunnel install` unit checks and the systemd --user tests
+)
+
+fail() {
+    echo "install-deps: $*" >&2
+    exit 1
+}
+
+missing=()
+for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    [ "$status" = installed ] || missing+=("$package")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        as_root=()
+    elif command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        fail "need root (or sudo) to install: ${missing[*]}"
+    fi
+    log=$(mktemp /tmp/install-deps.XXXXXX)
+    trap 'rm -f "$log"' EXIT
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${as_root[@]}" apt-get update -q >"$log" 2>&1; then
+        cat "$log" >&2
+        fail "apt-get update failed"
+    fi
+    if ! "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+        cat "$log" >&2
+        fail "apt-get install failed for: ${missing[*]}"
+    fi
+fi
+
+# The Swift toolchain is not a Debian package: it must already be on PATH or in /opt/swift.
+if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
+    fail "no Swift toolchain: put swift on PATH or unpack Swift 6 into /opt/swift (so that
+/opt/swift/usr/bin/swift exists); see https://www.swift.org/install/linux/"
+fi

@@ -156,8 +156,6 @@ struct KeySpec {
         KeySpec(name: "backoff_initial", kind: .duration(positive: true)),
         KeySpec(name: "backoff_max", kind: .duration(positive: true)),
         KeySpec(name: "hold_timeout", kind: .duration(positive: false)),
-        KeySpec(name: "drain_timeout", kind: .duration(positive: false)),
-        KeySpec(name: "sessions", kind: .int(TunnelDefaults.sessionsRange)),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -704,8 +702,6 @@ private struct Validator {
             backoffInitial: backoffInitial,
             backoffMax: backoffMax,
             holdTimeout: dur("hold_timeout", TunnelDefaults.holdTimeout),
-            drainTimeout: dur("drain_timeout", TunnelDefaults.drainTimeout),
-            sessions: pick("sessions")?.int ?? TunnelDefaults.sessions,
             line: t.line)
     }
 

@@ -37,8 +37,6 @@ public struct TunnelConfig: Sendable, Equatable {
     public var backoffInitial: Duration
     public var backoffMax: Duration
     public var holdTimeout: Duration
-    public var drainTimeout: Duration
-    public var sessions: Int
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -62,8 +60,6 @@ public struct TunnelConfig: Sendable, Equatable {
         backoffInitial: Duration = TunnelDefaults.backoffInitial,
         backoffMax: Duration = TunnelDefaults.backoffMax,
         holdTimeout: Duration = TunnelDefaults.holdTimeout,
-        drainTimeout: Duration = TunnelDefaults.drainTimeout,
-        sessions: Int = TunnelDefaults.sessions,
         line: Int = 0
     ) {
         self.name = name
@@ -85,8 +81,6 @@ public struct TunnelConfig: Sendable, Equatable {
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
         self.holdTimeout = holdTimeout
-        self.drainTimeout = drainTimeout
-        self.sessions = sessions
         self.line = line
     }
 }
@@ -99,9 +93,6 @@ public enum TunnelDefaults {
     public static let backoffInitial: Duration = .seconds(1)
     public static let backoffMax: Duration = .seconds(60)
     public static let holdTimeout: Duration = .seconds(10)
-    public static let drainTimeout: Duration = .seconds(30)
-    public static let sessions = 1
-    public static let sessionsRange: ClosedRange<Int> = 1...16
 }
 
 /// A loaded, validated configuration file.

@@ -38,8 +38,6 @@ import Testing
             backoff_initial = "500ms"
             backoff_max = "2m"
             hold_timeout = 0
-            drain_timeout = "1h"
-            sessions = 16
 
             [tunnels.office-v6]
             ssh_host = "office"
@@ -72,8 +70,6 @@ import Testing
             backoffInitial: .milliseconds(500),
             backoffMax: .seconds(120),
             holdTimeout: .zero,
-            drainTimeout: .seconds(3600),
-            sessions: 16,
             line: 6)
         #expect(config.tunnels[0] == gw)
         let office = TunnelConfig(
@@ -88,7 +84,7 @@ import Testing
             hostKeyPolicy: .strict,
             keepaliveInterval: .seconds(20),
             connectTimeout: .seconds(5),
-            line: 27)
+            line: 25)
         #expect(config.tunnels[1] == office)
     }
 
@@ -108,8 +104,6 @@ import Testing
         #expect(t.backoffInitial == .seconds(1))
         #expect(t.backoffMax == .seconds(60))
         #expect(t.holdTimeout == .seconds(10))
-        #expect(t.drainTimeout == .seconds(30))
-        #expect(t.sessions == 1)
         #expect(t.line == 1)
     }
 
@@ -122,7 +116,6 @@ import Testing
             identity_file = "/keys/shared"
             keepalive_interval = "30s"
             keepalive_count_max = 7
-            sessions = 2
             enabled = false
             host_key_policy = "accept-new"
 
@@ -136,7 +129,7 @@ import Testing
             local = "127.0.0.1:1002"
             remote = "127.0.0.1:1"
             user = "admin"
-            sessions = 3
+            keepalive_count_max = 4
             enabled = true
             keepalive_interval = 0
 
@@ -152,18 +145,22 @@ import Testing
         #expect(ts[0].identityFile == "/keys/shared")
         #expect(ts[0].keepaliveInterval == .seconds(30))
         #expect(ts[0].keepaliveCountMax == 7)
-        #expect(ts[0].sessions == 2)
         #expect(ts[0].enabled == false)
         #expect(ts[0].hostKeyPolicy == .acceptNew)
-        // b: the table's own keys win; `user` overrides the user in target.
+        // b: the table's own keys win; `user` overrides the user in target; keys it does not set
+        // still come from [defaults].
         #expect(ts[1].target.user == "admin")
-        #expect(ts[1].sessions == 3)
+        #expect(ts[1].keepaliveCountMax == 4)
         #expect(ts[1].enabled == true)
         #expect(ts[1].keepaliveInterval == .zero)
-        #expect(ts[1].keepaliveCountMax == 7)
-        // c: the user written in target beats [defaults] user.
+        #expect(ts[1].identityFile == "/keys/shared")
+        #expect(ts[1].hostKeyPolicy == .acceptNew)
+        // c: the user written in target beats [defaults] user; the rest comes from [defaults].
         #expect(ts[2].target.user == "ops")
-        #expect(ts[2].line == 24)
+        #expect(ts[2].keepaliveCountMax == 7)
+        #expect(ts[2].keepaliveInterval == .seconds(30))
+        #expect(ts[2].enabled == false)
+        #expect(ts[2].line == 23)
     }
 
     @Test func defaultUserIsLoginName() throws {
@@ -229,6 +226,18 @@ import Testing
             contains: "unknown key (known keys: target, ssh_host")
     }
 
+    /// `sessions` and `drain_timeout` are not implemented, so they are not accepted either.
+    @Test(arguments: ["sessions = 2", "drain_timeout = \"30s\""])
+    func unimplementedKeysAreUnknown(line: String) {
+        let key = String(line.prefix { $0 != " " })
+        expectSingleError(
+            "[tunnels.gw]\n\(validBody)\n\(line)\n", line: 5, key: "tunnels.gw.\(key)",
+            contains: "unknown key (known keys: target, ssh_host")
+        expectSingleError(
+            "[defaults]\n\(line)\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.\(key)",
+            contains: "unknown key")
+    }
+
     @Test func unknownKeyInDefaults() {
         expectSingleError(
             "[defaults]\nconect_timeout = 5\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.conect_timeout",
@@ -287,13 +296,13 @@ import Testing
     }
 
     @Test func syntaxErrorHasColumnAndDescription() {
-        let errors = configErrors("[tunnels.a]\n\(validBody)\nsessions = two\n")
+        let errors = configErrors("[tunnels.a]\n\(validBody)\nkeepalive_count_max = two\n")
         #expect(errors.count == 1)
         let e = errors.first
         #expect(e?.line == 5)
-        #expect(e?.column == 12)
+        #expect(e?.column == 23)
         #expect(e?.key == nil)
-        #expect(e?.description.hasPrefix("/cfg/config.toml:5:12: invalid value two") == true)
+        #expect(e?.description.hasPrefix("/cfg/config.toml:5:23: invalid value two") == true)
     }
 
     @Test func syntaxErrorInRequiredKeyIsNotAlsoMissing() {
@@ -308,10 +317,9 @@ import Testing
 @Suite struct ValueErrors {
     @Test(arguments: [
         ("enabled = \"yes\"", "tunnels.a.enabled", "expected true or false, got string \"yes\""),
-        ("sessions = 1.0", "tunnels.a.sessions", "expected an integer 1-16, got float 1.0"),
-        ("sessions = 17", "tunnels.a.sessions", "17 is out of range: must be 1-16"),
-        ("sessions = 0", "tunnels.a.sessions", "must be 1-16"),
-        ("keepalive_count_max = 0", "tunnels.a.keepalive_count_max", "must be at least 1"),
+        ("keepalive_count_max = 1.0", "tunnels.a.keepalive_count_max", "expected an integer ≥ 1, got float 1.0"),
+        ("keepalive_count_max = 0", "tunnels.a.keepalive_count_max", "0 is too small: must be at least 1"),
+        ("keepalive_count_max = -3", "tunnels.a.keepalive_count_max", "-3 is too small: must be at least 1"),
         ("keepalive_count_max = \"3\"", "tunnels.a.keepalive_count_max", "expected an integer ≥ 1, got string \"3\""),
         ("keepalive_interval = \"15 sec\"", "tunnels.a.keepalive_interval", "\"15 sec\" is not a valid duration"),
         ("keepalive_interval = -1", "tunnels.a.keepalive_interval", "-1 is not a valid duration: must not be negative"),

@@ -64,14 +64,21 @@ import Testing
             backoff_initial = "250ms"
             backoff_max = "1m30s"
             hold_timeout = "1h"
-            drain_timeout = 45
+
+            [tunnels.b]
+            target = "ops@gw.example.net"
+            local = "127.0.0.1:18790"
+            remote = "127.0.0.1:18789"
+            hold_timeout = 45
             """
-        let t = try parseConfig(text).tunnels[0]
+        let ts = try parseConfig(text).tunnels
+        #expect(ts.count == 2)
+        let t = try #require(ts.first)
         #expect(t.keepaliveInterval == .zero)
         #expect(t.connectTimeout == .milliseconds(2500))
         #expect(t.backoffInitial == .milliseconds(250))
         #expect(t.backoffMax == .seconds(90))
         #expect(t.holdTimeout == .seconds(3600))
-        #expect(t.drainTimeout == .seconds(45))
+        #expect(ts[1].holdTimeout == .seconds(45))
     }
 }

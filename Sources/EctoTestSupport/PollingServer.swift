@@ -67,13 +67,10 @@ protocol ConnectionBehaviour: AnyObject {
     func receivedEOF(output: ByteQueue)
     /// `output` has drained: append more if there is more to send.
     func refill(output: ByteQueue)
-    /// The connection ended (finished, reset or server stopped).
-    func closed(finished: Bool)
 }
 
 extension ConnectionBehaviour {
     func refill(output: ByteQueue) {}
-    func closed(finished: Bool) {}
 }
 
 /// Counters of a running server.
@@ -307,7 +304,6 @@ final class PollingServer: @unchecked Sendable {
         if orderly { shutdown(connection.fd, Int32(SHUT_WR)) }
         close(connection.fd)
         connection.isClosed = true
-        connection.behaviour.closed(finished: orderly)
         state.withLock {
             $0.counters.active -= 1
             if !orderly && !serverStopping { $0.counters.failed += 1 }

@@ -49,7 +49,8 @@ public final class Subprocess: @unchecked Sendable {
     ///   - stdoutPath, stderrPath: files for the output (created, truncated unless `appendOutput`);
     ///     default: files in a private temporary directory removed on deinit. Both may be the same.
     ///   - stdinPath: a file for stdin; default /dev/null.
-    ///   - newProcessGroup: put the child in a process group of its own.
+    ///   - newProcessGroup: put the child in a process group of its own, so that `signal`,
+    ///     `terminate` and deinit reach the processes it forks too (e.g. a shell script's children).
     public init(
         _ executable: String,
         _ arguments: [String] = [],
@@ -135,10 +136,7 @@ public final class Subprocess: @unchecked Sendable {
     }
 
     deinit {
-        if reap(blocking: false) == nil {
-            sendSignal(SIGKILL)
-            _ = reap(blocking: true)
-        }
+        kill()
         ownedOutputDirectory?.cleanup()
     }
 
@@ -193,22 +191,27 @@ public final class Subprocess: @unchecked Sendable {
         }
     }
 
-    /// SIGTERM, then SIGKILL if it is still running after `grace`; returns how it ended.
+    /// SIGTERM, then SIGKILL if it is still running after `grace`; returns how it ended. With
+    /// `newProcessGroup`, the whole group gets the signals (and the members it leaves are reaped).
     @discardableResult
     public func terminate(grace: Duration = .seconds(2)) -> Termination {
         if let done = reap(blocking: false) { return done }
         sendSignal(SIGTERM)
-        if let done = waitTermination(timeout: grace) { return done }
-        sendSignal(SIGKILL)
-        return reap(blocking: true)!
+        if let done = waitTermination(timeout: grace) {
+            if ownsProcessGroup { Reaping.reapKilledGroup(pid) }
+            return done
+        }
+        return kill()
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL (to the group with `newProcessGroup`) and reap.
     @discardableResult
     public func kill() -> Termination {
         if let done = reap(blocking: false) { return done }
         sendSignal(SIGKILL)
-        return reap(blocking: true)!
+        let done = reap(blocking: true)!
+        if ownsProcessGroup { Reaping.reapKilledGroup(pid) }
+        return done
     }
 
     private func sendSignal(_ signal: Int32) {
@@ -253,10 +256,7 @@ public final class Subprocess: @unchecked Sendable {
         let directories = path.split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin"]
         for directory in directories where !directory.isEmpty {
             let candidate = directory + "/" + executable
-            var info = stat()
-            if access(candidate, X_OK) == 0, stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
-                return candidate
-            }
+            if isExecutableFile(candidate) { return candidate }
         }
         throw TestSupportError(.notFound, "\(executable) not found in PATH, /usr/sbin or /sbin")
     }
@@ -337,117 +337,6 @@ enum SpawnExtensions {
     }()
 }
 
-/// Every child this module started and has not reaped yet, killed by an `atexit` hook so that a
-/// test run that ends with leaked objects leaves no sshd or daemon behind. (A crash of the test
-/// process itself cannot be covered this way.)
-enum LiveProcesses {
-    private struct Entry {
-        var group: Bool
-        var tree: Bool
-    }
-
-    private static let entries = Locked<[pid_t: Entry]>([:])
-    private static let hook: Void = {
-        atexit { LiveProcesses.killAll() }
-    }()
-
-    static func register(_ pid: pid_t, group: Bool) {
-        _ = hook
-        entries.withLock { $0[pid] = Entry(group: group, tree: false) }
-    }
-
-    /// Also kill the process's descendants at exit (sshd's per-connection children leave its group).
-    static func markTree(_ pid: pid_t) {
-        entries.withLock { $0[pid]?.tree = true }
-    }
-
-    static func contains(_ pid: pid_t) -> Bool {
-        entries.withLock { $0[pid] != nil }
-    }
-
-    static func unregister(_ pid: pid_t) {
-        _ = entries.withLock { $0.removeValue(forKey: pid) }
-    }
-
-    static func killAll() {
-        let all = entries.withLock { $0 }
-        for (pid, entry) in all {
-            if entry.tree {
-                for child in ProcessTree.freeze(pid) { Glibc.kill(child, SIGKILL) }
-            }
-            Glibc.kill(entry.group ? -pid : pid, SIGKILL)
-        }
-        Reaping.reapAdoptedSSHD()
-    }
-}
-
-/// Reads the process tree from /proc.
-public enum ProcessTree {
-    /// (parent pid, state letter, command name) of `pid`, or nil if there is no such process.
-    static func stat(_ pid: pid_t) -> (parent: pid_t, state: Character, name: Substring)? {
-        guard let text = readFileString("/proc/\(pid)/stat"),
-            let open = text.firstIndex(of: "("),
-            let close = text.lastIndex(of: ")")
-        else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count >= 2, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
-        return (parent, state, text[text.index(after: open)..<close])
-    }
-
-    /// Every pid in /proc.
-    static func allProcesses() -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
-    }
-
-    /// True if the process exists and is not a zombie.
-    public static func isAlive(_ pid: pid_t) -> Bool {
-        guard let info = stat(pid) else { return false }
-        return info.state != "Z" && info.state != "X"
-    }
-
-    /// The command line of a process (arguments joined by spaces).
-    public static func commandLine(_ pid: pid_t) -> String? {
-        guard let bytes = readFileBytes("/proc/\(pid)/cmdline") else { return nil }
-        return String(decoding: bytes.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            .trimmingCharacters(in: .whitespaces)
-    }
-
-    /// The descendants of `root` (children, grandchildren, ...), not `root` itself; zombies (ended,
-    /// not yet reaped) only if asked for.
-    public static func descendants(of root: pid_t, includingZombies: Bool = false) -> [pid_t] {
-        var children: [pid_t: [pid_t]] = [:]
-        for pid in allProcesses() {
-            guard let info = stat(pid), includingZombies || info.state != "Z" else { continue }
-            children[info.parent, default: []].append(pid)
-        }
-        var result: [pid_t] = []
-        var queue = [root]
-        while let next = queue.popLast() {
-            for child in children[next] ?? [] {
-                result.append(child)
-                queue.append(child)
-            }
-        }
-        return result
-    }
-
-    /// Stops `root` and all its descendants with SIGSTOP (so none can fork while we look) and returns
-    /// the descendants, zombies included (so that whoever adopts them can reap them). Send the
-    /// signal you want, then SIGCONT to the same pids and `root`.
-    static func freeze(_ root: pid_t) -> [pid_t] {
-        Glibc.kill(root, SIGSTOP)
-        var frozen = Set<pid_t>()
-        for _ in 0..<5 {
-            let found = Set(descendants(of: root, includingZombies: true))
-            let new = found.subtracting(frozen)
-            if new.isEmpty { break }
-            for pid in new { Glibc.kill(pid, SIGSTOP) }
-            frozen.formUnion(new)
-        }
-        return Array(frozen)
-    }
-}
-
 /// Finds the executables this package builds.
 public enum ProductLocator {
     /// The path of the built executable `name` (e.g. "ecto-tunnel"):
@@ -510,11 +399,6 @@ public enum ProductLocator {
         }
         var seen = Set<String>()
         return result.filter { seen.insert($0).inserted }
-    }
-
-    private static func isExecutableFile(_ path: String) -> Bool {
-        var info = stat()
-        return access(path, X_OK) == 0 && stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
     }
 
     private static func modificationTime(_ path: String) -> Int {

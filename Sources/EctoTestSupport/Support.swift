@@ -210,6 +210,12 @@ func writeFile(_ path: String, _ contents: String, mode: mode_t = 0o644, append:
     guard fchmod(fd, mode) == 0 else { throw TestSupportError.system("fchmod(\(path))") }
 }
 
+/// True if `path` is a regular file this process may execute.
+func isExecutableFile(_ path: String) -> Bool {
+    var info = stat()
+    return access(path, X_OK) == 0 && stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+}
+
 /// The last `count` lines of `text`.
 func tail(_ text: String, lines count: Int) -> String {
     text.split(separator: "\n", omittingEmptySubsequences: false).suffix(count).joined(separator: "\n")

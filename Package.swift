@@ -38,7 +38,7 @@ let package = Package(
         .target(
             name: "EctoDaemon",
             dependencies: [
-                "EctoTunnel", "EctoConfig",
+                "EctoTunnel", "EctoConfig", "CEctoLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

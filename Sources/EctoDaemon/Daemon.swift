@@ -62,6 +62,13 @@ public final class Daemon {
             }
         }
         logger.info("ecto-tunnel running", metadata: ["config": "\(config.path)", "tunnels": "\(config.tunnels.count)"])
+        let handles = Array(tunnels.values)
+        let events = SystemEvents(logger: logger) { [logger] reason in
+            logger.info("\(reason)")
+            for handle in handles { handle.send(.networkChanged(reason: reason)) }
+        }
+        events.start()
+        defer { events.stop() }
 
         while true {
             var info = siginfo_t()

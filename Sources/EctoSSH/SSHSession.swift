@@ -212,6 +212,25 @@ public final class SSHSession {
         throw lastError("open direct-tcpip channel to \(host):\(port)")
     }
 
+    /// Makes libssh2 process every packet waiting on the socket when no channel exists to read
+    /// through (libssh2 1.10 exports no other way): asks to open a channel of a type no server
+    /// knows. The server answers with an open failure and allocates nothing; while waiting for it,
+    /// libssh2 handles what came before (keepalive replies, the server's own keepalive requests,
+    /// a disconnect). `.done` once the answer arrived; one open may be in flight per session.
+    public func drainIncoming() throws(SSHError) -> SSHResult<Void> {
+        let type = "drain@ecto-tunnel"
+        let channel = ecto_channel_open(raw, type, UInt32(type.utf8.count), 32768, 32768, nil, 0)
+        if let channel {
+            // A server that accepted this type: close it again at once.
+            _ = SSHChannel(raw: channel, session: self)
+            return .done(())
+        }
+        let code = libssh2_session_last_errno(raw)
+        if code == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
+        if code == LIBSSH2_ERROR_CHANNEL_FAILURE { return .done(()) }
+        throw lastError("drain incoming packets", code: code)
+    }
+
     // MARK: Keepalive and teardown
 
     /// Enables keepalive messages asking for a reply (`keepalive@openssh.com`, want-reply) every `interval` seconds.

@@ -17,6 +17,12 @@ public final class EchoServer: Sendable {
         core = try PollingServer(name: "EchoServer", port: port) { EchoBehaviour() }
     }
 
+    /// Listens on `host` (an IPv4 address of this network namespace, e.g. `NetworkLab.serverAddress`
+    /// inside `NetworkLab.withNamespace`) : `port`.
+    public init(host: String, port: UInt16 = 0) throws {
+        core = try PollingServer(name: "EchoServer", port: port, host: host) { EchoBehaviour() }
+    }
+
     deinit { core.stop() }
 
     /// Closes the listener and every connection; idempotent.

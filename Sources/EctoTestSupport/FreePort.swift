@@ -58,19 +58,21 @@ enum Sockets {
     }
 
     /// A TCP socket bound to 127.0.0.1:`port` (close-on-exec, non-blocking), listening unless told not.
-    static func loopbackListener(port: UInt16, reuseAddress: Bool, listen shouldListen: Bool = true) throws -> Int32 {
+    static func loopbackListener(
+        port: UInt16, reuseAddress: Bool, listen shouldListen: Bool = true, host: String = "127.0.0.1"
+    ) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError.system("socket") }
         do {
             var on: Int32 = reuseAddress ? 1 : 0
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-            var address = try loopbackAddress(port: port)
+            var address = try loopbackAddress(port: port, host: host)
             let bound = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
-            guard bound == 0 else { throw TestSupportError.system("bind(127.0.0.1:\(port))") }
+            guard bound == 0 else { throw TestSupportError.system("bind(\(host):\(port))") }
             if shouldListen {
                 guard listen(fd, 4096) == 0 else { throw TestSupportError.system("listen") }
                 try setNonBlocking(fd)

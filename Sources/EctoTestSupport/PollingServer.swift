@@ -101,8 +101,11 @@ final class PollingServer: @unchecked Sendable {
     /// Stop reading from a connection while this much of its output is unsent (backpressure).
     private let outputHighWater = 4 << 20
 
-    init(name: String, port: UInt16, makeBehaviour: @escaping @Sendable () -> ConnectionBehaviour) throws {
-        listener = try Sockets.loopbackListener(port: port, reuseAddress: port != 0)
+    init(
+        name: String, port: UInt16, host: String = "127.0.0.1",
+        makeBehaviour: @escaping @Sendable () -> ConnectionBehaviour
+    ) throws {
+        listener = try Sockets.loopbackListener(port: port, reuseAddress: port != 0, host: host)
         do {
             self.port = try Sockets.localPort(listener)
             wake = try Sockets.wakePipe()

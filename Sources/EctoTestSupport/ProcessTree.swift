@@ -79,6 +79,32 @@ public enum ProcessTree {
             .trimmingCharacters(in: .whitespaces)
     }
 
+    /// The number of open file descriptors of `pid` (entries of /proc/PID/fd), or nil if it is gone.
+    public static func openFileCount(_ pid: pid_t) -> Int? {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+    }
+
+    /// What the open file descriptors of `pid` point at (/proc/PID/fd/N → "socket:[123]", a path…),
+    /// by descriptor number.
+    public static func openFiles(_ pid: pid_t) -> [Int32: String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        var result: [Int32: String] = [:]
+        for entry in entries {
+            guard let fd = Int32(entry) else { continue }
+            result[fd] = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(entry)")) ?? "?"
+        }
+        return result
+    }
+
+    /// The resident set size of `pid` in KiB (`VmRSS` of /proc/PID/status), or nil if it is gone.
+    public static func residentKiB(_ pid: pid_t) -> Int? {
+        guard let status = readFileString("/proc/\(pid)/status") else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.dropFirst("VmRSS:".count).split(separator: " ").first ?? "")
+        }
+        return nil
+    }
+
     /// The descendants of `root` (children, grandchildren, ...), not `root` itself; zombies (ended,
     /// not yet reaped) only if asked for.
     public static func descendants(of root: pid_t, includingZombies: Bool = false) -> [pid_t] {

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
 
-/// A throwaway OpenSSH sshd on 127.0.0.1, in a private directory of its own (host key,
+/// A throwaway OpenSSH sshd on 127.0.0.1 (or, with `namespace:`, on an address inside a
+/// `NetworkLab` namespace), in a private directory of its own (host key,
 /// authorized_keys, sshd_config, sshd.log). Logging in works as the user running the tests
 /// (root here, with keys only). Killed, with every session process it forked, on `cleanup()` or
 /// deinit, and at the latest when the test process exits normally.
@@ -28,6 +29,10 @@ public final class SSHServer: @unchecked Sendable {
     public let hostKeyType: String
     /// The user tests log in as: the one running the tests.
     public let user: String
+    /// The network namespace sshd runs in (`NetworkLab`), or nil for the test process's own.
+    public let namespace: String?
+    /// The address sshd listens on (`ListenAddress`): 127.0.0.1 unless given.
+    public let listenAddress: String
 
     private struct State {
         var port: UInt16
@@ -54,11 +59,26 @@ public final class SSHServer: @unchecked Sendable {
     ///     `yes`. Lines from the first `Match` on go at the end of the file.
     ///   - port: a fixed port; default a free one from `FreePort.probe()` (below 32768, so it can be
     ///     re-bound after a restart).
-    public init(hostKeyType: String = "ed25519", extraConfig: [String] = [], port: UInt16? = nil) throws {
+    public convenience init(hostKeyType: String = "ed25519", extraConfig: [String] = [], port: UInt16? = nil) throws {
+        try self.init(hostKeyType: hostKeyType, extraConfig: extraConfig, port: port, namespace: nil)
+    }
+
+    /// Like `init(hostKeyType:extraConfig:port:)`, for a server that runs inside the network
+    /// namespace `namespace` (e.g. `NetworkLab.serverNamespace`; nil: this process's namespace),
+    /// listening on `listenAddress` (e.g. `NetworkLab.serverAddress`). Inside a namespace the port
+    /// defaults to 22 (the namespace is ours alone). Use `hostKeyLine(host: listenAddress)` for
+    /// known_hosts.
+    public init(
+        hostKeyType: String = "ed25519", extraConfig: [String] = [], port: UInt16? = nil, namespace: String?,
+        listenAddress: String = "127.0.0.1"
+    ) throws {
         let directory = try TestDirectory(prefix: "ecto-sshd")
+        let port = port ?? (namespace != nil ? 22 : nil)
         do {
             self.directory = directory
             self.hostKeyType = hostKeyType
+            self.namespace = namespace
+            self.listenAddress = listenAddress
             configPath = directory.file("sshd_config")
             hostKeyPath = directory.file("host_key")
             authorizedKeysPath = directory.file("authorized_keys")
@@ -195,14 +215,17 @@ public final class SSHServer: @unchecked Sendable {
         for _ in 0..<5 {
             let port = state.withLock { $0.port }
             let logStart = readFileBytes(logPath)?.count ?? 0
+            var command = [SSHServer.sshdPath]
+            if let namespace { command = try NetworkLab.commandPrefix(in: namespace) + command }
             let process = try Subprocess(
-                SSHServer.sshdPath,
-                ["-f", configPath, "-D", "-e", "-o", "ListenAddress=127.0.0.1", "-p", "\(port)"],
+                command[0],
+                Array(command.dropFirst())
+                    + ["-f", configPath, "-D", "-e", "-o", "ListenAddress=\(listenAddress)", "-p", "\(port)"],
                 stdoutPath: logPath, stderrPath: logPath, appendOutput: true, newProcessGroup: true)
             LiveProcesses.markTree(process.pid)
             state.withLock { $0.process = process }
 
-            let ready = "Server listening on 127.0.0.1 port \(port)."
+            let ready = "Server listening on \(listenAddress) port \(port)."
             let deadline = ContinuousClock.now.advanced(by: timeout)
             var newLog = ""
             while true {
@@ -226,7 +249,7 @@ public final class SSHServer: @unchecked Sendable {
             if retry { continue }
             let what = exited.map { "exited (\($0))" } ?? "did not listen within \(timeout)"
             throw TestSupportError(
-                .serverFailed, "sshd on 127.0.0.1:\(port) \(what); log:\n\(tail(newLog, lines: 20))")
+                .serverFailed, "sshd on \(listenAddress):\(port) \(what); log:\n\(tail(newLog, lines: 20))")
         }
         throw TestSupportError(.serverFailed, "sshd found no free port after 5 attempts; log:\n\(logTail())")
     }
@@ -244,6 +267,28 @@ public final class SSHServer: @unchecked Sendable {
         operationLock.lock()
         defer { operationLock.unlock() }
         stopLocked(signal: SIGKILL, killSessions: killSessions)
+    }
+
+    /// Kills every session process (each per-connection sshd and everything it forked) with
+    /// `signal`, leaving the listener running: established connections drop as in a crash of their
+    /// sessions, and new ones are accepted as before. Returns when they are gone (SIGKILL after
+    /// `grace`), with the number of per-connection processes there were.
+    @discardableResult
+    public func killSessions(signal: Int32 = SIGKILL, grace: Duration = .seconds(2)) -> Int {
+        operationLock.lock()
+        defer { operationLock.unlock() }
+        reapDetachedSessions()
+        guard let process = state.withLock({ $0.process }), process.isRunning else { return 0 }
+        let direct = ProcessTree.descendants(of: process.pid).filter { ProcessTree.stat($0)?.parent == process.pid }
+        let sessions = ProcessTree.freeze(process.pid)
+        for pid in sessions {
+            Glibc.kill(pid, signal)
+            Glibc.kill(pid, SIGCONT)
+        }
+        process.signal(SIGCONT)
+        killAndReap(sessions, grace: grace)
+        Reaping.reapAdoptedSSHD()
+        return direct.count
     }
 
     /// Stops and starts again on the same port; with `newHostKey`, a freshly generated host key of
@@ -374,7 +419,7 @@ public final class SSHServer: @unchecked Sendable {
             "-o", "ExitOnForwardFailure=yes",
             "-o", "ConnectTimeout=5",
         ]
-        return arguments + ["\(user)@127.0.0.1"]
+        return arguments + ["\(user)@\(listenAddress)"]
     }
 
     /// Starts `ssh -N -L 127.0.0.1:localPort:destinationHost:destinationPort` through this server

@@ -215,6 +215,15 @@ public final class TCPClient: @unchecked Sendable {
         }
     }
 
+    /// Shuts the connection down both ways (`shutdown(SHUT_RDWR)`) unless it was closed: a blocked
+    /// send or receive on another thread returns at once. Safe to call from any thread at any time
+    /// (e.g. a watchdog bounding a whole transfer); the descriptor stays open until `close()`.
+    public func abort() {
+        closed.withLock { closed in
+            if !closed { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+        }
+    }
+
     /// Closes the socket (idempotent).
     public func close() {
         let wasOpen = closed.withLock { closed -> Bool in

@@ -15,8 +15,13 @@ public enum TunnelState: String, Sendable, Codable, CaseIterable {
 
 /// Why an attempt or a session failed, as far as the retry policy cares.
 public enum FailureKind: Sendable, Equatable {
-    /// Refused, unreachable, timed out, reset, dead peer, protocol hiccup: retried forever.
+    /// Unreachable, timed out, reset, dead peer, protocol hiccup: retried forever with backoff.
     case transport
+    /// The host answered but nothing listens on the SSH port (ECONNREFUSED): typically sshd
+    /// restarting. Retried forever, with the wait capped at `Policy.refusedRetryCap`: a refused
+    /// TCP connect costs the server nothing and never reaches authentication (no ban risk), and
+    /// it lets the tunnel come back within that cap of the server accepting again.
+    case refused
     /// Host key unknown, changed, revoked, or not the pinned one: the operator must decide.
     case hostKey
     /// The server refused our credentials: retried a few times, then the operator must act.
@@ -53,11 +58,17 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         public var stableAfter: Duration
         /// Consecutive authentication refusals tolerated before `failed`.
         public var authenticationAttempts: Int
+        /// The longest wait after a refused TCP connect.
+        public var refusedRetryCap: Duration
 
-        public init(backoff: BackoffPolicy, stableAfter: Duration = .seconds(30), authenticationAttempts: Int = 3) {
+        public init(
+            backoff: BackoffPolicy, stableAfter: Duration = .seconds(30), authenticationAttempts: Int = 3,
+            refusedRetryCap: Duration = .seconds(1)
+        ) {
             self.backoff = backoff
             self.stableAfter = stableAfter
             self.authenticationAttempts = authenticationAttempts
+            self.refusedRetryCap = refusedRetryCap
         }
     }
 
@@ -116,11 +127,11 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         case .authentication:
             authenticationFailures += 1
             if authenticationFailures >= policy.authenticationAttempts { return fail(now) }
-        case .transport:
+        case .transport, .refused:
             break
         }
         failures += 1
-        return scheduleRetry(now, &random)
+        return scheduleRetry(now, &random, cap: kind == .refused ? policy.refusedRetryCap : nil)
     }
 
     /// An established session ended (dead peer, reset, server shutdown).
@@ -191,8 +202,12 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return .giveUp
     }
 
-    private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
-        let at = now.advanced(by: policy.backoff.delay(afterFailures: failures, using: &random))
+    private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator, cap: Duration? = nil)
+        -> ReconnectAction<Instant>
+    {
+        var delay = policy.backoff.delay(afterFailures: failures, using: &random)
+        if let cap, delay > cap { delay = cap }
+        let at = now.advanced(by: delay)
         retryAt = at
         enter(.backoff, now)
         return .waitUntil(at)

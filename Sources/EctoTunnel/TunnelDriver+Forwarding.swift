@@ -14,15 +14,26 @@ import Glibc
 /// - a read on one channel can pull other channels' data into libssh2's buffers, so a pass that
 ///   made progress is followed by another without sleeping.
 extension TunnelDriver {
-    func pump(_ session: SSHSession) {
+    func pump(_ session: SSHSession, socketReadable: Bool) {
         session.beginPass()
         do {
             try runPass(session)
+            // Bytes waiting with no channel to read them through: let libssh2 take them in.
+            // Without this, keepalive replies would sit unread (no sign of life recorded, and a
+            // readable socket keeping poll awake) and the server's own keepalives unanswered.
+            if socketReadable || drainInFlight, pending == nil, openQueue.isEmpty, !session.receivedDuringPass,
+                !connections.values.contains(where: { $0.channel != nil })
+            {
+                _ = try drain(session)
+            }
         } catch {
             sessionLost(error.description)
             return
         }
-        if session.receivedDuringPass { progress = true }
+        if session.receivedDuringPass {
+            progress = true
+            if let probe = livenessProbe, session.lastReceiveBootNanos > probe.started { endLivenessProbe(session) }
+        }
     }
 
     private func runPass(_ session: SSHSession) throws(SSHError) {
@@ -60,6 +71,8 @@ extension TunnelDriver {
             return try openChannels(session)
         case .keepalive:
             return try keepalive(session, force: true)
+        case .drain:
+            return try drain(session)
         case .write(let id), .read(let id), .sendEOF(let id), .close(let id):
             guard let connection = connections[id] else { return true }
             switch call {
@@ -73,7 +86,21 @@ extension TunnelDriver {
 
     // MARK: Channel opens
 
+    /// Runs (or continues) a drain open; false when the pass must stop.
+    private func drain(_ session: SSHSession) throws(SSHError) -> Bool {
+        drainInFlight = true
+        guard case .done = try session.drainIncoming() else { return !stalled(.drain, session) }
+        drainInFlight = false
+        progress = true
+        return true
+    }
+
     private func openChannels(_ session: SSHSession) throws(SSHError) -> Bool {
+        // A drain open in flight holds the session's only open slot: finish it first.
+        if drainInFlight {
+            guard try drain(session) else { return false }  // half-sent: nothing else until it is out
+            if drainInFlight { return true }  // awaiting the answer: no new open, the rest may go on
+        }
         while let id = openQueue.first {
             guard let connection = connections[id], connection.phase == .queued || connection.phase == .opening else {
                 openQueue.removeFirst()

@@ -21,17 +21,17 @@ extension TunnelDriver {
             attemptFailed(AttemptFailure(.transport, "cannot resolve \(config.target.host): \(error.operation)"))
             return
         }
-        connect(addresses, from: 0, lastError: nil)
+        connect(addresses, from: 0, lastErrno: 0)
     }
 
     /// Tries `addresses[index...]` in order until a connect is in flight or succeeded.
-    private func connect(_ addresses: [sockaddr_storage], from start: Int, lastError: String?) {
-        var lastError = lastError
+    private func connect(_ addresses: [sockaddr_storage], from start: Int, lastErrno: Int32) {
+        var lastErrno = lastErrno
         for index in start..<addresses.count {
             var address = addresses[index]
             let fd = socket(Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
             if fd < 0 {
-                lastError = String(cString: strerror(errno))
+                lastErrno = errno
                 continue
             }
             configureSSHSocket(fd)
@@ -47,10 +47,14 @@ extension TunnelDriver {
                 phase = .connectingTCP(fd: fd, addresses: addresses, index: index)
                 return
             }
-            lastError = String(cString: strerror(errno))
+            lastErrno = errno
             Posix.close(fd)
         }
-        attemptFailed(AttemptFailure(.transport, "cannot connect to \(config.target.host):\(config.target.port): \(lastError ?? "no address")"))
+        let reason = lastErrno == 0 ? "no address" : String(cString: strerror(lastErrno))
+        attemptFailed(
+            AttemptFailure(
+                lastErrno == ECONNREFUSED ? .refused : .transport,
+                "cannot connect to \(config.target.host):\(config.target.port): \(reason)"))
     }
 
     /// TCP-level liveness on the SSH socket, on top of the SSH keepalives: the kernel gives up on
@@ -103,7 +107,7 @@ extension TunnelDriver {
             } else {
                 Posix.close(fd)
                 phase = .idle
-                connect(addresses, from: index + 1, lastError: String(cString: strerror(code)))
+                connect(addresses, from: index + 1, lastErrno: code)
             }
         case .handshaking(let session):
             session.beginPass()
@@ -134,7 +138,7 @@ extension TunnelDriver {
             }
             established(session)
         case .established(let session):
-            pump(session)
+            pump(session, socketReadable: sshRevents & Int16(POLLIN | POLLHUP | POLLERR) != 0)
         }
     }
 
@@ -193,7 +197,7 @@ extension TunnelDriver {
             return
         }
         switch failure.kind {
-        case .transport: logger.warning("connection attempt failed: \(failure.message)")
+        case .transport, .refused: logger.warning("connection attempt failed: \(failure.message)")
         case .hostKey, .authentication, .local: logger.error("connection attempt failed: \(failure.message)")
         }
         teardownSession(reason: failure.message, graceful: false)
@@ -241,6 +245,8 @@ extension TunnelDriver {
         openQueue.removeAll()
         pending = nil
         nextKeepalive = nil
+        livenessProbe = nil
+        drainInFlight = false
         attemptDeadline = nil
         phase = .idle
         progress = true

@@ -34,7 +34,7 @@ final class TunnelDriver {
     /// A libssh2 call that returned EAGAIN while part of a packet was still unsent: libssh2
     /// requires that exact call to be repeated before any other send on the session.
     enum PendingCall: Equatable {
-        case open(UInt64), write(UInt64), read(UInt64), sendEOF(UInt64), close(UInt64), keepalive
+        case open(UInt64), write(UInt64), read(UInt64), sendEOF(UInt64), close(UInt64), keepalive, drain
     }
 
     let config: TunnelConfig
@@ -61,7 +61,10 @@ final class TunnelDriver {
     var acceptedTotal: UInt64 = 0
     var refusedTotal: UInt64 = 0
     var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0))
-    var hostKeyAnnounced = false
+    /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
+    var livenessProbe: (started: UInt64, deadline: Instant)?
+    /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
+    var drainInFlight = false
 
     init(config: TunnelConfig, handle: TunnelHandle, logger: Logger) {
         self.config = config
@@ -176,6 +179,7 @@ final class TunnelDriver {
         if let stopping { deadlines.append(stopping.deadline) }
         if case .established(let session) = phase {
             if let nextKeepalive { deadlines.append(nextKeepalive) }
+            if let livenessProbe { deadlines.append(livenessProbe.deadline) }
             if let deadPeer = deadPeerDeadline(session) { deadlines.append(deadPeer) }
         }
         for connection in connections.values where connection.phase == .held { deadlines.append(connection.holdDeadline) }
@@ -208,11 +212,18 @@ final class TunnelDriver {
             logger.info("reconnect requested")
             teardownSession(reason: "reconnect requested", graceful: true)
             perform(machine.reconnectNow(now: now))
-        case .networkChanged:
-            if case .established(let session) = phase {
-                // Ask the peer for a sign of life now; the dead-peer rule decides.
+        case .networkChanged(let reason):
+            if case .established(let session) = phase, livenessProbe == nil {
+                // Ask the peer for a sign of life now. libssh2 sends a keepalive only when its
+                // interval has passed since the last one; an interval of 2 s (its minimum) makes
+                // the next send due at once. The normal interval comes back when the probe ends.
+                logger.info("\(reason): checking that the session is alive")
+                livenessProbe = (bootTimeNow(), now.advanced(by: probeWindow))
+                session.configureKeepalive(intervalSeconds: 2)
                 nextKeepalive = now
-                session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
+                progress = true
+            } else if machine.state == .backoff {
+                logger.info("\(reason): retrying now")
             }
             perform(machine.networkChanged(now: now))
         }
@@ -243,9 +254,36 @@ final class TunnelDriver {
                 metadata: ["client": "\(connection.peer)"])
             drop(connection, reason: nil)
         }
+        if case .established(let session) = phase, let probe = livenessProbe, now >= probe.deadline {
+            livenessProbe = nil
+            if session.lastReceiveBootNanos > probe.started {
+                endLivenessProbe(session)
+            } else {
+                sessionLost("no sign of life within \(formatSeconds(probeWindow)) after a network change")
+                return
+            }
+        }
         if case .established(let session) = phase, let deadPeer = deadPeerDeadline(session), now >= deadPeer {
             let silence = Double(session.nanosSinceLastReceive) / 1e9
             sessionLost("dead peer: nothing received for \(String(format: "%.1f", silence)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))")
+        }
+    }
+
+    /// How long a session may stay silent after a forced liveness check.
+    var probeWindow: Duration {
+        guard config.keepaliveInterval > .zero else { return .seconds(5) }
+        return min(.seconds(5), config.keepaliveInterval * config.keepaliveCountMax)
+    }
+
+    /// The peer answered the liveness check: back to the normal keepalive schedule.
+    func endLivenessProbe(_ session: SSHSession) {
+        livenessProbe = nil
+        logger.debug("the session answered the liveness check")
+        if config.keepaliveInterval > .zero {
+            session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
+        } else {
+            session.configureKeepalive(intervalSeconds: 0)
+            nextKeepalive = nil
         }
     }
 
@@ -383,6 +421,13 @@ final class TunnelDriver {
             }
         }
     }
+}
+
+/// CLOCK_BOOTTIME in nanoseconds (the clock the transport hooks stamp received bytes with).
+func bootTimeNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
 func seconds(_ duration: Duration) -> Double {

@@ -14,8 +14,10 @@ public enum TunnelCommand: Sendable {
     case enable
     /// Drop the session and reconnect now, skipping backoff (also retries a `failed` tunnel).
     case reconnect
-    /// The network changed or the machine resumed: check the session at once.
-    case networkChanged
+    /// The network changed or the machine resumed (`reason` says which, for the log): a session
+    /// that is up must show a sign of life within a few seconds or is replaced; a tunnel in
+    /// backoff retries at once.
+    case networkChanged(reason: String)
 }
 
 /// The thread-safe face of one tunnel: other threads send it commands and read its status; the

@@ -209,4 +209,26 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.attemptFailed(.local, message: "UNPROTECTED PRIVATE KEY", now: .zero, random: &random) == .giveUp)
         #expect(machine.state == .failed)
     }
+
+    @Test func refusedConnectsRetryWithinTheCapButStillCount() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 11)
+        var now = TestInstant.zero
+        for attempt in 1...20 {
+            guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else {
+                Issue.record("expected a retry")
+                return
+            }
+            let waited = now.duration(to: at)
+            #expect(waited <= policy.refusedRetryCap, "attempt \(attempt) waited \(waited)")
+            let nominal = policy.backoff.nominalDelay(afterFailures: attempt)
+            #expect(waited >= min(nominal / 2, policy.refusedRetryCap), "never shorter than the backoff below the cap")
+            now = at
+            #expect(machine.deadlineReached(now: now) == .connect)
+        }
+        #expect(machine.failures == 20)
+        // A different kind of failure afterwards backs off by the full (uncapped) schedule.
+        guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+        #expect(now.duration(to: at) >= .seconds(4))
+    }
 }

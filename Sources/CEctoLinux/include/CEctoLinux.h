@@ -10,4 +10,18 @@ extern const int ECTO_EFD_NONBLOCK;
 extern const int ECTO_EFD_CLOEXEC;
 extern const short ECTO_POLLRDHUP;
 
+
+/* Network changes: a non-blocking rtnetlink socket subscribed to link, address and route events
+ * (IPv4 and IPv6). Returns the fd, or -1 with errno set. */
+int ecto_route_monitor_open(void);
+/* How many link/address/route change messages a buffer read from that socket holds. */
+int ecto_route_monitor_count_changes(const void *buffer, long length);
+
+/* Resume from suspend (and clock jumps): a CLOCK_REALTIME timerfd armed far in the future with
+ * TFD_TIMER_CANCEL_ON_SET. The kernel cancels it when the realtime clock is set, which includes
+ * every resume from suspend; a read then fails with ECANCELED. Returns the fd or -1. */
+int ecto_clock_change_timer_open(void);
+/* Re-arms it after a cancellation. Returns 0 or -1. */
+int ecto_clock_change_timer_rearm(int fd);
+
 #endif

@@ -1,0 +1,114 @@
+import CEctoLinux
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Watches for the two things after which an SSH session may be dead without knowing it: the
+/// network changing (rtnetlink link/address/route events) and the machine resuming from suspend
+/// (CLOCK_BOOTTIME jumps ahead of CLOCK_MONOTONIC; the wake-up comes from a cancel-on-set
+/// realtime timerfd, which the kernel cancels on every resume). Reports each, debounced, through
+/// `onChange`. One thread, asleep in poll until the kernel has news.
+final class SystemEvents: @unchecked Sendable {
+    // @unchecked Sendable: the fds are created in init and closed only after the thread ended
+    // (`stop` joins it); `stopRequested` is only touched under the lock.
+    private let routeFD: Int32
+    private let clockFD: Int32
+    private let wakeFD: Int32
+    private let onChange: @Sendable (String) -> Void
+    private let logger: Logger
+    private let lock = NSLock()
+    private var stopRequested = false
+    private let finished = DispatchSemaphore(value: 0)
+    /// Network events within this window are reported once.
+    let debounce: Duration
+
+    init(logger: Logger, debounce: Duration = .milliseconds(300), onChange: @escaping @Sendable (String) -> Void) {
+        self.logger = logger
+        self.onChange = onChange
+        self.debounce = debounce
+        routeFD = ecto_route_monitor_open()
+        if routeFD < 0 { logger.warning("network change monitoring unavailable: \(String(cString: strerror(errno)))") }
+        clockFD = ecto_clock_change_timer_open()
+        if clockFD < 0 { logger.warning("resume detection unavailable: \(String(cString: strerror(errno)))") }
+        wakeFD = ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC)
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "system events"
+        thread.start()
+    }
+
+    func stop() {
+        lock.withLock { stopRequested = true }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+        finished.wait()
+        for fd in [routeFD, clockFD, wakeFD] where fd >= 0 { close(fd) }
+    }
+
+    private static func nanos(_ clock: clockid_t) -> Int64 {
+        var ts = timespec()
+        clock_gettime(clock, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// CLOCK_BOOTTIME − CLOCK_MONOTONIC: grows by exactly the time spent suspended.
+    private static func suspendedNanos() -> Int64 { nanos(CLOCK_BOOTTIME) - nanos(CLOCK_MONOTONIC) }
+
+    private func run() {
+        var lastSuspended = Self.suspendedNanos()
+        var pendingSince: ContinuousClock.Instant? = nil
+        var pendingCount = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        while !lock.withLock({ stopRequested }) {
+            var fds = [
+                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: routeFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: clockFD, events: Int16(POLLIN), revents: 0),
+            ]
+            var timeout: Int32 = -1
+            if let since = pendingSince {
+                let left = ContinuousClock.now.duration(to: since.advanced(by: debounce))
+                timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
+            }
+            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
+            if ready < 0 && errno != EINTR { break }
+            if fds[1].revents != 0 {
+                while true {
+                    let n = recv(routeFD, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                    if n <= 0 { break }
+                    let changes = Int(ecto_route_monitor_count_changes(buffer.baseAddress, n))
+                    if changes > 0 {
+                        pendingCount += changes
+                        if pendingSince == nil { pendingSince = .now }
+                    }
+                }
+            }
+            if fds[2].revents != 0 {
+                var expirations: UInt64 = 0
+                _ = read(clockFD, &expirations, 8)  // ECANCELED: the realtime clock was set
+                _ = ecto_clock_change_timer_rearm(clockFD)
+                let suspended = Self.suspendedNanos()
+                let slept = suspended - lastSuspended
+                lastSuspended = suspended
+                if slept > 1_000_000_000 {
+                    onChange(String(format: "resumed after %.0f s of suspend", Double(slept) / 1e9))
+                } else {
+                    logger.debug("system clock changed (not a resume)")
+                }
+            }
+            if let since = pendingSince, ContinuousClock.now >= since.advanced(by: debounce) {
+                onChange("network changed (\(pendingCount) link/address/route event\(pendingCount == 1 ? "" : "s"))")
+                pendingSince = nil
+                pendingCount = 0
+            }
+        }
+    }
+}

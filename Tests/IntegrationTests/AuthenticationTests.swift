@@ -9,6 +9,7 @@ struct HostKeyTests {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon()
@@ -68,12 +69,8 @@ struct HostKeyTests {
     func pinnedAccepted() async throws {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(localPort: localPort, remotePort: echo.port, extra: ["host_key_fingerprint = \"\(fixture.server.hostKeyFingerprint)\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        let (echo, localPort) = try await fixture.startEchoTunnel(extra: ["host_key_fingerprint = \"\(fixture.server.hostKeyFingerprint)\""])
+        defer { echo.stop() }  // keeps it alive to the end of the test
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 3, count: 10_000) })
     }
 
@@ -95,12 +92,8 @@ struct HostKeyTests {
     func acceptNewRecords() async throws {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(localPort: localPort, remotePort: echo.port, extra: ["host_key_policy = \"accept-new\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        let (echo, localPort) = try await fixture.startEchoTunnel(extra: ["host_key_policy = \"accept-new\""])
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let recorded = fixture.directory.read("known_hosts") ?? ""
         #expect(recorded.contains("[127.0.0.1]:\(fixture.server.port) \(fixture.server.hostPublicKey)"))
         #expect(fixture.daemonLog.contains("permanently added"))
@@ -133,6 +126,7 @@ struct ClientAuthenticationTests {
         defer { agent.stop() }
         try agent.add(fixture.clientKey)
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port, identity: false))
         try fixture.startDaemon(environment: agent.environment)
@@ -151,6 +145,7 @@ struct ClientAuthenticationTests {
         let stranger = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "stranger")
         try agent.add(stranger)
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon(environment: agent.environment)
@@ -166,6 +161,7 @@ struct ClientAuthenticationTests {
         try fixture.server.authorize(key)
         let passphraseFile = try fixture.directory.write("passphrase", "correct horse battery\n", mode: 0o600)
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(
             fixture.tunnel(
@@ -223,11 +219,8 @@ struct ClientAuthenticationTests {
     func ecdsaKeys() async throws {
         let fixture = try TunnelFixture(hostKeyType: "ecdsa", clientKeyType: "ecdsa")
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
-        try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        let (echo, localPort) = try await fixture.startEchoTunnel()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         #expect(fixture.daemonLog.contains("ecdsa-sha2-nistp256"))
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 12, count: 1000) })
     }

@@ -75,6 +75,7 @@ struct ConfigAndListenerTests {
         let squatter = try EchoServer(port: busyPort)  // holds the port
         defer { squatter.stop() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let goodPort = try FreePort.probe()
         try fixture.writeConfig(
             fixture.tunnel("busy", localPort: busyPort, remotePort: echo.port)
@@ -113,6 +114,7 @@ struct ConfigAndListenerTests {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         let daemon = try fixture.startDaemon(arguments: ["--stop-grace", "1"])

@@ -19,7 +19,9 @@ struct ForwardingTests {
         defer { fixture.cleanup() }
         let count = 64 << 20
         let sink = try SinkServer(seed: 11)
+        defer { sink.stop() }  // keeps it alive to the end of the test
         let source = try SourceServer(seed: 12, byteCount: count)
+        defer { source.stop() }  // keeps it alive to the end of the test
         let upPort = try FreePort.probe()
         let downPort = try FreePort.probe()
         try fixture.writeConfig(
@@ -54,6 +56,7 @@ struct ForwardingTests {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
@@ -80,6 +83,7 @@ struct ForwardingTests {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port))
         try fixture.startDaemon()
@@ -130,11 +134,8 @@ struct ForwardingTests {
     func forwardingProhibited() async throws {
         let fixture = try TunnelFixture(sshdOptions: ["AllowTcpForwarding no"])
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
-        try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        let (echo, localPort) = try await fixture.startEchoTunnel()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         for _ in 0..<2 {
             let closed = try await offload { () -> Bool in
                 let client = try TCPClient.connect(port: localPort)
@@ -153,6 +154,7 @@ struct ForwardingTests {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let echo = try EchoServer()
+        defer { echo.stop() }  // keeps it alive to the end of the test
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon()

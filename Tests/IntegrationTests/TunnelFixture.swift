@@ -78,6 +78,19 @@ final class TunnelFixture: @unchecked Sendable {
         return process
     }
 
+    /// The common setup: an echo server behind sshd, one tunnel `t` to it on a free local port,
+    /// the daemon started (with `environment`), and the session up.
+    func startEchoTunnel(
+        identity: Bool = true, extra: [String] = [], environment: [String: String] = [:]
+    ) async throws -> (echo: EchoServer, localPort: UInt16) {
+        let echo = try EchoServer()
+        let localPort = try FreePort.probe()
+        try writeConfig(tunnel(localPort: localPort, remotePort: echo.port, identity: identity, extra: extra))
+        try startDaemon(environment: environment)
+        try await waitForLog("] connected")
+        return (echo, localPort)
+    }
+
     var daemonLog: String { daemon?.stderr() ?? "" }
 
     func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {

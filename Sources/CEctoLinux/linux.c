@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/if.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
@@ -36,19 +37,75 @@ int ecto_route_monitor_open(void) {
         errno = saved;
         return -1;
     }
+    /* Ask for every link now: the answers set each link's baseline state, so that the first
+     * change after start is seen as a change. */
+    struct {
+        struct nlmsghdr header;
+        struct ifinfomsg info;
+    } request;
+    memset(&request, 0, sizeof request);
+    request.header.nlmsg_len = NLMSG_LENGTH(sizeof(struct ifinfomsg));
+    request.header.nlmsg_type = RTM_GETLINK;
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.header.nlmsg_seq = 1;
+    request.info.ifi_family = AF_UNSPEC;
+    (void)send(fd, &request, request.header.nlmsg_len, 0);
     return fd;
 }
 
+/* Link state as last seen, per interface index (-1: not seen yet). Only the monitor thread uses it. */
+#define ECTO_MAX_IFINDEX 4096
+static int ecto_link_state[ECTO_MAX_IFINDEX];
+static int ecto_link_state_ready = 0;
+
+/* Counts the messages that mean the network really changed:
+ * - a link whose up/running/carrier state changed (first sight of a link is its baseline), or that went away;
+ * - an address added or removed, except IPv6 link-local ones and tentative (DAD in progress) ones,
+ *   which come and go on their own;
+ * - a default route added or removed.
+ * Lifetime refreshes of addresses and routes (router advertisements) repeat NEW messages for what
+ * is already there; addresses and routes are not tracked, so those still count, but they are rare
+ * (minutes apart) and the reaction to a change is a cheap liveness check. */
 int ecto_route_monitor_count_changes(const void *buffer, long length) {
+    if (!ecto_link_state_ready) {
+        for (int i = 0; i < ECTO_MAX_IFINDEX; i++) ecto_link_state[i] = -1;
+        ecto_link_state_ready = 1;
+    }
     int changes = 0;
     int remaining = (int)length;
     for (const struct nlmsghdr *message = buffer; NLMSG_OK(message, remaining); message = NLMSG_NEXT(message, remaining)) {
         switch (message->nlmsg_type) {
-        case RTM_NEWLINK: case RTM_DELLINK:
-        case RTM_NEWADDR: case RTM_DELADDR:
-        case RTM_NEWROUTE: case RTM_DELROUTE:
+        case RTM_NEWLINK:
+        case RTM_DELLINK: {
+            const struct ifinfomsg *info = NLMSG_DATA(message);
+            int index = info->ifi_index;
+            int state = (int)(info->ifi_flags & (IFF_UP | IFF_RUNNING | IFF_LOWER_UP));
+            if (index <= 0 || index >= ECTO_MAX_IFINDEX) { changes++; break; }
+            if (message->nlmsg_type == RTM_DELLINK) {
+                ecto_link_state[index] = -1;
+                changes++;
+            } else {
+                int before = ecto_link_state[index];
+                ecto_link_state[index] = state;
+                if (before != -1 && before != state) changes++;
+            }
+            break;
+        }
+        case RTM_NEWADDR:
+        case RTM_DELADDR: {
+            const struct ifaddrmsg *address = NLMSG_DATA(message);
+            if (address->ifa_family == AF_INET6 && address->ifa_scope == RT_SCOPE_LINK) break;
+            if (address->ifa_scope == RT_SCOPE_HOST) break;
+            if (message->nlmsg_type == RTM_NEWADDR && (address->ifa_flags & IFA_F_TENTATIVE)) break;
             changes++;
             break;
+        }
+        case RTM_NEWROUTE:
+        case RTM_DELROUTE: {
+            const struct rtmsg *route = NLMSG_DATA(message);
+            if (route->rtm_dst_len == 0 && route->rtm_table == RT_TABLE_MAIN) changes++;
+            break;
+        }
         default:
             break;
         }

@@ -268,11 +268,13 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Drops `percent` % of the packets arriving over the veth, at random, in both namespaces (so
     /// both directions lose about that much). Replaces an earlier `loss`.
-    public func loss(percent: Double) throws {
+    /// Drops `percent` % of the packets arriving in each of `namespaces` (default: both, i.e. loss
+    /// both ways; `[serverNamespace]` drops only what the client sends).
+    public func loss(percent: Double, arrivingIn namespaces: [String]? = nil) throws {
         guard percent > 0, percent <= 100 else { throw TestSupportError(.notFound, "loss percent must be in (0, 100]") }
         let probability = String(format: "%.4f", percent / 100)
         try setChain(
-            "ecto-loss", in: [serverNamespace, clientNamespace],
+            "ecto-loss", in: namespaces ?? [serverNamespace, clientNamespace],
             rule: ["-m", "statistic", "--mode", "random", "--probability", probability, "-j", "DROP"])
     }
 

@@ -100,7 +100,8 @@ public enum ProcessTree {
     public static func residentKiB(_ pid: pid_t) -> Int? {
         guard let status = readFileString("/proc/\(pid)/status") else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return Int(line.dropFirst("VmRSS:".count).split(separator: " ").first ?? "")
+            // "VmRSS:\t    1234 kB": tabs and spaces.
+            return Int(line.dropFirst("VmRSS:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }

@@ -46,6 +46,39 @@ enum Listener {
     }
 }
 
+extension Listener {
+    /// The socket's local address if no interface has it any more (the network changed under
+    /// it), else nil.
+    static func localAddressIfGone(of fd: Int32) -> String? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let ok = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { return nil }
+        var interfaces: UnsafeMutablePointer<ifaddrs>? = nil
+        guard getifaddrs(&interfaces) == 0, let first = interfaces else { return nil }
+        defer { freeifaddrs(first) }
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            cursor = entry.pointee.ifa_next
+            guard let address = entry.pointee.ifa_addr, address.pointee.sa_family == storage.ss_family else { continue }
+            if storage.ss_family == sa_family_t(AF_INET) {
+                let mine = withUnsafeBytes(of: &storage) { $0.load(fromByteOffset: 4, as: UInt32.self) }
+                let theirs = UnsafeRawPointer(address).load(fromByteOffset: 4, as: UInt32.self)
+                if mine == theirs { return nil }
+            } else if storage.ss_family == sa_family_t(AF_INET6) {
+                let mine = withUnsafeBytes(of: &storage) { Array($0[8..<24]) }
+                let theirs = Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(address) + 8, count: 16))
+                if mine == theirs { return nil }
+            } else {
+                return nil
+            }
+        }
+        return SocketAddress.describe(storage)
+    }
+}
+
 /// Finds which process holds a listening TCP port, from /proc (only processes we may inspect).
 enum PortHolder {
     static func find(port: UInt16) -> String? {

@@ -57,8 +57,11 @@ extension TunnelDriver {
                 "cannot connect to \(config.target.host):\(config.target.port): \(reason)"))
     }
 
-    /// TCP-level liveness on the SSH socket, on top of the SSH keepalives: the kernel gives up on
-    /// unacknowledged data after keepalive_interval × keepalive_count_max (TCP_USER_TIMEOUT).
+    /// TCP-level liveness on the SSH socket, on top of the SSH keepalives. TCP_USER_TIMEOUT (how
+    /// long sent data may stay unacknowledged) is a backstop at twice the dead-peer time: on a
+    /// lossy but working link one segment can sit in exponential retransmission backoff for
+    /// longer than interval × count_max while data keeps flowing (seen under 20 % loss), and the
+    /// SSH-level dead-peer rule already ends a session that receives nothing for that long.
     private func configureSSHSocket(_ fd: Int32) {
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         let interval = Int32(clamping: config.keepaliveInterval.components.seconds)
@@ -67,7 +70,7 @@ extension TunnelDriver {
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, interval)
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, interval)
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, Int32(clamping: config.keepaliveCountMax))
-        Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, Int32(clamping: Int(interval) * config.keepaliveCountMax * 1000))
+        Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, Int32(clamping: 2 * Int(interval) * config.keepaliveCountMax * 1000))
     }
 
     private func startHandshake(_ fd: Int32) {

@@ -213,7 +213,10 @@ final class TunnelDriver {
             teardownSession(reason: "reconnect requested", graceful: true)
             perform(machine.reconnectNow(now: now))
         case .networkChanged(let reason):
-            if case .established(let session) = phase, livenessProbe == nil {
+            if case .established(let session) = phase, let local = Listener.localAddressIfGone(of: session.socket) {
+                // Our end of the SSH connection no longer exists: nothing will ever arrive on it.
+                sessionLost("\(reason): the local address \(local) of the SSH connection is gone")
+            } else if case .established(let session) = phase, livenessProbe == nil {
                 // Ask the peer for a sign of life now. libssh2 sends a keepalive only when its
                 // interval has passed since the last one; an interval of 2 s (its minimum) makes
                 // the next send due at once. The normal interval comes back when the probe ends.
@@ -270,9 +273,11 @@ final class TunnelDriver {
     }
 
     /// How long a session may stay silent after a forced liveness check.
+    /// 10 s: long enough for a keepalive reply on a lossy but working link (several TCP
+    /// retransmissions), short enough to beat the default dead-peer time (45 s) by far.
     var probeWindow: Duration {
-        guard config.keepaliveInterval > .zero else { return .seconds(5) }
-        return min(.seconds(5), config.keepaliveInterval * config.keepaliveCountMax)
+        guard config.keepaliveInterval > .zero else { return .seconds(10) }
+        return min(.seconds(10), config.keepaliveInterval * config.keepaliveCountMax)
     }
 
     /// The peer answered the liveness check: back to the normal keepalive schedule.

@@ -4,6 +4,8 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,4 +132,13 @@ int ecto_clock_change_timer_rearm(int fd) {
     memset(&spec, 0, sizeof spec);
     spec.it_value.tv_sec = (time_t)1 << 40; /* far in the future: it never fires, it only gets cancelled */
     return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL);
+}
+
+long ecto_send_queue_room(int fd) {
+    int queued = 0;
+    int size = 0;
+    socklen_t length = sizeof size;
+    if (ioctl(fd, SIOCOUTQ, &queued) != 0) return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &length) != 0) return -1;
+    return (long)size - (long)queued;
 }

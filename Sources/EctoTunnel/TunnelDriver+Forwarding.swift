@@ -1,3 +1,4 @@
+import CEctoLinux
 import EctoSSH
 import Logging
 #if canImport(Glibc)
@@ -326,12 +327,26 @@ extension TunnelDriver {
 
     // MARK: Keepalive
 
+    /// libssh2 1.10's `libssh2_keepalive_send` swallows EAGAIN: a keepalive that did not fit in
+    /// the socket is counted as sent and left half-sent, pointing at a buffer on its own stack, and
+    /// the next send of anything else fails. So it is only called when the kernel's send queue has
+    /// room for it (a keepalive behind a full queue would prove nothing anyway), and if it ever
+    /// leaves a packet half-sent the session is replaced at once, cleanly, instead of failing
+    /// later on an unrelated call.
     private func keepalive(_ session: SSHSession, force: Bool = false) throws(SSHError) -> Bool {
         guard let next = nextKeepalive, force || clock.now >= next else { return true }
+        guard ecto_send_queue_room(session.socket) >= 4096 else {
+            nextKeepalive = clock.now.advanced(by: .milliseconds(250))
+            return true
+        }
         switch try session.sendKeepalive() {
         case .wouldBlock:
             return !stalled(.keepalive, session)
         case .done(let seconds):
+            if session.blockDirections.contains(.outbound) {
+                throw SSHError(
+                    code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)", operation: "send keepalive")
+            }
             nextKeepalive = clock.now.advanced(by: .seconds(max(1, seconds)))
             return true
         }

@@ -24,4 +24,7 @@ int ecto_clock_change_timer_open(void);
 /* Re-arms it after a cancellation. Returns 0 or -1. */
 int ecto_clock_change_timer_rearm(int fd);
 
+/* Free room in a TCP socket's kernel send queue (SO_SNDBUF minus SIOCOUTQ), or -1. */
+long ecto_send_queue_room(int fd);
+
 #endif

@@ -25,9 +25,10 @@ final class SSHTransport {
     var receivedDuringPass = false
 }
 
-/// CLOCK_BOOTTIME in nanoseconds: monotonic, and it keeps counting across suspend.
+/// CLOCK_BOOTTIME in nanoseconds: monotonic, and it keeps counting across suspend. The clock of
+/// `SSHSession.lastReceiveBootNanos`, for callers that compare against it.
 @inline(__always)
-func bootTimeNanos() -> UInt64 {
+public func bootTimeNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_BOOTTIME, &ts)
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

@@ -180,6 +180,14 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return .connect
     }
 
+    /// Our own side broke outside any attempt (the local port is taken by another process):
+    /// `failed` from any enabled state, with `message` as the reason.
+    public mutating func localFailure(message: String, now: Instant) -> ReconnectAction<Instant> {
+        guard state != .down, state != .failed else { return .none }
+        lastError = message
+        return fail(now)
+    }
+
     /// The operator disabled the tunnel.
     public mutating func disable(now: Instant) -> ReconnectAction<Instant> {
         guard state != .down else { return .none }

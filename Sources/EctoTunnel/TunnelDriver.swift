@@ -221,7 +221,7 @@ final class TunnelDriver {
                 // interval has passed since the last one; an interval of 2 s (its minimum) makes
                 // the next send due at once. The normal interval comes back when the probe ends.
                 logger.info("\(reason): checking that the session is alive")
-                livenessProbe = (bootTimeNow(), now.advanced(by: probeWindow))
+                livenessProbe = (bootTimeNanos(), now.advanced(by: probeWindow))
                 session.configureKeepalive(intervalSeconds: 2)
                 nextKeepalive = now
                 progress = true
@@ -370,20 +370,13 @@ final class TunnelDriver {
             let message = "cannot listen on \(config.local): \(error.description)"
             if machine.lastError != message { logger.error("\(message)") }
             // A busy port needs the operator, but it may also free itself: check again quietly.
-            if machine.state == .connecting || machine.state == .backoff || machine.state == .up {
+            // Not `perform`: its give-up message says nothing retries, but the bind retry below does.
+            if case .giveUp = machine.localFailure(message: message, now: clock.now) {
                 teardownSession(reason: "no listener", graceful: false)
-                machine = machineFailedLocally(message)
             }
             bindRetryAt = clock.now.advanced(by: .seconds(5))
             publish(notify: true)
         }
-    }
-
-    private func machineFailedLocally(_ message: String) -> ReconnectMachine<Instant> {
-        var copy = machine
-        if copy.state != .connecting { _ = copy.reconnectNow(now: clock.now) }
-        _ = copy.attemptFailed(.local, message: message, now: clock.now, random: &random)
-        return copy
     }
 
     func closeListener() {
@@ -426,13 +419,6 @@ final class TunnelDriver {
             }
         }
     }
-}
-
-/// CLOCK_BOOTTIME in nanoseconds (the clock the transport hooks stamp received bytes with).
-func bootTimeNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_BOOTTIME, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
 func seconds(_ duration: Duration) -> Double {

@@ -231,4 +231,21 @@ struct TestInstant: InstantProtocol, Sendable {
         guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
         #expect(now.duration(to: at) >= .seconds(4))
     }
+
+    @Test func localFailureFailsFromEveryEnabledStateButNotWhenDown() {
+        var random = SplitMix64(seed: 4)
+        var up = Machine(policy: policy, enabled: true, now: .zero)
+        _ = up.connected(now: .zero)
+        #expect(up.localFailure(message: "port busy", now: TestInstant(offset: .seconds(1))) == .giveUp)
+        #expect(up.state == .failed && up.lastError == "port busy" && up.since == TestInstant(offset: .seconds(1)))
+        var backoff = Machine(policy: policy, enabled: true, now: .zero)
+        _ = backoff.attemptFailed(.transport, message: "refused", now: .zero, random: &random)
+        #expect(backoff.localFailure(message: "port busy", now: .zero) == .giveUp)
+        #expect(backoff.failures == 1, "a local failure is not a connection failure")
+        var down = Machine(policy: policy, enabled: false, now: .zero)
+        #expect(down.localFailure(message: "port busy", now: .zero) == .none)
+        #expect(down.state == .down)
+        #expect(up.localFailure(message: "again", now: .zero) == .none)
+        #expect(up.lastError == "port busy", "an existing failure keeps its reason")
+    }
 }

@@ -2,6 +2,14 @@ import EctoTestSupport
 import Foundation
 import Testing
 
+/// Writes `text` (with `KNOWN_HOSTS` replaced by an empty known_hosts file's path) as a config in
+/// `directory` and runs `ecto-tunnel check` on it.
+func checkConfig(in directory: TestDirectory, _ text: String) throws -> (path: String, result: CommandResult) {
+    let knownHosts = try directory.write("known_hosts", "")
+    let path = try directory.write("config.toml", text.replacingOccurrences(of: "KNOWN_HOSTS", with: knownHosts))
+    return (path, try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path]))
+}
+
 @Suite("check, config errors and local ports (real binary)")
 struct ConfigAndListenerTests {
     @Test("check reports every error with file, line and key, and exits 1")
@@ -34,18 +42,16 @@ struct ConfigAndListenerTests {
     func checkAcceptsGoodConfig() throws {
         let directory = try TestDirectory()
         defer { directory.cleanup() }
-        let knownHosts = try directory.write("known_hosts", "")
-        let path = try directory.write(
-            "config.toml",
+        let (_, result) = try checkConfig(
+            in: directory,
             """
             [tunnels.gw]
             target = "ops@gw.example.net:2222"
             local = "127.0.0.1:18789"
             remote = "127.0.0.1:18789"
-            known_hosts = "\(knownHosts)"
+            known_hosts = "KNOWN_HOSTS"
 
             """)
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("gw: 127.0.0.1:18789 -> ops@gw.example.net:2222 -> 127.0.0.1:18789"))
     }
@@ -92,18 +98,16 @@ struct ConfigAndListenerTests {
     func loopbackOnly() throws {
         let directory = try TestDirectory()
         defer { directory.cleanup() }
-        let knownHosts = try directory.write("known_hosts", "")
-        let path = try directory.write(
-            "config.toml",
+        let (path, result) = try checkConfig(
+            in: directory,
             """
             [tunnels.gw]
             target = "ops@gw.example.net"
             local = "0.0.0.0:18789"
             remote = "127.0.0.1:18789"
-            known_hosts = "\(knownHosts)"
+            known_hosts = "KNOWN_HOSTS"
 
             """)
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", path])
         #expect(result.status == 1)
         #expect(result.stderr.contains("\(path):3"))
         #expect(result.stderr.contains("allow_non_loopback"))
@@ -113,12 +117,9 @@ struct ConfigAndListenerTests {
     func gracefulStop() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, localPort) = try await fixture.startEchoTunnel(arguments: ["--stop-grace", "1"])
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
-        let daemon = try fixture.startDaemon(arguments: ["--stop-grace", "1"])
-        try await fixture.waitForLog("] connected")
+        let daemon = try #require(fixture.daemon)
         let client = try TCPClient.connect(port: localPort)
         defer { client.close() }
         try client.sendAll("ping")

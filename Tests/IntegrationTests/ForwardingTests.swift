@@ -82,12 +82,8 @@ struct ForwardingTests {
     func halfClose() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel()
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let port = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port))
-        try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
         let (received, sawEOF) = try await offload { () -> ([UInt8], Bool) in
             let client = try TCPClient.connect(port: port, ioTimeout: .seconds(20))
             defer { client.close() }

@@ -81,12 +81,13 @@ final class TunnelFixture: @unchecked Sendable {
     /// The common setup: an echo server behind sshd, one tunnel `t` to it on a free local port,
     /// the daemon started (with `environment`), and the session up.
     func startEchoTunnel(
-        identity: Bool = true, extra: [String] = [], environment: [String: String] = [:]
+        identity: Bool = true, extra: [String] = [], environment: [String: String] = [:],
+        arguments: [String] = ["--log-level", "debug"]
     ) async throws -> (echo: EchoServer, localPort: UInt16) {
         let echo = try EchoServer()
         let localPort = try FreePort.probe()
         try writeConfig(tunnel(localPort: localPort, remotePort: echo.port, identity: identity, extra: extra))
-        try startDaemon(environment: environment)
+        try startDaemon(environment: environment, arguments: arguments)
         try await waitForLog("] connected")
         return (echo, localPort)
     }

@@ -34,18 +34,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Composition root: supervisor, signals.
+        // The control protocol (HTTP/1.1 + JSON on a Unix socket): types, server, client.
+        .target(
+            name: "EctoControl",
+            dependencies: ["CEctoLinux", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Composition root: supervisor, control socket, signals.
         .target(
             name: "EctoDaemon",
             dependencies: [
-                "EctoTunnel", "EctoConfig", "CEctoLinux",
+                "EctoTunnel", "EctoConfig", "EctoControl", "CEctoLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "EctoTunnelCLI",
             dependencies: [
-                "EctoDaemon", "EctoConfig", "EctoSSH",
+                "EctoDaemon", "EctoConfig", "EctoControl", "EctoSSH",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -55,9 +60,10 @@ let package = Package(
         .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
+        .testTarget(name: "EctoControlTests", dependencies: ["EctoControl"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["EctoTestSupport", "EctoConfig", "EctoTunnelCLI"]
+            dependencies: ["EctoTestSupport", "EctoConfig", "EctoControl", "EctoTunnelCLI"]
         ),
     ],
     swiftLanguageModes: [.v6]

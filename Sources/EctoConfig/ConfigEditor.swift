@@ -48,4 +48,24 @@ public enum ConfigEditor {
         bytes.insert(contentsOf: Array(insertion.utf8), at: insertAt)
         return String(decoding: bytes, as: UTF8.self)
     }
+
+    /// Removes `key` (its whole line) from `[tunnels.NAME]`; the text is unchanged when the table
+    /// does not set it. Throws like `setValue`.
+    public static func removeKey(_ key: String, inTunnel name: String, in text: String) throws(ConfigErrors) -> String {
+        let doc = TOMLParser.parse(text)
+        if !doc.errors.isEmpty {
+            throw ConfigErrors(doc.errors.map { ConfigError(file: "<config>", line: $0.line, column: $0.column, message: $0.message) })
+        }
+        guard let table = doc.table(["tunnels", name]) else {
+            throw ConfigErrors([
+                ConfigError(
+                    file: "<config>", line: 0, key: "tunnels.\(TOMLTable.quoteKeyIfNeeded(name))",
+                    message: "no [tunnels.\(TOMLTable.quoteKeyIfNeeded(name))] table in the config")
+            ])
+        }
+        guard let entry = table.entry(key) else { return text }
+        var bytes = Array(text.utf8)
+        bytes.removeSubrange(entry.statementRange)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }

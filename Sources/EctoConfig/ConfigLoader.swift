@@ -156,6 +156,7 @@ struct KeySpec {
         KeySpec(name: "backoff_initial", kind: .duration(positive: true)),
         KeySpec(name: "backoff_max", kind: .duration(positive: true)),
         KeySpec(name: "hold_timeout", kind: .duration(positive: false)),
+        KeySpec(name: "drain_timeout", kind: .duration(positive: false)),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -702,6 +703,7 @@ private struct Validator {
             backoffInitial: backoffInitial,
             backoffMax: backoffMax,
             holdTimeout: dur("hold_timeout", TunnelDefaults.holdTimeout),
+            drainTimeout: dur("drain_timeout", TunnelDefaults.drainTimeout),
             line: t.line)
     }
 

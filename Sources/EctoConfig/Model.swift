@@ -37,6 +37,8 @@ public struct TunnelConfig: Sendable, Equatable {
     public var backoffInitial: Duration
     public var backoffMax: Duration
     public var holdTimeout: Duration
+    /// After a retarget or reload, how long connections open on the old session may go on.
+    public var drainTimeout: Duration
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -60,6 +62,7 @@ public struct TunnelConfig: Sendable, Equatable {
         backoffInitial: Duration = TunnelDefaults.backoffInitial,
         backoffMax: Duration = TunnelDefaults.backoffMax,
         holdTimeout: Duration = TunnelDefaults.holdTimeout,
+        drainTimeout: Duration = TunnelDefaults.drainTimeout,
         line: Int = 0
     ) {
         self.name = name
@@ -81,7 +84,19 @@ public struct TunnelConfig: Sendable, Equatable {
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
         self.holdTimeout = holdTimeout
+        self.drainTimeout = drainTimeout
         self.line = line
+    }
+}
+
+extension TunnelConfig {
+    /// Equal apart from where the table sits in the file (what a reload compares).
+    public func sameSettings(as other: TunnelConfig) -> Bool {
+        var a = self
+        var b = other
+        a.line = 0
+        b.line = 0
+        return a == b
     }
 }
 
@@ -93,6 +108,7 @@ public enum TunnelDefaults {
     public static let backoffInitial: Duration = .seconds(1)
     public static let backoffMax: Duration = .seconds(60)
     public static let holdTimeout: Duration = .seconds(10)
+    public static let drainTimeout: Duration = .seconds(300)
 }
 
 /// A loaded, validated configuration file.

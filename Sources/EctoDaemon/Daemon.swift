@@ -1,4 +1,5 @@
 import EctoConfig
+import EctoControl
 import EctoTunnel
 import Foundation
 import Logging
@@ -6,25 +7,28 @@ import Logging
 import Glibc
 #endif
 
-/// The composition root of `ecto-tunnel run`: loads the config, starts one driver per tunnel,
-/// turns signals into actions, and stops everything gracefully.
+/// The composition root of `ecto-tunnel run`: loads the config, opens the control socket, starts
+/// the tunnels (through the `Supervisor`), turns signals into actions, and stops everything
+/// gracefully.
 ///
 /// Signals are blocked in every thread and taken synchronously here with `sigtimedwait`, so no
 /// async-signal-safety concerns and no handler state.
 public final class Daemon {
     public struct Options: Sendable {
         public var configPath: String
+        /// The control socket.
+        public var socketPath: String
         /// How long open connections may continue after SIGTERM before they are closed.
         public var stopGrace: Duration
-        public init(configPath: String, stopGrace: Duration = .seconds(5)) {
+        public init(configPath: String, socketPath: String, stopGrace: Duration = .seconds(5)) {
             self.configPath = configPath
+            self.socketPath = socketPath
             self.stopGrace = stopGrace
         }
     }
 
     private let options: Options
     private let logger: Logger
-    private var tunnels: [String: TunnelHandle] = [:]
 
     public init(options: Options, logger: Logger) {
         self.options = options
@@ -47,25 +51,36 @@ public final class Daemon {
             logger.critical("invalid configuration:\n\(error.description)")
             return 1
         }
+        for warning in config.warnings { logger.warning("\(warning)") }
         if config.tunnels.isEmpty {
             logger.warning("no tunnels configured in \(config.path)")
         }
-        for tunnel in config.tunnels {
-            do {
-                tunnels[tunnel.name] = try TunnelHandle.start(config: tunnel, logger: logger) { [logger] status in
-                    logger.debug("state \(status.state.rawValue)", metadata: ["tunnel.name": "\(status.name)"])
-                }
-            } catch {
-                logger.critical("cannot start tunnel \(tunnel.name): \(error)")
-                stopAll()
-                return 1
-            }
+        let supervisor = Supervisor(configPath: config.path, stopGrace: options.stopGrace, logger: logger)
+        // The control socket first: if another daemon answers there, it owns the tunnels' ports
+        // too, and starting ours would only fight it.
+        let server: ControlServer
+        do {
+            server = try ControlServer(path: options.socketPath, registry: supervisor, logger: logger)
+        } catch {
+            logger.critical("cannot open the control socket: \(error)")
+            return 1
         }
-        logger.info("ecto-tunnel running", metadata: ["config": "\(config.path)", "tunnels": "\(config.tunnels.count)"])
-        let handles = Array(tunnels.values)
+        supervisor.publish = { [server] event in server.publish(event) }
+        do {
+            try supervisor.start(config)
+        } catch {
+            logger.critical("cannot start the tunnels: \(error)")
+            supervisor.stopAll()
+            server.stop()
+            return 1
+        }
+        server.start()
+        logger.info(
+            "ecto-tunnel running",
+            metadata: ["config": "\(config.path)", "tunnels": "\(config.tunnels.count)", "control": "\(server.path)"])
         let events = SystemEvents(logger: logger) { [logger] reason in
             logger.info("\(reason)")
-            for handle in handles { handle.send(.networkChanged(reason: reason)) }
+            supervisor.networkChanged(reason)
         }
         events.start()
         defer { events.stop() }
@@ -79,22 +94,17 @@ public final class Daemon {
                 break
             }
             if signal == SIGHUP {
-                logger.notice("SIGHUP received: configuration reload is not implemented yet; restart the daemon to apply changes")
+                logger.info("SIGHUP: reloading \(config.path)")
+                switch supervisor.reload() {
+                case .success: break
+                case .failure(let failure):
+                    // Already logged with every problem by the supervisor.
+                    logger.debug("reload refused: \(failure.report.error)")
+                }
             }
         }
-        stopAll()
+        server.stop()
+        supervisor.stopAll()
         return 0
-    }
-
-    private func stopAll() {
-        for handle in tunnels.values { handle.send(.stop(grace: options.stopGrace)) }
-        let deadline = ContinuousClock.now.advanced(by: options.stopGrace + .seconds(2))
-        for handle in tunnels.values {
-            let left = ContinuousClock.now.duration(to: deadline)
-            if !handle.wait(timeout: max(left, .milliseconds(1))) {
-                logger.error("tunnel \(handle.name) did not stop in time")
-            }
-        }
-        tunnels.removeAll()
     }
 }

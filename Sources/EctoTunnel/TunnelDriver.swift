@@ -65,9 +65,14 @@ final class TunnelDriver {
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
     var drainInFlight = false
+    /// Started as the successor of another driver: the listener comes with `.adopt`.
+    var awaitingListener: Bool
+    /// Retired before the listener arrived: pass it on to this handle.
+    var successor: TunnelHandle?
 
-    init(config: TunnelConfig, handle: TunnelHandle, logger: Logger) {
+    init(config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false) {
         self.config = config
+        self.awaitingListener = awaitListener
         self.handle = handle
         var logger = logger
         logger[metadataKey: "tunnel.name"] = "\(config.name)"
@@ -83,7 +88,7 @@ final class TunnelDriver {
     func run() {
         logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
         if config.enabled {
-            bindListener()
+            if !awaitingListener { bindListener() }
             perform(machine.initialAction())
         }
         publish(notify: true)
@@ -110,7 +115,10 @@ final class TunnelDriver {
             if listenFD >= 0 && fds[1].fd == listenFD && fds[1].revents != 0 { acceptClients(now) }
             advanceSession(sshRevents: fds[2].revents)
             publish(notify: false)
-            if let stop = stopping, !stop.done, (connections.isEmpty || clock.now >= stop.deadline) {
+            // A driver retired before its own predecessor handed over waits for that hand-over,
+            // which it must pass on.
+            let owesHandOver = awaitingListener && successor != nil
+            if let stop = stopping, !stop.done, !owesHandOver, (connections.isEmpty || clock.now >= stop.deadline) {
                 finishStop()
             }
         }
@@ -196,7 +204,12 @@ final class TunnelDriver {
         let now = clock.now
         switch command {
         case .stop(let grace):
-            guard stopping == nil else { return }
+            successor = nil
+            if let current = stopping {
+                // Already draining (retired): a stop shortens the wait, never lengthens it.
+                stopping = (min(current.deadline, clock.now.advanced(by: grace)), current.done)
+                return
+            }
             logger.info("stopping", metadata: ["connections": "\(connections.count)"])
             stopping = (clock.now.advanced(by: grace), false)
             closeListener()
@@ -206,7 +219,7 @@ final class TunnelDriver {
         case .disable:
             perform(machine.disable(now: now))
         case .enable:
-            if listenFD < 0 { bindListener() }
+            if listenFD < 0 && !awaitingListener { bindListener() }
             perform(machine.enable(now: now))
         case .reconnect:
             logger.info("reconnect requested")
@@ -229,8 +242,76 @@ final class TunnelDriver {
                 logger.info("\(reason): retrying now")
             }
             perform(machine.networkChanged(now: now))
+        case .retire(let next, let drain):
+            retire(to: next, drain: drain)
+        case .adopt(let listener, let clients):
+            adopt(listener: listener, clients: clients)
         }
         publish(notify: true)
+    }
+
+    /// Hands the listener and the waiting clients to `next`, then drains like a graceful stop.
+    private func retire(to next: TunnelHandle, drain: Duration) {
+        var handed: [HandedClient] = []
+        for connection in connections.values.sorted(by: { $0.id < $1.id })
+        where connection.phase == .held || connection.phase == .queued {
+            // The fd changes owner: forget the connection without closing it.
+            handed.append(HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline))
+            connection.clientClosed = true
+            connections[connection.id] = nil
+            openQueue.removeAll { $0 == connection.id }
+        }
+        if awaitingListener {
+            // Our own predecessor has not handed over yet: whatever it sends goes on to `next`.
+            successor = next
+            if !handed.isEmpty { next.send(.adopt(listener: -1, clients: handed)) }
+        } else {
+            next.send(.adopt(listener: listenFD, clients: handed))
+            listenFD = -1
+            bindRetryAt = nil
+        }
+        let open = connections.values.filter { !$0.clientClosed }.count
+        logger.info(
+            "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(formatSeconds(drain))")
+        if stopping == nil { stopping = (clock.now.advanced(by: drain), false) }
+    }
+
+    /// Takes over the predecessor's listener and waiting clients.
+    private func adopt(listener: Int32, clients: [HandedClient]) {
+        if let successor {
+            successor.send(.adopt(listener: listener, clients: clients))
+            return
+        }
+        let wasAwaiting = awaitingListener
+        awaitingListener = false
+        let accepting = stopping == nil && machine.state != .down
+        if listener >= 0 {
+            if accepting && listenFD < 0 {
+                listenFD = listener
+                logger.debug("took over the listener", metadata: ["local": "\(config.local)"])
+            } else {
+                Posix.close(listener)
+            }
+        } else if accepting && wasAwaiting && listenFD < 0 {
+            bindListener()
+        }
+        let now = clock.now
+        for client in clients {
+            guard accepting, machine.state != .failed else {
+                Posix.reset(client.fd)
+                continue
+            }
+            let connection = ForwardedConnection(
+                id: nextConnectionID, fd: client.fd, peer: client.peer, holdDeadline: max(client.holdDeadline, now),
+                bufferSize: bufferSize)
+            nextConnectionID += 1
+            connections[connection.id] = connection
+            if case .established = phase {
+                connection.phase = .queued
+                openQueue.append(connection.id)
+            }
+            progress = true
+        }
     }
 
     private func finishStop() {

@@ -18,6 +18,19 @@ public enum TunnelCommand: Sendable {
     /// that is up must show a sign of life within a few seconds or is replaced; a tunnel in
     /// backoff retries at once.
     case networkChanged(reason: String)
+    /// Hand over to `successor` (the same tunnel with a new config): give it the listener and the
+    /// clients still waiting for a channel, stop accepting, let open connections finish on the
+    /// current session for up to `drain`, then disconnect and end the thread.
+    case retire(successor: TunnelHandle, drain: Duration)
+    /// From the predecessor: its listening socket (or -1: bind it yourself) and its waiting clients.
+    case adopt(listener: Int32, clients: [HandedClient])
+}
+
+/// A client accepted by one driver and handed to another before its channel opened.
+public struct HandedClient: Sendable {
+    let fd: Int32
+    let peer: String
+    let holdDeadline: ContinuousClock.Instant
 }
 
 /// The thread-safe face of one tunnel: other threads send it commands and read its status; the
@@ -28,18 +41,26 @@ public final class TunnelHandle: Sendable {
     private let inbox = Mutex<[TunnelCommand]>([])
     private let statusBox: Mutex<TunnelStatus>
     private let finished = DispatchSemaphore(value: 0)
-    private let onChange: @Sendable (TunnelStatus) -> Void
+    private let finishedFlag = Mutex(false)
+    fileprivate let onChange: @Sendable (TunnelStatus) -> Void
 
     /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
     /// every state change.
+    /// With `awaitListener`, the driver binds nothing and waits for `.adopt` from the handle it
+    /// replaces (see `.retire`).
     public static func start(
-        config: TunnelConfig, logger: Logger, onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
+        config: TunnelConfig, logger: Logger, awaitListener: Bool = false, enabled: Bool? = nil,
+        onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
     ) throws(SystemError) -> TunnelHandle {
+        var config = config
+        if let enabled { config.enabled = enabled }
         let handle = try TunnelHandle(config: config, onChange: onChange)
-        let thread = Thread {
-            let driver = TunnelDriver(config: config, handle: handle, logger: logger)
+        let thread = Thread { [config] in
+            let driver = TunnelDriver(config: config, handle: handle, logger: logger, awaitListener: awaitListener)
             driver.run()
+            handle.finishedFlag.withLock { $0 = true }
             handle.finished.signal()
+            handle.onChange(handle.status)
         }
         thread.name = "tunnel \(config.name)"
         thread.stackSize = 512 * 1024
@@ -66,6 +87,9 @@ public final class TunnelHandle: Sendable {
 
     /// The latest status snapshot.
     public var status: TunnelStatus { statusBox.withLock { $0 } }
+
+    /// True once the driver thread has ended.
+    public var isFinished: Bool { finishedFlag.withLock { $0 } }
 
     /// Blocks until the driver thread has ended (after `.stop`). Returns false on timeout.
     @discardableResult

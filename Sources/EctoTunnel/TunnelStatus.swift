@@ -23,6 +23,13 @@ public struct TunnelStatus: Sendable, Equatable {
     public var acceptedTotal: UInt64
     /// Channel opens the server refused since start.
     public var refusedTotal: UInt64
+    /// Sessions of earlier configurations (an old target) still finishing their connections.
+    public var draining: [Draining]
+
+    public struct Draining: Sendable, Equatable {
+        public var target: String
+        public var connections: Int
+    }
 
     public init(name: String, state: TunnelState, enabled: Bool, target: String, local: String, remote: String) {
         self.name = name
@@ -39,5 +46,6 @@ public struct TunnelStatus: Sendable, Equatable {
         self.lastError = nil
         self.acceptedTotal = 0
         self.refusedTotal = 0
+        self.draining = []
     }
 }

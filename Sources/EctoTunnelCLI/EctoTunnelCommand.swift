@@ -1,5 +1,6 @@
 import ArgumentParser
 import EctoConfig
+import EctoControl
 import EctoDaemon
 import EctoSSH
 import Foundation
@@ -14,8 +15,12 @@ struct EctoTunnelCommand: ParsableCommand {
             ecto-tunnel run starts the daemon in the foreground; it keeps every tunnel of the \
             config file open, reconnecting with backoff, and checks the server's host key strictly \
             against known_hosts. The config file is TOML; see docs/config.md.
+
+            The other commands talk to the running daemon through its control socket (owner-only, \
+            see docs/control-protocol.md): status, target, up, down, reconnect, reload. They exit \
+            with 2 when no daemon answers.
             """,
-        subcommands: [Run.self, Check.self]
+        subcommands: [Run.self, Status.self, Target.self, Up.self, Down.self, Reconnect.self, Reload.self, Check.self]
     )
 }
 
@@ -28,18 +33,35 @@ struct GlobalOptions: ParsableArguments {
             valueName: "path"))
     var config: String?
 
-    var configPath: String { config ?? ConfigLoader.defaultPath() }
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The daemon's control socket.",
+            discussion: "Default: $ECTO_TUNNEL_SOCKET, else $XDG_RUNTIME_DIR/ecto-tunnel/control.sock.",
+            valueName: "path"))
+    var socket: String?
+
+    /// Absolute, so that messages and the daemon (which may chdir) name it unambiguously.
+    var configPath: String {
+        let path = config ?? ConfigLoader.defaultPath()
+        if path.hasPrefix("/") { return path }
+        return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+    }
+    var socketPath: String { socket ?? ControlPaths.defaultSocket() }
 }
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the daemon in the foreground (what the systemd unit starts).",
         discussion: """
-            Reads the config, binds every tunnel's local address (loopback only unless \
+            Reads the config, opens the control socket (--socket; refuses to start when another \
+            daemon answers there), binds every tunnel's local address (loopback only unless \
             allow_non_loopback = true), and keeps one SSH session per tunnel open. Logs go to \
-            stderr (with syslog priorities under journald). SIGTERM or SIGINT stops gracefully: \
-            listeners close, open connections get --stop-grace to finish, sessions disconnect.
-            Exit status: 0 after a clean stop, 1 when the config is invalid.
+            stderr (with syslog priorities under journald). SIGHUP reloads the config like \
+            `ecto-tunnel reload`. SIGTERM or SIGINT stops gracefully: listeners close, open \
+            connections get --stop-grace to finish, sessions disconnect.
+            Exit status: 0 after a clean stop, 1 when the config is invalid or the control \
+            socket cannot be opened.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -64,7 +86,10 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "ecto-tunnel")
         SSHLibrary.initialize()
         let daemon = Daemon(
-            options: .init(configPath: global.configPath, stopGrace: .milliseconds(Int64(stopGrace * 1000))), logger: logger)
+            options: .init(
+                configPath: global.configPath, socketPath: global.socketPath,
+                stopGrace: .milliseconds(Int64(stopGrace * 1000))),
+            logger: logger)
         let code = daemon.run()
         SSHLibrary.shutdown()
         if code != 0 { throw ExitCode(code) }

@@ -31,6 +31,13 @@ import Testing
         #expect(config.tunnels[1].target.host == "other.example.net")
     }
 
+    @Test func removesOneKeyLineOnly() throws {
+        let out = try ConfigEditor.removeKey("local", inTunnel: "other", in: Self.original)
+        #expect(out == Self.original.replacingOnce("  local = \"127.0.0.1:2000\"\n", with: ""))
+        #expect(try ConfigEditor.removeKey("ssh_host", inTunnel: "other", in: Self.original) == Self.original)
+        #expect(throws: ConfigErrors.self) { try ConfigEditor.removeKey("local", inTunnel: "nope", in: Self.original) }
+    }
+
     @Test func literalStringIsReplaced() throws {
         let out = try ConfigEditor.setValue("new.example.net", forKey: "target", inTunnel: "other", in: Self.original)
         #expect(out == Self.original.replacingOnce("'other.example.net'", with: "\"new.example.net\""))

@@ -226,8 +226,8 @@ import Testing
             contains: "unknown key (known keys: target, ssh_host")
     }
 
-    /// `sessions` and `drain_timeout` are not implemented, so they are not accepted either.
-    @Test(arguments: ["sessions = 2", "drain_timeout = \"30s\""])
+    /// `sessions` is not implemented, so it is not accepted either.
+    @Test(arguments: ["sessions = 2"])
     func unimplementedKeysAreUnknown(line: String) {
         let key = String(line.prefix { $0 != " " })
         expectSingleError(
@@ -236,6 +236,15 @@ import Testing
         expectSingleError(
             "[defaults]\n\(line)\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.\(key)",
             contains: "unknown key")
+    }
+
+    @Test func drainTimeoutParsesWithDefault() throws {
+        let config = try parseConfig(
+            "[defaults]\ndrain_timeout = \"90s\"\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\ndrain_timeout = 0\n")
+        #expect(config.tunnels[0].drainTimeout == .seconds(90))
+        #expect(config.tunnels[1].drainTimeout == .zero)
+        let plain = try parseConfig("[tunnels.a]\n\(validBody)\n")
+        #expect(plain.tunnels[0].drainTimeout == .seconds(300))
     }
 
     @Test func unknownKeyInDefaults() {

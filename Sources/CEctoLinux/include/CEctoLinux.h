@@ -27,4 +27,7 @@ int ecto_clock_change_timer_rearm(int fd);
 /* Free room in a TCP socket's kernel send queue (SO_SNDBUF minus SIOCOUTQ), or -1. */
 long ecto_send_queue_room(int fd);
 
+/* The uid and pid of a Unix-domain socket's peer (SO_PEERCRED). Returns 0 or -1 (errno set). */
+int ecto_peer_credentials(int fd, unsigned int *uid, int *pid);
+
 #endif

@@ -1,0 +1,290 @@
+import Foundation
+
+/// The control protocol's value types (version 1). See docs/control-protocol.md.
+///
+/// Everything travels as JSON over HTTP/1.1 on a Unix-domain socket; field names are snake_case.
+/// Fields are only ever added within a version; a client ignores fields it does not know.
+public enum ControlProtocol {
+    public static let version = 1
+
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+
+    /// One JSON document on one line (what the event stream carries).
+    public static func line<T: Encodable>(_ value: T) -> Data {
+        var data = (try? encoder().encode(value)) ?? Data("{}".utf8)
+        data.append(0x0A)
+        return data
+    }
+}
+
+/// A session of an earlier target that still carries connections after a retarget or a reload.
+public struct DrainingSession: Codable, Sendable, Equatable {
+    public var target: String
+    public var connections: Int
+
+    public init(target: String, connections: Int) {
+        self.target = target
+        self.connections = connections
+    }
+}
+
+/// One tunnel, as `status --json` prints it (the status contract in design.md, plus additions).
+public struct TunnelReport: Codable, Sendable, Equatable {
+    public var name: String
+    /// `connecting`, `up`, `backoff`, `down` (disabled) or `failed` (needs the operator).
+    public var state: String
+    public var enabled: Bool
+    public var target: String
+    public var local: String
+    public var remote: String
+    public var connections: Int
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    public var reconnects: Int
+    /// When the tunnel entered its current state.
+    public var since: Date
+    public var lastError: String?
+    /// Sessions to earlier targets still finishing their connections (empty most of the time).
+    public var draining: [DrainingSession]
+
+    public init(
+        name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
+        bytesIn: UInt64, bytesOut: UInt64, reconnects: Int, since: Date, lastError: String?,
+        draining: [DrainingSession] = []
+    ) {
+        self.name = name
+        self.state = state
+        self.enabled = enabled
+        self.target = target
+        self.local = local
+        self.remote = remote
+        self.connections = connections
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.reconnects = reconnects
+        self.since = since
+        self.lastError = lastError
+        self.draining = draining
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, state, enabled, target, local, remote, connections
+        case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
+        case lastError = "last_error", draining
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        state = try c.decode(String.self, forKey: .state)
+        enabled = try c.decode(Bool.self, forKey: .enabled)
+        target = try c.decode(String.self, forKey: .target)
+        local = try c.decode(String.self, forKey: .local)
+        remote = try c.decode(String.self, forKey: .remote)
+        connections = try c.decode(Int.self, forKey: .connections)
+        bytesIn = try c.decode(UInt64.self, forKey: .bytesIn)
+        bytesOut = try c.decode(UInt64.self, forKey: .bytesOut)
+        reconnects = try c.decode(Int.self, forKey: .reconnects)
+        since = try c.decode(Date.self, forKey: .since)
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        draining = try c.decodeIfPresent([DrainingSession].self, forKey: .draining) ?? []
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(enabled, forKey: .enabled)
+        try c.encode(target, forKey: .target)
+        try c.encode(local, forKey: .local)
+        try c.encode(remote, forKey: .remote)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(bytesIn, forKey: .bytesIn)
+        try c.encode(bytesOut, forKey: .bytesOut)
+        try c.encode(reconnects, forKey: .reconnects)
+        try c.encode(since, forKey: .since)
+        try c.encode(lastError, forKey: .lastError)  // null when there is none: the contract has the key
+        try c.encode(draining, forKey: .draining)
+    }
+
+    /// Up, or deliberately down: what `status` counts as healthy.
+    public var isHealthy: Bool { !enabled || state == "up" }
+}
+
+/// `GET /v1/status`: every tunnel, in config order.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public var version: Int
+    public var tunnels: [TunnelReport]
+
+    public init(tunnels: [TunnelReport]) {
+        self.version = ControlProtocol.version
+        self.tunnels = tunnels
+    }
+}
+
+/// A config problem, as `reload` reports it.
+public struct ConfigProblem: Codable, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int?
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int, column: Int?, key: String?, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var text = "\(file):\(line)"
+        if let column { text += ":\(column)" }
+        text += ": "
+        if let key { text += "\(key): " }
+        return text + message
+    }
+}
+
+/// The body of every non-2xx response.
+public struct ErrorReport: Codable, Sendable, Equatable {
+    public var error: String
+    /// Config problems (reload, target), each with file:line and key.
+    public var problems: [ConfigProblem]?
+
+    public init(error: String, problems: [ConfigProblem]? = nil) {
+        self.error = error
+        self.problems = problems
+    }
+}
+
+/// `POST /v1/tunnels/NAME/target`.
+public struct TargetRequest: Codable, Sendable, Equatable {
+    /// `[user@]host[:port]`.
+    public var target: String
+    /// Seconds the old session may keep its open connections; the tunnel's `drain_timeout` if absent.
+    public var drainTimeout: Double?
+
+    public init(target: String, drainTimeout: Double? = nil) {
+        self.target = target
+        self.drainTimeout = drainTimeout
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case target
+        case drainTimeout = "drain_timeout"
+    }
+}
+
+/// The answer to target, up, down and reconnect.
+public struct ActionReport: Codable, Sendable, Equatable {
+    public var ok: Bool
+    /// One sentence for the operator, e.g. "gateway: target set to ops@b:22 (written to …)".
+    public var message: String
+    public var tunnels: [TunnelReport]
+
+    public init(message: String, tunnels: [TunnelReport]) {
+        self.ok = true
+        self.message = message
+        self.tunnels = tunnels
+    }
+}
+
+/// `POST /v1/reload`.
+public struct ReloadReport: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var config: String
+    public var added: [String]
+    public var removed: [String]
+    public var changed: [String]
+    public var unchanged: [String]
+    public var warnings: [ConfigProblem]
+
+    public init(config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem]) {
+        self.ok = true
+        self.config = config
+        self.added = added
+        self.removed = removed
+        self.changed = changed
+        self.unchanged = unchanged
+        self.warnings = warnings
+    }
+}
+
+/// `GET /v1/version`.
+public struct VersionReport: Codable, Sendable, Equatable {
+    public var version: Int
+    public var pid: Int32
+    public var config: String
+
+    public init(pid: Int32, config: String) {
+        self.version = ControlProtocol.version
+        self.pid = pid
+        self.config = config
+    }
+}
+
+/// One line of `GET /v1/events`.
+public struct ControlEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// First line of every subscription: the whole status.
+        case snapshot
+        /// A tunnel changed state (or was added, replaced or its target changed).
+        case tunnel
+        /// A tunnel was removed by a reload.
+        case removed
+    }
+
+    public var event: Kind
+    public var time: Date
+    public var tunnels: [TunnelReport]?
+    public var tunnel: TunnelReport?
+    public var name: String?
+
+    public static func snapshot(_ status: StatusReport) -> ControlEvent {
+        ControlEvent(event: .snapshot, time: Date(), tunnels: status.tunnels, tunnel: nil, name: nil)
+    }
+
+    public static func changed(_ tunnel: TunnelReport) -> ControlEvent {
+        ControlEvent(event: .tunnel, time: Date(), tunnels: nil, tunnel: tunnel, name: tunnel.name)
+    }
+
+    public static func removed(_ name: String) -> ControlEvent {
+        ControlEvent(event: .removed, time: Date(), tunnels: nil, tunnel: nil, name: name)
+    }
+}
+
+/// A refused operation: HTTP status and the error body.
+public struct ControlFailure: Error, Sendable, Equatable {
+    public var status: Int
+    public var report: ErrorReport
+
+    public init(_ status: Int, _ message: String, problems: [ConfigProblem]? = nil) {
+        self.status = status
+        self.report = ErrorReport(error: message, problems: problems)
+    }
+}
+
+/// What the daemon offers the control server: the server routes and encodes, the registry acts.
+/// Methods are called on the control server's thread, one at a time.
+public protocol ControlRegistry: AnyObject, Sendable {
+    func status() -> StatusReport
+    func version() -> VersionReport
+    func setTarget(tunnel: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure>
+    func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
+    /// `tunnel` nil: every enabled tunnel.
+    func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
+    func reload() -> Result<ReloadReport, ControlFailure>
+}

@@ -1,0 +1,355 @@
+import EctoConfig
+import EctoControl
+import EctoTunnel
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Desired state (the config) against actual state (the tunnels), and every operation that
+/// changes either: the control socket's registry and the target of SIGHUP.
+///
+/// Operations come from the control thread and the signal loop; one lock serialises them (they
+/// are short: a config parse, a file write, messages to driver threads).
+final class Supervisor: ControlRegistry, @unchecked Sendable {
+    private let lock = NSRecursiveLock()
+    private let logger: Logger
+    private let stopGrace: Duration
+    private(set) var configPath: String
+    private var order: [String] = []
+    private var tunnels: [String: Tunnel] = [:]
+    /// Tunnels removed by a reload, still finishing their connections.
+    private var departing: [Tunnel] = []
+    /// Where state changes go (the control server's event stream). Set before `start`.
+    var publish: @Sendable (ControlEvent) -> Void = { _ in }
+    /// Called after any tunnel's state changes (for sd_notify STATUS=, say).
+    var onStateChange: @Sendable () -> Void = {}
+
+    init(configPath: String, stopGrace: Duration, logger: Logger) {
+        self.configPath = configPath
+        self.stopGrace = stopGrace
+        self.logger = logger
+    }
+
+    // MARK: Life cycle
+
+    func start(_ config: Config) throws(SystemError) {
+        lock.lock()
+        defer { lock.unlock() }
+        for tunnel in config.tunnels {
+            tunnels[tunnel.name] = try startTunnel(tunnel)
+            order.append(tunnel.name)
+        }
+    }
+
+    private func startTunnel(_ config: TunnelConfig) throws(SystemError) -> Tunnel {
+        try Tunnel.start(config: config, logger: logger) { [weak self] tunnel in
+            guard let self else { return }
+            self.publish(.changed(Self.report(tunnel.status)))
+            self.onStateChange()
+        }
+    }
+
+    /// Stops every tunnel and waits (bounded by the grace period) for their threads.
+    func stopAll() {
+        lock.lock()
+        let all = order.compactMap { tunnels[$0] } + departing
+        lock.unlock()
+        for tunnel in all { tunnel.stop(grace: stopGrace) }
+        let deadline = ContinuousClock.now.advanced(by: stopGrace + .seconds(2))
+        for tunnel in all {
+            let left = ContinuousClock.now.duration(to: deadline)
+            if !tunnel.wait(timeout: max(left, .milliseconds(1))) {
+                logger.error("tunnel \(tunnel.name) did not stop in time")
+            }
+        }
+    }
+
+    /// Tells every tunnel that the network changed (or the machine resumed).
+    func networkChanged(_ reason: String) {
+        for tunnel in allTunnels { tunnel.send(.networkChanged(reason: reason)) }
+    }
+
+    private var allTunnels: [Tunnel] {
+        lock.lock()
+        defer { lock.unlock() }
+        return order.compactMap { tunnels[$0] }
+    }
+
+    /// "2/3 tunnels up" (enabled ones count; disabled ones are listed apart).
+    func summary() -> String {
+        let statuses = allTunnels.map(\.status)
+        let enabled = statuses.filter(\.enabled)
+        let up = enabled.filter { $0.state == .up }.count
+        var text = "\(up)/\(enabled.count) tunnel\(enabled.count == 1 ? "" : "s") up"
+        let down = statuses.count - enabled.count
+        if down > 0 { text += ", \(down) down" }
+        let failed = enabled.filter { $0.state == .failed }.map(\.name)
+        if !failed.isEmpty { text += "; failed: " + failed.joined(separator: ", ") }
+        return text
+    }
+
+    // MARK: ControlRegistry
+
+    func status() -> StatusReport {
+        StatusReport(tunnels: allTunnels.map { Self.report($0.status) })
+    }
+
+    func version() -> VersionReport {
+        VersionReport(pid: getpid(), config: configPath)
+    }
+
+    func setEnabled(tunnel name: String, enabled: Bool) -> Result<ActionReport, ControlFailure> {
+        guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+        tunnel.send(enabled ? .enable : .disable)
+        let report = settle(tunnel) { $0.enabled == enabled }
+        logger.notice("tunnel \(name) \(enabled ? "enabled" : "disabled") by the operator")
+        return .success(ActionReport(message: "\(name): \(enabled ? "up (enabled)" : "down (disabled)")", tunnels: [report]))
+    }
+
+    func reconnect(tunnel name: String?) -> Result<ActionReport, ControlFailure> {
+        var targets: [Tunnel]
+        if let name {
+            guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+            targets = [tunnel]
+        } else {
+            targets = allTunnels.filter { $0.status.enabled }
+        }
+        for tunnel in targets { tunnel.send(.reconnect) }
+        let reports = targets.map { tunnel in settle(tunnel) { $0.state != .up } }
+        let names = targets.map(\.name).joined(separator: ", ")
+        return .success(ActionReport(message: targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)", tunnels: reports))
+    }
+
+    func setTarget(tunnel name: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure> {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let tunnel = tunnels[name] else { return .failure(unknown(name)) }
+        let target: SSHTarget
+        do {
+            target = try SSHTarget.parse(request.target)
+        } catch {
+            return .failure(ControlFailure(400, "invalid target \"\(request.target)\": \(error.message) (expected [user@]host[:port])"))
+        }
+        if let drain = request.drainTimeout, !(drain >= 0 && drain.isFinite) {
+            return .failure(ControlFailure(400, "drain_timeout must be a number of seconds ≥ 0"))
+        }
+        let running = tunnel.config
+        // Rewrite the file first: a change that cannot be saved is not made.
+        let text: String
+        do {
+            text = try String(contentsOfFile: configPath, encoding: .utf8)
+        } catch {
+            return .failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(error.localizedDescription)"))
+        }
+        var edited = text
+        do {
+            if running.sshHostAlias != nil {
+                // The alias gave user, host and port; an explicit target replaces it. What the
+                // alias also gave (key, known_hosts) is written out so it keeps applying.
+                edited = try ConfigEditor.removeKey("ssh_host", inTunnel: name, in: edited)
+                if let identity = running.identityFile {
+                    edited = try ConfigEditor.setValue(identity, forKey: "identity_file", inTunnel: name, in: edited)
+                }
+                edited = try ConfigEditor.setValue(running.knownHosts, forKey: "known_hosts", inTunnel: name, in: edited)
+            }
+            edited = try ConfigEditor.setValue(target.description, forKey: "target", inTunnel: name, in: edited)
+        } catch {
+            return .failure(ControlFailure(409, "cannot edit \(configPath): fix the file first", problems: Self.problems(error, file: configPath)))
+        }
+        let parsed: Config
+        do {
+            parsed = try ConfigLoader.parse(text: edited, path: configPath)
+        } catch {
+            return .failure(
+                ControlFailure(409, "\(configPath) has errors; fix them (ecto-tunnel check) before changing the target", problems: Self.problems(error, file: configPath)))
+        }
+        guard let updated = parsed.tunnels.first(where: { $0.name == name }) else {
+            return .failure(ControlFailure(409, "tunnel \(name) is no longer in \(configPath); run ecto-tunnel reload"))
+        }
+        var alsoChanged: [String] = []
+        var comparable = updated
+        comparable.target = running.target
+        comparable.sshHostAlias = running.sshHostAlias
+        if !comparable.sameSettings(as: running) { alsoChanged.append("other edits of this tunnel found in the file") }
+        if updated.sameSettings(as: running) {
+            return .success(ActionReport(message: "\(name) already targets \(target)", tunnels: [Self.report(tunnel.status)]))
+        }
+        do {
+            try AtomicFile.replace(path: configPath, with: edited)
+        } catch {
+            return .failure(ControlFailure(500, "cannot save \(configPath): \(error)"))
+        }
+        let drain = request.drainTimeout.map { Duration.milliseconds(Int64($0 * 1000)) } ?? updated.drainTimeout
+        do {
+            try tunnel.replace(with: updated, drain: drain)
+        } catch {
+            return .failure(ControlFailure(500, "saved, but could not start the new session: \(error)"))
+        }
+        logger.notice("tunnel \(name): target changed from \(running.target) to \(target) (saved in \(configPath))")
+        var message = "\(name): target \(running.target) → \(target), saved in \(configPath)"
+        if !alsoChanged.isEmpty { message += " (also applied: \(alsoChanged.joined(separator: ", ")))" }
+        return .success(ActionReport(message: message, tunnels: [Self.report(tunnel.status)]))
+    }
+
+    func reload() -> Result<ReloadReport, ControlFailure> {
+        lock.lock()
+        defer { lock.unlock() }
+        let config: Config
+        do {
+            config = try ConfigLoader.load(path: configPath)
+        } catch {
+            logger.error("reload refused, the running configuration stays:\n\(error.description)")
+            return .failure(
+                ControlFailure(422, "\(configPath) has errors; nothing was changed", problems: Self.problems(error, file: configPath)))
+        }
+        var added: [String] = []
+        var removed: [String] = []
+        var changed: [String] = []
+        var unchanged: [String] = []
+        let newNames = Set(config.tunnels.map(\.name))
+        for name in order where !newNames.contains(name) {
+            guard let tunnel = tunnels.removeValue(forKey: name) else { continue }
+            tunnel.stop(grace: min(stopGrace, tunnel.config.drainTimeout))
+            departing.append(tunnel)
+            removed.append(name)
+            publish(.removed(name))
+        }
+        for tunnelConfig in config.tunnels {
+            if let tunnel = tunnels[tunnelConfig.name] {
+                if tunnel.config.sameSettings(as: tunnelConfig) {
+                    unchanged.append(tunnelConfig.name)
+                    continue
+                }
+                do {
+                    try tunnel.replace(with: tunnelConfig, drain: tunnelConfig.drainTimeout)
+                    changed.append(tunnelConfig.name)
+                } catch {
+                    logger.error("reload: cannot restart tunnel \(tunnelConfig.name): \(error)")
+                }
+            } else {
+                do {
+                    tunnels[tunnelConfig.name] = try startTunnel(tunnelConfig)
+                    added.append(tunnelConfig.name)
+                } catch {
+                    logger.error("reload: cannot start tunnel \(tunnelConfig.name): \(error)")
+                }
+            }
+        }
+        order = config.tunnels.map(\.name).filter { tunnels[$0] != nil }
+        departing.removeAll { $0.wait(timeout: .zero) }
+        logger.notice(
+            "configuration reloaded",
+            metadata: [
+                "added": "\(added.joined(separator: ","))", "removed": "\(removed.joined(separator: ","))",
+                "changed": "\(changed.joined(separator: ","))", "unchanged": "\(unchanged.count)",
+            ])
+        onStateChange()
+        return .success(
+            ReloadReport(
+                config: configPath, added: added, removed: removed, changed: changed, unchanged: unchanged,
+                warnings: config.warnings.map(Self.problem)))
+    }
+
+    // MARK: Helpers
+
+    private func lookup(_ name: String) -> Tunnel? {
+        lock.lock()
+        defer { lock.unlock() }
+        return tunnels[name]
+    }
+
+    private func unknown(_ name: String) -> ControlFailure {
+        let known = allTunnels.map(\.name)
+        return ControlFailure(404, "no tunnel named \(name)" + (known.isEmpty ? "" : " (tunnels: \(known.joined(separator: ", ")))"))
+    }
+
+    /// Waits briefly (≤ 1 s) until the driver has acted on a command, for an answer that shows
+    /// the effect rather than the state before it.
+    private func settle(_ tunnel: Tunnel, until done: (TunnelStatus) -> Bool) -> TunnelReport {
+        let deadline = ContinuousClock.now.advanced(by: .seconds(1))
+        var status = tunnel.status
+        while !done(status) && ContinuousClock.now < deadline {
+            usleep(5_000)
+            status = tunnel.status
+        }
+        return Self.report(status)
+    }
+
+    static func report(_ status: TunnelStatus) -> TunnelReport {
+        TunnelReport(
+            name: status.name, state: status.state.rawValue, enabled: status.enabled, target: status.target,
+            local: status.local, remote: status.remote, connections: status.connections, bytesIn: status.bytesIn,
+            bytesOut: status.bytesOut, reconnects: status.reconnects, since: status.since, lastError: status.lastError,
+            draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) })
+    }
+
+    static func problem(_ error: ConfigError) -> ConfigProblem {
+        ConfigProblem(file: error.file, line: error.line, column: error.column, key: error.key, message: error.message)
+    }
+
+    static func problems(_ error: ConfigErrors, file: String) -> [ConfigProblem] {
+        error.errors.map { error in
+            var error = error
+            if error.file == "<config>" { error.file = file }
+            return problem(error)
+        }
+    }
+}
+
+/// Replacing a file so that readers see the old or the new content, never a mix: a temporary
+/// file in the same directory with the same mode and owner, fsync, rename, fsync the directory.
+enum AtomicFile {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func replace(path requested: String, with text: String) throws(Failure) {
+        // Through a symlink (dotfile managers): replace the file it points to, keep the link.
+        let path = (requested as NSString).resolvingSymlinksInPath
+        var info = stat()
+        let exists = stat(path, &info) == 0
+        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let temporary = "\(directory)/.\(name).ecto-tunnel-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, exists ? info.st_mode & 0o7777 : 0o600)
+        guard fd >= 0 else { throw Failure(description: "create \(temporary): \(String(cString: strerror(errno)))") }
+        var ok = true
+        var problem = ""
+        if exists {
+            fchmod(fd, info.st_mode & 0o7777)
+            if geteuid() == 0 { fchown(fd, info.st_uid, info.st_gid) }
+        }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while ok && offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                ok = false
+                problem = "write \(temporary): \(String(cString: strerror(errno)))"
+            } else {
+                offset += n
+            }
+        }
+        if ok && fsync(fd) != 0 {
+            ok = false
+            problem = "fsync \(temporary): \(String(cString: strerror(errno)))"
+        }
+        close(fd)
+        if ok && rename(temporary, path) != 0 {
+            ok = false
+            problem = "rename to \(path): \(String(cString: strerror(errno)))"
+        }
+        guard ok else {
+            unlink(temporary)
+            throw Failure(description: problem)
+        }
+        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dirFD >= 0 {
+            fsync(dirFD)
+            close(dirFD)
+        }
+    }
+}

@@ -1,0 +1,342 @@
+import ArgumentParser
+import EctoControl
+import Foundation
+
+/// Exit codes of the commands that talk to the daemon (the command-line contract).
+enum ControlExit {
+    /// Done; for `status`: every enabled tunnel is up.
+    static let ok: Int32 = 0
+    /// The daemon refused (unknown tunnel, bad target, config errors) or something failed.
+    static let refused: Int32 = 1
+    /// No daemon answers on the control socket.
+    static let noDaemon: Int32 = 2
+    /// `status`: some enabled tunnel is not up. `target`: saved, but not up within --wait.
+    static let notUp: Int32 = 3
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data(("ecto-tunnel: " + message + "\n").utf8))
+}
+
+/// Sends one request; on any failure prints why and exits with the contract's code.
+func call<T: Decodable>(_ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type) throws -> T {
+    let client = ControlClient(path: global.socketPath)
+    let answer: ControlAnswer
+    do {
+        answer = try client.request(method, path, body: body)
+    } catch {
+        printError(error.description)
+        throw ExitCode(ControlExit.noDaemon)
+    }
+    switch answer.decode(T.self) {
+    case .success(let value):
+        return value
+    case .failure(let failure):
+        printError(failure.report.error)
+        for problem in failure.report.problems ?? [] { FileHandle.standardError.write(Data("  \(problem)\n".utf8)) }
+        throw ExitCode(ControlExit.refused)
+    }
+}
+
+func pathComponent(_ name: String) -> String {
+    name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? name
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the state of every tunnel (or one).",
+        discussion: """
+            Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
+            down = disabled, failed = needs you), target, local → remote, uptime, open \
+            connections, bytes in (from the remote side) and out, reconnects, and the last error. \
+            Sessions of an earlier target that still finish their connections after `target` or \
+            `reload` are listed under their tunnel.
+            --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
+            docs/control-protocol.md). --watch follows state changes live until interrupted.
+            Exit status: 0 when every enabled tunnel is up, 3 when one is not, 2 when no daemon \
+            answers, 1 for an unknown tunnel.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: .long, help: "Print JSON (the status contract) instead of a table.")
+    var json = false
+
+    @Flag(name: .long, help: "Follow changes live (one JSON line per event with --json).")
+    var watch = false
+
+    @Argument(help: "Only this tunnel.")
+    var tunnel: String?
+
+    func run() throws {
+        if watch { try follow() }
+        let path = tunnel.map { "/v1/tunnels/\(pathComponent($0))" } ?? "/v1/status"
+        let report = try call(global, "GET", path, as: StatusReport.self)
+        if json {
+            let data = try ControlProtocol.encoder().encode(report)
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(StatusTable.render(report.tunnels, now: Date()), terminator: "")
+        }
+        if !report.tunnels.allSatisfy(\.isHealthy) { throw ExitCode(ControlExit.notUp) }
+    }
+
+    private func follow() throws -> Never {
+        let client = ControlClient(path: global.socketPath)
+        var tunnels: [TunnelReport] = []
+        let interactive = isatty(STDOUT_FILENO) == 1
+        do {
+            try client.followEvents { event in
+                switch event.event {
+                case .snapshot:
+                    tunnels = event.tunnels ?? []
+                case .tunnel:
+                    guard let report = event.tunnel else { return true }
+                    if let index = tunnels.firstIndex(where: { $0.name == report.name }) {
+                        tunnels[index] = report
+                    } else {
+                        tunnels.append(report)
+                    }
+                case .removed:
+                    tunnels.removeAll { $0.name == event.name }
+                }
+                let shown = tunnel.map { name in tunnels.filter { $0.name == name } } ?? tunnels
+                if json {
+                    if let data = try? ControlProtocol.encoder().encode(event) { print(String(decoding: data, as: UTF8.self)) }
+                } else if interactive {
+                    print("\u{1B}[H\u{1B}[2J" + StatusTable.render(shown, now: Date()), terminator: "")
+                } else if event.event == .snapshot {
+                    print(StatusTable.render(shown, now: Date()), terminator: "")
+                } else if let report = event.tunnel, tunnel == nil || report.name == tunnel {
+                    print(StatusTable.eventLine(report, at: event.time))
+                } else if event.event == .removed, let name = event.name {
+                    print("\(StatusTable.timestamp(event.time)) \(name) removed")
+                }
+                fflush(nil)
+                return true
+            }
+        } catch {
+            printError(error.description)
+        }
+        Foundation.exit(ControlExit.noDaemon)
+    }
+}
+
+struct Target: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Point a tunnel at another SSH server, at runtime, and save it in the config.",
+        discussion: """
+            The new target is written to the config file first (atomically, same permissions, \
+            every other line and comment kept; a tunnel defined with ssh_host gets an explicit \
+            target, identity_file and known_hosts). Then a session to the new target starts: new \
+            connections go to it as soon as it is up, connections already open keep flowing on \
+            the old session until they close or --drain seconds pass (default: the tunnel's \
+            drain_timeout, 5 minutes). The host key of the new server must be in known_hosts \
+            (or the tunnel uses host_key_policy = "accept-new").
+            Waits up to --wait seconds for the new session and says how it went.
+            Exit status: 0 when the tunnel is up on the new target (or with --no-wait once saved), \
+            3 when it is not up yet (it keeps retrying; see `ecto-tunnel status`), 1 when refused \
+            or failed (bad target, host key, authentication), 2 when no daemon answers.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The tunnel's name.")
+    var tunnel: String
+
+    @Argument(help: ArgumentHelp("The new SSH server.", valueName: "[user@]host[:port]"))
+    var target: String
+
+    @Option(name: .long, help: ArgumentHelp("Seconds connections on the old session may go on.", valueName: "seconds"))
+    var drain: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds to wait for the new session.", valueName: "seconds"))
+    var wait: Double = 20
+
+    @Flag(name: .long, help: "Return once the target is saved, without waiting for the session.")
+    var noWait = false
+
+    func validate() throws {
+        if let drain, drain < 0 { throw ValidationError("--drain must not be negative") }
+        if wait < 0 { throw ValidationError("--wait must not be negative") }
+    }
+
+    func run() throws {
+        let body = try ControlProtocol.encoder().encode(TargetRequest(target: target, drainTimeout: drain))
+        let result = try call(global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/target", body: body, as: ActionReport.self)
+        print(result.message)
+        guard !noWait, let wanted = result.tunnels.first?.target else { return }
+        let start = ContinuousClock.now
+        let deadline = start.advanced(by: .milliseconds(Int64(wait * 1000)))
+        var last: TunnelReport?
+        while ContinuousClock.now < deadline {
+            let report = try call(global, "GET", "/v1/tunnels/\(pathComponent(tunnel))", as: StatusReport.self)
+            guard let current = report.tunnels.first else { break }
+            last = current
+            if current.target == wanted && current.state == "up" {
+                let took = start.duration(to: .now)
+                var line = "\(tunnel): up on \(wanted) (\(String(format: "%.1f", Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)) s)"
+                let draining = current.draining.reduce(0) { $0 + $1.connections }
+                if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
+                print(line)
+                return
+            }
+            if current.target == wanted && current.state == "failed" {
+                printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
+                throw ExitCode(ControlExit.refused)
+            }
+            if !current.enabled {
+                print("\(tunnel) is down (disabled); `ecto-tunnel up \(tunnel)` connects it to \(wanted)")
+                return
+            }
+            usleep(100_000)
+        }
+        var line = "\(tunnel): not up on \(wanted) after \(Int(wait)) s"
+        if let last {
+            line += "; state \(last.state)"
+            if let error = last.lastError { line += ", last error: \(error)" }
+        }
+        printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
+        throw ExitCode(ControlExit.notUp)
+    }
+}
+
+struct Up: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Enable a tunnel at runtime (listen and connect).",
+        discussion: """
+            Undoes `down`, and also retries a failed tunnel. Not saved in the config (`enabled = \
+            false` there disables it for good). Exit status: 0 done, 1 unknown tunnel, 2 no daemon.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tunnel's name.") var tunnel: String
+
+    func run() throws {
+        let result = try call(global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/up", as: ActionReport.self)
+        print(result.message)
+    }
+}
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Disable a tunnel at runtime (close its listener, connections and session).",
+        discussion: """
+            The tunnel shows as `down` until `up` (or a daemon restart). Other tunnels are not \
+            touched. Exit status: 0 done, 1 unknown tunnel, 2 no daemon.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tunnel's name.") var tunnel: String
+
+    func run() throws {
+        let result = try call(global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/down", as: ActionReport.self)
+        print(result.message)
+    }
+}
+
+struct Reconnect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drop the SSH session and connect again now, skipping backoff.",
+        discussion: """
+            Without a name: every enabled tunnel. Open forwarded connections of the dropped \
+            session are closed; clients waiting for a session are kept. Also retries a failed \
+            tunnel (after you fixed known_hosts or the key, say).
+            Exit status: 0 done, 1 unknown tunnel, 2 no daemon.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tunnel's name (default: all).") var tunnel: String?
+
+    func run() throws {
+        let path = tunnel.map { "/v1/tunnels/\(pathComponent($0))/reconnect" } ?? "/v1/reconnect"
+        let result = try call(global, "POST", path, as: ActionReport.self)
+        print(result.message)
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make the daemon re-read its config file (like SIGHUP).",
+        discussion: """
+            A config with errors is refused with every error (file:line and key) and the running \
+            state is kept. A good one is applied as a difference: new tunnels start, removed ones \
+            stop, changed ones move to their new settings (open connections finish on the old \
+            session, up to drain_timeout), unchanged ones are not touched.
+            Exit status: 0 applied, 1 refused, 2 no daemon.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let result = try call(global, "POST", "/v1/reload", as: ReloadReport.self)
+        var parts: [String] = []
+        if !result.added.isEmpty { parts.append("added " + result.added.joined(separator: ", ")) }
+        if !result.changed.isEmpty { parts.append("changed " + result.changed.joined(separator: ", ")) }
+        if !result.removed.isEmpty { parts.append("removed " + result.removed.joined(separator: ", ")) }
+        parts.append("\(result.unchanged.count) unchanged")
+        print("reloaded \(result.config): " + parts.joined(separator: "; "))
+        for warning in result.warnings { print("warning: \(warning)") }
+    }
+}
+
+/// The human status table.
+enum StatusTable {
+    static func render(_ tunnels: [TunnelReport], now: Date) -> String {
+        if tunnels.isEmpty { return "no tunnels configured\n" }
+        let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "LAST ERROR"]
+        var rows: [[String]] = []
+        var notes: [Int: [String]] = [:]
+        for (index, t) in tunnels.enumerated() {
+            let age = duration(now.timeIntervalSince(t.since))
+            let state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            rows.append([
+                t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
+                bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", t.lastError ?? "-",
+            ])
+            notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+        }
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        var out = line(header) + "\n"
+        for (index, row) in rows.enumerated() {
+            out += line(row) + "\n"
+            for note in notes[index] ?? [] { out += note + "\n" }
+        }
+        return out
+    }
+
+    static func eventLine(_ t: TunnelReport, at time: Date) -> String {
+        var text = "\(timestamp(time)) \(t.name) \(t.state) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
+        if let error = t.lastError, t.state != "up" { text += " error=\(error)" }
+        return text
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+
+    static func duration(_ seconds: TimeInterval) -> String {
+        let s = max(0, Int(seconds))
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m\(s % 60 == 0 ? "" : " \(s % 60)s")" }
+        if s < 86400 { return "\(s / 3600)h \(s % 3600 / 60)m" }
+        return "\(s / 86400)d \(s % 86400 / 3600)h"
+    }
+
+    static func bytes(_ count: UInt64) -> String {
+        let units = ["B", "kB", "MB", "GB", "TB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1000 && unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: value < 10 ? "%.1f" : "%.0f", value) + " " + units[unit]
+    }
+}

@@ -100,7 +100,7 @@ import Testing
             TunnelReport(
                 name: "gateway", state: "up", enabled: true, target: "ops@gw:22", local: "127.0.0.1:18789",
                 remote: "127.0.0.1:18789", connections: 2, bytesIn: 123, bytesOut: 456, reconnects: 1,
-                since: Date(timeIntervalSince1970: 1_795_000_000), lastError: nil)
+                since: Date(timeIntervalSince1970: 1_795_000_000), lastError: nil)  // 2026-11-18T11:06:40Z
         ])
         let data = try ControlProtocol.encoder().encode(report)
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
@@ -110,7 +110,7 @@ import Testing
             #expect(tunnel.keys.contains(key), "missing \(key)")
         }
         #expect(tunnel["last_error"] is NSNull)
-        #expect(tunnel["since"] as? String == "2026-11-19T08:26:40Z")
+        #expect(tunnel["since"] as? String == "2026-11-18T11:06:40Z")
         let back = try ControlProtocol.decoder().decode(StatusReport.self, from: data)
         #expect(back == report)
     }

@@ -503,6 +503,7 @@ final class FaultFixture: @unchecked Sendable {
     func startDaemon(arguments: [String] = ["--log-level", "debug"]) throws -> Subprocess {
         var environment = ProcessInfo.processInfo.environment
         environment["SSH_AUTH_SOCK"] = nil
+        environment["ECTO_TUNNEL_SOCKET"] = directory.file("control.sock")
         let binary = try ProductLocator.binary("ecto-tunnel")
         let arguments = ["run", "--config", configPath] + arguments
         let process: Subprocess

@@ -10,6 +10,8 @@ final class TunnelFixture: @unchecked Sendable {
     let clientKey: KeyPair
     let knownHosts: String
     let configPath: String
+    /// The daemon's control socket (one per fixture: tests never share a daemon).
+    let socketPath: String
     private(set) var daemon: Subprocess?
 
     init(hostKeyType: String = "ed25519", clientKeyType: String = "ed25519", trustHost: Bool = true, authorize: Bool = true,
@@ -25,6 +27,7 @@ final class TunnelFixture: @unchecked Sendable {
             _ = try directory.write("known_hosts", "")
         }
         configPath = directory.file("config.toml")
+        socketPath = directory.file("control.sock")
         try server.start()
     }
 
@@ -70,6 +73,7 @@ final class TunnelFixture: @unchecked Sendable {
     func startDaemon(environment: [String: String] = [:], arguments: [String] = ["--log-level", "debug"]) throws -> Subprocess {
         var env = ProcessInfo.processInfo.environment
         env["SSH_AUTH_SOCK"] = nil
+        env["ECTO_TUNNEL_SOCKET"] = socketPath
         for (key, value) in environment { env[key] = value }
         let process = try Subprocess(
             try ProductLocator.binary("ecto-tunnel"), ["run", "--config", configPath] + arguments, environment: env,
@@ -101,8 +105,10 @@ final class TunnelFixture: @unchecked Sendable {
     }
 
     /// Runs the CLI to completion (for `check` and friends).
-    func runCLI(_ arguments: [String]) throws -> CommandResult {
-        try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), arguments)
+    func runCLI(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> CommandResult {
+        try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), arguments, extraEnvironment: ["ECTO_TUNNEL_SOCKET": socketPath],
+            timeout: timeout)
     }
 }
 

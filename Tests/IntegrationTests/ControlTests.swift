@@ -134,15 +134,21 @@ struct ControlTests {
         try await fixture.waitForLog("] connected")
         func directTCPIP(_ server: SSHServer) -> Int { server.log().components(separatedBy: "server_request_direct_tcpip").count - 1 }
 
-        // A slow reader on the far side is not needed: 64 MiB through a debug build takes long
-        // enough that the retarget lands mid-transfer (checked below through `draining`).
+        // The transfer sends half, waits until the retarget is done, then sends the rest: it is
+        // in flight across the retarget for sure, whatever the machine's speed.
+        let halfway = DispatchSemaphore(value: 0)
         let transfer = Task.detached {
             let client = try TCPClient.connect(port: port, ioTimeout: .seconds(120))
             defer { client.close() }
-            try client.sendPattern(seed: 21, count: count)
+            var generator = PatternGenerator(seed: 21)
+            while generator.offset < count {
+                if generator.offset == count / 2 { _ = halfway.wait(timeout: .now() + 60) }
+                try client.sendAll(generator.next(1 << 20))
+            }
             try client.shutdownWrite()
             return try client.receiveVerdict()
         }
+        defer { halfway.signal() }  // never leave it waiting, whatever fails below
         try await waitUntil(timeout: .seconds(10), "the transfer to start") { directTCPIP(fixture.server) == 1 }
         try await Task.sleep(for: .milliseconds(200))
 
@@ -166,6 +172,7 @@ struct ControlTests {
         #expect(directTCPIP(second) == 1, "the new connection went through the new server")
         #expect(directTCPIP(fixture.server) == 1, "and not through the old one")
 
+        halfway.signal()
         let verdict = try await transfer.value
         #expect(verdict.isIntact(count: count), "the 64 MiB transfer on the old session: \(verdict)")
         try await waitUntil(timeout: .seconds(10), "the old session to finish draining") {

@@ -443,7 +443,7 @@ enum Router {
         }
         let rest = Array(parts.dropFirst())
         func method(_ expected: String, _ body: () -> Outcome) -> Outcome {
-            guard request.method == expected || (expected == "GET" && request.method == "HEAD") else {
+            guard request.method == expected else {
                 return Outcome(
                     response: HTTPResponse(
                         status: 405, body: Array(#"{"error":"use \#(expected) for \#(request.path)"}"#.utf8) + [0x0A],

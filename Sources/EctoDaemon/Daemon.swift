@@ -25,10 +25,16 @@ public final class Daemon {
     private let options: Options
     private let logger: Logger
     private var tunnels: [String: TunnelHandle] = [:]
+    private let notifier: SystemdNotifier
+    private let statusReporter: StatusReporter
+    /// Bumped by every turn of the main (signal) loop; the watchdog checks it moves.
+    private let mainLoop = Heartbeat()
 
-    public init(options: Options, logger: Logger) {
+    public init(options: Options, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
         self.options = options
         self.logger = logger
+        self.notifier = notifier
+        self.statusReporter = StatusReporter(notifier: notifier)
     }
 
     /// Runs until SIGTERM or SIGINT. Returns the process exit code.
@@ -45,6 +51,7 @@ public final class Daemon {
             config = try ConfigLoader.load(path: options.configPath)
         } catch {
             logger.critical("invalid configuration:\n\(error.description)")
+            notifier.status("invalid configuration: \(options.configPath)")
             return 1
         }
         if config.tunnels.isEmpty {
@@ -52,9 +59,12 @@ public final class Daemon {
         }
         for tunnel in config.tunnels {
             do {
-                tunnels[tunnel.name] = try TunnelHandle.start(config: tunnel, logger: logger) { [logger] status in
+                let handle = try TunnelHandle.start(config: tunnel, logger: logger) { [logger, statusReporter] status in
                     logger.debug("state \(status.state.rawValue)", metadata: ["tunnel.name": "\(status.name)"])
+                    statusReporter.changed()
                 }
+                tunnels[tunnel.name] = handle
+                statusReporter.add(handle)
             } catch {
                 logger.critical("cannot start tunnel \(tunnel.name): \(error)")
                 stopAll()
@@ -70,20 +80,59 @@ public final class Daemon {
         events.start()
         defer { events.stop() }
 
+        waitForListeners(handles, timeout: .seconds(10))
+        notifier.ready(status: statusReporter.summary())
+        statusReporter.readySent()
+        var watchdog: Watchdog? = nil
+        if let interval = notifier.watchdogInterval, notifier.isEnabled {
+            watchdog = Watchdog(
+                interval: interval, handles: handles, notifier: notifier, logger: logger,
+                mainLoop: mainLoop)
+            watchdog?.start()
+        }
+        // The main loop must turn well within the watchdog interval for the watchdog to vouch for it.
+        let turn = notifier.watchdogInterval.map { max(.milliseconds(100), $0 / 4) } ?? .seconds(3600)
+
         while true {
+            mainLoop.beat()
             var info = siginfo_t()
-            var timeout = timespec(tv_sec: 3600, tv_nsec: 0)
+            var timeout = timespec(
+                tv_sec: Int(turn.components.seconds), tv_nsec: Int(turn.components.attoseconds / 1_000_000_000))
             let signal = sigtimedwait(&signals, &info, &timeout)
             if signal == SIGTERM || signal == SIGINT {
                 logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"), stopping")
+                notifier.stopping()
                 break
             }
             if signal == SIGHUP {
-                logger.notice("SIGHUP received: configuration reload is not implemented yet; restart the daemon to apply changes")
+                notifier.reloading()
+                reload()
+                notifier.ready(status: statusReporter.summary())
             }
         }
+        watchdog?.stop()
         stopAll()
         return 0
+    }
+
+    /// SIGHUP: re-read the configuration. (Stub: the real reload is being written separately.)
+    private func reload() {
+        logger.notice("SIGHUP received: configuration reload is not implemented yet; restart the daemon to apply changes")
+    }
+
+    /// Waits (at most `timeout`) until every driver has answered a ping. A driver answers commands
+    /// only after its first pass, which starts with binding the listener of an enabled tunnel: so
+    /// afterwards every listener bind has been attempted, and READY=1 means clients can connect.
+    private func waitForListeners(_ handles: [TunnelHandle], timeout: Duration) {
+        let baseline = handles.map(\.pongs)
+        for handle in handles { handle.send(.ping) }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if zip(handles, baseline).allSatisfy({ $0.pongs > $1 }) { return }
+            usleep(5_000)
+        }
+        let late = zip(handles, baseline).filter { $0.pongs <= $1 }.map(\.0.name)
+        logger.error("tunnels \(late.joined(separator: ", ")) did not start within \(timeout); reporting ready anyway")
     }
 
     private func stopAll() {

@@ -18,6 +18,9 @@ public enum TunnelCommand: Sendable {
     /// that is up must show a sign of life within a few seconds or is replaced; a tunnel in
     /// backoff retries at once.
     case networkChanged(reason: String)
+    /// A liveness probe for the supervisor's watchdog: the driver answers by bumping
+    /// `TunnelHandle.pongs`, which shows its loop is still turning.
+    case ping
 }
 
 /// The thread-safe face of one tunnel: other threads send it commands and read its status; the
@@ -28,6 +31,7 @@ public final class TunnelHandle: Sendable {
     private let inbox = Mutex<[TunnelCommand]>([])
     private let statusBox: Mutex<TunnelStatus>
     private let finished = DispatchSemaphore(value: 0)
+    private let pongCounter = Atomic<UInt64>(0)
     private let onChange: @Sendable (TunnelStatus) -> Void
 
     /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
@@ -67,6 +71,9 @@ public final class TunnelHandle: Sendable {
     /// The latest status snapshot.
     public var status: TunnelStatus { statusBox.withLock { $0 } }
 
+    /// How many `.ping` commands the driver thread has answered.
+    public var pongs: UInt64 { pongCounter.load(ordering: .acquiring) }
+
     /// Blocks until the driver thread has ended (after `.stop`). Returns false on timeout.
     @discardableResult
     public func wait(timeout: Duration) -> Bool {
@@ -81,6 +88,10 @@ public final class TunnelHandle: Sendable {
             defer { commands.removeAll(keepingCapacity: true) }
             return commands
         }
+    }
+
+    func pong() {
+        pongCounter.add(1, ordering: .releasing)
     }
 
     func update(notify: Bool, _ body: (inout TunnelStatus) -> Void) {

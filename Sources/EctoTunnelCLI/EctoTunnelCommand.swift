@@ -15,7 +15,7 @@ struct EctoTunnelCommand: ParsableCommand {
             config file open, reconnecting with backoff, and checks the server's host key strictly \
             against known_hosts. The config file is TOML; see docs/config.md.
             """,
-        subcommands: [Run.self, Check.self]
+        subcommands: [Run.self, Check.self, Install.self, Uninstall.self]
     )
 }
 
@@ -27,6 +27,14 @@ struct GlobalOptions: ParsableArguments {
             "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
             valueName: "path"))
     var config: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The control socket.",
+            discussion: "Default: $XDG_RUNTIME_DIR/ecto-tunnel/control.sock; ECTO_TUNNEL_SOCKET overrides the default.",
+            valueName: "path"))
+    var socket: String?
 
     var configPath: String { config ?? ConfigLoader.defaultPath() }
 }

@@ -330,6 +330,37 @@ struct SystemdTests {
         #expect(fixture.daemonLog.contains("tunnel stopped"))
     }
 
+    @Test("template: ecto-tunnel@work runs its own config and socket next to the main daemon; uninstall stops it too")
+    func templateInstance() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let port = try FreePort.probe()
+        let main = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
+        try fixture.manager.writeFile(
+            fixture.manager.configHome + "/ecto-tunnel/work.toml",
+            main.replacingOccurrences(of: "127.0.0.1:\(fixture.localPort)", with: "127.0.0.1:\(port)"))
+        let instanceLog = fixture.manager.home + "/work.log"
+        try fixture.manager.writeFile(
+            fixture.manager.configHome + "/systemd/user/ecto-tunnel@.service.d/test-log.conf",
+            "[Service]\nStandardOutput=append:\(instanceLog)\nStandardError=append:\(instanceLog)\n", mode: 0o644)
+        try fixture.manager.systemctl(["daemon-reload"]).check()
+        try fixture.manager.systemctl(["enable", "--now", "ecto-tunnel@work.service"], timeout: .seconds(30)).check()
+        let unit = "ecto-tunnel@work.service"
+        #expect(try fixture.manager.property("ActiveState", of: unit) == "active", "\((try? String(contentsOfFile: instanceLog, encoding: .utf8)) ?? "")")
+        #expect(try echoRoundTrip(port: port, seed: 5, count: 16 * 1024), "echo through the instance")
+        #expect(try fixture.echoWorks(seed: 6), "echo through the main daemon")
+        let execStart = try fixture.manager.property("ExecStart", of: unit)
+        #expect(execStart.contains("--config \(fixture.manager.configHome)/ecto-tunnel/work.toml"), "\(execStart)")
+        #expect(execStart.contains("--socket \(fixture.manager.runtimeDirectory)/ecto-tunnel/work.sock"), "\(execStart)")
+        #expect(try fixture.manager.property("MainPID", of: unit) != String(try fixture.mainPID()))
+
+        let result = try fixture.cli(["uninstall"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("stopped and disabled ecto-tunnel@work.service"), "\(result.stdout)")
+        #expect(try fixture.manager.property("ActiveState", of: unit) == "inactive")
+    }
+
     @Test("uninstall: disabled, stopped, unit files gone, list-unit-files no longer shows it")
     func uninstallLeavesNothing() async throws {
         let fixture = try SystemdFixture()

@@ -55,6 +55,7 @@ let package = Package(
         .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
+        .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["EctoTestSupport", "EctoConfig", "EctoTunnelCLI"]

@@ -1,8 +1,9 @@
 import Foundation
 import Glibc
 
-/// A real `systemd --user` for tests on a machine whose PID 1 is not systemd (the recipe of
-/// docs in /work/shared/testing.md), run as a dedicated unprivileged test user:
+/// A real `systemd --user` for tests on a machine whose PID 1 is not systemd (the project's proven
+/// recipe: a private mount namespace and delegated cgroups), run as a dedicated unprivileged test
+/// user:
 ///
 /// 1. the user `ectotest-sd` is created if absent (`useradd`, `usermod -p '*'`);
 /// 2. a fresh home `/home/ectotest-sd/run-XXXXXX` (owned by the user; its `rt` subdirectory is the

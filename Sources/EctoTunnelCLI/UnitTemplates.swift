@@ -42,9 +42,10 @@ TimeoutStopSec=20s
 # WATCHDOG=1 is sent every WatchdogSec/2, only while every tunnel's driver thread and the main loop
 # answer; a stuck supervisor is killed (SIGABRT) and restarted (Result=watchdog).
 WatchdogSec=30s
-# A watchdog timeout sends SIGABRT; Swift's crash backtracer then prints the threads' stacks (to the
-# log). Measured under systemd 252 --user, the process did not end by itself afterwards and stayed
-# until SIGKILL at TimeoutAbortSec= (default TimeoutStopSec=): 5 s bounds the abort.
+# A watchdog timeout sends SIGABRT; Swift's crash backtracer catches it and prints every thread's
+# stack to the log. Measured under systemd 252 --user: the process did not end afterwards (a
+# SIGABRT sent by kill(), unlike abort(), is not raised again when the handler returns) and lived
+# until SIGKILL at TimeoutAbortSec= (default: TimeoutStopSec=). 5 s bounds the abort.
 TimeoutAbortSec=5s
 
 # SSH_AUTH_SOCK: a service does not inherit the login session's environment. `ecto-tunnel install`
@@ -136,9 +137,10 @@ TimeoutStopSec=20s
 # WATCHDOG=1 is sent every WatchdogSec/2, only while every tunnel's driver thread and the main loop
 # answer; a stuck supervisor is killed (SIGABRT) and restarted (Result=watchdog).
 WatchdogSec=30s
-# A watchdog timeout sends SIGABRT; Swift's crash backtracer then prints the threads' stacks (to the
-# log). Measured under systemd 252 --user, the process did not end by itself afterwards and stayed
-# until SIGKILL at TimeoutAbortSec= (default TimeoutStopSec=): 5 s bounds the abort.
+# A watchdog timeout sends SIGABRT; Swift's crash backtracer catches it and prints every thread's
+# stack to the log. Measured under systemd 252 --user: the process did not end afterwards (a
+# SIGABRT sent by kill(), unlike abort(), is not raised again when the handler returns) and lived
+# until SIGKILL at TimeoutAbortSec= (default: TimeoutStopSec=). 5 s bounds the abort.
 TimeoutAbortSec=5s
 
 # SSH_AUTH_SOCK: a service does not inherit the login session's environment. `ecto-tunnel install`

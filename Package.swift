@@ -61,6 +61,7 @@ let package = Package(
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl"]),
+        .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["EctoTestSupport", "EctoConfig", "EctoControl", "EctoTunnelCLI"]

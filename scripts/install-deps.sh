@@ -14,6 +14,7 @@ packages=(
     iptables iproute2                 # fault tests: network namespaces, DROP/REJECT rules, tc
     procps psmisc lsof                # pgrep/pkill, fuser/killall, lsof
     util-linux                        # unshare, nsenter, setpriv
+    passwd                            # useradd/usermod: the systemd --user tests run as user ectotest-sd
     systemd                           # `ecto-tunnel install` unit checks and the systemd --user tests
 )
 

@@ -29,10 +29,16 @@ public final class Daemon {
 
     private let options: Options
     private let logger: Logger
+    private let notifier: SystemdNotifier
+    private let statusReporter: StatusReporter
+    /// Bumped by every turn of the main (signal) loop; the watchdog checks it moves.
+    private let mainLoop = Heartbeat()
 
-    public init(options: Options, logger: Logger) {
+    public init(options: Options, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
         self.options = options
         self.logger = logger
+        self.notifier = notifier
+        self.statusReporter = StatusReporter(notifier: notifier)
     }
 
     /// Runs until SIGTERM or SIGINT. Returns the process exit code.
@@ -49,6 +55,7 @@ public final class Daemon {
             config = try ConfigLoader.load(path: options.configPath)
         } catch {
             logger.critical("invalid configuration:\n\(error.description)")
+            notifier.status("invalid configuration: \(options.configPath)")
             return 1
         }
         for warning in config.warnings { logger.warning("\(warning)") }
@@ -66,6 +73,8 @@ public final class Daemon {
             return 1
         }
         supervisor.publish = { [server] event in server.publish(event) }
+        supervisor.onStateChange = { [statusReporter] in statusReporter.changed() }
+        statusReporter.attach { [supervisor] in supervisor.statuses() }
         do {
             try supervisor.start(config)
         } catch {
@@ -85,15 +94,32 @@ public final class Daemon {
         events.start()
         defer { events.stop() }
 
+        waitForListeners(supervisor.drivers(), timeout: .seconds(10))
+        notifier.ready(status: statusReporter.summary())
+        statusReporter.readySent()
+        var watchdog: Watchdog? = nil
+        if let interval = notifier.watchdogInterval, notifier.isEnabled {
+            watchdog = Watchdog(
+                interval: interval, handles: { [supervisor] in supervisor.drivers() }, notifier: notifier, logger: logger,
+                mainLoop: mainLoop)
+            watchdog?.start()
+        }
+        // The main loop must turn well within the watchdog interval for the watchdog to vouch for it.
+        let turn = notifier.watchdogInterval.map { max(.milliseconds(100), $0 / 4) } ?? .seconds(3600)
+
         while true {
+            mainLoop.beat()
             var info = siginfo_t()
-            var timeout = timespec(tv_sec: 3600, tv_nsec: 0)
+            var timeout = timespec(
+                tv_sec: Int(turn.components.seconds), tv_nsec: Int(turn.components.attoseconds / 1_000_000_000))
             let signal = sigtimedwait(&signals, &info, &timeout)
             if signal == SIGTERM || signal == SIGINT {
                 logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"), stopping")
+                notifier.stopping()
                 break
             }
             if signal == SIGHUP {
+                notifier.reloading()
                 logger.info("SIGHUP: reloading \(config.path)")
                 switch supervisor.reload() {
                 case .success: break
@@ -101,10 +127,27 @@ public final class Daemon {
                     // Already logged with every problem by the supervisor.
                     logger.debug("reload refused: \(failure.report.error)")
                 }
+                notifier.ready(status: statusReporter.summary())
             }
         }
+        watchdog?.stop()
         server.stop()
         supervisor.stopAll()
         return 0
+    }
+
+    /// Waits (at most `timeout`) until every driver has answered a ping. A driver answers commands
+    /// only after its first pass, which starts with binding the listener of an enabled tunnel: so
+    /// afterwards every listener bind has been attempted, and READY=1 means clients can connect.
+    private func waitForListeners(_ handles: [TunnelHandle], timeout: Duration) {
+        let baseline = handles.map(\.pongs)
+        for handle in handles { handle.send(.ping) }
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if zip(handles, baseline).allSatisfy({ $0.pongs > $1 }) { return }
+            usleep(5_000)
+        }
+        let late = zip(handles, baseline).filter { $0.pongs <= $1 }.map(\.0.name)
+        logger.error("tunnels \(late.joined(separator: ", ")) did not start within \(timeout); reporting ready anyway")
     }
 }

@@ -77,17 +77,15 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         return order.compactMap { tunnels[$0] }
     }
 
-    /// "2/3 tunnels up" (enabled ones count; disabled ones are listed apart).
-    func summary() -> String {
-        let statuses = allTunnels.map(\.status)
-        let enabled = statuses.filter(\.enabled)
-        let up = enabled.filter { $0.state == .up }.count
-        var text = "\(up)/\(enabled.count) tunnel\(enabled.count == 1 ? "" : "s") up"
-        let down = statuses.count - enabled.count
-        if down > 0 { text += ", \(down) down" }
-        let failed = enabled.filter { $0.state == .failed }.map(\.name)
-        if !failed.isEmpty { text += "; failed: " + failed.joined(separator: ", ") }
-        return text
+    /// Every tunnel's status, in config order.
+    func statuses() -> [TunnelStatus] { allTunnels.map(\.status) }
+
+    /// Every driver thread's handle (current and draining), for the watchdog.
+    func drivers() -> [TunnelHandle] {
+        lock.lock()
+        let all = order.compactMap { tunnels[$0] } + departing
+        lock.unlock()
+        return all.flatMap(\.drivers)
     }
 
     // MARK: ControlRegistry

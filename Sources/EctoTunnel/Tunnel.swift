@@ -146,6 +146,9 @@ public final class Tunnel: Sendable {
         return true
     }
 
+    /// The driver handles (current first, then draining ones), for liveness checks.
+    public var drivers: [TunnelHandle] { handles }
+
     private var handles: [TunnelHandle] {
         state.withLock { [$0.current] + $0.retiring.map(\.handle) }
     }

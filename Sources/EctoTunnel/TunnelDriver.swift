@@ -92,6 +92,7 @@ final class TunnelDriver {
             perform(machine.initialAction())
         }
         publish(notify: true)
+        let stallForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_STALL"] == "driver"
         var fds: [pollfd] = []
         fds.reserveCapacity(64)
         var owners: [UInt64] = []
@@ -109,6 +110,7 @@ final class TunnelDriver {
                 handle.wakeup.drain()
                 for command in handle.takeCommands() { handleCommand(command) }
             }
+            if stallForTests && handle.pongs > 0 { Self.stallForever(logger) }
             let now = clock.now
             handleTimers(now)
             dispatchReadiness(fds, owners)
@@ -225,6 +227,9 @@ final class TunnelDriver {
             logger.info("reconnect requested")
             teardownSession(reason: "reconnect requested", graceful: true)
             perform(machine.reconnectNow(now: now))
+        case .ping:
+            handle.pong()
+            return
         case .networkChanged(let reason):
             if case .established(let session) = phase, let local = Listener.localAddressIfGone(of: session.socket) {
                 // Our end of the SSH connection no longer exists: nothing will ever arrive on it.
@@ -312,6 +317,14 @@ final class TunnelDriver {
             }
             progress = true
         }
+    }
+
+    /// TEST ONLY (`ECTO_TUNNEL_TEST_STALL=driver`, never documented in --help): blocks this driver
+    /// thread for good once it has answered its first watchdog ping, so tests can prove that a
+    /// stalled supervisor stops the systemd watchdog pings and gets the daemon restarted.
+    private static func stallForever(_ logger: Logger) -> Never {
+        logger.warning("ECTO_TUNNEL_TEST_STALL=driver: this driver thread now blocks forever (test switch)")
+        while true { sleep(3600) }
     }
 
     private func finishStop() {
@@ -440,6 +453,7 @@ final class TunnelDriver {
         guard listenFD < 0 else { return }
         do {
             listenFD = try Listener.bind(config.local)
+            handle.update(notify: false) { $0.listening = true }
             logger.info("listening", metadata: ["local": "\(config.local)"])
             if !config.local.isLoopback {
                 logger.warning("listening on a non-loopback address: anyone who can reach \(config.local) can use this tunnel")
@@ -464,6 +478,7 @@ final class TunnelDriver {
         if listenFD >= 0 {
             Posix.close(listenFD)
             listenFD = -1
+            handle.update(notify: false) { $0.listening = false }
         }
         bindRetryAt = nil
     }

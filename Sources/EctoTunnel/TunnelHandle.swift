@@ -18,6 +18,9 @@ public enum TunnelCommand: Sendable {
     /// that is up must show a sign of life within a few seconds or is replaced; a tunnel in
     /// backoff retries at once.
     case networkChanged(reason: String)
+    /// A liveness probe for the supervisor's watchdog: the driver answers by bumping
+    /// `TunnelHandle.pongs`, which shows its loop is still turning.
+    case ping
     /// Hand over to `successor` (the same tunnel with a new config): give it the listener and the
     /// clients still waiting for a channel, stop accepting, let open connections finish on the
     /// current session for up to `drain`, then disconnect and end the thread.
@@ -43,6 +46,7 @@ public final class TunnelHandle: Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let finishedFlag = Mutex(false)
     fileprivate let onChange: @Sendable (TunnelStatus) -> Void
+    private let pongCounter = Atomic<UInt64>(0)
 
     /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
     /// every state change.
@@ -91,6 +95,9 @@ public final class TunnelHandle: Sendable {
     /// True once the driver thread has ended.
     public var isFinished: Bool { finishedFlag.withLock { $0 } }
 
+    /// How many `.ping` commands the driver thread has answered.
+    public var pongs: UInt64 { pongCounter.load(ordering: .acquiring) }
+
     /// Blocks until the driver thread has ended (after `.stop`). Returns false on timeout.
     @discardableResult
     public func wait(timeout: Duration) -> Bool {
@@ -105,6 +112,10 @@ public final class TunnelHandle: Sendable {
             defer { commands.removeAll(keepingCapacity: true) }
             return commands
         }
+    }
+
+    func pong() {
+        pongCounter.add(1, ordering: .releasing)
     }
 
     func update(notify: Bool, _ body: (inout TunnelStatus) -> Void) {

@@ -19,6 +19,9 @@ public struct TunnelStatus: Sendable, Equatable {
     /// Wall-clock time of the last state change.
     public var since: Date
     public var lastError: String?
+    /// The local listener is open (false before the first bind attempt, after a failed bind, and
+    /// while disabled or stopping).
+    public var listening: Bool
     /// Connections accepted since start (for tests and benchmarks).
     public var acceptedTotal: UInt64
     /// Channel opens the server refused since start.
@@ -44,6 +47,7 @@ public struct TunnelStatus: Sendable, Equatable {
         self.reconnects = 0
         self.since = Date()
         self.lastError = nil
+        self.listening = false
         self.acceptedTotal = 0
         self.refusedTotal = 0
         self.draining = []

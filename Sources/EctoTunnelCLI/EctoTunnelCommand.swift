@@ -20,7 +20,10 @@ struct EctoTunnelCommand: ParsableCommand {
             see docs/control-protocol.md): status, target, up, down, reconnect, reload. They exit \
             with 2 when no daemon answers.
             """,
-        subcommands: [Run.self, Status.self, Target.self, Up.self, Down.self, Reconnect.self, Reload.self, Check.self]
+        subcommands: [
+            Run.self, Status.self, Target.self, Up.self, Down.self, Reconnect.self, Reload.self, Check.self,
+            Install.self, Uninstall.self,
+        ]
     )
 }
 

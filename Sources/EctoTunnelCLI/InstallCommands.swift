@@ -1,0 +1,387 @@
+import ArgumentParser
+import EctoConfig
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The first line of every file `install` writes; `uninstall` removes only files that carry it.
+let installMarker = "# Written by `ecto-tunnel install`; `ecto-tunnel uninstall` removes it. Edits are lost on the next install."
+
+struct Install: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Install, enable and start the systemd user unit.",
+        discussion: """
+            Checks the config (like `check`; a bad config is refused with its errors), then writes \
+            ecto-tunnel.service and the template ecto-tunnel@.service into \
+            $XDG_CONFIG_HOME/systemd/user (~/.config/systemd/user) with ExecStart pointing at this \
+            binary and --config (and --socket, if given) as absolute paths, runs \
+            `systemctl --user daemon-reload`, then `enable --now` (or `restart` when the unit was \
+            already running and its file changed), and waits up to 30 s for the service to be \
+            active: it becomes active only once the daemon reports READY (config loaded, listeners \
+            bound).
+            If SSH_AUTH_SOCK names an agent socket with a stable path (under $XDG_RUNTIME_DIR or \
+            $HOME), it is written to $XDG_CONFIG_HOME/ecto-tunnel/environment, which the unit \
+            reads; an agent in /tmp (a per-login ssh-agent) is not, because it changes at every \
+            login. See docs/systemd.md.
+            Needs a running systemd user manager (systemctl --user). To start the tunnels at boot \
+            without logging in: loginctl enable-linger $USER. Logs: journalctl --user -u ecto-tunnel.
+            Exit status: 0 when the service is active, 1 otherwise.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let out = Output()
+        let systemd = try UserManager.reachable()
+        let configPath = absolutePath(global.configPath)
+        do {
+            let config = try ConfigLoader.load(path: configPath)
+            out.say("config \(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
+        } catch {
+            out.fail("not installing: the config does not pass `ecto-tunnel check`:\n\(error.description)")
+        }
+        let binary = try executablePath()
+        let unitDirectory = UnitPaths.unitDirectory()
+        try createDirectories(unitDirectory)
+
+        var arguments = ["--config", configPath]
+        if let socket = global.socket { arguments += ["--socket", absolutePath(socket)] }
+        let service = UnitPaths.render(UnitTemplates.service, binary: binary, arguments: arguments)
+        let template = UnitPaths.render(UnitTemplates.template, binary: binary, arguments: nil)
+        let servicePath = unitDirectory + "/" + UnitPaths.serviceName
+        let templatePath = unitDirectory + "/" + UnitPaths.templateName
+        let serviceChanged = try writeOwnedFile(servicePath, service, out: out)
+        _ = try writeOwnedFile(templatePath, template, out: out)
+        try writeEnvironmentFile(out: out)
+
+        try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
+        let wasActive = systemd.property("ActiveState") == "active"
+        if wasActive && serviceChanged {
+            try systemd.run(["--no-block", "restart", UnitPaths.serviceName]).orFail("systemctl --user restart")
+            try systemd.run(["enable", UnitPaths.serviceName]).orFail("systemctl --user enable")
+            out.say("restarted \(UnitPaths.serviceName) (its unit file changed)")
+        } else if wasActive {
+            try systemd.run(["enable", UnitPaths.serviceName]).orFail("systemctl --user enable")
+            out.say("\(UnitPaths.serviceName) was already running with this unit file")
+        } else {
+            // --no-block: we wait ourselves, with a bound, and show why when it does not come up.
+            try systemd.run(["reset-failed", UnitPaths.serviceName], allowFailure: true).orIgnore()
+            try systemd.run(["--no-block", "enable", "--now", UnitPaths.serviceName]).orFail("systemctl --user enable --now")
+            out.say("enabled and started \(UnitPaths.serviceName)")
+        }
+        let state = systemd.waitActive(timeout: .seconds(30))
+        guard state.active else {
+            out.fail(
+                """
+                \(UnitPaths.serviceName) did not become active within 30 s: \(state.description)
+                \(systemd.statusText())
+                Logs: journalctl --user -u ecto-tunnel
+                """)
+        }
+        out.say(
+            """
+            \(UnitPaths.serviceName) is active (\(state.description))
+            logs:            journalctl --user -u ecto-tunnel -f
+            status:          systemctl --user status ecto-tunnel
+            start at boot without logging in:  loginctl enable-linger $USER
+            several daemons: put NAME.toml next to the config and run systemctl --user enable --now ecto-tunnel@NAME
+            remove:          ecto-tunnel uninstall
+            """)
+    }
+
+    /// Writes SSH_AUTH_SOCK to the unit's environment file when it is a stable path.
+    private func writeEnvironmentFile(out: Output) throws {
+        let environment = ProcessInfo.processInfo.environment
+        let path = UnitPaths.environmentFile()
+        guard let agent = environment["SSH_AUTH_SOCK"], !agent.isEmpty else {
+            out.say("SSH_AUTH_SOCK is not set: the service authenticates with identity_file only (see docs/systemd.md)")
+            return
+        }
+        let stableRoots = [environment["XDG_RUNTIME_DIR"], environment["HOME"]].compactMap { $0 }.filter { $0.hasPrefix("/") }
+        guard agent.hasPrefix("/"), stableRoots.contains(where: { agent.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) else {
+            out.say(
+                """
+                not passing SSH_AUTH_SOCK=\(agent) to the service: it is not under $XDG_RUNTIME_DIR or $HOME, so \
+                it changes at every login (per-session ssh-agent). Use a stable agent socket or \
+                `systemctl --user import-environment SSH_AUTH_SOCK` after each login (docs/systemd.md).
+                """)
+            return
+        }
+        if let existing = try? String(contentsOfFile: path, encoding: .utf8), !existing.hasPrefix(installMarker) {
+            out.say("leaving \(path) alone (not written by install); add SSH_AUTH_SOCK=\(agent) there yourself if needed")
+            return
+        }
+        try createDirectories((path as NSString).deletingLastPathComponent)
+        _ = try writeOwnedFile(path, "\(installMarker)\nSSH_AUTH_SOCK=\(agent)\n", out: out, mode: 0o600)
+    }
+}
+
+struct Uninstall: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop, disable and remove the systemd user unit.",
+        discussion: """
+            Runs `systemctl --user disable --now ecto-tunnel.service` (and stops and disables every \
+            ecto-tunnel@NAME instance), removes the unit files and the environment file that \
+            `install` wrote (only files that start with its marker comment; drop-ins and files \
+            you wrote stay), and runs `systemctl --user daemon-reload`. The config, keys and \
+            known_hosts are not touched.
+            Exit status: 0 when done, 1 when no user manager is reachable or a step failed.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let out = Output()
+        let systemd = try UserManager.reachable()
+        let unitDirectory = UnitPaths.unitDirectory()
+        let instances = systemd.instanceUnits()
+        for unit in [UnitPaths.serviceName] + instances {
+            let result = try systemd.run(["disable", "--now", unit], allowFailure: true)
+            if result.status == 0 {
+                out.say("stopped and disabled \(unit)")
+            } else if !result.output.contains("not loaded") && !result.output.contains("does not exist") {
+                out.say("systemctl --user disable --now \(unit): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+        }
+        for path in [unitDirectory + "/" + UnitPaths.serviceName, unitDirectory + "/" + UnitPaths.templateName, UnitPaths.environmentFile()] {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            if text.hasPrefix(installMarker) {
+                if unlink(path) != 0 { out.fail("cannot remove \(path): \(String(cString: strerror(errno)))") }
+                out.say("removed \(path)")
+            } else {
+                out.say("left \(path) in place: it was not written by `ecto-tunnel install`")
+            }
+        }
+        try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
+        _ = try systemd.run(["reset-failed", UnitPaths.serviceName], allowFailure: true)
+        out.say("systemd user manager reloaded; ecto-tunnel is no longer installed")
+    }
+}
+
+// MARK: Helpers
+
+/// Where the unit files and the environment file go.
+enum UnitPaths {
+    static let serviceName = "ecto-tunnel.service"
+    static let templateName = "ecto-tunnel@.service"
+    static let shippedBinary = "/usr/local/bin/ecto-tunnel"
+    static let shippedArguments = "--config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock"
+
+    /// `$XDG_CONFIG_HOME` (absolute) or `~/.config`: the user manager's `%E`.
+    static func configHome() -> String {
+        let environment = ProcessInfo.processInfo.environment
+        if let xdg = environment["XDG_CONFIG_HOME"], xdg.hasPrefix("/") { return xdg }
+        return (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+    }
+
+    static func unitDirectory() -> String { configHome() + "/systemd/user" }
+    static func environmentFile() -> String { configHome() + "/ecto-tunnel/environment" }
+
+    /// A shipped unit with the marker on top, `binary` in ExecStart and, when given, `arguments`
+    /// instead of the shipped `--config … --socket …`.
+    static func render(_ unit: String, binary: String, arguments: [String]?) -> String {
+        var text = unit.replacingOccurrences(of: "ExecStart=" + shippedBinary + " ", with: "ExecStart=" + quote(binary) + " ")
+        if let arguments {
+            text = text.replacingOccurrences(of: shippedArguments, with: arguments.map(quote).joined(separator: " "))
+        }
+        return installMarker + "\n" + text + "\n"
+    }
+
+    /// One word of a systemd command line: `%` doubled (specifiers), quoted if it has blanks.
+    static func quote(_ word: String) -> String {
+        var escaped = word.replacingOccurrences(of: "%", with: "%%")
+        if escaped.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" }) {
+            escaped = "\"" + escaped.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        return escaped
+    }
+}
+
+/// `systemctl --user`, bounded.
+struct UserManager {
+    let systemctl: String
+
+    struct Result {
+        var status: Int32
+        var output: String
+
+        func orFail(_ what: String) throws {
+            guard status == 0 else {
+                Output().fail("\(what) failed (exit status \(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+        }
+
+        func orIgnore() {}
+    }
+
+    struct ServiceState: CustomStringConvertible {
+        var activeState: String
+        var subState: String
+        var result: String
+        var active: Bool { activeState == "active" }
+        var description: String { "ActiveState=\(activeState) SubState=\(subState) Result=\(result)" }
+    }
+
+    /// A user manager that answers, or exit 1 with the reason.
+    static func reachable() throws -> UserManager {
+        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { $0 + "/systemctl" }
+            + ["/usr/bin/systemctl", "/bin/systemctl"]
+        let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? "unset"
+        guard let systemctl = candidates.first(where: { access($0, X_OK) == 0 }) else {
+            Output().fail("systemctl not found: no systemd here; start the daemon with `ecto-tunnel run` instead")
+        }
+        let manager = UserManager(systemctl: systemctl)
+        let probe = try manager.run(["show", "--property=Version", "--value"], allowFailure: true)
+        guard probe.status == 0, !probe.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            Output().fail(
+                """
+                no systemd user manager is reachable (XDG_RUNTIME_DIR=\(runtime)): start the daemon with \
+                `ecto-tunnel run` instead\(probe.output.isEmpty ? "" : "\nsystemctl --user: " + probe.output.trimmingCharacters(in: .whitespacesAndNewlines))
+                """)
+        }
+        return manager
+    }
+
+    @discardableResult
+    func run(_ arguments: [String], allowFailure: Bool = true, timeout: Duration = .seconds(30)) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: systemctl)
+        process.arguments = ["--user"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        do {
+            try process.run()
+        } catch {
+            return Result(status: 127, output: "cannot run \(systemctl): \(error)")
+        }
+        // Read before waiting: a full pipe would otherwise block systemctl.
+        let reader = OutputReader(pipe.fileHandleForReading)
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+            return Result(status: 124, output: "systemctl --user \(arguments.joined(separator: " ")) timed out after \(timeout)")
+        }
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: reader.finish())
+    }
+
+    func property(_ name: String, unit: String = UnitPaths.serviceName) -> String {
+        (try? run(["show", "--property=\(name)", "--value", unit]).output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? ""
+    }
+
+    func state() -> ServiceState {
+        ServiceState(activeState: property("ActiveState"), subState: property("SubState"), result: property("Result"))
+    }
+
+    /// Polls until active, failed, or `timeout`.
+    func waitActive(timeout: Duration) -> ServiceState {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while true {
+            let current = state()
+            if current.active || current.activeState == "failed" || ContinuousClock.now >= deadline { return current }
+            usleep(100_000)
+        }
+    }
+
+    func statusText() -> String {
+        (try? run(["status", "--no-pager", "--lines=20", UnitPaths.serviceName]).output) ?? ""
+    }
+
+    /// Loaded or enabled `ecto-tunnel@NAME.service` instances.
+    func instanceUnits() -> [String] {
+        var names = Set<String>()
+        if let listed = try? run(["list-units", "--all", "--plain", "--no-legend", "ecto-tunnel@*.service"]) {
+            for line in listed.output.split(separator: "\n") {
+                if let name = line.split(separator: " ").first, name.hasPrefix("ecto-tunnel@") { names.insert(String(name)) }
+            }
+        }
+        let wants = UnitPaths.unitDirectory() + "/default.target.wants"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: wants)) ?? []
+        where name.hasPrefix("ecto-tunnel@") && name.hasSuffix(".service") && name != UnitPaths.templateName {
+            names.insert(name)
+        }
+        return names.sorted()
+    }
+}
+
+/// Collects a child's output on a thread of its own.
+final class OutputReader: @unchecked Sendable {
+    // @unchecked: `data` is written by the reader thread before `done` is signalled and read only after.
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        let thread = Thread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+        thread.start()
+    }
+
+    func finish() -> String {
+        _ = done.wait(timeout: .now() + 5)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// What the commands print: progress on stdout, failures on stderr then exit 1.
+struct Output {
+    func say(_ line: String) { print(line) }
+
+    func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data(("ecto-tunnel: " + message + "\n").utf8))
+        Foundation.exit(1)
+    }
+}
+
+/// The running binary (`/proc/self/exe`), for ExecStart.
+func executablePath() throws -> String {
+    if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+    Output().fail("cannot resolve /proc/self/exe to find this binary's path")
+}
+
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return (path as NSString).standardizingPath }
+    return ((FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path) as NSString).standardizingPath
+}
+
+func createDirectories(_ path: String) throws {
+    do {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    } catch {
+        Output().fail("cannot create \(path): \(error.localizedDescription)")
+    }
+}
+
+/// Writes `contents` to `path` unless it already holds exactly that; refuses to replace a file
+/// without the install marker. Returns true if the file changed.
+func writeOwnedFile(_ path: String, _ contents: String, out: Output, mode: Int = 0o644) throws -> Bool {
+    let existing = try? String(contentsOfFile: path, encoding: .utf8)
+    if let existing, !existing.hasPrefix(installMarker) {
+        out.fail("\(path) exists and was not written by `ecto-tunnel install`: remove or rename it first")
+    }
+    if existing == contents {
+        out.say("unchanged \(path)")
+        return false
+    }
+    let temporary = path + ".tmp-\(getpid())"
+    do {
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: temporary))
+        chmod(temporary, mode_t(mode))
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            out.fail("cannot write \(path): \(message)")
+        }
+    } catch {
+        unlink(temporary)
+        out.fail("cannot write \(path): \(error.localizedDescription)")
+    }
+    out.say("\(existing == nil ? "wrote" : "updated") \(path)")
+    return true
+}

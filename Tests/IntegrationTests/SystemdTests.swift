@@ -1,0 +1,383 @@
+import EctoTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The unit files as shipped (units/ in the repository).
+private func shippedUnit(_ name: String, filePath: StaticString = #filePath) throws -> String {
+    let root = URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let path = root.appendingPathComponent("units/\(name)").path
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw TestSupportError(.notFound, "cannot read \(path)")
+    }
+    return text
+}
+
+/// A real `systemd --user` (as the test user), a real sshd with an echo server behind it, and a
+/// config with one tunnel `t` in the test user's home. The unit logs to `daemonLogPath` through a
+/// drop-in (no journald here).
+final class SystemdFixture: @unchecked Sendable {
+    let manager: SystemdUserManager
+    let server: SSHServer
+    let echo: EchoServer
+    let localPort: UInt16
+    let configPath: String
+    let daemonLogPath: String
+    let binary: String
+
+    init(dropIn extraDropIn: String = "") throws {
+        binary = try ProductLocator.binary("ecto-tunnel")
+        manager = try SystemdUserManager()
+        do {
+            server = try SSHServer()
+            echo = try EchoServer()
+            let home = manager.home
+            let key = try KeyPair.generate(type: "ed25519", at: home + "/.ssh/id_tunnel", comment: "ecto-systemd-test")
+            manager.giveToUser(key.privatePath)
+            manager.giveToUser(key.publicPath)
+            try server.authorize(key)
+            try server.start()
+            try manager.writeFile(home + "/.ssh/known_hosts", server.hostKeyLine() + "\n", mode: 0o644)
+            localPort = try FreePort.probe()
+            configPath = manager.configHome + "/ecto-tunnel/config.toml"
+            try manager.writeFile(
+                configPath,
+                """
+                [tunnels.t]
+                target = "\(server.user)@127.0.0.1:\(server.port)"
+                local = "127.0.0.1:\(localPort)"
+                remote = "127.0.0.1:\(echo.port)"
+                identity_file = "\(key.privatePath)"
+                known_hosts = "\(home)/.ssh/known_hosts"
+                backoff_initial = "100ms"
+                backoff_max = "500ms"
+
+                """)
+            daemonLogPath = home + "/daemon.log"
+            try manager.writeFile(
+                manager.configHome + "/systemd/user/ecto-tunnel.service.d/test-log.conf",
+                """
+                # Test only: no journald runs under the test manager.
+                [Service]
+                StandardOutput=append:\(daemonLogPath)
+                StandardError=append:\(daemonLogPath)
+                \(extraDropIn)
+                """, mode: 0o644)
+        } catch {
+            manager.cleanup()
+            throw error
+        }
+    }
+
+    func cleanup() {
+        manager.cleanup()
+        server.cleanup()
+        echo.stop()
+    }
+
+    /// `ecto-tunnel ARGUMENTS` as the test user.
+    func cli(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+        try manager.runAsUser(binary, arguments, environment: environment)
+    }
+
+    @discardableResult
+    func install() throws -> CommandResult {
+        let result = try cli(["install"])
+        guard result.status == 0 else {
+            throw TestSupportError(
+                .commandFailed(status: result.status),
+                "install failed: \(result.stderr)\(result.stdout)\n--- daemon log:\n\(daemonLog)\n--- manager:\n\(manager.log)")
+        }
+        return result
+    }
+
+    var daemonLog: String { (try? String(contentsOfFile: daemonLogPath, encoding: .utf8)) ?? "" }
+
+    func property(_ name: String) throws -> String { try manager.property(name, of: "ecto-tunnel.service") }
+
+    /// The unit's states, for failure messages.
+    var states: String {
+        (try? manager.systemctl(["show", "--property=ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStatus", "ecto-tunnel.service"]).stdout) ?? ""
+    }
+
+    func mainPID() throws -> pid_t { pid_t(try property("MainPID")) ?? 0 }
+
+    /// An echo round trip through the tunnel.
+    func echoWorks(seed: UInt64) throws -> Bool {
+        try echoRoundTrip(port: localPort, seed: seed, count: 32 * 1024)
+    }
+
+    func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {
+        try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
+            self.daemonLog.components(separatedBy: text).count - 1 >= count
+        }
+    }
+}
+
+@Suite("systemd user units under a real systemd --user", .serialized)
+struct SystemdTests {
+    @Test("systemd-analyze --user verify accepts both units without a single warning")
+    func verifyUnits() throws {
+        let binary = try ProductLocator.binary("ecto-tunnel")
+        let directory = try TestDirectory(prefix: "ecto-verify")
+        defer { directory.cleanup() }
+        let runtime = try directory.makeSubdirectory("rt")
+        for (name, checkedAs) in [("ecto-tunnel.service", "ecto-tunnel.service"), ("ecto-tunnel@.service", "ecto-tunnel@check.service")] {
+            let text = try shippedUnit(name).replacingOccurrences(of: "/usr/local/bin/ecto-tunnel", with: binary)
+            #expect(text.contains("ExecStart=\(binary) run"), "\(name) has no ExecStart to substitute")
+            let path = try directory.write(checkedAs, text, mode: 0o644)
+            let result = try Subprocess.run(
+                "systemd-analyze", ["--user", "verify", path],
+                extraEnvironment: ["XDG_RUNTIME_DIR": runtime, "HOME": directory.path])
+            #expect(result.status == 0, "\(name): \(result.stderr)\(result.stdout)")
+            #expect(result.stderr.isEmpty, "\(name): systemd-analyze verify complained:\n\(result.stderr)")
+        }
+    }
+
+    @Test("under journald (JOURNAL_STREAM set) every log line starts with its syslog priority <N>")
+    func journaldPriorityPrefixes() async throws {
+        let directory = try TestDirectory(prefix: "ecto-journal")
+        defer { directory.cleanup() }
+        let config = try directory.write("config.toml", "")
+        let daemon = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config],
+            extraEnvironment: ["JOURNAL_STREAM": "8:12345", "NOTIFY_SOCKET": ""],
+            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+        try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
+            daemon.stderr().contains("ecto-tunnel running")
+        }
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: .seconds(10)) == 0)
+        let lines = daemon.stderr().split(separator: "\n")
+        #expect(lines.count >= 3, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("<4>warning no tunnels configured") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("<6>info") && $0.contains("ecto-tunnel running") }, "\(lines)")
+        for line in lines {
+            #expect(line.range(of: #"^<[0-7]>"#, options: .regularExpression) != nil, "no priority prefix: \(line)")
+        }
+    }
+
+    @Test("install and uninstall refuse politely (exit 1) when no user manager is reachable")
+    func noManager() throws {
+        let directory = try TestDirectory(prefix: "ecto-nomgr")
+        defer { directory.cleanup() }
+        let binary = try ProductLocator.binary("ecto-tunnel")
+        for command in ["install", "uninstall"] {
+            let result = try Subprocess.run(
+                binary, [command, "--config", directory.file("config.toml")],
+                extraEnvironment: ["XDG_RUNTIME_DIR": directory.path, "HOME": directory.path])
+            #expect(result.status == 1, "\(command): \(result.stdout)\(result.stderr)")
+            #expect(result.stderr.contains("no systemd user manager is reachable (XDG_RUNTIME_DIR=\(directory.path))"), "\(result.stderr)")
+            #expect(result.stderr.contains("ecto-tunnel run"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: directory.file(".config/systemd/user/ecto-tunnel.service")))
+    }
+
+    @Test("install refuses a config that fails check, shows the error, and writes no unit")
+    func installRefusesBadConfig() throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.manager.writeFile(fixture.configPath, "[tunnels.t]\ntarget = \"u@h\"\nlokal = \"127.0.0.1:1\"\n")
+        let result = try fixture.cli(["install"])
+        #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("config.toml:3"), "the error names file:line: \(result.stderr)")
+        #expect(result.stderr.contains("lokal"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: fixture.manager.configHome + "/systemd/user/ecto-tunnel.service"))
+    }
+
+    @Test("install: active only after READY (listener bound, status sent), the tunnel works at once, units match units/")
+    func installBringsServiceUp() async throws {
+        let start = ContinuousClock.now
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        let output = try fixture.install()
+        // Right after install returns (it waited for `active`), the listener must be bound: a
+        // Type=notify unit is active only after READY=1, which the daemon sends after the bind.
+        #expect(try fixture.echoWorks(seed: 1), "echo through the tunnel right after install")
+        #expect(try fixture.property("ActiveState") == "active")
+        #expect(try fixture.property("SubState") == "running")
+        #expect(try fixture.property("Type") == "notify")
+        #expect(try fixture.property("NotifyAccess") == "main")
+        #expect(try fixture.property("WatchdogUSec") == "30s")
+        #expect(try fixture.property("UnitFileState") == "enabled")
+        // STATUS= comes only from our daemon: proof that the notify socket is spoken to.
+        try await waitUntil(timeout: .seconds(10), "StatusText 1/1 tunnels up") {
+            (try? fixture.property("StatusText")) == "1/1 tunnel up"
+        }
+        #expect(output.stdout.contains("journalctl --user -u ecto-tunnel"))
+        #expect(output.stdout.contains("loginctl enable-linger"))
+        let log = fixture.daemonLog
+        let listening = log.range(of: "listening")
+        #expect(listening != nil, "daemon log: \(log)")
+
+        // What install wrote is units/ with the binary and the config path filled in.
+        let unitDirectory = fixture.manager.configHome + "/systemd/user/"
+        let installed = try String(contentsOfFile: unitDirectory + "ecto-tunnel.service", encoding: .utf8)
+        let expected = try shippedUnit("ecto-tunnel.service")
+            .replacingOccurrences(of: "/usr/local/bin/ecto-tunnel", with: fixture.binary)
+            .replacingOccurrences(
+                of: "--config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock",
+                with: "--config \(fixture.configPath)")
+        #expect(installed.hasPrefix("# Written by `ecto-tunnel install`"))
+        #expect(installed.split(separator: "\n", maxSplits: 1)[1] == expected[...], "installed unit differs from units/ecto-tunnel.service")
+        let template = try String(contentsOfFile: unitDirectory + "ecto-tunnel@.service", encoding: .utf8)
+        let expectedTemplate = try shippedUnit("ecto-tunnel@.service")
+            .replacingOccurrences(of: "/usr/local/bin/ecto-tunnel", with: fixture.binary)
+        #expect(template.split(separator: "\n", maxSplits: 1)[1] == expectedTemplate[...], "installed template differs from units/")
+
+        // Installing again with nothing changed keeps the running daemon.
+        let pid = try fixture.mainPID()
+        let again = try fixture.install()
+        #expect(again.stdout.contains("already running"), "\(again.stdout)")
+        #expect(try fixture.mainPID() == pid)
+        print("[figure] install test took \(start.duration(to: .now))")
+    }
+
+    @Test("SIGKILL of the daemon: systemd restarts it (new MainPID) and the tunnel works again")
+    func restartAfterKill() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let first = try fixture.mainPID()
+        #expect(first > 0)
+        #expect(kill(first, SIGKILL) == 0)
+        try await waitUntil(timeout: .seconds(20), "a new MainPID, active\n\(fixture.daemonLog)") {
+            let pid = (try? fixture.mainPID()) ?? 0
+            return pid != 0 && pid != first && (try? fixture.property("ActiveState")) == "active"
+        }
+        #expect(try fixture.property("NRestarts") == "1")
+        try await waitUntil(timeout: .seconds(10), "echo through the restarted daemon") {
+            (try? fixture.echoWorks(seed: 2)) == true
+        }
+    }
+
+    @Test("watchdog: pings while the supervisor makes progress, fires (Result=watchdog) and restarts when a driver stalls")
+    func watchdogFires() async throws {
+        // A short WatchdogSec= so the test takes seconds; the mechanism is the unit's.
+        let fixture = try SystemdFixture(dropIn: "WatchdogSec=2s")
+        defer { fixture.cleanup() }
+        try fixture.install()
+        #expect(try fixture.property("WatchdogUSec") == "2s")
+        // Healthy: three watchdog periods pass without a restart.
+        try await Task.sleep(for: .seconds(6))
+        #expect(try fixture.property("NRestarts") == "0", "watchdog fired on a healthy daemon:\n\(fixture.daemonLog)")
+        #expect(try fixture.property("ActiveState") == "active")
+
+        // Stall the driver (test-only switch) and restart into it.
+        try fixture.manager.systemctl(["set-environment", "ECTO_TUNNEL_TEST_STALL=driver"]).check()
+        try fixture.manager.systemctl(["restart", "ecto-tunnel.service"]).check()
+        let stalled = try fixture.mainPID()
+        try await fixture.waitForLog("this driver thread now blocks forever")
+        var sawWatchdog = false
+        try await waitUntil(timeout: .seconds(15), poll: .milliseconds(50), "Result=watchdog\n\(fixture.daemonLog)") {
+            sawWatchdog = (try? fixture.property("Result")) == "watchdog"
+            return sawWatchdog
+        }
+        #expect(sawWatchdog)
+        #expect(fixture.daemonLog.contains("watchdog: no progress from tunnel t"))
+        try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_STALL"]).check()
+        try await waitUntil(timeout: .seconds(20), "restarted after the watchdog\n\(fixture.states)\n\(fixture.daemonLog)\n--- manager:\n\(fixture.manager.log)") {
+            let pid = (try? fixture.mainPID()) ?? 0
+            return pid != 0 && pid != stalled && (try? fixture.property("ActiveState")) == "active"
+        }
+        try await waitUntil(timeout: .seconds(10), "echo after the watchdog restart") {
+            (try? fixture.echoWorks(seed: 3)) == true
+        }
+    }
+
+    @Test("systemctl --user reload delivers SIGHUP: RELOADING/READY, same process, still active")
+    func reloadSendsSIGHUP() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let pid = try fixture.mainPID()
+        try fixture.manager.systemctl(["reload", "ecto-tunnel.service"], timeout: .seconds(20)).check()
+        try await fixture.waitForLog("SIGHUP received")
+        #expect(try fixture.mainPID() == pid)
+        #expect(try fixture.property("ActiveState") == "active")
+        #expect(try fixture.property("SubState") == "running", "READY=1 after RELOADING=1 ends the reload")
+        #expect(try fixture.echoWorks(seed: 4))
+    }
+
+    @Test("systemctl --user stop is graceful: an open connection gets its grace, exit status 0")
+    func stopIsGraceful() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let client = try TCPClient.connect(port: fixture.localPort, ioTimeout: .seconds(10))
+        defer { client.close() }
+        try client.sendAll("before stop\n")
+        #expect(String(decoding: try client.receive(exactly: 12), as: UTF8.self) == "before stop\n")
+
+        let stop = try Subprocess(
+            "setpriv",
+            ["--reuid=\(fixture.manager.uid)", "--regid=\(fixture.manager.gid)", "--init-groups", "env", "-i"]
+                + fixture.manager.clientEnvironment.map { "\($0.key)=\($0.value)" }
+                + ["/usr/bin/systemctl", "--user", "stop", "ecto-tunnel.service"],
+            environment: [:])
+        try await fixture.waitForLog("received SIGTERM, stopping")
+        // During the grace the open connection still forwards both ways.
+        try client.sendAll("during grace\n")
+        #expect(String(decoding: try client.receive(exactly: 13), as: UTF8.self) == "during grace\n")
+        try client.shutdownWrite()
+        #expect(client.waitForClose(timeout: .seconds(5)))
+        let termination = await stop.waitTermination(timeout: .seconds(20))
+        #expect(termination == .exited(0), "systemctl stop: \(String(describing: termination)) \(stop.stderr())")
+        #expect(try fixture.property("ActiveState") == "inactive")
+        #expect(try fixture.property("Result") == "success")
+        #expect(try fixture.property("ExecMainStatus") == "0")
+        #expect(fixture.daemonLog.contains("tunnel stopped"))
+    }
+
+    @Test("template: ecto-tunnel@work runs its own config and socket next to the main daemon; uninstall stops it too")
+    func templateInstance() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let port = try FreePort.probe()
+        let main = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
+        try fixture.manager.writeFile(
+            fixture.manager.configHome + "/ecto-tunnel/work.toml",
+            main.replacingOccurrences(of: "127.0.0.1:\(fixture.localPort)", with: "127.0.0.1:\(port)"))
+        let instanceLog = fixture.manager.home + "/work.log"
+        try fixture.manager.writeFile(
+            fixture.manager.configHome + "/systemd/user/ecto-tunnel@.service.d/test-log.conf",
+            "[Service]\nStandardOutput=append:\(instanceLog)\nStandardError=append:\(instanceLog)\n", mode: 0o644)
+        try fixture.manager.systemctl(["daemon-reload"]).check()
+        try fixture.manager.systemctl(["enable", "--now", "ecto-tunnel@work.service"], timeout: .seconds(30)).check()
+        let unit = "ecto-tunnel@work.service"
+        #expect(try fixture.manager.property("ActiveState", of: unit) == "active", "\((try? String(contentsOfFile: instanceLog, encoding: .utf8)) ?? "")")
+        #expect(try echoRoundTrip(port: port, seed: 5, count: 16 * 1024), "echo through the instance")
+        #expect(try fixture.echoWorks(seed: 6), "echo through the main daemon")
+        let execStart = try fixture.manager.property("ExecStart", of: unit)
+        #expect(execStart.contains("--config \(fixture.manager.configHome)/ecto-tunnel/work.toml"), "\(execStart)")
+        #expect(execStart.contains("--socket \(fixture.manager.runtimeDirectory)/ecto-tunnel/work.sock"), "\(execStart)")
+        #expect(try fixture.manager.property("MainPID", of: unit) != String(try fixture.mainPID()))
+
+        let result = try fixture.cli(["uninstall"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("stopped and disabled ecto-tunnel@work.service"), "\(result.stdout)")
+        #expect(try fixture.manager.property("ActiveState", of: unit) == "inactive")
+    }
+
+    @Test("uninstall: disabled, stopped, unit files gone, list-unit-files no longer shows it")
+    func uninstallLeavesNothing() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let pid = try fixture.mainPID()
+        let result = try fixture.cli(["uninstall"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let unitDirectory = fixture.manager.configHome + "/systemd/user/"
+        #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel.service"))
+        #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel@.service"))
+        #expect(!FileManager.default.fileExists(atPath: unitDirectory + "default.target.wants/ecto-tunnel.service"))
+        let listed = try fixture.manager.systemctl(["list-unit-files", "--no-legend", "ecto-tunnel*"])
+        #expect(!listed.stdout.contains("ecto-tunnel"), "\(listed.stdout)")
+        try await waitUntil(timeout: .seconds(5), "the daemon gone") { !ProcessTree.isAlive(pid) }
+        // Our own drop-in (not written by install) is left alone.
+        #expect(FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel.service.d/test-log.conf"))
+        #expect(result.stdout.contains("removed \(unitDirectory)ecto-tunnel.service"), "\(result.stdout)")
+    }
+}

@@ -207,6 +207,13 @@ struct SystemdTests {
         }
         #expect(output.stdout.contains("journalctl --user -u ecto-tunnel"))
         #expect(output.stdout.contains("loginctl enable-linger"))
+        // The CLI reaches the service's control socket at its default path ($XDG_RUNTIME_DIR).
+        let status = try fixture.cli(["status", "--json"])
+        #expect(status.status == 0, "\(status)")
+        #expect(status.stdout.contains("\"name\":\"t\"") && status.stdout.contains("\"state\":\"up\""), "\(status.stdout)")
+        var socketInfo = stat()
+        #expect(stat(fixture.manager.runtimeDirectory + "/ecto-tunnel/control.sock", &socketInfo) == 0)
+        #expect(socketInfo.st_uid == fixture.manager.uid && socketInfo.st_mode & 0o777 == 0o600)
         let log = fixture.daemonLog
         let listening = log.range(of: "listening")
         #expect(listening != nil, "daemon log: \(log)")
@@ -286,14 +293,30 @@ struct SystemdTests {
         }
     }
 
-    @Test("systemctl --user reload delivers SIGHUP: RELOADING/READY, same process, still active")
+    @Test("systemctl --user reload applies a config change: RELOADING/READY, same process, new tunnel up")
     func reloadSendsSIGHUP() async throws {
         let fixture = try SystemdFixture()
         defer { fixture.cleanup() }
         try fixture.install()
         let pid = try fixture.mainPID()
+        // A second tunnel added to the config appears with the reload; the first is not touched.
+        let secondPort = try FreePort.probe()
+        var config = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
+        let first = config
+        config += first.replacingOccurrences(of: "[tunnels.t]", with: "[tunnels.u]")
+            .replacingOccurrences(of: "127.0.0.1:\(fixture.localPort)", with: "127.0.0.1:\(secondPort)")
+        try fixture.manager.writeFile(fixture.configPath, config)
         try fixture.manager.systemctl(["reload", "ecto-tunnel.service"], timeout: .seconds(20)).check()
-        try await fixture.waitForLog("SIGHUP received")
+        try await fixture.waitForLog("configuration reloaded")
+        #expect(fixture.daemonLog.contains("SIGHUP: reloading"))
+        try await waitUntil(timeout: .seconds(10), "tunnel u up through the service") {
+            let status = try? fixture.cli(["status", "u"])
+            return status?.status == 0
+        }
+        let client = try TCPClient.connect(port: secondPort, ioTimeout: .seconds(10))
+        try client.sendAll("ping")
+        #expect(try client.receive(exactly: 4) == Array("ping".utf8))
+        client.close()
         #expect(try fixture.mainPID() == pid)
         #expect(try fixture.property("ActiveState") == "active")
         #expect(try fixture.property("SubState") == "running", "READY=1 after RELOADING=1 ends the reload")

@@ -37,6 +37,10 @@ public struct TunnelConfig: Sendable, Equatable {
     public var backoffInitial: Duration
     public var backoffMax: Duration
     public var holdTimeout: Duration
+    /// How to check end to end that the service behind the tunnel answers; nil: no probe.
+    public var probe: ProbeSpec?
+    /// How often the probe runs while the tunnel is up; `.zero`: only on demand (`status --deep`).
+    public var probeInterval: Duration
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -60,6 +64,8 @@ public struct TunnelConfig: Sendable, Equatable {
         backoffInitial: Duration = TunnelDefaults.backoffInitial,
         backoffMax: Duration = TunnelDefaults.backoffMax,
         holdTimeout: Duration = TunnelDefaults.holdTimeout,
+        probe: ProbeSpec? = nil,
+        probeInterval: Duration = TunnelDefaults.probeInterval,
         line: Int = 0
     ) {
         self.name = name
@@ -81,6 +87,8 @@ public struct TunnelConfig: Sendable, Equatable {
         self.backoffInitial = backoffInitial
         self.backoffMax = backoffMax
         self.holdTimeout = holdTimeout
+        self.probe = probe
+        self.probeInterval = probeInterval
         self.line = line
     }
 }
@@ -93,6 +101,7 @@ public enum TunnelDefaults {
     public static let backoffInitial: Duration = .seconds(1)
     public static let backoffMax: Duration = .seconds(60)
     public static let holdTimeout: Duration = .seconds(10)
+    public static let probeInterval: Duration = .seconds(60)
 }
 
 /// A loaded, validated configuration file.

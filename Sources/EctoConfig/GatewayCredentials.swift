@@ -16,7 +16,7 @@ public enum CredentialSource: Sendable, Equatable, CustomStringConvertible {
     /// An environment variable.
     case environment(variable: String)
     /// A key of the OpenClaw config (`gateway.remote.token`), possibly through `${VAR}` / a SecretRef.
-    case openClawConfig(key: String, location: SourceLocation, viaVariable: String?)
+    case openClawConfig(key: String, location: SettingLocation, viaVariable: String?)
 
     public var description: String {
         switch self {

@@ -28,9 +28,9 @@ public struct OpenClawGatewaySettings: Sendable, Equatable {
     /// A value and the line of its key.
     public struct Located<Value: Sendable & Equatable>: Sendable, Equatable {
         public var value: Value
-        public var location: SourceLocation
+        public var location: SettingLocation
 
-        public init(_ value: Value, at location: SourceLocation) {
+        public init(_ value: Value, at location: SettingLocation) {
             self.value = value
             self.location = location
         }
@@ -106,13 +106,13 @@ public enum OpenClawImport {
         do {
             root = try JSON5.parse(text)
         } catch {
-            throw ImportError("\(error.column): \(error.message)", at: SourceLocation(file: path, line: error.line))
+            throw ImportError("\(error.column): \(error.message)", at: SettingLocation(file: path, line: error.line))
         }
         guard case .object = root else {
-            throw ImportError("the top level is \(root.typeName), not an object", at: SourceLocation(file: path, line: 1))
+            throw ImportError("the top level is \(root.typeName), not an object", at: SettingLocation(file: path, line: 1))
         }
         var s = OpenClawGatewaySettings(path: path)
-        func at(_ m: JSON5Member) -> SourceLocation { SourceLocation(file: path, line: m.line) }
+        func at(_ m: JSON5Member) -> SettingLocation { SettingLocation(file: path, line: m.line) }
         func string(_ key: String) throws(ImportError) -> OpenClawGatewaySettings.Located<String>? {
             guard let m = root.member(path: key) else { return nil }
             if case .null = m.value { return nil }
@@ -182,7 +182,7 @@ public enum OpenClawImport {
         let shown = SSHClientConfig.abbreviate(s.path, home: home)
 
         let targetText: String
-        var targetOrigin: SourceLocation? = nil
+        var targetOrigin: SettingLocation? = nil
         if let override {
             targetText = override
         } else if let t = s.sshTarget {

@@ -39,7 +39,7 @@ public enum ProbeSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         let path = String(s[s.index(after: colon)...])
         switch kind {
         case "http", "websocket":
-            guard path.hasPrefix("/") else {
+            guard path.hasPrefix("/") && !path.hasPrefix("//") else {
                 if path.hasPrefix("//") || path.contains("://") || !path.isEmpty && !path.hasPrefix("/") {
                     throw ProbeSpecError(
                         "\(TOMLWriter.quote(path)) is not a path: the probe always goes to the tunnel's local address, so give only the path, e.g. \"\(kind):/health\"")

@@ -48,7 +48,7 @@ public enum SSHConfigImport {
         environment: ConfigEnvironment, configPath: String
     ) throws(ImportError) -> TunnelImport {
         let home = environment.home
-        func loc(_ v: SSHConfigValue) -> SourceLocation { SourceLocation(file: v.file, line: v.line) }
+        func loc(_ v: SSHConfigValue) -> SettingLocation { SettingLocation(file: v.file, line: v.line) }
         var keys: [ImportedKey] = []
         var unsupported: [UnsupportedSetting] = []
         var notes: [String] = []
@@ -199,12 +199,12 @@ public enum SSHConfigImport {
                 unsupported.append(
                     UnsupportedSetting(
                         setting: d.keyword, value: d.arguments.joined(separator: " "),
-                        location: SourceLocation(file: d.file, line: d.line), reason: reason))
+                        location: SettingLocation(file: d.file, line: d.line), reason: reason))
             } else if !irrelevant.contains(k) {
                 unsupported.append(
                     UnsupportedSetting(
                         setting: d.keyword, value: d.arguments.joined(separator: " "),
-                        location: SourceLocation(file: d.file, line: d.line),
+                        location: SettingLocation(file: d.file, line: d.line),
                         reason: "not understood by ecto-tunnel's import; check whether the tunnel needs it"))
             }
         }

@@ -11,7 +11,7 @@
 /// ```
 
 /// Where a setting came from: a file and a 1-based line.
-public struct SourceLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
+public struct SettingLocation: Sendable, Equatable, Hashable, CustomStringConvertible {
     public var file: String
     public var line: Int
 
@@ -52,9 +52,9 @@ public struct ImportedKey: Sendable, Equatable {
     public var key: String
     public var value: ImportedValue
     /// The line it came from; nil for defaults chosen by the import itself.
-    public var origin: SourceLocation?
+    public var origin: SettingLocation?
 
-    public init(key: String, value: ImportedValue, origin: SourceLocation? = nil) {
+    public init(key: String, value: ImportedValue, origin: SettingLocation? = nil) {
         self.key = key
         self.value = value
         self.origin = origin
@@ -66,11 +66,11 @@ public struct UnsupportedSetting: Sendable, Equatable, CustomStringConvertible {
     /// The keyword or key path as written (`ProxyJump`, `gateway.remote.transport`).
     public var setting: String
     public var value: String
-    public var location: SourceLocation
+    public var location: SettingLocation
     /// Why it cannot be carried over, and what to do instead.
     public var reason: String
 
-    public init(setting: String, value: String, location: SourceLocation, reason: String) {
+    public init(setting: String, value: String, location: SettingLocation, reason: String) {
         self.setting = setting
         self.value = value
         self.location = location
@@ -90,9 +90,9 @@ public struct UnsupportedSetting: Sendable, Equatable, CustomStringConvertible {
 public struct ImportError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// Where the offending setting is, when there is one.
-    public var location: SourceLocation?
+    public var location: SettingLocation?
 
-    public init(_ message: String, at location: SourceLocation? = nil) {
+    public init(_ message: String, at location: SettingLocation? = nil) {
         self.message = message
         self.location = location
     }

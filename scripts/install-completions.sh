@@ -7,7 +7,7 @@
 #   scripts/install-completions.sh [--bin PATH] [--man PATH] [--uninstall]
 #
 #   --bin PATH   the ecto-tunnel binary (default: `ecto-tunnel` on PATH, else .build/release, .build/debug)
-#   --man PATH   a man page to install (default: .build/plugins/GenerateManual/outputs/ecto-tunnel/ecto-tunnel.1
+#   --man PATH   a man page to install (default: .build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1
 #                if `make man` made it; skipped otherwise)
 #   --uninstall  remove what this script installs
 #
@@ -67,8 +67,8 @@ install_generated bash "$bash_file"
 install_generated zsh "$zsh_file"
 install_generated fish "$fish_file"
 
-if [[ -z "$man" && -f .build/plugins/GenerateManual/outputs/ecto-tunnel/ecto-tunnel.1 ]]; then
-    man=.build/plugins/GenerateManual/outputs/ecto-tunnel/ecto-tunnel.1
+if [[ -z "$man" && -f .build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1 ]]; then
+    man=.build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1
 fi
 if [[ -n "$man" ]]; then
     mkdir -p "$(dirname "$man_file")"

@@ -65,6 +65,8 @@ public enum Prober {
             return ProbeResult(
                 outcome: .refused, latency: elapsed,
                 detail: "connection refused on \(endpoint): nothing listens there (the daemon is not running or the tunnel is down)")
+        case .closed:
+            return ProbeResult(outcome: .closedByTunnel, latency: elapsed, detail: closedByTunnel)
         case .timeout:
             return ProbeResult(outcome: .timeout, latency: elapsed, detail: "no connection to \(endpoint) within \(format(options.timeout))")
         default:

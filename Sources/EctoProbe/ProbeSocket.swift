@@ -68,6 +68,7 @@ final class ProbeSocket {
             let socket = ProbeSocket(fd: fd, deadline: deadline)
             if Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen) == 0 { return socket }
             guard errno == EINPROGRESS else {
+                if errno == ECONNRESET { throw .closed(reset: true) }
                 lastFailure = errno == ECONNREFUSED ? .refused : .system(call: "connect", errno: errno)
                 continue
             }
@@ -82,6 +83,9 @@ final class ProbeSocket {
             var length = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
             if soError == 0 { return socket }
+            // Reset while connecting: the listener accepted and closed at once (the tunnel's shape
+            // for "nothing listens on the remote port"), not a refusal.
+            if soError == ECONNRESET { throw .closed(reset: true) }
             lastFailure = soError == ECONNREFUSED ? .refused : .system(call: "connect", errno: soError)
         }
         throw lastFailure

@@ -124,8 +124,8 @@ public final class ClosingServer: @unchecked Sendable {
                     var option = linger(l_onoff: 1, l_linger: 0)
                     setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
                 }
+                accepted.withLock { $0 += 1 }  // counted before the client can see the close
                 close(fd)
-                accepted.withLock { $0 += 1 }
             }
         }
     }

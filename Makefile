@@ -3,6 +3,10 @@
 #   make build   build everything (CONFIGURATION=release for an optimized build)
 #   make test    deps, then build, then run all tests, one at a time
 #   make demo    a throwaway sshd + the daemon forwarding one request (scripts/demo.sh)
+#   make man     the man page, generated from the command definitions by swift-argument-parser's
+#                GenerateManual plugin (offline; builds the product in release mode first):
+#                .build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1
+#   make completions   install shell completions + man page for this user (scripts/install-completions.sh)
 
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
@@ -13,7 +17,7 @@ CONFIGURATION ?= debug
 # otherwise run them in parallel inside the test process).
 SWIFT_TEST_FLAGS ?= --no-parallel
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo man completions clean
 
 all: build
 
@@ -29,6 +33,13 @@ test: deps
 
 demo: deps
 	./scripts/demo.sh
+
+man:
+	$(SWIFT) package --disable-sandbox plugin generate-manual
+	@echo "man page: .build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1 (view: man -l that-file)"
+
+completions: build
+	./scripts/install-completions.sh --bin .build/$(CONFIGURATION)/ecto-tunnel
 
 clean:
 	$(SWIFT) package clean

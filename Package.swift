@@ -55,13 +55,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Test-only helpers: throwaway sshd, echo servers, free ports, subprocesses.
-        .target(name: "EctoTestSupport"),
+        // End-to-end probes through a tunnel's local end (tcp, http, websocket); plain POSIX sockets.
+        .target(name: "EctoProbe", dependencies: ["EctoConfig", "EctoHostKeys"]),
+        // Test-only helpers: throwaway sshd, echo servers, stand-in gateway, free ports, subprocesses.
+        .target(name: "EctoTestSupport", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl"]),
         .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon"]),
+        .testTarget(name: "EctoProbeTests", dependencies: ["EctoProbe", "EctoTestSupport", "EctoConfig"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["EctoTestSupport", "EctoConfig", "EctoControl", "EctoTunnelCLI"]

@@ -109,7 +109,7 @@ public enum ConfigLoader {
 
 struct KeySpec {
     enum Kind {
-        case target, sshHost, user, endpoint, path, credential, policy, fingerprint, bool
+        case target, sshHost, user, endpoint, path, credential, policy, fingerprint, bool, probe
         /// `positive`: zero is not allowed.
         case duration(positive: Bool)
         case int(ClosedRange<Int>)
@@ -131,6 +131,7 @@ struct KeySpec {
         case .policy: return "\"strict\" or \"accept-new\""
         case .fingerprint: return "a string \"SHA256:...\""
         case .bool: return "true or false"
+        case .probe: return "a string \"tcp\", \"http:/PATH\" or \"websocket:/PATH\""
         case .duration: return "a duration (seconds as a number, or a string like \"500ms\", \"15s\", \"2m\", \"1m30s\")"
         case .int(let r): return r.upperBound == Int.max ? "an integer ≥ \(r.lowerBound)" : "an integer \(r.lowerBound)-\(r.upperBound)"
         }
@@ -157,6 +158,8 @@ struct KeySpec {
         KeySpec(name: "backoff_max", kind: .duration(positive: true)),
         KeySpec(name: "hold_timeout", kind: .duration(positive: false)),
         KeySpec(name: "drain_timeout", kind: .duration(positive: false)),
+        KeySpec(name: "probe", kind: .probe),
+        KeySpec(name: "probe_interval", kind: .duration(positive: false)),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -202,6 +205,7 @@ private struct Validator {
         case policy(HostKeyPolicy)
         case endpoint(Endpoint)
         case target(SSHTarget)
+        case probe(ProbeSpec)
     }
 
     /// A value and where it came from, for messages.
@@ -224,6 +228,7 @@ private struct Validator {
         var policy: HostKeyPolicy? { if case .policy(let p) = value { return p } else { return nil } }
         var endpoint: Endpoint? { if case .endpoint(let e) = value { return e } else { return nil } }
         var target: SSHTarget? { if case .target(let t) = value { return t } else { return nil } }
+        var probe: ProbeSpec? { if case .probe(let p) = value { return p } else { return nil } }
     }
 
     /// A table's keys after type checks. `present` includes keys whose value was invalid.
@@ -483,6 +488,13 @@ private struct Validator {
                 return nil
             }
             return make(.string(s))
+        case .probe:
+            do {
+                return make(.probe(try ProbeSpec.parse(s)))
+            } catch {
+                self.error(e.line, keyPath, error.message)
+                return nil
+            }
         case .bool, .duration, .int:
             return nil  // handled above
         }
@@ -704,6 +716,8 @@ private struct Validator {
             backoffMax: backoffMax,
             holdTimeout: dur("hold_timeout", TunnelDefaults.holdTimeout),
             drainTimeout: dur("drain_timeout", TunnelDefaults.drainTimeout),
+            probe: pick("probe")?.probe,
+            probeInterval: dur("probe_interval", TunnelDefaults.probeInterval),
             line: t.line)
     }
 

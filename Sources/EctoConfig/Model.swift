@@ -39,6 +39,10 @@ public struct TunnelConfig: Sendable, Equatable {
     public var holdTimeout: Duration
     /// After a retarget or reload, how long connections open on the old session may go on.
     public var drainTimeout: Duration
+    /// How to check end to end that the service behind the tunnel answers; nil: no probe.
+    public var probe: ProbeSpec?
+    /// How often the probe runs while the tunnel is up; `.zero`: only on demand (`status --deep`).
+    public var probeInterval: Duration
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -63,6 +67,8 @@ public struct TunnelConfig: Sendable, Equatable {
         backoffMax: Duration = TunnelDefaults.backoffMax,
         holdTimeout: Duration = TunnelDefaults.holdTimeout,
         drainTimeout: Duration = TunnelDefaults.drainTimeout,
+        probe: ProbeSpec? = nil,
+        probeInterval: Duration = TunnelDefaults.probeInterval,
         line: Int = 0
     ) {
         self.name = name
@@ -85,6 +91,8 @@ public struct TunnelConfig: Sendable, Equatable {
         self.backoffMax = backoffMax
         self.holdTimeout = holdTimeout
         self.drainTimeout = drainTimeout
+        self.probe = probe
+        self.probeInterval = probeInterval
         self.line = line
     }
 }
@@ -109,6 +117,7 @@ public enum TunnelDefaults {
     public static let backoffMax: Duration = .seconds(60)
     public static let holdTimeout: Duration = .seconds(10)
     public static let drainTimeout: Duration = .seconds(300)
+    public static let probeInterval: Duration = .seconds(60)
 }
 
 /// A loaded, validated configuration file.

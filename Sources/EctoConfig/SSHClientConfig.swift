@@ -44,10 +44,41 @@ public struct SSHHostSettings: Sendable, Equatable {
     /// Files read, in order.
     public var filesRead: [String]
 
+    // Read for `import ssh-config` (SSHConfigImport); the loader ignores them.
+
+    /// Every `LocalForward` that applies, in order (ssh accumulates them; the value is the line's
+    /// arguments joined by one space).
+    public var localForwards: [SSHConfigValue]
+    public var serverAliveInterval: SSHConfigValue?
+    public var serverAliveCountMax: SSHConfigValue?
+    public var strictHostKeyChecking: SSHConfigValue?
+    public var connectTimeout: SSHConfigValue?
+    /// Every other directive that applies (keyword as written, arguments), in order, for the import
+    /// to judge. `Host`, `Match` and `Include` lines are not included.
+    public var otherDirectives: [SSHConfigDirective]
+
     public init() {
         skippedMatchBlocks = []
         problems = []
         filesRead = []
+        localForwards = []
+        otherDirectives = []
+    }
+}
+
+/// One `Keyword arguments` line of an ssh config file.
+public struct SSHConfigDirective: Sendable, Equatable {
+    /// As written in the file (case kept).
+    public var keyword: String
+    public var arguments: [String]
+    public var file: String
+    public var line: Int
+
+    public init(keyword: String, arguments: [String], file: String, line: Int) {
+        self.keyword = keyword
+        self.arguments = arguments
+        self.file = file
+        self.line = line
     }
 }
 
@@ -202,6 +233,12 @@ public enum SSHClientConfig {
         return (keyword.lowercased(), args)
     }
 
+    /// The first word of a config line as written (case kept), without a `=`.
+    static func keywordAsWritten(_ line: Substring) -> String {
+        let trimmed = line.drop { $0 == " " || $0 == "\t" }
+        return String(trimmed.prefix { $0 != " " && $0 != "\t" && $0 != "=" && $0 != "\r" })
+    }
+
     struct TokenizeError: Error {
         var message: String
     }
@@ -254,7 +291,17 @@ public enum SSHClientConfig {
                     case "port": if settings.port == nil { settings.port = v }
                     case "identityfile": if settings.identityFile == nil { settings.identityFile = v }
                     case "userknownhostsfile": if settings.userKnownHostsFile == nil { settings.userKnownHostsFile = v }
-                    default: break
+                    case "localforward":
+                        settings.localForwards.append(
+                            SSHConfigValue(value: args.joined(separator: " "), file: path, line: lineNo))
+                    case "serveraliveinterval": if settings.serverAliveInterval == nil { settings.serverAliveInterval = v }
+                    case "serveralivecountmax": if settings.serverAliveCountMax == nil { settings.serverAliveCountMax = v }
+                    case "stricthostkeychecking": if settings.strictHostKeyChecking == nil { settings.strictHostKeyChecking = v }
+                    case "connecttimeout": if settings.connectTimeout == nil { settings.connectTimeout = v }
+                    default:
+                        settings.otherDirectives.append(
+                            SSHConfigDirective(
+                                keyword: SSHClientConfig.keywordAsWritten(rawLine), arguments: args, file: path, line: lineNo))
                     }
                 }
             }

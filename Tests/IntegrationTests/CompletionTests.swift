@@ -16,7 +16,7 @@ import Testing
     }
 
     @Test(arguments: [
-        Shell(name: "bash", header: "-F _ecto-tunnel ecto-tunnel", offersRun: "compgen -W 'run check", offersCheck: "_ecto-tunnel_check()"),
+        Shell(name: "bash", header: "-F _ecto-tunnel ecto-tunnel", offersRun: "compgen -W 'run ", offersCheck: "_ecto-tunnel_check()"),
         Shell(
             name: "zsh", header: "#compdef ecto-tunnel", offersRun: "'run:Run the daemon in the foreground",
             offersCheck: "'check:Validate the config file offline."),

@@ -43,14 +43,14 @@ let package = Package(
         .target(
             name: "EctoDaemon",
             dependencies: [
-                "EctoTunnel", "EctoConfig", "EctoControl", "CEctoLinux",
+                "EctoTunnel", "EctoConfig", "EctoControl", "EctoProbe", "CEctoLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "EctoTunnelCLI",
             dependencies: [
-                "EctoDaemon", "EctoConfig", "EctoControl", "EctoSSH",
+                "EctoDaemon", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

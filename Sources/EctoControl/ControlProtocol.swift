@@ -39,6 +39,33 @@ public struct DrainingSession: Codable, Sendable, Equatable {
     }
 }
 
+/// The end-to-end check of the service behind a tunnel (the `probe` key), apart from the SSH state.
+public struct GatewayReport: Codable, Sendable, Equatable {
+    /// The service answered.
+    public var ok: Bool
+    /// `up`, `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
+    public var outcome: String
+    /// One line, e.g. "HTTP 200 in 3.1 ms".
+    public var detail: String
+    public var latencyMs: Double
+    /// The probe that ran, e.g. "http:/health".
+    public var probe: String
+    public var checked: Date
+
+    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date) {
+        self.ok = ok
+        self.outcome = outcome
+        self.detail = detail
+        self.latencyMs = latencyMs
+        self.probe = probe
+        self.checked = checked
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked
+    }
+}
+
 /// One tunnel, as `status --json` prints it (the status contract in design.md, plus additions).
 public struct TunnelReport: Codable, Sendable, Equatable {
     public var name: String
@@ -57,6 +84,8 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     public var lastError: String?
     /// Sessions to earlier targets still finishing their connections (empty most of the time).
     public var draining: [DrainingSession]
+    /// The latest probe of the service behind the tunnel (null: no probe configured or not run yet).
+    public var gateway: GatewayReport?
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
@@ -81,7 +110,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
-        case lastError = "last_error", draining
+        case lastError = "last_error", draining, gateway
     }
 
     public init(from decoder: Decoder) throws {
@@ -99,6 +128,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         since = try c.decode(Date.self, forKey: .since)
         lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
         draining = try c.decodeIfPresent([DrainingSession].self, forKey: .draining) ?? []
+        gateway = try c.decodeIfPresent(GatewayReport.self, forKey: .gateway)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -116,6 +146,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(since, forKey: .since)
         try c.encode(lastError, forKey: .lastError)  // null when there is none: the contract has the key
         try c.encode(draining, forKey: .draining)
+        try c.encode(gateway, forKey: .gateway)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.
@@ -280,11 +311,16 @@ public struct ControlFailure: Error, Sendable, Equatable {
 /// What the daemon offers the control server: the server routes and encodes, the registry acts.
 /// Methods are called on the control server's thread, one at a time.
 public protocol ControlRegistry: AnyObject, Sendable {
-    func status() -> StatusReport
+    /// `deep`: run every enabled tunnel's probe now (a `tcp` probe where none is configured).
+    func status(deep: Bool) -> StatusReport
     func version() -> VersionReport
     func setTarget(tunnel: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure>
     func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
     /// `tunnel` nil: every enabled tunnel.
     func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
     func reload() -> Result<ReloadReport, ControlFailure>
+}
+
+extension ControlRegistry {
+    public func status() -> StatusReport { status(deep: false) }
 }

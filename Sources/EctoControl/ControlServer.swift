@@ -460,7 +460,8 @@ enum Router {
         switch rest.count {
         case 1 where rest[0] == "status":
             return method("GET") {
-                var report = registry.status()
+                let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
+                var report = registry.status(deep: deep)
                 if let name = request.query["tunnel"] {
                     report.tunnels = report.tunnels.filter { $0.name == name }
                     if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(name)")) }
@@ -479,7 +480,8 @@ enum Router {
             return method("POST") { result(registry.reconnect(tunnel: nil)) }
         case 2 where rest[0] == "tunnels":
             return method("GET") {
-                var report = registry.status()
+                let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
+                var report = registry.status(deep: deep)
                 report.tunnels = report.tunnels.filter { $0.name == rest[1] }
                 if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(rest[1])")) }
                 return Outcome(response: .json(200, report))

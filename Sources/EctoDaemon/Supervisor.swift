@@ -25,6 +25,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     var publish: @Sendable (ControlEvent) -> Void = { _ in }
     /// Called after any tunnel's state changes (for sd_notify STATUS=, say).
     var onStateChange: @Sendable () -> Void = {}
+    /// End-to-end probes (`probe`); created by `start`.
+    private var probes: ProbeRunner?
 
     init(configPath: String, stopGrace: Duration, logger: Logger) {
         self.configPath = configPath
@@ -37,6 +39,12 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     func start(_ config: Config) throws(SystemError) {
         lock.lock()
         defer { lock.unlock() }
+        let probes = ProbeRunner(tunnels: { [weak self] in self?.allTunnels ?? [] }, logger: logger) { [weak self] name in
+            guard let self, let tunnel = self.lookup(name) else { return }
+            self.publish(.changed(self.report(tunnel)))
+        }
+        self.probes = probes
+        probes.start()
         for tunnel in config.tunnels {
             tunnels[tunnel.name] = try startTunnel(tunnel)
             order.append(tunnel.name)
@@ -46,13 +54,15 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     private func startTunnel(_ config: TunnelConfig) throws(SystemError) -> Tunnel {
         try Tunnel.start(config: config, logger: logger) { [weak self] tunnel in
             guard let self else { return }
-            self.publish(.changed(Self.report(tunnel.status)))
+            self.publish(.changed(self.report(tunnel)))
+            self.probes?.poke()
             self.onStateChange()
         }
     }
 
     /// Stops every tunnel and waits (bounded by the grace period) for their threads.
     func stopAll() {
+        probes?.stop()
         lock.lock()
         let all = order.compactMap { tunnels[$0] } + departing
         lock.unlock()
@@ -90,8 +100,19 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     // MARK: ControlRegistry
 
-    func status() -> StatusReport {
-        StatusReport(tunnels: allTunnels.map { Self.report($0.status) })
+    func status(deep: Bool) -> StatusReport {
+        let tunnels = allTunnels
+        if deep {
+            probes?.probeNow(tunnels.filter { $0.status.state == .up })
+        }
+        return StatusReport(tunnels: tunnels.map(report))
+    }
+
+    /// A tunnel's report with its latest probe result.
+    func report(_ tunnel: Tunnel) -> TunnelReport {
+        var report = Self.report(tunnel.status)
+        report.gateway = probes?.result(for: tunnel.name)
+        return report
     }
 
     func version() -> VersionReport {
@@ -236,6 +257,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             }
         }
         order = config.tunnels.map(\.name).filter { tunnels[$0] != nil }
+        probes?.poke()
         departing.removeAll { $0.wait(timeout: .zero) }
         logger.notice(
             "configuration reloaded",
@@ -298,12 +320,12 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
 /// Replacing a file so that readers see the old or the new content, never a mix: a temporary
 /// file in the same directory with the same mode and owner, fsync, rename, fsync the directory.
-enum AtomicFile {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+public enum AtomicFile {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
     }
 
-    static func replace(path requested: String, with text: String) throws(Failure) {
+    public static func replace(path requested: String, with text: String) throws(Failure) {
         // Through a symlink (dotfile managers): replace the file it points to, keep the link.
         let path = (requested as NSString).resolvingSymlinksInPath
         var info = stat()

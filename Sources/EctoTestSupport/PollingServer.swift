@@ -105,7 +105,7 @@ final class PollingServer: @unchecked Sendable {
         name: String, port: UInt16, host: String = "127.0.0.1",
         makeBehaviour: @escaping @Sendable () -> ConnectionBehaviour
     ) throws {
-        listener = try Sockets.loopbackListener(port: port, reuseAddress: port != 0, host: host)
+        listener = try Sockets.loopbackListener(port: port, reuseAddress: true, host: host)  // a restart on the same port must not trip over its own closed connections
         do {
             self.port = try Sockets.localPort(listener)
             wake = try Sockets.wakePipe()

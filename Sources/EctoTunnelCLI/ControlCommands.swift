@@ -19,8 +19,10 @@ func printError(_ message: String) {
 }
 
 /// Sends one request; on any failure prints why and exits with the contract's code.
-func call<T: Decodable>(_ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type) throws -> T {
-    let client = ControlClient(path: global.socketPath)
+func call<T: Decodable>(
+    _ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type, timeout: Double = 10
+) throws -> T {
+    let client = ControlClient(path: global.socketPath, timeout: timeout)
     let answer: ControlAnswer
     do {
         answer = try client.request(method, path, body: body)
@@ -51,10 +53,15 @@ struct Status: ParsableCommand {
             connections, bytes in (from the remote side) and out, reconnects, and the last error. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.
+            The GATEWAY column is the end-to-end check of the service behind the tunnel (the \
+            `probe` key: tcp, http:/PATH or websocket:/PATH, run every probe_interval while the \
+            tunnel is up), shown apart from the SSH state so that "tunnel up, gateway down" is \
+            visible. --deep runs the probes now (a tcp probe where none is configured) and shows \
+            their latency.
             --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
             docs/control-protocol.md). --watch follows state changes live until interrupted.
-            Exit status: 0 when every enabled tunnel is up, 3 when one is not, 2 when no daemon \
-            answers, 1 for an unknown tunnel.
+            Exit status: 0 when every enabled tunnel is up (and, with --deep, its gateway \
+            answers), 3 when one is not, 2 when no daemon answers, 1 for an unknown tunnel.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -65,13 +72,17 @@ struct Status: ParsableCommand {
     @Flag(name: .long, help: "Follow changes live (one JSON line per event with --json).")
     var watch = false
 
+    @Flag(name: .long, help: "Probe the service behind every tunnel now, through the tunnel.")
+    var deep = false
+
     @Argument(help: "Only this tunnel.")
     var tunnel: String?
 
     func run() throws {
         if watch { try follow() }
-        let path = tunnel.map { "/v1/tunnels/\(pathComponent($0))" } ?? "/v1/status"
-        let report = try call(global, "GET", path, as: StatusReport.self)
+        var path = tunnel.map { "/v1/tunnels/\(pathComponent($0))" } ?? "/v1/status"
+        if deep { path += "?deep=1" }
+        let report = try call(global, "GET", path, as: StatusReport.self, timeout: 30)
         if json {
             let data = try ControlProtocol.encoder().encode(report)
             print(String(decoding: data, as: UTF8.self))
@@ -79,6 +90,9 @@ struct Status: ParsableCommand {
             print(StatusTable.render(report.tunnels, now: Date()), terminator: "")
         }
         if !report.tunnels.allSatisfy(\.isHealthy) { throw ExitCode(ControlExit.notUp) }
+        if deep && report.tunnels.contains(where: { $0.enabled && $0.gateway?.ok == false }) {
+            throw ExitCode(ControlExit.notUp)
+        }
     }
 
     private func follow() throws -> Never {
@@ -284,7 +298,7 @@ struct Reload: ParsableCommand {
 enum StatusTable {
     static func render(_ tunnels: [TunnelReport], now: Date) -> String {
         if tunnels.isEmpty { return "no tunnels configured\n" }
-        let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "LAST ERROR"]
+        let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY", "LAST ERROR"]
         var rows: [[String]] = []
         var notes: [Int: [String]] = [:]
         for (index, t) in tunnels.enumerated() {
@@ -292,7 +306,7 @@ enum StatusTable {
             let state = t.state == "up" ? "up" : "\(t.state) \(age)"
             rows.append([
                 t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
-                bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", t.lastError ?? "-",
+                bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
             ])
             notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
         }
@@ -307,8 +321,17 @@ enum StatusTable {
         for (index, row) in rows.enumerated() {
             out += line(row) + "\n"
             for note in notes[index] ?? [] { out += note + "\n" }
+            if let g = tunnels[index].gateway, tunnels[index].state == "up", !g.ok {
+                out += "  ↳ gateway (\(g.probe)): \(g.detail)\n"
+            }
         }
         return out
+    }
+
+    /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
+    static func gateway(_ t: TunnelReport) -> String {
+        guard let g = t.gateway, t.state == "up" else { return "-" }
+        return g.ok ? "ok \(String(format: "%.1f", g.latencyMs)) ms" : "DOWN (\(g.outcome))"
     }
 
     static func eventLine(_ t: TunnelReport, at time: Date) -> String {

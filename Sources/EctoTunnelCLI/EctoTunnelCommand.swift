@@ -22,7 +22,7 @@ struct EctoTunnelCommand: ParsableCommand {
             """,
         subcommands: [
             Run.self, Status.self, Target.self, Up.self, Down.self, Reconnect.self, Reload.self, Check.self,
-            Install.self, Uninstall.self,
+            Install.self, Uninstall.self, Connect.self, Disconnect.self, Import.self,
         ]
     )
 }

@@ -224,6 +224,18 @@ struct UserManager {
     }
 
     /// A user manager that answers, or exit 1 with the reason.
+    /// The user manager if one answers, else nil (no message).
+    static func probe() -> UserManager? {
+        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { $0 + "/systemctl" }
+            + ["/usr/bin/systemctl", "/bin/systemctl"]
+        guard let systemctl = candidates.first(where: { access($0, X_OK) == 0 }) else { return nil }
+        let manager = UserManager(systemctl: systemctl)
+        guard let result = try? manager.run(["show", "--property=Version", "--value"], allowFailure: true), result.status == 0,
+            !result.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else { return nil }
+        return manager
+    }
+
     static func reachable() throws -> UserManager {
         let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { $0 + "/systemctl" }
             + ["/usr/bin/systemctl", "/bin/systemctl"]

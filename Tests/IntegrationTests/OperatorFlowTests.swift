@@ -1,0 +1,177 @@
+import EctoControl
+import EctoTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// `connect` → `status --deep` → `disconnect`, against a real sshd and a stand-in OpenClaw gateway
+/// on the remote side's loopback, with a private HOME (keys, known_hosts, config, state).
+@Suite("Operator flow: connect, status --deep, disconnect", .serialized)
+struct OperatorFlowTests {
+    final class World: @unchecked Sendable {
+        let directory: TestDirectory
+        let home: String
+        let server: SSHServer
+        let gateway: StandInGateway
+        let localPort: UInt16
+        let socket: String
+        let configPath: String
+
+        init() throws {
+            directory = try TestDirectory(prefix: "ecto-op")
+            home = directory.path
+            mkdir(home + "/.ssh", 0o700)
+            mkdir(home + "/run", 0o700)
+            server = try SSHServer()
+            let key = try KeyPair.generate(type: "ed25519", at: home + "/.ssh/id_ed25519", comment: "operator")
+            try server.authorize(key)
+            try server.start()
+            gateway = try StandInGateway(token: "s3cret-gateway-token")
+            localPort = try FreePort.probe()
+            socket = home + "/run/ecto.sock"
+            configPath = home + "/.config/ecto-tunnel/config.toml"
+        }
+
+        var environment: [String: String] {
+            var env = ProcessInfo.processInfo.environment
+            env["SSH_AUTH_SOCK"] = nil
+            env["HOME"] = home
+            env["XDG_CONFIG_HOME"] = home + "/.config"
+            env["XDG_STATE_HOME"] = home + "/.local/state"
+            // No systemd user manager answers here: connect must fall back to a background daemon.
+            env["XDG_RUNTIME_DIR"] = home + "/run"
+            env["ECTO_TUNNEL_SOCKET"] = socket
+            env["OPENCLAW_GATEWAY_TOKEN"] = "s3cret-gateway-token"
+            env["OPENCLAW_GATEWAY_PORT"] = nil
+            return env
+        }
+
+        func cli(_ arguments: [String], timeout: Duration = .seconds(90)) throws -> CommandResult {
+            try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), arguments, environment: environment, timeout: timeout)
+        }
+
+        func connect(_ extra: [String] = []) throws -> CommandResult {
+            try cli(["connect", "\(server.user)@127.0.0.1:\(server.port)", "--port", "\(localPort)", "--remote-port", "\(gateway.port)", "--timeout", "30"] + extra)
+        }
+
+        /// The background daemon's pid, from the control socket.
+        var daemonPID: Int32? {
+            guard let answer = try? ControlClient(path: socket, timeout: 2).request("GET", "/v1/version"),
+                case .success(let version) = answer.decode(VersionReport.self)
+            else { return nil }
+            return version.pid
+        }
+
+        func cleanup() {
+            if let pid = daemonPID {
+                kill(pid, SIGTERM)
+                for _ in 0..<50 where kill(pid, 0) == 0 { usleep(100_000) }
+                kill(pid, SIGKILL)
+            }
+            gateway.stop()
+            server.cleanup()
+            directory.cleanup()
+        }
+    }
+
+    @Test("connect (refused fingerprint first), request through the tunnel, status --deep, gateway down, re-run, disconnect, purge")
+    func endToEnd() async throws {
+        let world = try World()
+        defer { world.cleanup() }
+        try FileManager.default.createDirectory(atPath: world.home + "/.config/ecto-tunnel", withIntermediateDirectories: true)
+        try "# operator notes: keep me\n".write(toFile: world.configPath, atomically: true, encoding: .utf8)
+
+        // A wrong fingerprint: refused, nothing written.
+        let wrong = try world.connect(["--fingerprint", "SHA256:" + String(repeating: "A", count: 43)])
+        #expect(wrong.status == 1, "\(wrong)")
+        #expect(wrong.stderr.contains("refused: the server's host key is \(world.server.hostKeyFingerprint)"), "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: world.home + "/.ssh/known_hosts"))
+        #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == "# operator notes: keep me\n")
+        // Without a terminal and without --yes: refused too.
+        let unconfirmed = try world.connect()
+        #expect(unconfirmed.status == 1 && unconfirmed.stderr.contains("--yes"), "\(unconfirmed)")
+
+        // The right fingerprint: connected.
+        let connected = try world.connect(["--fingerprint", world.server.hostKeyFingerprint])
+        #expect(connected.status == 0, "\(connected)")
+        let out = connected.stdout
+        for expected in [
+            "[1/6] target", "[3/6] host key", "matches --fingerprint", "[4/6] config", "written", "[5/6] daemon",
+            "started in the background", "[6/6] tunnel up; the gateway answers",
+            "ws://127.0.0.1:\(world.localPort)", "http://127.0.0.1:\(world.localPort)/v1/chat/completions",
+            "token:      <redacted, 20 characters> from $OPENCLAW_GATEWAY_TOKEN", "curl -sS",
+        ] {
+            #expect(out.contains(expected), "\(expected) in:\n\(out)")
+        }
+        #expect(!out.contains("s3cret-gateway-token"), "the token is never printed unless asked")
+        #expect(try String(contentsOfFile: world.home + "/.ssh/known_hosts", encoding: .utf8).contains(world.server.hostPublicKey))
+        let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        #expect(config.hasPrefix("# operator notes: keep me\n") && config.contains("[tunnels.gateway]"), "\(config)")
+
+        // A real request through the tunnel, with the token, as the example shows.
+        let client = try TCPClient.connect(port: world.localPort, ioTimeout: .seconds(10))
+        let body = #"{"model":"openclaw","messages":[{"role":"user","content":"Hello"}]}"#
+        try client.sendAll(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret-gateway-token\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+        let answer = try client.receiveAllString()
+        client.close()
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
+
+        // status --deep: up, gateway answers, with a latency.
+        let deep = try world.cli(["status", "--deep"])
+        #expect(deep.status == 0, "\(deep)")
+        #expect(deep.stdout.contains("GATEWAY") && deep.stdout.contains(" ok "), "\(deep.stdout)")
+
+        // Gateway stopped, tunnel still up: visible, and exit 3.
+        world.gateway.stop()
+        let down = try world.cli(["status", "--deep", "--json"])
+        #expect(down.status == 3, "\(down)")
+        let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(down.stdout.utf8))
+        let tunnel = try #require(report.tunnels.first)
+        #expect(tunnel.state == "up", "the SSH tunnel itself is fine")
+        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == "closed-by-tunnel", "\(String(describing: tunnel.gateway))")
+        let table = try world.cli(["status", "--deep"]).stdout
+        #expect(table.contains("DOWN (closed-by-tunnel)") && table.contains("↳ gateway (http:/)"), "\(table)")
+        try world.gateway.restart()
+
+        // Re-running connect is safe: the key is trusted, the config unchanged, the daemon kept.
+        let pid = try #require(world.daemonPID)
+        let again = try world.connect()
+        #expect(again.status == 0, "\(again)")
+        #expect(again.stdout.contains("already trusted") && again.stdout.contains("unchanged"), "\(again.stdout)")
+        #expect(world.daemonPID == pid)
+
+        // disconnect: disabled in the config, the daemon stopped (no enabled tunnel left).
+        let disconnect = try world.cli(["disconnect"])
+        #expect(disconnect.status == 0, "\(disconnect)")
+        #expect(try String(contentsOfFile: world.configPath, encoding: .utf8).contains("enabled = false"))
+        // The test process is a subreaper: the exited daemon is our zombie to reap.
+        try await waitUntil(timeout: .seconds(10), "the daemon to stop") {
+            var status: Int32 = 0
+            return waitpid(pid, &status, WNOHANG) == pid || kill(pid, 0) != 0
+        }
+        #expect(try world.cli(["status"]).status == 2)
+        #expect(throws: (any Error).self) { try TCPClient.connect(port: world.localPort, ioTimeout: .seconds(2)) }
+
+        // --purge removes the table and nothing else.
+        let purge = try world.cli(["disconnect", "--purge"])
+        #expect(purge.status == 0, "\(purge)")
+        #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == "# operator notes: keep me\n")
+    }
+
+    @Test("a changed host key is refused by connect, loudly, with the fix")
+    func changedHostKeyRefused() throws {
+        let world = try World()
+        defer { world.cleanup() }
+        mkdir(world.home + "/.ssh", 0o700)
+        let other = try SSHServer()
+        defer { other.cleanup() }
+        // known_hosts says another key belongs to this host and port.
+        try "[127.0.0.1]:\(world.server.port) \(other.hostPublicKey)\n".write(toFile: world.home + "/.ssh/known_hosts", atomically: true, encoding: .utf8)
+        let result = try world.connect(["--yes"])
+        #expect(result.status == 1, "\(result)")
+        #expect(result.stderr.contains("HAS CHANGED") && result.stderr.contains("ssh-keygen -R"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: world.configPath))
+    }
+}

@@ -288,7 +288,7 @@ struct SystemdTests {
             let pid = (try? fixture.mainPID()) ?? 0
             return pid != 0 && pid != stalled && (try? fixture.property("ActiveState")) == "active"
         }
-        try await waitUntil(timeout: .seconds(10), "echo after the watchdog restart") {
+        try await waitUntil(timeout: .seconds(20), "echo after the watchdog restart\n\(fixture.states)\n\(fixture.daemonLog)") {
             (try? fixture.echoWorks(seed: 3)) == true
         }
     }

@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// Sends `count` pattern bytes of `seed` through `port`, half-closes, and checks the echo.
-func echoRoundTrip(port: UInt16, seed: UInt64, count: Int) throws -> Bool {
-    let client = try TCPClient.connect(port: port, ioTimeout: .seconds(30))
+func echoRoundTrip(port: UInt16, seed: UInt64, count: Int, timeout: Duration = .seconds(30)) throws -> Bool {
+    let client = try TCPClient.connect(port: port, ioTimeout: timeout)
     defer { client.close() }
     try client.sendPattern(seed: seed, count: count)
     try client.shutdownWrite()

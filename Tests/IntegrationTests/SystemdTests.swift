@@ -104,8 +104,10 @@ final class SystemdFixture: @unchecked Sendable {
     func mainPID() throws -> pid_t { pid_t(try property("MainPID")) ?? 0 }
 
     /// An echo round trip through the tunnel.
+    /// Each attempt is bounded (3 s), so that a wait that retries it really retries: an attempt
+    /// that caught the daemon between two lives must not eat the whole wait.
     func echoWorks(seed: UInt64) throws -> Bool {
-        try echoRoundTrip(port: localPort, seed: seed, count: 32 * 1024)
+        try echoRoundTrip(port: localPort, seed: seed, count: 32 * 1024, timeout: .seconds(3))
     }
 
     func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {

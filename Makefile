@@ -3,6 +3,7 @@
 #   make build   build everything (CONFIGURATION=release for an optimized build)
 #   make test    deps, then build, then run all tests, one at a time
 #   make demo    a throwaway sshd + the daemon forwarding one request (scripts/demo.sh)
+#   make bench   builds release ecto-tunnel + bench/c tools, runs bench/run.py (BENCH_ARGS=--quick; docs/performance.md)
 
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
@@ -13,7 +14,7 @@ CONFIGURATION ?= debug
 # otherwise run them in parallel inside the test process).
 SWIFT_TEST_FLAGS ?= --no-parallel
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo bench bench-build clean
 
 all: build
 
@@ -29,6 +30,20 @@ test: deps
 
 demo: deps
 	./scripts/demo.sh
+
+# The benchmark (docs/performance.md). Its own scratch path, so it never disturbs the debug build.
+BENCH_SCRATCH ?= .build-bench
+BENCH_ARGS ?=
+BENCH_CFLAGS ?= -O2 -g -Wall -Wextra
+
+bench-build:
+	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product ecto-tunnel
+	mkdir -p $(BENCH_SCRATCH)/c
+	gcc $(BENCH_CFLAGS) -o $(BENCH_SCRATCH)/c/loadgen bench/c/loadgen.c -lpthread
+	gcc $(BENCH_CFLAGS) -o $(BENCH_SCRATCH)/c/bareforward bench/c/bareforward.c -lssh2
+
+bench: bench-build
+	python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	$(SWIFT) package clean

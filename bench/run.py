@@ -275,7 +275,8 @@ class Bench:
         self.ports["bare"] = port
         p = self.spawn([self.args.bareforward, "--ssh-port", str(self.ssh_port), "--user", self.user,
                         "--key", self.path("id_ed25519"), "--listen-port", str(port),
-                        "--remote-port", str(self.svc_port)], stdout=subprocess.PIPE, stderr_name="bare.log")
+                        "--remote-port", str(self.svc_port), "--buf", str(self.args.bare_buf)],
+                       stdout=subprocess.PIPE, stderr_name="bare.log")
         if p.stdout.readline().strip() != b"READY":
             raise RuntimeError("bareforward did not start; see " + self.path("bare.log"))
         self.pids["bare"] = p.pid
@@ -340,7 +341,19 @@ class Bench:
         pid = self.pids.get(variant)
         self.sampler.reset()
         cpu0 = proc_cpu(pid) if pid else None
+        perf = None
+        if pid and self.args.perf_dir:
+            self.perf_n = getattr(self, "perf_n", 0) + 1
+            out = os.path.join(self.args.perf_dir, "%s-%s-%d.data" % (variant, mode, self.perf_n))
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000"]
+                                    + (["--call-graph", "dwarf,16384"] if self.args.perf_callgraph else [])
+                                    + ["-p", str(pid), "-o", out],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
         res = self.loadgen(mode, self.ports[variant], *opts)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         if pid:
             res["fwd_cpu_s"] = proc_cpu(pid) - cpu0
             time.sleep(0.06)
@@ -408,7 +421,7 @@ class Bench:
             order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
             for name, mode, opts in tests:
                 for v in order:
-                    if v not in self.ports:
+                    if v not in self.ports or v not in self.args.variants.split(","):
                         continue
                     res = self.measured(v, mode, *opts)
                     raw[name][v].append(res)
@@ -535,6 +548,10 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=None)
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--no-recovery", action="store_true")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
+    ap.add_argument("--bare-buf", type=int, default=65536, help="bare forwarder's buffer per direction")
+    ap.add_argument("--perf-dir", help="record each forwarder with `perf record -e cpu-clock` into this dir")
+    ap.add_argument("--perf-callgraph", action="store_true", help="with --perf-dir: DWARF call graphs")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     ap.add_argument("--label", default="", help="a note stored in the JSON (e.g. 'before')")
     ap.add_argument("--json", help="output file (default bench-results/bench-<time>.json)")

@@ -7,6 +7,7 @@
 #                GenerateManual plugin (offline; builds the product in release mode first):
 #                .build/plugins/GenerateManual/outputs/EctoTunnelCLI/ecto-tunnel.1
 #   make completions   install shell completions + man page for this user (scripts/install-completions.sh)
+#   make bench   builds release ecto-tunnel + bench/c tools, runs bench/run.py (BENCH_ARGS=--quick; docs/performance.md)
 
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
@@ -17,7 +18,7 @@ CONFIGURATION ?= debug
 # otherwise run them in parallel inside the test process).
 SWIFT_TEST_FLAGS ?= --no-parallel
 
-.PHONY: all deps build test demo man completions clean
+.PHONY: all deps build test demo man completions bench bench-build clean
 
 all: build
 
@@ -40,6 +41,20 @@ man:
 
 completions: build
 	./scripts/install-completions.sh --bin .build/$(CONFIGURATION)/ecto-tunnel
+
+# The benchmark (docs/performance.md). Its own scratch path, so it never disturbs the debug build.
+BENCH_SCRATCH ?= .build-bench
+BENCH_ARGS ?=
+BENCH_CFLAGS ?= -O2 -g -Wall -Wextra
+
+bench-build:
+	$(SWIFT) build -c release --scratch-path $(BENCH_SCRATCH) --product ecto-tunnel
+	mkdir -p $(BENCH_SCRATCH)/c
+	gcc $(BENCH_CFLAGS) -o $(BENCH_SCRATCH)/c/loadgen bench/c/loadgen.c -lpthread
+	gcc $(BENCH_CFLAGS) -o $(BENCH_SCRATCH)/c/bareforward bench/c/bareforward.c -lssh2
+
+bench: bench-build
+	python3 bench/run.py $(BENCH_ARGS)
 
 clean:
 	$(SWIFT) package clean

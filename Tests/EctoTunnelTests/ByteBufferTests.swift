@@ -31,4 +31,25 @@ import Testing
         #expect(rest == [2, 3])
         #expect(buffer.count == 2)
     }
+
+    @Test func memoryIsKeptWhileBusyAndFreedWhenTheSourceIsQuiet() {
+        var buffer = ByteBuffer(capacity: 4)
+        _ = buffer.fill { space in space.copyBytes(from: [1, 2]); return 2 }
+        _ = buffer.drain { $0.count }
+        // Drained: the memory stays for the next chunk.
+        var allocated = buffer.isAllocated
+        #expect(buffer.isEmpty && allocated)
+        // A fill that finds nothing gives it back.
+        #expect(buffer.fill { _ in 0 } == 0)
+        allocated = buffer.isAllocated
+        #expect(!allocated)
+        _ = buffer.fill { space in space.copyBytes(from: [7]); return 1 }
+        buffer.releaseIfEmpty()
+        allocated = buffer.isAllocated
+        #expect(allocated && buffer.count == 1)
+        _ = buffer.drain { $0.count }
+        buffer.releaseIfEmpty()
+        allocated = buffer.isAllocated
+        #expect(!allocated)
+    }
 }

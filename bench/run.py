@@ -347,7 +347,7 @@ class Bench:
         if pid and self.args.perf_dir:
             self.perf_n = getattr(self, "perf_n", 0) + 1
             out = os.path.join(self.args.perf_dir, "%s-%s-%d.data" % (variant, mode, self.perf_n))
-            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000"]
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "400" if self.args.perf_callgraph else "2000"]
                                     + (["--call-graph", "dwarf,16384"] if self.args.perf_callgraph else [])
                                     + ["-p", str(pid), "-o", out],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -512,11 +512,17 @@ def summarize(raw, idle, rec, rec_fast, fresh):
     metric("conn1", "conns_per_s", "new connections/s, 1 client", "1/s")
     metric("conn8", "conns_per_s", "new connections/s, 8 clients", "1/s")
     metric("conn8", "ttfb_median_us", "time to first byte, 8 clients, median", "µs")
+    metric("conn8", None, "CPU per 1000 new connections (8 clients)", "s",
+           lambda r: r["fwd_cpu_s"] / r["count"] * 1000 if "fwd_cpu_s" in r and r.get("count") else None)
     metric("conc1000", "ok", "1000 concurrent: succeeded", "conns")
     metric("conc1000", "seconds", "1000 concurrent: connect + exchange", "s")
+    metric("conc1000", "fwd_cpu_s", "1000 concurrent: forwarder CPU", "s")
     metric("conc1000", "fwd_rss_peak_kib", "1000 concurrent: peak RSS", "KiB")
-    metric("down", "fwd_rss_peak_kib", "peak RSS, bulk 1 stream", "KiB")
-    metric("down4", "fwd_rss_peak_kib", "peak RSS, bulk 4 streams", "KiB")
+    # First run only: later runs start with whatever the 1000-connection test left resident.
+    for test, label in (("down", "peak RSS, bulk 1 stream (run 1)"), ("down4", "peak RSS, bulk 4 streams (run 1)")):
+        if test in raw:
+            rows.append((label, "KiB", {v: (rs[0].get("fwd_rss_peak_kib") if rs else None)
+                                        for v, rs in raw[test].items()}))
     if fresh:
         rows.append(("idle RSS, fresh (before any traffic)", "KiB", dict(fresh)))
     if idle:

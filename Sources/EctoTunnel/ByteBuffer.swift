@@ -30,6 +30,33 @@ struct ByteBuffer: ~Copyable {
         return written
     }
 
+    /// Like `fill`, for a source that is often empty (an idle channel is read on every pass): while
+    /// no memory is held, `body` first gets a small buffer on the stack, and memory is allocated
+    /// only when bytes actually arrive (they are copied in, and the rest goes straight into it).
+    /// Asking an idle source costs no malloc/free.
+    mutating func fillAllocatingOnData<E: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int
+    ) throws(E) -> Int {
+        if storage != nil { return try fill(body) }
+        let probeSize = min(capacity, 4096)
+        let result: Result<Int, E> = withUnsafeTemporaryAllocation(byteCount: probeSize, alignment: 16) { probe in
+            do throws(E) {
+                let written = try body(probe)
+                if written > 0 {
+                    let memory = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                    memory.copyMemory(from: probe.baseAddress!, byteCount: written)
+                    storage = memory
+                    head = 0
+                    tail = written
+                }
+                return .success(written)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
     /// Lets `body` consume from the readable bytes; `body` returns how many it consumed. Emptying
     /// the buffer keeps its memory for the next fill (see `releaseIfEmpty()`).
     mutating func drain<E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> Int) throws(E) -> Int {

@@ -200,7 +200,7 @@ extension TunnelDriver {
         while connection.down.hasSpace {
             var result: SSHResult<Int> = .wouldBlock
             do {
-                _ = try connection.down.fill { buffer throws(SSHError) -> Int in
+                _ = try connection.down.fillAllocatingOnData { buffer throws(SSHError) -> Int in
                     result = try channel.read(into: buffer)
                     if case .done(let n) = result { return n }
                     return 0
@@ -258,7 +258,7 @@ extension TunnelDriver {
     private func readFromClient(_ connection: ForwardedConnection) {
         guard connection.clientReadable, !connection.clientEOF, connection.up.hasSpace else { return }
         do {
-            _ = try connection.up.fill { buffer throws(SystemError) -> Int in
+            _ = try connection.up.fillAllocatingOnData { buffer throws(SystemError) -> Int in
                 switch try Posix.read(connection.fd, buffer) {
                 case .wouldBlock:
                     connection.clientReadable = false

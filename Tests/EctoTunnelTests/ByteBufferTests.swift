@@ -52,4 +52,19 @@ import Testing
         allocated = buffer.isAllocated
         #expect(!allocated)
     }
+
+    @Test func askingAnEmptySourceAllocatesNothing() {
+        var buffer = ByteBuffer(capacity: 16)
+        #expect(buffer.fillAllocatingOnData { _ in 0 } == 0)
+        var allocated = buffer.isAllocated
+        #expect(!allocated)
+        // Bytes that arrive through the small first buffer are kept, and later fills go straight in.
+        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [1, 2, 3]); return 3 } == 3)
+        allocated = buffer.isAllocated
+        #expect(allocated && buffer.count == 3)
+        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [4]); return 1 } == 1)
+        var out: [UInt8] = []
+        _ = buffer.drain { bytes in out = Array(bytes); return bytes.count }
+        #expect(out == [1, 2, 3, 4])
+    }
 }

@@ -31,7 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 1 << 30
 CIPHER, MAC = "aes128-ctr", "hmac-sha2-256"  # what libssh2 1.10 negotiates with OpenSSH 9.2 (design.md §5)
-VARIANTS = ["direct", "ecto", "ssh", "bare"]
+VARIANTS = ["direct", "ecto", "ssh", "bare"]  # + "base" with --ecto-baseline
 
 _used_ports = set()
 
@@ -235,25 +235,24 @@ class Bench:
         env.pop("SSH_AUTH_SOCK", None)
         return env
 
-    def start_ecto(self):
+    def start_ecto(self, name="ecto", binary=None, tunnels=3):
         user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
         self.user = user
-        locals_ = [free_port() for _ in range(3)]
-        self.ports["ecto"] = locals_[0]
-        self.ecto_idle_ports = locals_
-        with open(self.path("ecto.toml"), "w") as f:
+        locals_ = [free_port() for _ in range(tunnels)]
+        self.ports[name] = locals_[0]
+        conf = self.path(name + ".toml")
+        with open(conf, "w") as f:
             for i, port in enumerate(locals_):
                 f.write('[tunnels.bench%d]\ntarget = "%s@127.0.0.1:%d"\nlocal = "127.0.0.1:%d"\n'
                         'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n\n'
                         % (i, user, self.ssh_port, port, self.svc_port, self.path("id_ed25519"),
                            self.path("known_hosts")))
-        p = self.spawn([self.args.ecto_bin, "run", "--config", self.path("ecto.toml")], stderr_name="ecto.log",
+        p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf], stderr_name=name + ".log",
                        env=self.env())
-        self.pids["ecto"] = p.pid
-        self.ecto = p
+        self.pids[name] = p.pid
         for port in locals_:
             if not wait_for(lambda: self.probe(port), 10, 0.05):
-                raise RuntimeError("ecto-tunnel did not come up; see " + self.path("ecto.log"))
+                raise RuntimeError("ecto-tunnel did not come up; see " + self.path(name + ".log"))
 
     def start_ssh(self):
         locals_ = [free_port() for _ in range(3)]
@@ -293,12 +292,15 @@ class Bench:
         self.start_sshd()
         self.start_service()
         self.start_ecto()
+        if self.args.ecto_baseline:
+            self.start_ecto("base", self.args.ecto_baseline, tunnels=1)
         self.start_ssh()
         self.start_bare()
         self.sampler = RSSSampler(self.pids)
         self.sampler.start()
         time.sleep(1)
         self.idle_rss_fresh = {n: proc_rss_kib(p) for n, p in self.pids.items()}
+        self.sessions_up_since = time.monotonic()
 
     def cleanup(self):
         if getattr(self, "sampler", None):
@@ -345,7 +347,7 @@ class Bench:
         if pid and self.args.perf_dir:
             self.perf_n = getattr(self, "perf_n", 0) + 1
             out = os.path.join(self.args.perf_dir, "%s-%s-%d.data" % (variant, mode, self.perf_n))
-            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000"]
+            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "400" if self.args.perf_callgraph else "2000"]
                                     + (["--call-graph", "dwarf,16384"] if self.args.perf_callgraph else [])
                                     + ["-p", str(pid), "-o", out],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -394,34 +396,45 @@ class Bench:
     def recovery(self):
         """ecto-tunnel only (ssh -L exits with its session; the bare forwarder does not reconnect):
         kill sshd and its sessions, restart it on the same port 1 s later, and time from the moment
-        it listens again to the first echo through the tunnel."""
+        it listens again to the first echo through each ecto daemon. The probe that connects right
+        then is held by the daemon and served once its session is up."""
+        names = [n for n in ("ecto", "base") if n in self.ports]
         self.kill_sshd()
         time.sleep(1)
         self.procs.remove(self.sshd)
-        self.start_sshd_fast = time.monotonic()
         self.sshd = self.spawn(["/usr/sbin/sshd", "-f", self.path("sshd_config"), "-D", "-e",
                                 "-o", "ListenAddress=127.0.0.1", "-p", str(self.ssh_port)], stderr_name="sshd.log")
         if not wait_for(lambda: listening(self.ssh_port), 5, 0.0005):
             raise RuntimeError("sshd did not come back")
         t_listen = time.monotonic()
-        # A client that connects now is held by the daemon and served once the session is up.
-        end = t_listen + 10
-        while time.monotonic() < end:
-            if self.probe(self.ports["ecto"], timeout_ms=5000):
-                return {"recovery_ms": (time.monotonic() - t_listen) * 1000}
-            time.sleep(0.01)
-        return {"error": "no echo within 10 s"}
+        out = {n: {"error": "no echo within 20 s"} for n in names}
+
+        def one(name):
+            while time.monotonic() < t_listen + 20:
+                if self.probe(self.ports[name], timeout_ms=9000):
+                    out[name] = {"recovery_ms": (time.monotonic() - t_listen) * 1000}
+                    return
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.sessions_up_since = time.monotonic()
+        return out
 
     def run(self):
         runs = self.args.runs
         tests = self.tests()
-        raw = {name: {v: [] for v in VARIANTS} for name, _, _ in tests}
+        variants = VARIANTS + (["base"] if "base" in self.ports else [])
+        raw = {name: {v: [] for v in variants} for name, _, _ in tests}
         idle = []
         for r in range(runs):
-            order = VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]
+            order = variants[r % len(variants):] + variants[:r % len(variants)]
             for name, mode, opts in tests:
                 for v in order:
-                    if v not in self.ports or v not in self.args.variants.split(","):
+                    if v not in self.ports or (v not in self.args.variants.split(",") and v != "base"):
                         continue
                     res = self.measured(v, mode, *opts)
                     raw[name][v].append(res)
@@ -433,13 +446,21 @@ class Bench:
                 idle.append(res)
                 print("run %d/%d idle %ss: %s" % (r + 1, runs, self.args.idle_seconds,
                                                    json.dumps(res, separators=(",", ":"))), flush=True)
-        rec = []
+        rec, rec_fast = [], None
         if not self.args.no_recovery:
             for r in range(runs):
+                # The documented contract: a session that was up for 30 s (the grace rule) dies.
+                wait = self.args.recovery_gap - (time.monotonic() - self.sessions_up_since)
+                if wait > 0:
+                    time.sleep(wait)
                 res = self.recovery()
                 rec.append(res)
                 print("recovery %d/%d: %s" % (r + 1, runs, res), flush=True)
-        return raw, idle, rec
+            # A second outage right after the first (sessions up ~1 s): the grace rule applies.
+            time.sleep(1)
+            rec_fast = self.recovery()
+            print("recovery, outage 1 s after the previous one: %s" % rec_fast, flush=True)
+        return raw, idle, rec, rec_fast
 
 
 def short(res):
@@ -453,7 +474,7 @@ def med(values):
     return statistics.median(values) if values else None
 
 
-def summarize(raw, idle, rec, fresh, runs_bytes):
+def summarize(raw, idle, rec, rec_fast, fresh):
     """Rows of (label, unit, {variant: median}) for the table and the JSON."""
     rows = []
 
@@ -491,11 +512,17 @@ def summarize(raw, idle, rec, fresh, runs_bytes):
     metric("conn1", "conns_per_s", "new connections/s, 1 client", "1/s")
     metric("conn8", "conns_per_s", "new connections/s, 8 clients", "1/s")
     metric("conn8", "ttfb_median_us", "time to first byte, 8 clients, median", "µs")
+    metric("conn8", None, "CPU per 1000 new connections (8 clients)", "s",
+           lambda r: r["fwd_cpu_s"] / r["count"] * 1000 if "fwd_cpu_s" in r and r.get("count") else None)
     metric("conc1000", "ok", "1000 concurrent: succeeded", "conns")
     metric("conc1000", "seconds", "1000 concurrent: connect + exchange", "s")
+    metric("conc1000", "fwd_cpu_s", "1000 concurrent: forwarder CPU", "s")
     metric("conc1000", "fwd_rss_peak_kib", "1000 concurrent: peak RSS", "KiB")
-    metric("down", "fwd_rss_peak_kib", "peak RSS, bulk 1 stream", "KiB")
-    metric("down4", "fwd_rss_peak_kib", "peak RSS, bulk 4 streams", "KiB")
+    # First run only: later runs start with whatever the 1000-connection test left resident.
+    for test, label in (("down", "peak RSS, bulk 1 stream (run 1)"), ("down4", "peak RSS, bulk 4 streams (run 1)")):
+        if test in raw:
+            rows.append((label, "KiB", {v: (rs[0].get("fwd_rss_peak_kib") if rs else None)
+                                        for v, rs in raw[test].items()}))
     if fresh:
         rows.append(("idle RSS, fresh (before any traffic)", "KiB", dict(fresh)))
     if idle:
@@ -506,8 +533,12 @@ def summarize(raw, idle, rec, fresh, runs_bytes):
         rows.append(("idle wake-ups (ctx switches)", "1/min",
                      {n: med([i[n]["wakeups_per_min"] for i in idle]) for n in names}))
     if rec:
-        rows.append(("recovery: sshd listening -> first echo", "ms",
-                     {"ecto": med([x.get("recovery_ms") for x in rec])}))
+        names = [n for n in ("ecto", "base") if n in rec[0]]
+        rows.append(("recovery: sshd back -> first echo (session was up ≥ 30 s)", "ms",
+                     {n: med([x[n].get("recovery_ms") for x in rec]) for n in names}))
+    if rec_fast:
+        rows.append(("recovery, 2nd outage 1 s after the 1st", "ms",
+                     {n: v.get("recovery_ms") for n, v in rec_fast.items()}))
     return rows
 
 
@@ -529,12 +560,16 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
-def table(rows):
+def table(rows, base=False):
     head = ["figure", "unit", "direct", "ecto", "ssh -L", "bare C", "ecto/ssh", "ecto/bare"]
+    if base:
+        head += ["ecto base", "ecto/base"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, unit, vals in rows:
         cells = [label, unit] + [fmt(vals.get(v)) for v in VARIANTS] + [
             ratio(vals.get("ecto"), vals.get("ssh")), ratio(vals.get("ecto"), vals.get("bare"))]
+        if base:
+            cells += [fmt(vals.get("base")), ratio(vals.get("ecto"), vals.get("base"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -555,6 +590,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     ap.add_argument("--label", default="", help="a note stored in the JSON (e.g. 'before')")
     ap.add_argument("--json", help="output file (default bench-results/bench-<time>.json)")
+    ap.add_argument("--ecto-baseline", help="a second ecto-tunnel binary (e.g. before a change), measured "
+                    "interleaved as the extra column 'base' (1 tunnel)")
+    ap.add_argument("--recovery-gap", type=float, default=31,
+                    help="session uptime before each recovery outage (the 30 s grace rule; default 31)")
     ap.add_argument("--ecto-bin", default=os.path.join(ROOT, ".build-bench/release/ecto-tunnel"))
     ap.add_argument("--loadgen", default=os.path.join(ROOT, ".build-bench/c/loadgen"))
     ap.add_argument("--bareforward", default=os.path.join(ROOT, ".build-bench/c/bareforward"))
@@ -576,12 +615,12 @@ def main():
         print("sshd :%d, service :%d, ecto :%d, ssh :%d, bare :%d; work dir %s" % (
             bench.ssh_port, bench.svc_port, bench.ports["ecto"], bench.ports["ssh"], bench.ports["bare"],
             bench.work), flush=True)
-        raw, idle, rec = bench.run()
+        raw, idle, rec, rec_fast = bench.run()
         fresh = bench.idle_rss_fresh
     finally:
         bench.cleanup()
-    rows = summarize(raw, idle, rec, fresh, None)
-    text = table(rows)
+    rows = summarize(raw, idle, rec, rec_fast, fresh)
+    text = table(rows, base=bool(args.ecto_baseline))
     print()
     print("median of %d run(s); %s" % (args.runs, "quick" if args.quick else "full"))
     print(text)
@@ -598,7 +637,7 @@ def main():
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_before": load0,
                         "loadavg_after": os.getloadavg()},
             "table": [{"figure": l, "unit": u, "values": v} for l, u, v in rows],
-            "raw": raw, "idle": idle, "recovery": rec, "idle_rss_fresh_kib": fresh,
+            "raw": raw, "idle": idle, "recovery": rec, "recovery_second_outage": rec_fast, "idle_rss_fresh_kib": fresh,
         }, f, indent=1)
     print("\nwrote " + out)
     print("load average before %.2f, after %.2f" % (load0[0], os.getloadavg()[0]))

@@ -1,6 +1,8 @@
 /// A bounded byte queue for one direction of one forwarded connection. Its memory is allocated
-/// when data first has to wait and released as soon as it drains, so idle connections cost no
-/// buffer memory and a slow reader can never make it grow past `capacity`.
+/// when data first has to wait and released when its source has nothing more to give (a fill
+/// that finds the buffer empty and reads nothing), or by `release()`: idle connections cost no
+/// buffer memory, a busy one keeps the same memory from chunk to chunk (no malloc/free per chunk),
+/// and a slow reader can never make it grow past `capacity`.
 struct ByteBuffer: ~Copyable {
     let capacity: Int
     private var storage: UnsafeMutableRawPointer? = nil
@@ -12,6 +14,8 @@ struct ByteBuffer: ~Copyable {
     deinit { storage?.deallocate() }
 
     var isEmpty: Bool { head == tail }
+    /// Whether it holds memory right now.
+    var isAllocated: Bool { storage != nil }
     var count: Int { tail - head }
     /// Room at the end for more data (the buffer is compacted when it drains, not on every read).
     var hasSpace: Bool { tail < capacity }
@@ -26,13 +30,46 @@ struct ByteBuffer: ~Copyable {
         return written
     }
 
-    /// Lets `body` consume from the readable bytes; `body` returns how many it consumed.
+    /// Like `fill`, for a source that is often empty (an idle channel is read on every pass): while
+    /// no memory is held, `body` first gets a small buffer on the stack, and memory is allocated
+    /// only when bytes actually arrive (they are copied in, and the rest goes straight into it).
+    /// Asking an idle source costs no malloc/free.
+    mutating func fillAllocatingOnData<E: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int
+    ) throws(E) -> Int {
+        if storage != nil { return try fill(body) }
+        let probeSize = min(capacity, 4096)
+        let result: Result<Int, E> = withUnsafeTemporaryAllocation(byteCount: probeSize, alignment: 16) { probe in
+            do throws(E) {
+                let written = try body(probe)
+                if written > 0 {
+                    let memory = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+                    memory.copyMemory(from: probe.baseAddress!, byteCount: written)
+                    storage = memory
+                    head = 0
+                    tail = written
+                }
+                return .success(written)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Lets `body` consume from the readable bytes; `body` returns how many it consumed. Emptying
+    /// the buffer keeps its memory for the next fill (see `releaseIfEmpty()`).
     mutating func drain<E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
         guard let storage, head < tail else { return 0 }
         let consumed = try body(UnsafeRawBufferPointer(start: storage + head, count: tail - head))
         head += consumed
-        if head == tail { release() }
+        if head == tail { head = 0; tail = 0 }
         return consumed
+    }
+
+    /// Frees the memory if no data waits (a connection whose source went quiet).
+    mutating func releaseIfEmpty() {
+        if head == tail { release() }
     }
 
     /// Frees the memory (dropping any data).

@@ -150,16 +150,39 @@ extension TunnelDriver {
 
     // MARK: One connection
 
+    /// Bytes one connection may move per direction in one pass before the others get their turn.
+    /// Several buffers' worth: a busy connection needs fewer rounds of poll and pass bookkeeping
+    /// per byte, and one busy connection still cannot starve the others.
+    static let passBudget = 256 * 1024
+
     /// Moves what can be moved for one open connection; false when the pass must stop.
     private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
-        // Remote → client.
-        guard try pullFromChannel(connection, session) else { return false }
-        flushToClient(connection)
-        guard connection.phase == .open else { return true }
-        // Client → remote.
-        readFromClient(connection)
-        guard connection.phase == .open else { return true }
-        guard try pushToChannel(connection, session) else { return false }
+        // Remote → client: read the channel into the buffer, deliver it; again while a whole
+        // buffer went through and the budget allows.
+        var budget = Self.passBudget
+        while true {
+            let before = bytesIn
+            guard try pullFromChannel(connection, session) else { return false }
+            flushToClient(connection)
+            guard connection.phase == .open else { return true }
+            let moved = Int(truncatingIfNeeded: bytesIn &- before)
+            budget -= moved
+            guard moved > 0, budget > 0, connection.down.isEmpty, !connection.clientWriteBlocked else { break }
+        }
+        // Client → remote, the same way.
+        budget = Self.passBudget
+        while true {
+            readFromClient(connection)
+            guard connection.phase == .open else { return true }
+            let before = bytesOut
+            guard try pushToChannel(connection, session) else { return false }
+            let moved = Int(truncatingIfNeeded: bytesOut &- before)
+            budget -= moved
+            guard moved > 0, budget > 0, connection.up.isEmpty, connection.clientReadable else { break }
+        }
+        // The client has nothing more right now: an empty buffer goes back (idle connections hold
+        // no buffer memory). The channel side does the same in its next read that finds nothing.
+        if !connection.clientReadable { connection.up.releaseIfEmpty() }
         if connection.clientEOF && connection.up.isEmpty && !connection.eofSent {
             guard try sendEOF(connection, session) else { return false }
         }
@@ -177,7 +200,7 @@ extension TunnelDriver {
         while connection.down.hasSpace {
             var result: SSHResult<Int> = .wouldBlock
             do {
-                _ = try connection.down.fill { buffer throws(SSHError) -> Int in
+                _ = try connection.down.fillAllocatingOnData { buffer throws(SSHError) -> Int in
                     result = try channel.read(into: buffer)
                     if case .done(let n) = result { return n }
                     return 0
@@ -235,7 +258,7 @@ extension TunnelDriver {
     private func readFromClient(_ connection: ForwardedConnection) {
         guard connection.clientReadable, !connection.clientEOF, connection.up.hasSpace else { return }
         do {
-            _ = try connection.up.fill { buffer throws(SystemError) -> Int in
+            _ = try connection.up.fillAllocatingOnData { buffer throws(SystemError) -> Int in
                 switch try Posix.read(connection.fd, buffer) {
                 case .wouldBlock:
                     connection.clientReadable = false
@@ -256,7 +279,7 @@ extension TunnelDriver {
 
     private func pushToChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
         guard let channel = connection.channel else { return true }
-        for _ in 0..<4 where !connection.up.isEmpty {
+        while !connection.up.isEmpty {
             // Window exhausted: wait for the peer's window adjust (it arrives with some later
             // read). Never park a write that has nothing to send; that would stall other channels.
             if channel.writeWindow == 0 { return true }

@@ -31,4 +31,40 @@ import Testing
         #expect(rest == [2, 3])
         #expect(buffer.count == 2)
     }
+
+    @Test func memoryIsKeptWhileBusyAndFreedWhenTheSourceIsQuiet() {
+        var buffer = ByteBuffer(capacity: 4)
+        _ = buffer.fill { space in space.copyBytes(from: [1, 2]); return 2 }
+        _ = buffer.drain { $0.count }
+        // Drained: the memory stays for the next chunk.
+        var allocated = buffer.isAllocated
+        #expect(buffer.isEmpty && allocated)
+        // A fill that finds nothing gives it back.
+        #expect(buffer.fill { _ in 0 } == 0)
+        allocated = buffer.isAllocated
+        #expect(!allocated)
+        _ = buffer.fill { space in space.copyBytes(from: [7]); return 1 }
+        buffer.releaseIfEmpty()
+        allocated = buffer.isAllocated
+        #expect(allocated && buffer.count == 1)
+        _ = buffer.drain { $0.count }
+        buffer.releaseIfEmpty()
+        allocated = buffer.isAllocated
+        #expect(!allocated)
+    }
+
+    @Test func askingAnEmptySourceAllocatesNothing() {
+        var buffer = ByteBuffer(capacity: 16)
+        #expect(buffer.fillAllocatingOnData { _ in 0 } == 0)
+        var allocated = buffer.isAllocated
+        #expect(!allocated)
+        // Bytes that arrive through the small first buffer are kept, and later fills go straight in.
+        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [1, 2, 3]); return 3 } == 3)
+        allocated = buffer.isAllocated
+        #expect(allocated && buffer.count == 3)
+        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [4]); return 1 } == 1)
+        var out: [UInt8] = []
+        _ = buffer.drain { bytes in out = Array(bytes); return bytes.count }
+        #expect(out == [1, 2, 3, 4])
+    }
 }

@@ -132,13 +132,15 @@ public enum SSHClientConfig {
     }
 
     /// `~` and `~/x` become the home directory; other paths are returned unchanged.
-    static func expandTilde(_ p: String, home: String) -> String {
+    /// `~` and `~/…` to `home`; anything else unchanged.
+    public static func expandTilde(_ p: String, home: String) -> String {
         if p == "~" { return home }
         if p.hasPrefix("~/") { return joinPath(home, String(p.dropFirst(2))) }
         return p
     }
 
-    static func abbreviate(_ path: String, home: String) -> String {
+    /// A path under `home` as `~/…`, for messages.
+    public static func abbreviate(_ path: String, home: String) -> String {
         guard !home.isEmpty, home != "/" else { return path }
         let h = home.hasSuffix("/") ? String(home.dropLast()) : home
         if path.hasPrefix(h + "/") { return "~" + path.dropFirst(h.count) }

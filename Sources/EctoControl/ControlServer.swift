@@ -442,6 +442,7 @@ enum Router {
             return Outcome(response: .error(404, "unknown path \(request.path); this daemon speaks protocol version 1: \(routes)"))
         }
         let rest = Array(parts.dropFirst())
+        let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
         func method(_ expected: String, _ body: () -> Outcome) -> Outcome {
             guard request.method == expected else {
                 return Outcome(
@@ -460,7 +461,6 @@ enum Router {
         switch rest.count {
         case 1 where rest[0] == "status":
             return method("GET") {
-                let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
                 var report = registry.status(deep: deep)
                 if let name = request.query["tunnel"] {
                     report.tunnels = report.tunnels.filter { $0.name == name }
@@ -480,7 +480,6 @@ enum Router {
             return method("POST") { result(registry.reconnect(tunnel: nil)) }
         case 2 where rest[0] == "tunnels":
             return method("GET") {
-                let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
                 var report = registry.status(deep: deep)
                 report.tunnels = report.tunnels.filter { $0.name == rest[1] }
                 if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(rest[1])")) }

@@ -99,10 +99,10 @@ struct Connect: ParsableCommand {
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
         let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent)
-        step(2, "key \(keyPath.map { shorten($0, home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
+        step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
-        let knownHostsPath = expand(knownHosts ?? aliasSettings?.userKnownHostsFile?.value ?? "~/.ssh/known_hosts", home)
+        let knownHostsPath = SSHClientConfig.expandTilde(knownHosts ?? aliasSettings?.userKnownHostsFile?.value ?? "~/.ssh/known_hosts", home: home)
         try trustHostKey(sshTarget, knownHostsPath: knownHostsPath, home: home)
 
         // 4. Config.
@@ -119,7 +119,7 @@ struct Connect: ParsableCommand {
         if let keyPath { table += "identity_file = \"\(keyPath)\"\n" }
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
         let changed = try writeTunnel(table, to: configPath)
-        step(4, "config \(shorten(configPath, home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
+        step(4, "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
 
         // 5. Daemon.
         try ensureDaemon(configPath: configPath, changed: changed)
@@ -152,8 +152,8 @@ struct Connect: ParsableCommand {
     }
 
     private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool) throws -> String? {
-        let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { expand($0, home) }
-        let defaults = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa"].map { expand($0, home) }
+        let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
+        let defaults = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa"].map { SSHClientConfig.expandTilde($0, home: home) }
         for path in candidates where !FileManager.default.fileExists(atPath: path) {
             printError("the key \(path) does not exist")
             throw ExitCode(ControlExit.refused)
@@ -190,7 +190,7 @@ struct Connect: ParsableCommand {
         let lookup = KnownHostsFile.lookupName(host: sshTarget.host, port: Int(sshTarget.port))
         switch known.check(host: sshTarget.host, port: Int(sshTarget.port), key: key) {
         case .match(let line):
-            step(3, "host key \(key.algorithm) \(key.fingerprintSHA256), already trusted (\(shorten(knownHostsPath, home)):\(line))")
+            step(3, "host key \(key.algorithm) \(key.fingerprintSHA256), already trusted (\(SSHClientConfig.abbreviate(knownHostsPath, home: home)):\(line))")
             return
         case .revoked(let line):
             printError("the host key of \(lookup) (\(key.fingerprintSHA256)) is marked @revoked in \(knownHostsPath):\(line); refusing")
@@ -208,7 +208,7 @@ struct Connect: ParsableCommand {
         case .mismatch, .notFound:
             break
         }
-        print("[3/6] host key of \(lookup): \(key.algorithm) \(key.fingerprintSHA256) (not in \(shorten(knownHostsPath, home)))")
+        print("[3/6] host key of \(lookup): \(key.algorithm) \(key.fingerprintSHA256) (not in \(SSHClientConfig.abbreviate(knownHostsPath, home: home)))")
         if let expected = fingerprint {
             let normalized = expected.hasPrefix("SHA256:") ? expected : "SHA256:" + expected
             guard normalized == key.fingerprintSHA256 else {
@@ -221,7 +221,7 @@ struct Connect: ParsableCommand {
                 printError("not trusting an unknown host key without confirmation: pass --yes, or --fingerprint \(key.fingerprintSHA256) after checking it")
                 throw ExitCode(ControlExit.refused)
             }
-            print("      Trust this key and remember it in \(shorten(knownHostsPath, home))? [y/N] ", terminator: "")
+            print("      Trust this key and remember it in \(SSHClientConfig.abbreviate(knownHostsPath, home: home))? [y/N] ", terminator: "")
             fflush(nil)
             let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
             guard answer == "y" || answer == "yes" else {
@@ -235,7 +235,7 @@ struct Connect: ParsableCommand {
             printError("cannot record the host key: \(error)")
             throw ExitCode(ControlExit.refused)
         }
-        print("      added to \(shorten(knownHostsPath, home))")
+        print("      added to \(SSHClientConfig.abbreviate(knownHostsPath, home: home))")
     }
 
     /// Writes (or rewrites) the tunnel's table; true when the file changed.
@@ -250,13 +250,8 @@ struct Connect: ParsableCommand {
             throw ExitCode(ControlExit.refused)
         }
         if text == old { return false }
-        let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        }
         do {
-            try AtomicFile.replace(path: path, with: text)
+            try writeConfigFile(path, text)
         } catch {
             printError("cannot write \(path): \(error)")
             throw ExitCode(ControlExit.refused)
@@ -265,17 +260,13 @@ struct Connect: ParsableCommand {
     }
 
     private func ensureDaemon(configPath: String, changed: Bool) throws {
-        let client = ControlClient(path: global.socketPath)
-        if let answer = try? client.request("GET", "/v1/version"), case .success(let version) = answer.decode(VersionReport.self) {
+        if let version = runningDaemon(global.socketPath) {
             if restart {
-                if let systemd = UserManager.probe(), systemd.property("ActiveState") == "active",
-                    Int32(systemd.property("MainPID")) == version.pid
-                {
+                if let systemd = serviceManaging(version.pid) {
                     try systemd.run(["restart", UnitPaths.serviceName]).orFail("systemctl --user restart")
                     step(5, "daemon: restarted \(UnitPaths.serviceName)")
                 } else {
-                    kill(version.pid, SIGTERM)
-                    for _ in 0..<100 where kill(version.pid, 0) == 0 { usleep(100_000) }
+                    terminateAndWait(version.pid)
                     let pid = try BackgroundDaemon.start(configPath: configPath, socket: global.socketPath)
                     step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
                 }
@@ -289,8 +280,7 @@ struct Connect: ParsableCommand {
             step(5, "daemon: running (pid \(version.pid)); " + (changed || !reload.changed.isEmpty || !reload.added.isEmpty ? "reloaded" : "nothing to reload"))
             return
         }
-        if !noSystemd, let systemd = UserManager.probe() {
-            _ = systemd
+        if !noSystemd, UserManager.probe() != nil {
             step(5, "daemon: installing the systemd user service")
             var install = try Install.parse(["--config", configPath] + (global.socket.map { ["--socket", $0] } ?? []))
             try install.run()
@@ -416,15 +406,14 @@ struct Disconnect: ParsableCommand {
         }
         if text != old {
             do {
-                try AtomicFile.replace(path: path, with: text)
+                try writeConfigFile(path, text)
             } catch {
                 printError("cannot write \(path): \(error)")
                 throw ExitCode(ControlExit.refused)
             }
         }
         print(purge ? "removed [tunnels.\(tunnel)] from \(path)" : "disabled [tunnels.\(tunnel)] in \(path) (enabled = false)")
-        let client = ControlClient(path: global.socketPath)
-        guard let answer = try? client.request("GET", "/v1/version"), case .success(let version) = answer.decode(VersionReport.self) else {
+        guard let version = runningDaemon(global.socketPath) else {
             print("no daemon is running")
             return
         }
@@ -433,12 +422,11 @@ struct Disconnect: ParsableCommand {
             print("daemon (pid \(version.pid)) reloaded; its other tunnels keep running")
             return
         }
-        if let systemd = UserManager.probe(), systemd.property("ActiveState") == "active", Int32(systemd.property("MainPID")) == version.pid {
+        if let systemd = serviceManaging(version.pid) {
             try systemd.run(["disable", "--now", UnitPaths.serviceName]).orFail("systemctl --user disable --now")
             print("no enabled tunnel left: stopped and disabled \(UnitPaths.serviceName)")
         } else {
-            kill(version.pid, SIGTERM)
-            for _ in 0..<100 where kill(version.pid, 0) == 0 { usleep(100_000) }
+            terminateAndWait(version.pid)
             print("no enabled tunnel left: stopped the daemon (pid \(version.pid))")
         }
     }
@@ -468,12 +456,7 @@ func finishImport(_ imported: TunnelImport, global: GlobalOptions, write: Bool, 
     do {
         let text = try ConfigEditor.addTunnel(imported.tableText(home: home), named: imported.name, to: old, replace: replace)
         _ = try ConfigLoader.parse(text: text, path: path)
-        try FileManager.default.createDirectory(
-            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        }
-        try AtomicFile.replace(path: path, with: text)
+        try writeConfigFile(path, text)
     } catch let error as ConfigErrors {
         printError("not written to \(path):\n\(error.description)")
         throw ExitCode(ControlExit.refused)
@@ -577,7 +560,7 @@ enum BackgroundDaemon {
         }
         // Up when its control socket answers (or it exited: show why).
         for _ in 0..<100 {
-            if (try? ControlClient(path: socket).request("GET", "/v1/version")) != nil { return pid }
+            if runningDaemon(socket) != nil { return pid }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(10).joined(separator: "\n") ?? ""
@@ -630,10 +613,37 @@ enum HostKeyFetcher {
     }
 }
 
-func expand(_ path: String, _ home: String) -> String {
-    path == "~" ? home : path.hasPrefix("~/") ? home + path.dropFirst(1) : path
+/// The daemon answering on the control socket, if any.
+func runningDaemon(_ socket: String) -> VersionReport? {
+    guard let answer = try? ControlClient(path: socket).request("GET", "/v1/version"),
+        case .success(let version) = answer.decode(VersionReport.self)
+    else { return nil }
+    return version
 }
 
-func shorten(_ path: String, _ home: String) -> String {
-    path.hasPrefix(home + "/") ? "~" + path.dropFirst(home.count) : path
+/// The user manager when `pid` is its ecto-tunnel.service's main process (else nil: not ours).
+func serviceManaging(_ pid: Int32) -> UserManager? {
+    guard let systemd = UserManager.probe(), systemd.property("ActiveState") == "active",
+        Int32(systemd.property("MainPID")) == pid
+    else { return nil }
+    return systemd
+}
+
+/// SIGTERM, then wait (at most 10 s) until the process is gone.
+func terminateAndWait(_ pid: Int32) {
+    kill(pid, SIGTERM)
+    for _ in 0..<100 {
+        if kill(pid, 0) != 0 { return }
+        usleep(100_000)
+    }
+}
+
+/// Writes the config file atomically; a new file (and its directory) is created owner-only.
+func writeConfigFile(_ path: String, _ text: String) throws {
+    try FileManager.default.createDirectory(
+        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    if !FileManager.default.fileExists(atPath: path) {
+        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+    }
+    try AtomicFile.replace(path: path, with: text)
 }

@@ -20,6 +20,9 @@ let package = Package(
         ),
         // Linux syscalls Swift's Glibc module lacks (accept4, eventfd).
         .target(name: "CEctoLinux"),
+        // What the production modules would otherwise take from Foundation beyond FoundationEssentials:
+        // threads (pthread), printf-style number formatting, whitespace trimming, path arithmetic.
+        .target(name: "EctoPlatform", dependencies: ["CEctoLinux"]),
         // Pure Swift: digests, SSH key blobs, fingerprints, OpenSSH known_hosts.
         .target(name: "EctoHostKeys"),
         // The only module that touches libssh2 pointers.
@@ -30,35 +33,36 @@ let package = Package(
         .target(
             name: "EctoTunnel",
             dependencies: [
-                "EctoSSH", "EctoConfig", "EctoHostKeys", "CEctoLinux",
+                "EctoSSH", "EctoConfig", "EctoHostKeys", "EctoPlatform", "CEctoLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The control protocol (HTTP/1.1 + JSON on a Unix socket): types, server, client.
         .target(
             name: "EctoControl",
-            dependencies: ["CEctoLinux", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CEctoLinux", "EctoPlatform", .product(name: "Logging", package: "swift-log")]
         ),
         // Composition root: supervisor, control socket, signals.
         .target(
             name: "EctoDaemon",
             dependencies: [
-                "EctoTunnel", "EctoConfig", "EctoControl", "EctoProbe", "CEctoLinux",
+                "EctoTunnel", "EctoConfig", "EctoControl", "EctoProbe", "EctoPlatform", "CEctoLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "EctoTunnelCLI",
             dependencies: [
-                "EctoDaemon", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys",
+                "EctoDaemon", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys", "EctoPlatform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // End-to-end probes through a tunnel's local end (tcp, http, websocket); plain POSIX sockets.
-        .target(name: "EctoProbe", dependencies: ["EctoConfig", "EctoHostKeys"]),
+        .target(name: "EctoProbe", dependencies: ["EctoConfig", "EctoHostKeys", "EctoPlatform"]),
         // Test-only helpers: throwaway sshd, echo servers, stand-in gateway, free ports, subprocesses.
         .target(name: "EctoTestSupport", dependencies: ["EctoHostKeys"]),
+        .testTarget(name: "EctoPlatformTests", dependencies: ["EctoPlatform"]),
         .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),

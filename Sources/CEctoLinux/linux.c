@@ -5,6 +5,7 @@
 #include <linux/rtnetlink.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -150,4 +151,8 @@ int ecto_peer_credentials(int fd, unsigned int *uid, int *pid) {
     *uid = credentials.uid;
     *pid = credentials.pid;
     return 0;
+}
+
+int ecto_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

@@ -233,7 +233,7 @@ enum HostSyntax {
         var tail: [UInt16] = []
         var sawDouble = false
         let pieces: [Substring]
-        if let r = s.range(of: "::") {
+        if let r = s.firstRange(of: "::") {
             sawDouble = true
             let before = s[..<r.lowerBound]
             let after = s[r.upperBound...]

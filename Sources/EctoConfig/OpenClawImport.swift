@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// `ecto-tunnel import openclaw`: reads OpenClaw's own config (`~/.openclaw/openclaw.json`, JSON5) and
 /// makes the tunnel its macOS app would open in "Remote over SSH" mode.
@@ -268,7 +272,7 @@ public enum OpenClawImport {
 
     /// A ws/wss/http/https URL's scheme, host and port.
     public static func parseURL(_ url: String) -> Result<(scheme: String, host: String, port: UInt16?), ParseURLError> {
-        guard let sep = url.range(of: "://") else { return .failure(ParseURLError("not a URL (expected ws://host:port)")) }
+        guard let sep = url.firstRange(of: "://") else { return .failure(ParseURLError("not a URL (expected ws://host:port)")) }
         let scheme = url[..<sep.lowerBound].lowercased()
         guard ["ws", "wss", "http", "https"].contains(scheme) else {
             return .failure(ParseURLError("scheme \(scheme) is not ws, wss, http or https"))

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The control protocol's value types (version 1). See docs/control-protocol.md.
 ///

@@ -1,5 +1,11 @@
 import CEctoLinux
+import Dispatch
+import EctoPlatform
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -81,14 +87,11 @@ public final class ControlServer: Sendable {
 
     /// Starts the server thread.
     public func start() {
-        let thread = Thread { [self] in
+        startThread(name: "control", stackSize: 512 * 1024) { [self] in
             let loop = ServerLoop(server: self)
             loop.run()
             finished.signal()
         }
-        thread.name = "control"
-        thread.stackSize = 512 * 1024
-        thread.start()
     }
 
     /// Sends `event` to every subscriber (any thread).
@@ -122,7 +125,7 @@ public final class ControlServer: Sendable {
     /// (`ecto-tunnel`, `ecto-tunnel-UID`) must belong to us and is made 0700; an operator-chosen
     /// directory is left as it is (the socket itself is 0600 and the peer's uid is checked).
     static func prepareDirectory(of path: String) throws(ControlSocketError) {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = Path.directory(of: path)
         guard !directory.isEmpty else { return }
         var info = stat()
         if lstat(directory, &info) != 0 {
@@ -135,7 +138,7 @@ public final class ControlServer: Sendable {
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw ControlSocketError(0, "\(directory) is not a directory (a symlink or file is in the way of the control socket)")
         }
-        let name = (directory as NSString).lastPathComponent
+        let name = Path.lastComponent(of: directory)
         guard name == "ecto-tunnel" || name.hasPrefix("ecto-tunnel-") else { return }
         guard info.st_uid == geteuid() else {
             throw ControlSocketError(0, "\(directory) belongs to uid \(info.st_uid), not to us (uid \(geteuid())): refusing to put the control socket there")

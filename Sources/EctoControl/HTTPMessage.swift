@@ -1,4 +1,4 @@
-import Foundation
+import EctoPlatform
 
 /// A request on the control socket: the small, strict subset of HTTP/1.1 the protocol uses.
 public struct HTTPRequest: Sendable, Equatable {
@@ -67,7 +67,7 @@ public struct HTTPRequestParser: Sendable {
             }
             let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
             guard name.utf8.allSatisfy(isTokenCharacter) else { return .failure(status: 400, message: "malformed header name") }
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmed(.whitespaces)
             let key = name.lowercased()
             if let existing = headers[key], key == "content-length", existing != value {
                 return .failure(status: 400, message: "conflicting Content-Length headers")
@@ -133,13 +133,13 @@ public struct HTTPRequestParser: Sendable {
             pathAndQuery = rest.firstIndex(of: "/").map { rest[$0...] } ?? "/"
         }
         let pieces = pathAndQuery.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let path = String(pieces[0]).removingPercentEncoding else { return nil }
+        guard let path = PercentCoding.decode(pieces[0]) else { return nil }
         var query: [String: String] = [:]
         if pieces.count == 2 {
             for pair in pieces[1].split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = String(kv[0]).removingPercentEncoding ?? String(kv[0])
-                let value = kv.count == 2 ? (String(kv[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                let key = PercentCoding.decode(kv[0]) ?? String(kv[0])
+                let value = kv.count == 2 ? (PercentCoding.decode(String(kv[1]).replacing("+", with: " ")) ?? "") : ""
                 query[key] = value
             }
         }

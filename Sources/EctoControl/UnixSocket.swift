@@ -1,5 +1,4 @@
 import CEctoLinux
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif

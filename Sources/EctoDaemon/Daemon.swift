@@ -1,7 +1,6 @@
 import EctoConfig
 import EctoControl
 import EctoTunnel
-import Foundation
 import Logging
 #if canImport(Glibc)
 import Glibc

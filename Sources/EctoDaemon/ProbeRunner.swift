@@ -1,8 +1,14 @@
+import Dispatch
 import EctoConfig
 import EctoControl
+import EctoPlatform
 import EctoProbe
 import EctoTunnel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import Synchronization
 
@@ -34,13 +40,10 @@ final class ProbeRunner: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        startThread(name: "probes", stackSize: 256 * 1024) { [self] in
             loop()
             finished.signal()
         }
-        thread.name = "probes"
-        thread.stackSize = 256 * 1024
-        thread.start()
     }
 
     func stop() {
@@ -60,12 +63,10 @@ final class ProbeRunner: Sendable {
         let group = DispatchGroup()
         for tunnel in selected {
             group.enter()
-            let thread = Thread { [self] in
+            startThread(name: "probe \(tunnel.name)", stackSize: 256 * 1024) { [self] in
                 run(tunnel, spec: tunnel.config.probe ?? .tcp)
                 group.leave()
             }
-            thread.stackSize = 256 * 1024
-            thread.start()
         }
         _ = group.wait(timeout: .now() + 15)
     }

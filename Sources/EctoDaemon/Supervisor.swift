@@ -1,7 +1,12 @@
 import EctoConfig
 import EctoControl
+import EctoPlatform
 import EctoTunnel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +18,7 @@ import Glibc
 /// Operations come from the control thread and the signal loop; one lock serialises them (they
 /// are short: a config parse, a file write, messages to driver threads).
 final class Supervisor: ControlRegistry, @unchecked Sendable {
-    private let lock = NSRecursiveLock()
+    private let lock = RecursiveLock()
     private let logger: Logger
     private let stopGrace: Duration
     private(set) var configPath: String
@@ -160,7 +165,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         do {
             text = try String(contentsOfFile: configPath, encoding: .utf8)
         } catch {
-            return .failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(error.localizedDescription)"))
+            return .failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(reason(error))"))
         }
         var edited = text
         do {
@@ -327,11 +332,11 @@ public enum AtomicFile {
 
     public static func replace(path requested: String, with text: String) throws(Failure) {
         // Through a symlink (dotfile managers): replace the file it points to, keep the link.
-        let path = (requested as NSString).resolvingSymlinksInPath
+        let path = Path.resolvingSymlinks(requested)
         var info = stat()
         let exists = stat(path, &info) == 0
-        let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
+        let directory = Path.directory(of: path).isEmpty ? "." : Path.directory(of: path)
+        let name = Path.lastComponent(of: path)
         let temporary = "\(directory)/.\(name).ecto-tunnel-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, exists ? info.st_mode & 0o7777 : 0o600)
         guard fd >= 0 else { throw Failure(description: "create \(temporary): \(String(cString: strerror(errno)))") }

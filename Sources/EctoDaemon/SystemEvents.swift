@@ -1,6 +1,8 @@
 import CEctoLinux
-import Foundation
+import Dispatch
+import EctoPlatform
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,16 +12,14 @@ import Glibc
 /// (CLOCK_BOOTTIME jumps ahead of CLOCK_MONOTONIC; the wake-up comes from a cancel-on-set
 /// realtime timerfd, which the kernel cancels on every resume). Reports each, debounced, through
 /// `onChange`. One thread, asleep in poll until the kernel has news.
-final class SystemEvents: @unchecked Sendable {
-    // @unchecked Sendable: the fds are created in init and closed only after the thread ended
-    // (`stop` joins it); `stopRequested` is only touched under the lock.
+final class SystemEvents: Sendable {
+    // The fds are created in init and closed only after the thread ended (`stop` joins it).
     private let routeFD: Int32
     private let clockFD: Int32
     private let wakeFD: Int32
     private let onChange: @Sendable (String) -> Void
     private let logger: Logger
-    private let lock = NSLock()
-    private var stopRequested = false
+    private let stopRequested = Mutex(false)
     private let finished = DispatchSemaphore(value: 0)
     /// Network events within this window are reported once.
     let debounce: Duration
@@ -36,16 +36,14 @@ final class SystemEvents: @unchecked Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        startThread(name: "system events") { [self] in
             run()
             finished.signal()
         }
-        thread.name = "system events"
-        thread.start()
     }
 
     func stop() {
-        lock.withLock { stopRequested = true }
+        stopRequested.withLock { $0 = true }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
         finished.wait()
@@ -67,7 +65,7 @@ final class SystemEvents: @unchecked Sendable {
         var pendingCount = 0
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
-        while !lock.withLock({ stopRequested }) {
+        while !stopRequested.withLock({ $0 }) {
             var fds = [
                 pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
                 pollfd(fd: routeFD, events: Int16(POLLIN), revents: 0),
@@ -99,7 +97,7 @@ final class SystemEvents: @unchecked Sendable {
                 let slept = suspended - lastSuspended
                 lastSuspended = suspended
                 if slept > 1_000_000_000 {
-                    onChange(String(format: "resumed after %.0f s of suspend", Double(slept) / 1e9))
+                    onChange("resumed after \(fixed(Double(slept) / 1e9, decimals: 0)) s of suspend")
                 } else {
                     logger.debug("system clock changed (not a resume)")
                 }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -107,7 +111,7 @@ public final class SystemdNotifier: Sendable {
     public func watchdogPing() { notify("WATCHDOG=1") }
 
     static func oneLine(_ text: String) -> String {
-        text.replacingOccurrences(of: "\n", with: " ")
+        text.replacing("\n", with: " ")
     }
 
     static func monotonicMicroseconds() -> UInt64 {

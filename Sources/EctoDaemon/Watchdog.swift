@@ -1,5 +1,6 @@
+import Dispatch
+import EctoPlatform
 import EctoTunnel
-import Foundation
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -41,13 +42,10 @@ final class Watchdog: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        startThread(name: "systemd watchdog", stackSize: 256 * 1024) { [self] in
             loop()
             finished.signal()
         }
-        thread.name = "systemd watchdog"
-        thread.stackSize = 256 * 1024
-        thread.start()
         logger.debug("systemd watchdog: checking every \(interval / 2)")
     }
 

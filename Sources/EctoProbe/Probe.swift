@@ -1,6 +1,6 @@
 import EctoConfig
 import EctoHostKeys
-import Foundation
+import EctoPlatform
 import Glibc
 
 /// End-to-end probes: is the service behind a tunnel answering? A probe connects to the tunnel's
@@ -51,9 +51,9 @@ public enum Prober {
     /// The same on a thread of its own, so async callers never block the cooperative pool.
     public static func run(_ spec: ProbeSpec, endpoint: Endpoint, options: ProbeOptions = ProbeOptions()) async -> ProbeResult {
         await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
-            let thread = Thread { continuation.resume(returning: run(spec, endpoint: endpoint, options: options)) }
-            thread.name = "ecto-tunnel.probe"
-            thread.start()
+            startThread(name: "ecto-tunnel.probe") {
+                continuation.resume(returning: run(spec, endpoint: endpoint, options: options))
+            }
         }
     }
 
@@ -221,9 +221,9 @@ public enum Prober {
     public static func format(_ d: Duration) -> String {
         let (s, atto) = d.components
         let ms = Double(s) * 1000 + Double(atto) / 1e15
-        if ms < 10 { return String(format: "%.1f ms", ms) }
-        if ms < 1000 { return String(format: "%.0f ms", ms) }
-        return String(format: "%.2f s", ms / 1000)
+        if ms < 10 { return fixed(ms, decimals: 1) + " ms" }
+        if ms < 1000 { return fixed(ms, decimals: 0) + " ms" }
+        return fixed(ms / 1000, decimals: 2) + " s"
     }
 }
 
@@ -303,7 +303,7 @@ struct HTTPHead {
             guard let colon = line.firstIndex(of: ":") else { return nil }
             return (
                 line[..<colon].lowercased(),
-                String(line[line.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                line[line.index(after: colon)...].trimmed(.whitespaces)
             )
         }
     }

@@ -1,5 +1,10 @@
 import EctoConfig
+import EctoPlatform
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,7 +86,7 @@ enum Credentials {
             if mode & 0o077 != 0 {
                 throw AttemptFailure(
                     .local,
-                    "UNPROTECTED \(what.uppercased()): permissions \(String(format: "%04o", mode)) for \(path) are too open; "
+                    "UNPROTECTED \(what.uppercased()): permissions \(zeroPadded(mode, width: 4, radix: 8)) for \(path) are too open; "
                         + "it must not be accessible by others (fix: chmod 600 \(path))")
             }
             if info.st_uid != getuid() && info.st_uid != 0 {

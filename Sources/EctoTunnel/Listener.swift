@@ -1,5 +1,10 @@
 import EctoConfig
+import EctoPlatform
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -101,7 +106,7 @@ enum PortHolder {
                     target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
                 else { continue }
                 let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
-                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                    .trimmed() ?? "?"
                 return "pid \(pid) (\(name))"
             }
         }

@@ -1,5 +1,4 @@
 import EctoConfig
-import Foundation
 import Logging
 import Synchronization
 

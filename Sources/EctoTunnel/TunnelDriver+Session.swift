@@ -1,7 +1,11 @@
 import EctoConfig
 import EctoHostKeys
 import EctoSSH
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 #if canImport(Glibc)
 import Glibc

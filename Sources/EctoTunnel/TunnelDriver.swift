@@ -1,7 +1,12 @@
 import EctoConfig
 import EctoHostKeys
+import EctoPlatform
 import EctoSSH
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -362,7 +367,7 @@ final class TunnelDriver {
         }
         if case .established(let session) = phase, let deadPeer = deadPeerDeadline(session), now >= deadPeer {
             let silence = Double(session.nanosSinceLastReceive) / 1e9
-            sessionLost("dead peer: nothing received for \(String(format: "%.1f", silence)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))")
+            sessionLost("dead peer: nothing received for \(fixed(silence, decimals: 1)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))")
         }
     }
 
@@ -522,5 +527,5 @@ func seconds(_ duration: Duration) -> Double {
 }
 
 func formatSeconds(_ duration: Duration) -> String {
-    String(format: "%.2f s", seconds(duration))
+    fixed(seconds(duration), decimals: 2) + " s"
 }

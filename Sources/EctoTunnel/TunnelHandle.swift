@@ -1,6 +1,6 @@
 import Dispatch
 import EctoConfig
-import Foundation
+import EctoPlatform
 import Logging
 import Synchronization
 
@@ -59,16 +59,13 @@ public final class TunnelHandle: Sendable {
         var config = config
         if let enabled { config.enabled = enabled }
         let handle = try TunnelHandle(config: config, onChange: onChange)
-        let thread = Thread { [config] in
+        startThread(name: "tunnel \(config.name)", stackSize: 512 * 1024) { [config] in
             let driver = TunnelDriver(config: config, handle: handle, logger: logger, awaitListener: awaitListener)
             driver.run()
             handle.finishedFlag.withLock { $0 = true }
             handle.finished.signal()
             handle.onChange(handle.status)
         }
-        thread.name = "tunnel \(config.name)"
-        thread.stackSize = 512 * 1024
-        thread.start()
         return handle
     }
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A snapshot of one tunnel for status queries (the fields of the status contract).
 public struct TunnelStatus: Sendable, Equatable {

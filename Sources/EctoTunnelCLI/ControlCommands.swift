@@ -1,6 +1,14 @@
 import ArgumentParser
 import EctoControl
+import EctoPlatform
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Exit codes of the commands that talk to the daemon (the command-line contract).
 enum ControlExit {
@@ -15,7 +23,7 @@ enum ControlExit {
 }
 
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data(("ecto-tunnel: " + message + "\n").utf8))
+    writeStandardError("ecto-tunnel: " + message + "\n")
 }
 
 /// Sends one request; on any failure prints why and exits with the contract's code.
@@ -35,13 +43,13 @@ func call<T: Decodable>(
         return value
     case .failure(let failure):
         printError(failure.report.error)
-        for problem in failure.report.problems ?? [] { FileHandle.standardError.write(Data("  \(problem)\n".utf8)) }
+        for problem in failure.report.problems ?? [] { writeStandardError("  \(problem)\n") }
         throw ExitCode(ControlExit.refused)
     }
 }
 
 func pathComponent(_ name: String) -> String {
-    name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))) ?? name
+    PercentCoding.encodePathSegment(name)
 }
 
 struct Status: ParsableCommand {
@@ -132,7 +140,7 @@ struct Status: ParsableCommand {
         } catch {
             printError(error.description)
         }
-        Foundation.exit(ControlExit.noDaemon)
+        throw ExitCode(ControlExit.noDaemon)
     }
 }
 
@@ -189,7 +197,7 @@ struct Target: ParsableCommand {
             last = current
             if current.target == wanted && current.state == "up" {
                 let took = start.duration(to: .now)
-                var line = "\(tunnel): up on \(wanted) (\(String(format: "%.1f", Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18)) s)"
+                var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
                 let draining = current.draining.reduce(0) { $0 + $1.connections }
                 if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
                 print(line)
@@ -314,7 +322,7 @@ enum StatusTable {
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: max(0, widths[i] - cell.count))
             }.joined(separator: "  ")
         }
         var out = line(header) + "\n"
@@ -331,7 +339,7 @@ enum StatusTable {
     /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
     static func gateway(_ t: TunnelReport) -> String {
         guard let g = t.gateway, t.state == "up" else { return "-" }
-        return g.ok ? "ok \(String(format: "%.1f", g.latencyMs)) ms" : "DOWN (\(g.outcome))"
+        return g.ok ? "ok \(fixed(g.latencyMs, decimals: 1)) ms" : "DOWN (\(g.outcome))"
     }
 
     static func eventLine(_ t: TunnelReport, at time: Date) -> String {
@@ -341,7 +349,7 @@ enum StatusTable {
     }
 
     static func timestamp(_ date: Date) -> String {
-        ISO8601DateFormatter().string(from: date)
+        date.ISO8601Format()
     }
 
     static func duration(_ seconds: TimeInterval) -> String {
@@ -360,6 +368,6 @@ enum StatusTable {
             value /= 1000
             unit += 1
         }
-        return unit == 0 ? "\(count) B" : String(format: value < 10 ? "%.1f" : "%.0f", value) + " " + units[unit]
+        return unit == 0 ? "\(count) B" : fixed(value, decimals: value < 10 ? 1 : 0) + " " + units[unit]
     }
 }

@@ -3,7 +3,11 @@ import EctoConfig
 import EctoControl
 import EctoDaemon
 import EctoSSH
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 
 @main
@@ -120,7 +124,7 @@ struct Check: ParsableCommand {
                 print("  \(tunnel.name): \(tunnel.local) -> \(tunnel.target) -> \(tunnel.remote)\(state)")
             }
         } catch {
-            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            writeStandardError(error.description + "\n")
             throw ExitCode(1)
         }
     }

@@ -1,6 +1,11 @@
 import ArgumentParser
 import EctoConfig
+import EctoPlatform
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -112,7 +117,7 @@ struct Install: ParsableCommand {
             out.say("leaving \(path) alone (not written by install); add SSH_AUTH_SOCK=\(agent) there yourself if needed")
             return
         }
-        try createDirectories((path as NSString).deletingLastPathComponent)
+        try createDirectories(Path.directory(of: path))
         _ = try writeOwnedFile(path, "\(installMarker)\nSSH_AUTH_SOCK=\(agent)\n", out: out, mode: 0o600)
     }
 }
@@ -141,7 +146,7 @@ struct Uninstall: ParsableCommand {
             if result.status == 0 {
                 out.say("stopped and disabled \(unit)")
             } else if !result.output.contains("not loaded") && !result.output.contains("does not exist") {
-                out.say("systemctl --user disable --now \(unit): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+                out.say("systemctl --user disable --now \(unit): \(result.output.trimmed())")
             }
         }
         for path in [unitDirectory + "/" + UnitPaths.serviceName, unitDirectory + "/" + UnitPaths.templateName, UnitPaths.environmentFile()] {
@@ -172,7 +177,7 @@ enum UnitPaths {
     static func configHome() -> String {
         let environment = ProcessInfo.processInfo.environment
         if let xdg = environment["XDG_CONFIG_HOME"], xdg.hasPrefix("/") { return xdg }
-        return (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+        return (environment["HOME"] ?? ConfigEnvironment.current.home) + "/.config"
     }
 
     static func unitDirectory() -> String { configHome() + "/systemd/user" }
@@ -181,18 +186,18 @@ enum UnitPaths {
     /// A shipped unit with the marker on top, `binary` in ExecStart and, when given, `arguments`
     /// instead of the shipped `--config … --socket …`.
     static func render(_ unit: String, binary: String, arguments: [String]?) -> String {
-        var text = unit.replacingOccurrences(of: "ExecStart=" + shippedBinary + " ", with: "ExecStart=" + quote(binary) + " ")
+        var text = unit.replacing("ExecStart=" + shippedBinary + " ", with: "ExecStart=" + quote(binary) + " ")
         if let arguments {
-            text = text.replacingOccurrences(of: shippedArguments, with: arguments.map(quote).joined(separator: " "))
+            text = text.replacing(shippedArguments, with: arguments.map(quote).joined(separator: " "))
         }
         return installMarker + "\n" + text + "\n"
     }
 
     /// One word of a systemd command line: `%` doubled (specifiers), quoted if it has blanks.
     static func quote(_ word: String) -> String {
-        var escaped = word.replacingOccurrences(of: "%", with: "%%")
+        var escaped = word.replacing("%", with: "%%")
         if escaped.contains(where: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "\\" }) {
-            escaped = "\"" + escaped.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            escaped = "\"" + escaped.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
         }
         return escaped
     }
@@ -208,7 +213,7 @@ struct UserManager {
 
         func orFail(_ what: String) throws {
             guard status == 0 else {
-                Output().fail("\(what) failed (exit status \(status)): \(output.trimmingCharacters(in: .whitespacesAndNewlines))")
+                Output().fail("\(what) failed (exit status \(status)): \(output.trimmed())")
             }
         }
 
@@ -231,7 +236,7 @@ struct UserManager {
         guard let systemctl = candidates.first(where: { access($0, X_OK) == 0 }) else { return nil }
         let manager = UserManager(systemctl: systemctl)
         guard let result = try? manager.run(["show", "--property=Version", "--value"], allowFailure: true), result.status == 0,
-            !result.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+            !result.output.trimmed().isEmpty
         else { return nil }
         return manager
     }
@@ -245,11 +250,11 @@ struct UserManager {
         }
         let manager = UserManager(systemctl: systemctl)
         let probe = try manager.run(["show", "--property=Version", "--value"], allowFailure: true)
-        guard probe.status == 0, !probe.output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard probe.status == 0, !probe.output.trimmed().isEmpty else {
             Output().fail(
                 """
                 no systemd user manager is reachable (XDG_RUNTIME_DIR=\(runtime)): start the daemon with \
-                `ecto-tunnel run` instead\(probe.output.isEmpty ? "" : "\nsystemctl --user: " + probe.output.trimmingCharacters(in: .whitespacesAndNewlines))
+                `ecto-tunnel run` instead\(probe.output.isEmpty ? "" : "\nsystemctl --user: " + probe.output.trimmed())
                 """)
         }
         return manager
@@ -257,33 +262,20 @@ struct UserManager {
 
     @discardableResult
     func run(_ arguments: [String], allowFailure: Bool = true, timeout: Duration = .seconds(30)) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: systemctl)
-        process.arguments = ["--user"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        let outcome: ChildProcess.Outcome
         do {
-            try process.run()
+            outcome = try ChildProcess.run(systemctl, ["--user"] + arguments, timeout: timeout)
         } catch {
             return Result(status: 127, output: "cannot run \(systemctl): \(error)")
         }
-        // Read before waiting: a full pipe would otherwise block systemctl.
-        let reader = OutputReader(pipe.fileHandleForReading)
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        if outcome.timedOut {
             return Result(status: 124, output: "systemctl --user \(arguments.joined(separator: " ")) timed out after \(timeout)")
         }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: reader.finish())
+        return Result(status: outcome.status, output: outcome.output)
     }
 
     func property(_ name: String, unit: String = UnitPaths.serviceName) -> String {
-        (try? run(["show", "--property=\(name)", "--value", unit]).output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? ""
+        (try? run(["show", "--property=\(name)", "--value", unit]).output.trimmed()) ?? ""
     }
 
     func state() -> ServiceState {
@@ -321,33 +313,13 @@ struct UserManager {
     }
 }
 
-/// Collects a child's output on a thread of its own.
-final class OutputReader: @unchecked Sendable {
-    // @unchecked: `data` is written by the reader thread before `done` is signalled and read only after.
-    private var data = Data()
-    private let done = DispatchSemaphore(value: 0)
-
-    init(_ handle: FileHandle) {
-        let thread = Thread { [self] in
-            data = handle.readDataToEndOfFile()
-            done.signal()
-        }
-        thread.start()
-    }
-
-    func finish() -> String {
-        _ = done.wait(timeout: .now() + 5)
-        return String(decoding: data, as: UTF8.self)
-    }
-}
-
 /// What the commands print: progress on stdout, failures on stderr then exit 1.
 struct Output {
     func say(_ line: String) { print(line) }
 
     func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data(("ecto-tunnel: " + message + "\n").utf8))
-        Foundation.exit(1)
+        printError(message)
+        exit(1)
     }
 }
 
@@ -357,16 +329,16 @@ func executablePath() throws -> String {
     Output().fail("cannot resolve /proc/self/exe to find this binary's path")
 }
 
+/// `path` absolute, with symlinks, "." and ".." resolved.
 func absolutePath(_ path: String) -> String {
-    if path.hasPrefix("/") { return (path as NSString).standardizingPath }
-    return ((FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path) as NSString).standardizingPath
+    Path.resolvingSymlinks(path)
 }
 
 func createDirectories(_ path: String) throws {
     do {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     } catch {
-        Output().fail("cannot create \(path): \(error.localizedDescription)")
+        Output().fail("cannot create \(path): \(reason(error))")
     }
 }
 
@@ -392,7 +364,7 @@ func writeOwnedFile(_ path: String, _ contents: String, out: Output, mode: Int =
         }
     } catch {
         unlink(temporary)
-        out.fail("cannot write \(path): \(error.localizedDescription)")
+        out.fail("cannot write \(path): \(reason(error))")
     }
     out.say("\(existing == nil ? "wrote" : "updated") \(path)")
     return true

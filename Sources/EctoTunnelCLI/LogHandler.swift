@@ -1,5 +1,8 @@
-import Foundation
+import EctoPlatform
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Log lines on stderr: `2026-11-21T10:00:00.123Z warning [tunnel.name=gw ssh.target=u@h:22] message`.
 /// Under journald (`JOURNAL_STREAM` set) each line instead starts with its syslog priority
@@ -30,7 +33,7 @@ struct StderrLogHandler: LogHandler {
         line += "\(event.level.rawValue)"
         if !fields.isEmpty { line += " [\(fields)]" }
         line += " \(event.message)\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        writeStandardError(line)
     }
 
     static func priority(_ level: Logger.Level) -> Int {
@@ -50,8 +53,21 @@ struct StderrLogHandler: LogHandler {
         var time = tm()
         var seconds = ts.tv_sec
         gmtime_r(&seconds, &time)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", time.tm_year + 1900, time.tm_mon + 1, time.tm_mday,
-            time.tm_hour, time.tm_min, time.tm_sec, ts.tv_nsec / 1_000_000)
+        let day = zeroPadded(time.tm_year + 1900, width: 4) + "-" + zeroPadded(time.tm_mon + 1, width: 2) + "-"
+            + zeroPadded(time.tm_mday, width: 2)
+        let clock = zeroPadded(time.tm_hour, width: 2) + ":" + zeroPadded(time.tm_min, width: 2) + ":"
+            + zeroPadded(time.tm_sec, width: 2) + "." + zeroPadded(ts.tv_nsec / 1_000_000, width: 3)
+        return day + "T" + clock + "Z"
+    }
+}
+
+/// Writes `text` to stderr (fd 2) in full, unbuffered: log lines and error messages.
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
     }
 }

@@ -3,8 +3,13 @@ import EctoConfig
 import EctoControl
 import EctoDaemon
 import EctoHostKeys
+import EctoPlatform
 import EctoSSH
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -223,7 +228,7 @@ struct Connect: ParsableCommand {
             }
             print("      Trust this key and remember it in \(SSHClientConfig.abbreviate(knownHostsPath, home: home))? [y/N] ", terminator: "")
             fflush(nil)
-            let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+            let answer = readLine()?.trimmed(.whitespaces).lowercased() ?? ""
             guard answer == "y" || answer == "yes" else {
                 printError("host key not trusted; nothing was changed")
                 throw ExitCode(ControlExit.refused)
@@ -397,7 +402,7 @@ struct Disconnect: ParsableCommand {
                 text = try ConfigEditor.removeTunnel(named: tunnel, from: old)
             } else {
                 text = try ConfigEditor.setValue("__ecto_false__", forKey: "enabled", inTunnel: tunnel, in: old)
-                    .replacingOccurrences(of: "\"__ecto_false__\"", with: "false")
+                    .replacing("\"__ecto_false__\"", with: "false")
             }
             config = try ConfigLoader.parse(text: text, path: path)
         } catch let error as ConfigErrors {
@@ -537,7 +542,7 @@ enum BackgroundDaemon {
     static func start(configPath: String, socket: String) throws -> pid_t {
         let log = logPath()
         try FileManager.default.createDirectory(
-            atPath: (log as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            atPath: Path.directory(of: log), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let binary = try executablePath()
         let arguments = [binary, "run", "--config", configPath, "--socket", socket]
         var actions = posix_spawn_file_actions_t()
@@ -641,9 +646,9 @@ func terminateAndWait(_ pid: Int32) {
 /// Writes the config file atomically; a new file (and its directory) is created owner-only.
 func writeConfigFile(_ path: String, _ text: String) throws {
     try FileManager.default.createDirectory(
-        atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        atPath: Path.directory(of: path), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     if !FileManager.default.fileExists(atPath: path) {
-        FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
     }
     try AtomicFile.replace(path: path, with: text)
 }

@@ -124,3 +124,28 @@ import Testing
         #expect(parsed?.0 == 404)
     }
 }
+
+/// PercentCoding replaced Foundation's `removingPercentEncoding` and
+/// `addingPercentEncoding(withAllowedCharacters:)`; checked against them here.
+@Suite struct PercentCodingTests {
+    static let samples = ["gw", "a b", "50%", "%41%42", "a%2Fb", "ü%C3%BC", "%", "%4", "%zz", "%FF", "x?y#z/w", "+plus+", ""]
+
+    @Test func decodeMatchesFoundation() {
+        for sample in Self.samples {
+            #expect(PercentCoding.decode(sample) == sample.removingPercentEncoding, "\(sample)")
+        }
+    }
+
+    @Test func encodePathSegmentMatchesFoundation() {
+        let allowed = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))
+        for sample in Self.samples + ["tunnel-1_2.3~", "a:b@c!$&'()*+,;=", "日本"] {
+            #expect(PercentCoding.encodePathSegment(sample) == sample.addingPercentEncoding(withAllowedCharacters: allowed), "\(sample)")
+        }
+    }
+
+    @Test func roundTrip() {
+        for sample in Self.samples {
+            #expect(PercentCoding.decode(PercentCoding.encodePathSegment(sample)) == sample)
+        }
+    }
+}

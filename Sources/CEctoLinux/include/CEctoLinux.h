@@ -30,4 +30,7 @@ long ecto_send_queue_room(int fd);
 /* The uid and pid of a Unix-domain socket's peer (SO_PEERCRED). Returns 0 or -1 (errno set). */
 int ecto_peer_credentials(int fd, unsigned int *uid, int *pid);
 
+/* Names the calling thread (pthread_setname_np; at most 15 bytes). Returns 0 or an errno value. */
+int ecto_set_thread_name(const char *name);
+
 #endif

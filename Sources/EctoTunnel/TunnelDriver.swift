@@ -69,13 +69,28 @@ final class TunnelDriver {
     var awaitingListener: Bool
     /// Retired before the listener arrived: pass it on to this handle.
     var successor: TunnelHandle?
+    /// Which session of the tunnel this driver runs (`sessions = N`); 0 owns the listener.
+    let lane: Int
+    /// The other sessions of this tunnel; nil with `sessions = 1`.
+    let group: SessionGroup?
+    /// A secondary lane's attempt waits until the primary is up (`.primaryUp`).
+    var waitingForPrimary = false
+    /// What this lane last told the group: (up, connections).
+    var reportedLoad = (up: false, connections: 0)
+    var isPrimary: Bool { lane == 0 }
 
-    init(config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false) {
+    init(
+        config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false, lane: Int = 0,
+        group: SessionGroup? = nil
+    ) {
         self.config = config
         self.awaitingListener = awaitListener
         self.handle = handle
+        self.lane = lane
+        self.group = group
         var logger = logger
         logger[metadataKey: "tunnel.name"] = "\(config.name)"
+        if let group { logger[metadataKey: "tunnel.session"] = "\(lane + 1)/\(group.count)" }
         logger[metadataKey: "ssh.target"] = "\(config.target)"
         self.logger = logger
         let policy = ReconnectMachine<Instant>.Policy(
@@ -88,7 +103,7 @@ final class TunnelDriver {
     func run() {
         logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
         if config.enabled {
-            if !awaitingListener { bindListener() }
+            if !awaitingListener && isPrimary { bindListener() }
             perform(machine.initialAction())
         }
         publish(notify: true)
@@ -113,6 +128,7 @@ final class TunnelDriver {
             if stallForTests && handle.pongs > 0 { Self.stallForever(logger) }
             let now = clock.now
             handleTimers(now)
+            if group != nil { rehomeHeldClients() }
             dispatchReadiness(fds, owners)
             if listenFD >= 0 && fds[1].fd == listenFD && fds[1].revents != 0 { acceptClients(now) }
             advanceSession(sshRevents: fds[2].revents)
@@ -221,7 +237,7 @@ final class TunnelDriver {
         case .disable:
             perform(machine.disable(now: now))
         case .enable:
-            if listenFD < 0 && !awaitingListener { bindListener() }
+            if listenFD < 0 && !awaitingListener && isPrimary { bindListener() }
             perform(machine.enable(now: now))
         case .reconnect:
             logger.info("reconnect requested")
@@ -251,6 +267,17 @@ final class TunnelDriver {
             retire(to: next, drain: drain)
         case .adopt(let listener, let clients):
             adopt(listener: listener, clients: clients)
+        case .assign(let clients):
+            take(clients)
+            return
+        case .primaryUp:
+            if waitingForPrimary {
+                waitingForPrimary = false
+                if machine.state == .connecting { startAttempt() }
+            } else {
+                // In backoff (say, lost with the primary's session): the server is back, retry now.
+                perform(machine.networkChanged(now: now))
+            }
         }
         publish(notify: true)
     }
@@ -266,7 +293,10 @@ final class TunnelDriver {
             connections[connection.id] = nil
             openQueue.removeAll { $0 == connection.id }
         }
-        if awaitingListener {
+        if !isPrimary {
+            // A secondary session has no listener to hand over: only its waiting clients.
+            if !handed.isEmpty { next.send(.assign(clients: handed)) }
+        } else if awaitingListener {
             // Our own predecessor has not handed over yet: whatever it sends goes on to `next`.
             successor = next
             if !handed.isEmpty { next.send(.adopt(listener: -1, clients: handed)) }
@@ -300,6 +330,12 @@ final class TunnelDriver {
         } else if accepting && wasAwaiting && listenFD < 0 {
             bindListener()
         }
+        take(clients)
+    }
+
+    /// Takes over clients accepted by another driver of this tunnel, before their channel opened.
+    private func take(_ clients: [HandedClient]) {
+        let accepting = stopping == nil && machine.state != .down
         let now = clock.now
         for client in clients {
             guard accepting, machine.state != .failed else {
@@ -400,7 +436,13 @@ final class TunnelDriver {
             break
         case .connect:
             backoffUntil = nil
-            startAttempt()
+            if !isPrimary, let group, !group.primaryUp {
+                // Secondary sessions follow the primary (see `SessionGroup`).
+                waitingForPrimary = true
+                logger.debug("waiting for the first session to be up")
+            } else {
+                startAttempt()
+            }
         case .waitUntil(let at):
             teardownSession(reason: "backoff", graceful: false)
             backoffUntil = at
@@ -426,6 +468,13 @@ final class TunnelDriver {
 
     func publish(notify: Bool) {
         let count = connections.values.filter { !$0.clientClosed }.count
+        if let group {
+            let up: Bool = { if case .established = phase { return true } else { return false } }()
+            if up != reportedLoad.up || count != reportedLoad.connections {
+                reportedLoad = (up, count)
+                if group.report(lane: lane, up: up, connections: count) && isPrimary { group.primaryCameUp() }
+            }
+        }
         let snapshot = (count, bytesIn, bytesOut)
         if !notify && snapshot == published { return }
         published = snapshot
@@ -436,6 +485,7 @@ final class TunnelDriver {
                 status.since = Date().addingTimeInterval(-seconds(machine.since.duration(to: now)))
             }
             status.state = machine.state
+            status.sessionsUp = machine.state == .up ? 1 : 0
             status.enabled = machine.state != .down
             status.connections = count
             status.bytesIn = bytesIn
@@ -502,8 +552,14 @@ final class TunnelDriver {
                 continue
             }
             Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            let deadline = now.advanced(by: config.holdTimeout)
+            if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) {
+                other.send(.assign(clients: [HandedClient(fd: fd, peer: peer, holdDeadline: deadline)]))
+                continue
+            }
+            reportedLoad.connections = -1  // counted by the group: report the real count after this pass
             let connection = ForwardedConnection(
-                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: now.advanced(by: config.holdTimeout),
+                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: deadline,
                 bufferSize: bufferSize)
             nextConnectionID += 1
             connections[connection.id] = connection
@@ -513,6 +569,21 @@ final class TunnelDriver {
             } else {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
+        }
+    }
+
+    /// With several sessions: clients held by this one while it has no session go to one that is
+    /// up, rather than wait for ours.
+    private func rehomeHeldClients() {
+        guard let group, stopping == nil, !connections.isEmpty else { return }
+        if case .established = phase { return }
+        let held = connections.values.filter { $0.phase == .held }.sorted { $0.id < $1.id }
+        for connection in held {
+            guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else { return }
+            other.send(.assign(clients: [HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline)]))
+            connection.clientClosed = true
+            connections[connection.id] = nil
+            progress = true
         }
     }
 }

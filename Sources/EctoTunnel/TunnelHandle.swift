@@ -27,6 +27,10 @@ public enum TunnelCommand: Sendable {
     case retire(successor: TunnelHandle, drain: Duration)
     /// From the predecessor: its listening socket (or -1: bind it yourself) and its waiting clients.
     case adopt(listener: Int32, clients: [HandedClient])
+    /// From another session of the same tunnel (`sessions = N`): clients to serve, nothing else.
+    case assign(clients: [HandedClient])
+    /// From the first session of the same tunnel: it is up, so the others may connect now.
+    case primaryUp
 }
 
 /// A client accepted by one driver and handed to another before its channel opened.
@@ -52,21 +56,25 @@ public final class TunnelHandle: Sendable {
     /// every state change.
     /// With `awaitListener`, the driver binds nothing and waits for `.adopt` from the handle it
     /// replaces (see `.retire`).
-    public static func start(
+    /// `lane` and `group`: this driver runs session `lane` of a tunnel with `sessions = N` (see
+    /// `SessionGroup`); lane 0 owns the listener.
+    static func start(
         config: TunnelConfig, logger: Logger, awaitListener: Bool = false, enabled: Bool? = nil,
+        lane: Int = 0, group: SessionGroup? = nil,
         onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
     ) throws(SystemError) -> TunnelHandle {
         var config = config
         if let enabled { config.enabled = enabled }
         let handle = try TunnelHandle(config: config, onChange: onChange)
         let thread = Thread { [config] in
-            let driver = TunnelDriver(config: config, handle: handle, logger: logger, awaitListener: awaitListener)
+            let driver = TunnelDriver(
+                config: config, handle: handle, logger: logger, awaitListener: awaitListener, lane: lane, group: group)
             driver.run()
             handle.finishedFlag.withLock { $0 = true }
             handle.finished.signal()
             handle.onChange(handle.status)
         }
-        thread.name = "tunnel \(config.name)"
+        thread.name = group == nil ? "tunnel \(config.name)" : "tunnel \(config.name) \(lane + 1)"
         thread.stackSize = 512 * 1024
         thread.start()
         return handle

@@ -303,7 +303,8 @@ enum StatusTable {
         var notes: [Int: [String]] = [:]
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
-            let state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            var state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            if t.sessions > 1 && t.state == "up" { state += " \(t.sessionsUp)/\(t.sessions)" }
             rows.append([
                 t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
                 bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",

@@ -247,8 +247,10 @@ class Bench:
                         'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n%s\n'
                         % (i, user, self.ssh_port, port, self.svc_port, self.path("id_ed25519"),
                            self.path("known_hosts"), "sessions = %d\n" % sessions if sessions > 1 else ""))
-        p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf], stderr_name=name + ".log",
-                       env=self.env())
+        # Each daemon its own control socket: the default one is per user, and a second daemon
+        # (base, multi, another engineer's bench) refuses to start on a socket that answers.
+        p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf, "--socket", self.path(name + ".sock")],
+                       stderr_name=name + ".log", env=self.env())
         self.pids[name] = p.pid
         for port in locals_:
             if not wait_for(lambda: self.probe(port), 10, 0.05):

@@ -509,6 +509,10 @@ def summarize(raw, idle, rec, rec_fast, fresh):
     metric("down", None, "CPU per GiB down (forwarder)", "s", per_gib)
     metric("up4", None, "CPU per GiB up, 4 streams", "s", per_gib)
     metric("down4", None, "CPU per GiB down, 4 streams", "s", per_gib)
+    # More than 1.0 means the forwarder's work ran on more than one core at once (sessions = N).
+    cores = lambda r: r["fwd_cpu_s"] / r["seconds"] if r.get("fwd_cpu_s") is not None and r.get("seconds") else None
+    metric("up4", None, "forwarder cores busy, up 4 streams", "cores", cores)
+    metric("down4", None, "forwarder cores busy, down 4 streams", "cores", cores)
     metric("rtt", "median_us", "64 B round trip, median", "µs")
     metric("rtt", "p99_us", "64 B round trip, p99", "µs")
     metric("conn1", "ttfb_median_us", "time to first byte, 1 client, median", "µs")

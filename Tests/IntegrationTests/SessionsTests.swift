@@ -41,7 +41,10 @@ struct SessionsTests {
         let echo = try EchoServer()
         defer { echo.stop() }
         let port = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["sessions = 3"]))
+        // A lost session waits 0.75-1.5 s before it reconnects: long enough to see the others serve.
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port, extra: ["sessions = 3", "backoff_initial = \"1500ms\"", "backoff_max = \"3s\""]))
         try fixture.startDaemon()
         try await waitForSessionsUp(fixture, 3)
         #expect(fixture.server.sessionProcesses.count == 3, "one SSH connection per session")
@@ -77,6 +80,19 @@ struct SessionsTests {
             return try await group.reduce(into: [Bool]()) { $0.append($1) }
         }
         #expect(results == Array(repeating: true, count: 6))
+
+        // The first session (it owns the port; the oldest sshd process) is lost: while it waits
+        // to reconnect, it keeps accepting and hands every new client to the others.
+        let primary = try #require(fixture.server.sessionProcesses.first)
+        for pid in [primary] + ProcessTree.descendants(of: primary) { kill(pid, SIGKILL) }
+        try await fixture.waitForLog("session lost", count: 2)
+        let served = try await offload { (0..<5).filter { (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true }.count }
+        let meanwhile = try report(fixture)
+        #expect(served == 5, "new connections are served by the other sessions")
+        #expect(meanwhile?.state == "up")
+        // Served while the first session was still away (it waits ≥ 0.75 s), not held for it.
+        #expect(meanwhile?.sessionsUp == 2, "served before the first session came back: \(String(describing: meanwhile))")
+        try await waitForSessionsUp(fixture, 3)
     }
 
     @Test("a reload from 3 sessions to 2: open connections finish on the old sessions, new ones go to the new")

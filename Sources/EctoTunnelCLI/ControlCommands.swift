@@ -49,7 +49,8 @@ struct Status: ParsableCommand {
         abstract: "Show the state of every tunnel (or one).",
         discussion: """
             Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
-            down = disabled, failed = needs you), target, local → remote, uptime, open \
+            down = disabled, failed = needs you; with `sessions = N`, "up 2/3" says how many SSH \
+            sessions are up), target, local → remote, uptime, open \
             connections, bytes in (from the remote side) and out, reconnects, and the last error. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.

@@ -76,6 +76,7 @@ extension TunnelDriver {
             return try drain(session)
         case .write(let id), .read(let id), .sendEOF(let id), .close(let id):
             guard let connection = connections[id] else { return true }
+            interestChanged(connection)
             switch call {
             case .write: return try pushToChannel(connection, session)
             case .read: return try pullFromChannel(connection, session)
@@ -136,6 +137,7 @@ extension TunnelDriver {
             } else {
                 connection.phase = .open
                 connection.clientReadable = true
+                interestChanged(connection)
             }
         }
         return true
@@ -157,6 +159,7 @@ extension TunnelDriver {
 
     /// Moves what can be moved for one open connection; false when the pass must stop.
     private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        interestChanged(connection)
         // Remote → client: read the channel into the buffer, deliver it; again while a whole
         // buffer went through and the budget allows.
         var budget = Self.passBudget

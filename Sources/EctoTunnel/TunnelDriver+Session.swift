@@ -246,6 +246,10 @@ extension TunnelDriver {
             }
         }
         openQueue.removeAll()
+        for connection in scheduled { connection.scheduled = false }
+        scheduled.removeAll()
+        visiting.removeAll()
+        arrivalsCheckedAt = 0
         pending = nil
         nextKeepalive = nil
         livenessProbe = nil
@@ -265,6 +269,7 @@ extension TunnelDriver {
             openQueue.removeAll { $0 == connection.id }
         } else {
             connection.phase = .closing
+            schedule(connection)  // its channel is closed by a pass
         }
         progress = true
     }

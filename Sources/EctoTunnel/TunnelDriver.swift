@@ -35,7 +35,7 @@ final class TunnelDriver {
     /// A libssh2 call that returned EAGAIN while part of a packet was still unsent: libssh2
     /// requires that exact call to be repeated before any other send on the session.
     enum PendingCall: Equatable {
-        case open(UInt64), write(UInt64), read(UInt64), sendEOF(UInt64), close(UInt64), keepalive, drain
+        case open(UInt64), write(UInt64), read(UInt64), pull(UInt64), sendEOF(UInt64), close(UInt64), keepalive, drain
     }
 
     let config: TunnelConfig
@@ -86,6 +86,12 @@ final class TunnelDriver {
     }
     var listenerRegistration: Registration?
     var sshRegistration: Registration?
+    /// Connections the next forwarding pass visits (`ForwardedConnection.needsVisit`), and the list
+    /// being visited (kept only to reuse its storage).
+    var scheduled: [ForwardedConnection] = []
+    var visiting: [ForwardedConnection] = []
+    /// `SSHSession.bytesReceived` when `collectArrivals` last saw everything libssh2 took in.
+    var arrivalsCheckedAt: UInt64 = 0
     /// Connections whose wanted epoll events may have changed since the last look.
     var interestQueue: [ForwardedConnection] = []
     /// epoll tokens of the three fixed descriptors; a client's token is its connection id.
@@ -275,6 +281,7 @@ final class TunnelDriver {
                 drop(connection, reason: nil)
             } else {
                 interestChanged(connection)
+                if connection.phase == .open { schedule(connection) }
             }
         }
     }

@@ -107,3 +107,62 @@ import Testing
         #expect(try poller.wait(timeoutMilliseconds: 0).isEmpty)
     }
 }
+
+/// Which connections a forwarding pass visits: settled ones wait for epoll or libssh2.
+@Suite struct PassSchedulingTests {
+    private func settled() -> ForwardedConnection {
+        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", holdDeadline: .now, bufferSize: 4)
+        connection.phase = .open
+        connection.channelQuiet = true
+        return connection
+    }
+
+    @Test func anIdleConnectionIsSettled() {
+        #expect(!settled().needsVisit)
+    }
+
+    @Test func aChannelNotKnownQuietIsReadAgain() {
+        let connection = settled()
+        connection.channelQuiet = false  // new, or its last read returned data or filled the buffer
+        #expect(connection.needsVisit)
+        connection.remoteEOF = true  // nothing more will come from it
+        connection.clientShutdown = true
+        #expect(!connection.needsVisit)
+    }
+
+    @Test func bufferedOrPendingWorkKeepsItScheduled() {
+        let readable = settled()
+        readable.clientReadable = true
+        #expect(readable.needsVisit)
+
+        let waitingForWindow = settled()
+        _ = waitingForWindow.up.fill { $0.count }
+        #expect(waitingForWindow.needsVisit)
+
+        let toDeliver = settled()
+        _ = toDeliver.down.fill { $0.count }
+        #expect(toDeliver.needsVisit)
+        toDeliver.clientWriteBlocked = true  // epoll reports when the client can take more
+        #expect(!toDeliver.needsVisit)
+
+        let eofToSend = settled()
+        eofToSend.clientEOF = true
+        #expect(eofToSend.needsVisit)
+        eofToSend.eofSent = true
+        #expect(!eofToSend.needsVisit)
+
+        let shutdownToPass = settled()
+        shutdownToPass.remoteEOF = true
+        #expect(shutdownToPass.needsVisit)
+    }
+
+    @Test func phasesOutsideForwarding() {
+        let connection = settled()
+        connection.phase = .closing
+        #expect(connection.needsVisit)  // until its channel is freed
+        for phase in [ForwardedConnection.Phase.held, .queued, .opening] {
+            connection.phase = phase
+            #expect(!connection.needsVisit)  // the open queue serves these
+        }
+    }
+}

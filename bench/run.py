@@ -247,7 +247,9 @@ class Bench:
                         'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n\n'
                         % (i, user, self.ssh_port, port, self.svc_port, self.path("id_ed25519"),
                            self.path("known_hosts")))
-        p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf], stderr_name=name + ".log",
+        # Its own control socket: two daemons (ecto and base) would otherwise share the default one.
+        p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf, "--socket", self.path(name + ".sock")],
+                       stderr_name=name + ".log",
                        env=self.env())
         self.pids[name] = p.pid
         for port in locals_:

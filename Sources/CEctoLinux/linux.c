@@ -9,6 +9,7 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <poll.h>
@@ -132,6 +133,39 @@ int ecto_clock_change_timer_rearm(int fd) {
     memset(&spec, 0, sizeof spec);
     spec.it_value.tv_sec = (time_t)1 << 40; /* far in the future: it never fires, it only gets cancelled */
     return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL);
+}
+
+const unsigned int ECTO_EPOLLIN = EPOLLIN;
+const unsigned int ECTO_EPOLLOUT = EPOLLOUT;
+const unsigned int ECTO_EPOLLERR = EPOLLERR;
+const unsigned int ECTO_EPOLLHUP = EPOLLHUP;
+const int ECTO_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int ECTO_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int ECTO_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+int ecto_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int ecto_epoll_control(int epfd, int op, int fd, unsigned int events, unsigned long long token) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof event);
+    event.events = events;
+    event.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+#define ECTO_EPOLL_BATCH 256
+
+int ecto_epoll_wait(int epfd, ecto_epoll_event *ready, int capacity, int timeout_ms) {
+    struct epoll_event raw[ECTO_EPOLL_BATCH];
+    if (capacity > ECTO_EPOLL_BATCH) capacity = ECTO_EPOLL_BATCH;
+    int count = epoll_wait(epfd, raw, capacity, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        ready[i].events = raw[i].events;
+        ready[i].token = raw[i].data.u64;
+    }
+    return count;
 }
 
 long ecto_send_queue_room(int fd) {

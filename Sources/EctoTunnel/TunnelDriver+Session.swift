@@ -96,17 +96,17 @@ extension TunnelDriver {
         progress = true
     }
 
-    /// Advances whatever the session is doing, after poll said something about its socket.
-    func advanceSession(sshRevents: Int16) {
+    /// Advances whatever the session is doing, after epoll said something about its socket.
+    func advanceSession(sshEvents: EpollEvents) {
         switch phase {
         case .idle:
             return
         case .connectingTCP(let fd, let addresses, let index):
-            guard sshRevents != 0 else { return }
+            guard !sshEvents.isEmpty else { return }
             let code = Posix.socketError(fd)
             if code == 0 {
                 startHandshake(fd)
-                advanceSession(sshRevents: 0)
+                advanceSession(sshEvents: [])
             } else {
                 Posix.close(fd)
                 phase = .idle
@@ -130,7 +130,7 @@ extension TunnelDriver {
                 attemptFailed(error)
                 return
             }
-            advanceSession(sshRevents: 0)
+            advanceSession(sshEvents: [])
         case .authenticating(let session, let authenticator):
             session.beginPass()
             do {
@@ -141,7 +141,7 @@ extension TunnelDriver {
             }
             established(session)
         case .established(let session):
-            pump(session, socketReadable: sshRevents & Int16(POLLIN | POLLHUP | POLLERR) != 0)
+            pump(session, socketReadable: !sshEvents.isDisjoint(with: [.input, .hangUp, .error]))
         }
     }
 
@@ -246,6 +246,10 @@ extension TunnelDriver {
             }
         }
         openQueue.removeAll()
+        for connection in scheduled { connection.scheduled = false }
+        scheduled.removeAll()
+        visiting.removeAll()
+        arrivalsCheckedAt = 0
         pending = nil
         nextKeepalive = nil
         livenessProbe = nil
@@ -265,6 +269,7 @@ extension TunnelDriver {
             openQueue.removeAll { $0 == connection.id }
         } else {
             connection.phase = .closing
+            schedule(connection)  // its channel is closed by a pass
         }
         progress = true
     }

@@ -24,6 +24,26 @@ int ecto_clock_change_timer_open(void);
 /* Re-arms it after a cancellation. Returns 0 or -1. */
 int ecto_clock_change_timer_rearm(int fd);
 
+/* epoll for the session driver: level-triggered registrations, each named by a 64-bit token.
+ * (struct epoll_event is packed on x86-64; this unpacked twin is what Swift sees.) */
+typedef struct {
+    unsigned int events;
+    unsigned long long token;
+} ecto_epoll_event;
+extern const unsigned int ECTO_EPOLLIN;
+extern const unsigned int ECTO_EPOLLOUT;
+extern const unsigned int ECTO_EPOLLERR;
+extern const unsigned int ECTO_EPOLLHUP;
+extern const int ECTO_EPOLL_CTL_ADD;
+extern const int ECTO_EPOLL_CTL_MOD;
+extern const int ECTO_EPOLL_CTL_DEL;
+/* A close-on-exec epoll instance, or -1 with errno set. */
+int ecto_epoll_create(void);
+/* epoll_ctl with the token as the registration's data. Returns 0 or -1 (errno set). */
+int ecto_epoll_control(int epfd, int op, int fd, unsigned int events, unsigned long long token);
+/* epoll_wait into `ready` (at most `capacity`, capped at 256). Returns the count or -1 (errno set). */
+int ecto_epoll_wait(int epfd, ecto_epoll_event *ready, int capacity, int timeout_ms);
+
 /* Free room in a TCP socket's kernel send queue (SO_SNDBUF minus SIOCOUTQ), or -1. */
 long ecto_send_queue_room(int fd);
 

@@ -160,6 +160,65 @@ struct SystemdTests {
         }
     }
 
+    @Test("SIGABRT/SIGQUIT from outside (systemd's watchdog, kill): a log line, every thread's backtrace, then the daemon ends by that signal within 2 s")
+    func abortSignalEndsDaemon() async throws {
+        let directory = try TestDirectory(prefix: "ecto-abort")
+        defer { directory.cleanup() }
+        let config = try directory.write("config.toml", "")
+        for signal in [SIGABRT, SIGQUIT] {
+            let name = signal == SIGABRT ? "SIGABRT" : "SIGQUIT"
+            let daemon = try Subprocess(
+                try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+                extraEnvironment: ["NOTIFY_SOCKET": ""],
+                stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+            try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
+                daemon.stderr().contains("ecto-tunnel running")
+            }
+            let sent = ContinuousClock.now
+            daemon.signal(signal)
+            let ended = await daemon.waitTermination(timeout: .seconds(2))
+            let took = sent.duration(to: .now)
+            if ended == nil { daemon.kill() }
+            #expect(ended == .signaled(signal), "\(name): \(ended?.description ?? "still running after 2 s")\n\(daemon.stderr())")
+            let log = daemon.stderr()
+            #expect(log.contains("critical received \(name) from pid \(getpid())"), "\(log)")
+            #expect(log.contains("Thread 1 \"abort signals\" crashed"), "\(log)")
+            #expect(log.contains("\"control\""), "every thread's backtrace, the control thread's too:\n\(log)")
+            #expect(log.contains("Backtrace took"), "\(log)")
+            print("[figure] \(name) to exit: \(took)")
+        }
+    }
+
+    @Test("a genuine crash of a driver thread (fatalError: a trap) still ends the daemon at once, with its backtrace")
+    func driverCrashEndsDaemon() async throws {
+        let directory = try TestDirectory(prefix: "ecto-crash")
+        defer { directory.cleanup() }
+        let port = try FreePort.probe()
+        let config = try directory.write(
+            "config.toml",
+            """
+            [tunnels.t]
+            target = "u@127.0.0.1:9"
+            local = "127.0.0.1:\(port)"
+            remote = "127.0.0.1:1"
+            host_key_policy = "accept-new"
+            known_hosts = "\(directory.file("known_hosts"))"
+
+            """)
+        let daemon = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+            extraEnvironment: ["NOTIFY_SOCKET": "", "ECTO_TUNNEL_TEST_CRASH": "driver"],
+            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+        let ended = await daemon.waitTermination(timeout: .seconds(10))
+        if ended == nil { daemon.kill() }
+        // x86_64 traps with ud2 (SIGILL), arm64 with brk (SIGTRAP).
+        #expect(ended == .signaled(SIGILL) || ended == .signaled(SIGTRAP), "\(ended?.description ?? "still running")\n\(daemon.stderr())")
+        let log = daemon.stderr()
+        #expect(log.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"), "\(log)")
+        #expect(log.contains("\"tunnel t\" crashed"), "\(log)")
+        #expect(log.contains("Backtrace took"), "\(log)")
+    }
+
     @Test("install and uninstall refuse politely (exit 1) when no user manager is reachable")
     func noManager() throws {
         let directory = try TestDirectory(prefix: "ecto-nomgr")
@@ -202,6 +261,7 @@ struct SystemdTests {
         #expect(try fixture.property("Type") == "notify")
         #expect(try fixture.property("NotifyAccess") == "main")
         #expect(try fixture.property("WatchdogUSec") == "30s")
+        #expect(try fixture.property("KillMode") == "mixed")
         #expect(try fixture.property("UnitFileState") == "enabled")
         // STATUS= comes only from our daemon: proof that the notify socket is spoken to.
         try await waitUntil(timeout: .seconds(10), "StatusText 1/1 tunnels up") {
@@ -261,6 +321,32 @@ struct SystemdTests {
         }
     }
 
+    @Test("a crash of a driver thread (SIGILL): systemd restarts the daemon (Restart=on-failure), the tunnel works again")
+    func restartAfterCrash() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let first = try fixture.mainPID()
+        try fixture.manager.systemctl(["set-environment", "ECTO_TUNNEL_TEST_CRASH=driver"]).check()
+        try fixture.manager.systemctl(["restart", "--no-block", "ecto-tunnel.service"]).check()
+        try await waitUntil(timeout: .seconds(15), poll: .milliseconds(50), "a crash seen by systemd\n\(fixture.states)\n\(fixture.daemonLog)") {
+            let result = (try? fixture.property("Result")) ?? ""
+            return result == "signal" || result == "core-dump"
+        }
+        try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_CRASH"]).check()
+        #expect(fixture.daemonLog.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"))
+        #expect(fixture.daemonLog.contains("\"tunnel t\" crashed"), "\(fixture.daemonLog)")
+        try await waitUntil(timeout: .seconds(20), "restarted after the crash\n\(fixture.states)\n\(fixture.daemonLog)") {
+            let pid = (try? fixture.mainPID()) ?? 0
+            return pid != 0 && pid != first && (try? fixture.property("ActiveState")) == "active"
+                && !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains("ECTO_TUNNEL_TEST_CRASH")
+        }
+        #expect(try Int(fixture.property("NRestarts")) ?? 0 >= 1)
+        try await waitUntil(timeout: .seconds(10), "echo through the daemon restarted after the crash") {
+            (try? fixture.echoWorks(seed: 4)) == true
+        }
+    }
+
     @Test("watchdog: pings while the supervisor makes progress, fires (Result=watchdog) and restarts when a driver stalls")
     func watchdogFires() async throws {
         // A short WatchdogSec= so the test takes seconds; the mechanism is the unit's.
@@ -284,7 +370,21 @@ struct SystemdTests {
             return sawWatchdog
         }
         #expect(sawWatchdog)
-        #expect(fixture.daemonLog.contains("watchdog: no progress from tunnel t"))
+        // SIGABRT ends the stalled daemon at once, after every thread's backtrace: not only at
+        // TimeoutAbortSec= (5 s) with SIGKILL, as when the runtime's crash handler returned.
+        let aborted = ContinuousClock.now
+        try await waitUntil(timeout: .seconds(6), poll: .milliseconds(20), "the stalled daemon \(stalled) gone\n\(fixture.states)") {
+            kill(stalled, 0) != 0
+        }
+        let abortTook = aborted.duration(to: .now)
+        #expect(abortTook < .seconds(2), "the stalled daemon lived \(abortTook) after the watchdog's SIGABRT\n\(fixture.daemonLog)")
+        let log = fixture.daemonLog
+        #expect(log.contains("watchdog: no progress from tunnel t (thread \"tunnel t\" (tid "), "\(log)")
+        #expect(log.contains("received SIGABRT from pid"), "\(log)")
+        #expect(log.contains("the watchdog found no progress from tunnel t (thread \"tunnel t\""), "\(log)")
+        #expect(log.contains("Thread ") && log.contains(" \"tunnel t\""), "the stuck thread's backtrace, by name:\n\(log)")
+        #expect(log.contains("Backtrace took"), "\(log)")
+        print("[figure] watchdog SIGABRT to exit: \(abortTook)")
         try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_STALL"]).check()
         try await waitUntil(timeout: .seconds(20), "restarted after the watchdog\n\(fixture.states)\n\(fixture.daemonLog)\n--- manager:\n\(fixture.manager.log)") {
             let pid = (try? fixture.mainPID()) ?? 0

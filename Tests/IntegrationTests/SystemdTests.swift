@@ -110,6 +110,20 @@ final class SystemdFixture: @unchecked Sendable {
         try echoRoundTrip(port: localPort, seed: seed, count: 32 * 1024, timeout: .seconds(3))
     }
 
+    /// Who holds the tunnel's and the echo server's ports, and every process of the test user with
+    /// its open sockets: for failure messages.
+    func socketsReport() -> String {
+        var text = ""
+        for port in [localPort, echo.port, server.port] {
+            text += "--- ss for :\(port)\n"
+            text += (try? Subprocess.run("ss", ["-tanpe", "( sport = :\(port) or dport = :\(port) )"]).stdout) ?? "(ss failed)"
+        }
+        text += "--- processes of \(SystemdUserManager.userName):\n"
+        text += (try? Subprocess.run("ps", ["-u", SystemdUserManager.userName, "-L", "-o", "pid,tid,stat,pcpu,lstart,args"]).stdout) ?? ""
+        text += "--- states: \(states)\n--- daemon log:\n\(daemonLog)"
+        return text
+    }
+
     func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {
         try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
             self.daemonLog.components(separatedBy: text).count - 1 >= count
@@ -303,6 +317,34 @@ struct SystemdTests {
         print("[figure] install test took \(start.duration(to: .now))")
     }
 
+    @Test("every fd of the running daemon (listener, SSH socket, accepted client, control socket, eventfds, timerfd, netlink) is close-on-exec")
+    func daemonFDsAreCloseOnExec() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        // A forwarded connection held open: an accepted client socket and a channel exist too.
+        let client = try TCPClient.connect(port: fixture.localPort, ioTimeout: .seconds(10))
+        defer { client.close() }
+        try client.sendAll("ping\n")
+        #expect(try client.receive(exactly: 5) == Array("ping\n".utf8))
+        let pid = try fixture.mainPID()
+        let directory = "/proc/\(pid)/fd"
+        let fds = try FileManager.default.contentsOfDirectory(atPath: directory).compactMap(Int32.init).sorted()
+        var kinds: [String] = []
+        for fd in fds where fd > 2 {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(fd)")) ?? "?"
+            let info = (try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8)) ?? ""
+            let flagsLine = info.split(separator: "\n").first { $0.hasPrefix("flags:") }
+            let flags = flagsLine.flatMap { Int($0.split(separator: "\t").last ?? "", radix: 8) } ?? 0
+            kinds.append("\(fd) \(target)")
+            #expect(flags & Int(O_CLOEXEC) != 0, "fd \(fd) (\(target)) of the daemon is not close-on-exec: flags \(String(flags, radix: 8))")
+        }
+        // The census covers what it should: sockets (control, listener, SSH, client, netlink),
+        // eventfds and the timerfd.
+        #expect(kinds.filter { $0.contains("socket:") }.count >= 5, "\(kinds)")
+        #expect(kinds.contains { $0.contains("eventfd") } && kinds.contains { $0.contains("timerfd") }, "\(kinds)")
+    }
+
     @Test("SIGKILL of the daemon: systemd restarts it (new MainPID) and the tunnel works again")
     func restartAfterKill() async throws {
         let fixture = try SystemdFixture()
@@ -391,13 +433,22 @@ struct SystemdTests {
             return pid != 0 && pid != stalled && (try? fixture.property("ActiveState")) == "active"
         }
         // The restarted daemon's tunnel is up again (its own status, through the control socket).
-        // KNOWN PROBLEM, left visible in the closing note of issue 5: in full-suite runs (2 of 2) an
-        // echo through the tunnel right after a *watchdog* restart did not come back within 20 s,
-        // although the log shows the session connected; alone the echo passes every time. Until
-        // that is understood the test checks the session state, not the echo.
+        // KNOWN PROBLEM, left visible in the closing note of issue 5: in full-suite runs (2 of 2,
+        // before the SIGABRT fix above) an echo through the tunnel right after a *watchdog* restart
+        // did not come back within 20 s, although the log showed the session connected. Not
+        // reproduced since: the echo passed in 8 of 8 runs of this test alone and in every
+        // filtered SystemdTests run (also after OperatorFlowTests in one process), and the old
+        // watchdog path (daemon alive 5 s after SIGABRT, backtrace helper killed by the unit-wide
+        // SIGABRT, then SIGKILL) is gone. Until a full-suite run shows it passing, the test asserts
+        // the session state, and tries the echo only to print who holds which port if it fails.
         try await waitUntil(timeout: .seconds(20), "the tunnel up after the watchdog restart\n\(fixture.states)\n\(fixture.daemonLog)") {
             (try? fixture.cli(["status", "t"]))?.status == 0
         }
+        var echoed = false
+        for attempt in 0..<6 where !echoed {
+            echoed = (try? fixture.echoWorks(seed: 3 + UInt64(attempt))) == true
+        }
+        if !echoed { print("[diag] watchdogFires: no echo after the watchdog restart (KNOWN PROBLEM)\n\(fixture.socketsReport())") }
     }
 
     @Test("systemctl --user reload applies a config change: RELOADING/READY, same process, new tunnel up")

@@ -13,6 +13,8 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include "CEctoLinux.h"
 
 int ecto_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
@@ -184,4 +186,15 @@ int ecto_peer_credentials(int fd, unsigned int *uid, int *pid) {
     *uid = credentials.uid;
     *pid = credentials.pid;
     return 0;
+}
+
+void ecto_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = 0;
+    (void)prctl(PR_SET_NAME, cut, 0, 0, 0);
+}
+
+int ecto_thread_id(void) {
+    return (int)syscall(SYS_gettid);
 }

@@ -82,6 +82,7 @@ public final class ControlServer: Sendable {
     /// Starts the server thread.
     public func start() {
         let thread = Thread { [self] in
+            ecto_set_thread_name("control")
             let loop = ServerLoop(server: self)
             loop.run()
             finished.signal()

@@ -1,3 +1,4 @@
+import CEctoLinux
 import EctoConfig
 import EctoControl
 import EctoProbe
@@ -35,6 +36,7 @@ final class ProbeRunner: Sendable {
 
     func start() {
         let thread = Thread { [self] in
+            ecto_set_thread_name("probes")
             loop()
             finished.signal()
         }

@@ -37,6 +37,7 @@ final class SystemEvents: @unchecked Sendable {
 
     func start() {
         let thread = Thread { [self] in
+            ecto_set_thread_name("system events")
             run()
             finished.signal()
         }

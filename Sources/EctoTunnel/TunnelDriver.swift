@@ -139,6 +139,7 @@ final class TunnelDriver {
         }
         publish(notify: true)
         let stallForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_STALL"] == "driver"
+        let crashForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_CRASH"] == "driver"
         do {
             let poller = try Epoll()
             try poller.apply(.add(.input), fd: handle.wakeup.fd, token: Token.wakeup)
@@ -174,6 +175,11 @@ final class TunnelDriver {
                 for command in handle.takeCommands() { handleCommand(command) }
             }
             if stallForTests && handle.pongs > 0 { Self.stallForever(logger) }
+            if crashForTests && handle.pongs > 0 {
+                // TEST ONLY (`ECTO_TUNNEL_TEST_CRASH=driver`): a genuine crash (a trap, SIGILL) of
+                // a driver thread, so tests can prove a crash still ends the daemon at once.
+                fatalError("ECTO_TUNNEL_TEST_CRASH=driver: this driver thread crashes now (test switch)")
+            }
             let now = clock.now
             handleTimers(now)
             if group != nil { rehomeHeldClients() }

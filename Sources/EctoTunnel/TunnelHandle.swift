@@ -1,3 +1,4 @@
+import CEctoLinux
 import Dispatch
 import EctoConfig
 import Foundation
@@ -51,6 +52,18 @@ public final class TunnelHandle: Sendable {
     private let finishedFlag = Mutex(false)
     fileprivate let onChange: @Sendable (TunnelStatus) -> Void
     private let pongCounter = Atomic<UInt64>(0)
+    fileprivate let threadIDBox = Atomic<Int32>(0)
+    /// The driver thread's name ("tunnel NAME", "tunnel NAME 2" for a further session).
+    let threadName: String
+
+    /// The driver thread as the kernel knows it: `"tunnel NAME" (tid 1234)`, its name cut to the 15
+    /// bytes the kernel keeps, as crash backtraces and `ps -L` show it.
+    public var threadDescription: String {
+        let tid = threadIDBox.load(ordering: .acquiring)
+        var name = threadName
+        if name.utf8.count > 15 { name = String(decoding: name.utf8.prefix(15), as: UTF8.self) }
+        return tid == 0 ? "\"\(name)\" (not started)" : "\"\(name)\" (tid \(tid))"
+    }
 
     /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
     /// every state change.
@@ -65,8 +78,15 @@ public final class TunnelHandle: Sendable {
     ) throws(SystemError) -> TunnelHandle {
         var config = config
         if let enabled { config.enabled = enabled }
-        let handle = try TunnelHandle(config: config, onChange: onChange)
+        let handle = try TunnelHandle(
+            config: config, threadName: group == nil ? "tunnel \(config.name)" : "tunnel \(config.name) \(lane + 1)",
+            onChange: onChange)
+        let threadName = handle.threadName
         let thread = Thread { [config] in
+            // The kernel's name and id of this thread: crash backtraces, `ps -L` and the
+            // watchdog's complaints name the thread of a stuck tunnel with them.
+            ecto_set_thread_name(threadName)
+            handle.threadIDBox.store(ecto_thread_id(), ordering: .releasing)
             let driver = TunnelDriver(
                 config: config, handle: handle, logger: logger, awaitListener: awaitListener, lane: lane, group: group)
             driver.run()
@@ -74,14 +94,15 @@ public final class TunnelHandle: Sendable {
             handle.finished.signal()
             handle.onChange(handle.status)
         }
-        thread.name = group == nil ? "tunnel \(config.name)" : "tunnel \(config.name) \(lane + 1)"
+        thread.name = threadName
         thread.stackSize = 512 * 1024
         thread.start()
         return handle
     }
 
-    private init(config: TunnelConfig, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
+    private init(config: TunnelConfig, threadName: String, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
         self.name = config.name
+        self.threadName = threadName
         self.wakeup = try WakeupFD()
         self.onChange = onChange
         self.statusBox = Mutex(

@@ -50,4 +50,10 @@ long ecto_send_queue_room(int fd);
 /* The uid and pid of a Unix-domain socket's peer (SO_PEERCRED). Returns 0 or -1 (errno set). */
 int ecto_peer_credentials(int fd, unsigned int *uid, int *pid);
 
+/* Names the calling thread for the kernel (/proc/PID/task/TID/comm, `ps -L`, `top -H`, and the
+ * Swift runtime's crash backtraces). The kernel keeps 15 bytes: longer names are cut. */
+void ecto_set_thread_name(const char *name);
+/* The calling thread's kernel thread id (gettid). */
+int ecto_thread_id(void);
+
 #endif

@@ -204,6 +204,7 @@ extension TunnelDriver {
             progress = true
             if connection.clientClosed {
                 connection.phase = .closing  // the client left while we were opening
+                schedule(connection)
             } else {
                 connection.phase = .open
                 connection.clientReadable = true

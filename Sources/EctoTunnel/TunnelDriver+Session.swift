@@ -79,6 +79,7 @@ extension TunnelDriver {
             session = try SSHSession(socket: fd)
         } catch {
             Posix.close(fd)
+            phase = .idle  // closed here: the teardown in attemptFailed must not close it again
             attemptFailed(AttemptFailure(.transport, error.description))
             return
         }
@@ -240,7 +241,11 @@ extension TunnelDriver {
                 connections[connection.id] = nil
             case .opening, .queued:
                 connection.channel = nil
-                connection.phase = .held
+                if connection.clientClosed {
+                    connections[connection.id] = nil  // left while its channel was opening
+                } else {
+                    connection.phase = .held
+                }
             case .held:
                 break
             }
@@ -264,7 +269,14 @@ extension TunnelDriver {
     func drop(_ connection: ForwardedConnection, reason: String?) {
         if let reason { logger.info("closing connection: \(reason)", metadata: ["client": "\(connection.peer)"]) }
         connection.closeClient()
-        if connection.channel == nil && connection.phase != .opening {
+        if connection.phase == .opening {
+            // Its channel open is under way inside libssh2, perhaps half-sent, and libssh2 wants
+            // that very call repeated before any other send: the open queue finishes it, then
+            // the channel is closed (`openChannels`).
+            progress = true
+            return
+        }
+        if connection.channel == nil {
             connections[connection.id] = nil
             openQueue.removeAll { $0 == connection.id }
         } else {

@@ -31,7 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 1 << 30
 CIPHER, MAC = "aes128-ctr", "hmac-sha2-256"  # what libssh2 1.10 negotiates with OpenSSH 9.2 (design.md §5)
-VARIANTS = ["direct", "ecto", "ssh", "bare"]  # + "base" with --ecto-baseline
+VARIANTS = ["direct", "ecto", "ssh", "bare"]  # + "multi" (--sessions N, default 4) and "base" (--ecto-baseline)
 
 _used_ports = set()
 
@@ -235,7 +235,7 @@ class Bench:
         env.pop("SSH_AUTH_SOCK", None)
         return env
 
-    def start_ecto(self, name="ecto", binary=None, tunnels=3):
+    def start_ecto(self, name="ecto", binary=None, tunnels=3, sessions=1):
         user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
         self.user = user
         locals_ = [free_port() for _ in range(tunnels)]
@@ -244,11 +244,11 @@ class Bench:
         with open(conf, "w") as f:
             for i, port in enumerate(locals_):
                 f.write('[tunnels.bench%d]\ntarget = "%s@127.0.0.1:%d"\nlocal = "127.0.0.1:%d"\n'
-                        'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n\n'
+                        'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n%s\n'
                         % (i, user, self.ssh_port, port, self.svc_port, self.path("id_ed25519"),
-                           self.path("known_hosts")))
-        # Each daemon its own control socket: the default one is shared by every daemon of this
-        # user (and without XDG_RUNTIME_DIR the baseline daemon would find the first one there).
+                           self.path("known_hosts"), "sessions = %d\n" % sessions if sessions > 1 else ""))
+        # Each daemon its own control socket: the default one is per user, and a second daemon
+        # (base, multi, another engineer's bench) refuses to start on a socket that answers.
         p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf, "--socket", self.path(name + ".sock")],
                        stderr_name=name + ".log", env=self.env())
         self.pids[name] = p.pid
@@ -294,6 +294,8 @@ class Bench:
         self.start_sshd()
         self.start_service()
         self.start_ecto()
+        if self.args.sessions > 1:
+            self.start_ecto("multi", tunnels=1, sessions=self.args.sessions)
         if self.args.ecto_baseline:
             self.start_ecto("base", self.args.ecto_baseline, tunnels=1)
         self.start_ssh()
@@ -429,14 +431,14 @@ class Bench:
     def run(self):
         runs = self.args.runs
         tests = self.tests()
-        variants = VARIANTS + (["base"] if "base" in self.ports else [])
+        variants = VARIANTS + [v for v in ("multi", "base") if v in self.ports]
         raw = {name: {v: [] for v in variants} for name, _, _ in tests}
         idle = []
         for r in range(runs):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for name, mode, opts in tests:
                 for v in order:
-                    if v not in self.ports or (v not in self.args.variants.split(",") and v != "base"):
+                    if v not in self.ports or (v not in self.args.variants.split(",") and v not in ("multi", "base")):
                         continue
                     res = self.measured(v, mode, *opts)
                     raw[name][v].append(res)
@@ -507,6 +509,10 @@ def summarize(raw, idle, rec, rec_fast, fresh):
     metric("down", None, "CPU per GiB down (forwarder)", "s", per_gib)
     metric("up4", None, "CPU per GiB up, 4 streams", "s", per_gib)
     metric("down4", None, "CPU per GiB down, 4 streams", "s", per_gib)
+    # More than 1.0 means the forwarder's work ran on more than one core at once (sessions = N).
+    cores = lambda r: r["fwd_cpu_s"] / r["seconds"] if r.get("fwd_cpu_s") is not None and r.get("seconds") else None
+    metric("up4", None, "forwarder cores busy, up 4 streams", "cores", cores)
+    metric("down4", None, "forwarder cores busy, down 4 streams", "cores", cores)
     metric("rtt", "median_us", "64 B round trip, median", "µs")
     metric("rtt", "p99_us", "64 B round trip, p99", "µs")
     metric("conn1", "ttfb_median_us", "time to first byte, 1 client, median", "µs")
@@ -562,14 +568,18 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
-def table(rows, base=False):
+def table(rows, base=False, sessions=0):
     head = ["figure", "unit", "direct", "ecto", "ssh -L", "bare C", "ecto/ssh", "ecto/bare"]
+    if sessions > 1:
+        head += ["ecto sessions=%d" % sessions, "sessions=%d/ssh" % sessions]
     if base:
         head += ["ecto base", "ecto/base"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, unit, vals in rows:
         cells = [label, unit] + [fmt(vals.get(v)) for v in VARIANTS] + [
             ratio(vals.get("ecto"), vals.get("ssh")), ratio(vals.get("ecto"), vals.get("bare"))]
+        if sessions > 1:
+            cells += [fmt(vals.get("multi")), ratio(vals.get("multi"), vals.get("ssh"))]
         if base:
             cells += [fmt(vals.get("base")), ratio(vals.get("ecto"), vals.get("base"))]
         lines.append("| " + " | ".join(cells) + " |")
@@ -586,6 +596,8 @@ def main():
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--no-recovery", action="store_true")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
+    ap.add_argument("--sessions", type=int, default=4,
+                    help="also measure ecto-tunnel with one tunnel of `sessions = N` (column 'multi'; 0 or 1: not)")
     ap.add_argument("--bare-buf", type=int, default=65536, help="bare forwarder's buffer per direction")
     ap.add_argument("--perf-dir", help="record each forwarder with `perf record -e cpu-clock` into this dir")
     ap.add_argument("--perf-callgraph", action="store_true", help="with --perf-dir: DWARF call graphs")
@@ -622,7 +634,7 @@ def main():
     finally:
         bench.cleanup()
     rows = summarize(raw, idle, rec, rec_fast, fresh)
-    text = table(rows, base=bool(args.ecto_baseline))
+    text = table(rows, base=bool(args.ecto_baseline), sessions=args.sessions)
     print()
     print("median of %d run(s); %s" % (args.runs, "quick" if args.quick else "full"))
     print(text)
@@ -635,7 +647,7 @@ def main():
     with open(out, "w") as f:
         json.dump({
             "started": started.isoformat(), "label": args.label, "git": git + ("-dirty" if dirty else ""),
-            "runs": args.runs, "quick": args.quick, "cipher": CIPHER, "mac": MAC,
+            "runs": args.runs, "quick": args.quick, "cipher": CIPHER, "mac": MAC, "sessions": args.sessions,
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_before": load0,
                         "loadavg_after": os.getloadavg()},
             "table": [{"figure": l, "unit": u, "values": v} for l, u, v in rows],

@@ -10,9 +10,12 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <poll.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include "CEctoLinux.h"
 
 int ecto_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
@@ -135,6 +138,39 @@ int ecto_clock_change_timer_rearm(int fd) {
     return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL);
 }
 
+const unsigned int ECTO_EPOLLIN = EPOLLIN;
+const unsigned int ECTO_EPOLLOUT = EPOLLOUT;
+const unsigned int ECTO_EPOLLERR = EPOLLERR;
+const unsigned int ECTO_EPOLLHUP = EPOLLHUP;
+const int ECTO_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int ECTO_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int ECTO_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
+
+int ecto_epoll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int ecto_epoll_control(int epfd, int op, int fd, unsigned int events, unsigned long long token) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof event);
+    event.events = events;
+    event.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+#define ECTO_EPOLL_BATCH 256
+
+int ecto_epoll_wait(int epfd, ecto_epoll_event *ready, int capacity, int timeout_ms) {
+    struct epoll_event raw[ECTO_EPOLL_BATCH];
+    if (capacity > ECTO_EPOLL_BATCH) capacity = ECTO_EPOLL_BATCH;
+    int count = epoll_wait(epfd, raw, capacity, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        ready[i].events = raw[i].events;
+        ready[i].token = raw[i].data.u64;
+    }
+    return count;
+}
+
 long ecto_send_queue_room(int fd) {
     int queued = 0;
     int size = 0;
@@ -153,6 +189,13 @@ int ecto_peer_credentials(int fd, unsigned int *uid, int *pid) {
     return 0;
 }
 
-int ecto_set_thread_name(const char *name) {
-    return pthread_setname_np(pthread_self(), name);
+void ecto_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof cut - 1);
+    cut[sizeof cut - 1] = 0;
+    (void)prctl(PR_SET_NAME, cut, 0, 0, 0);
+}
+
+int ecto_thread_id(void) {
+    return (int)syscall(SYS_gettid);
 }

@@ -160,6 +160,7 @@ struct KeySpec {
         KeySpec(name: "drain_timeout", kind: .duration(positive: false)),
         KeySpec(name: "probe", kind: .probe),
         KeySpec(name: "probe_interval", kind: .duration(positive: false)),
+        KeySpec(name: "sessions", kind: .int(TunnelDefaults.sessionsRange)),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -718,6 +719,7 @@ private struct Validator {
             drainTimeout: dur("drain_timeout", TunnelDefaults.drainTimeout),
             probe: pick("probe")?.probe,
             probeInterval: dur("probe_interval", TunnelDefaults.probeInterval),
+            sessions: pick("sessions")?.int ?? TunnelDefaults.sessions,
             line: t.line)
     }
 

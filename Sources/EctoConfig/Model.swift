@@ -43,6 +43,9 @@ public struct TunnelConfig: Sendable, Equatable {
     public var probe: ProbeSpec?
     /// How often the probe runs while the tunnel is up; `.zero`: only on demand (`status --deep`).
     public var probeInterval: Duration
+    /// SSH sessions kept open to the target, each on its own thread; new connections go to the
+    /// least busy one that is up (`TunnelDefaults.sessionsRange`).
+    public var sessions: Int
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -69,6 +72,7 @@ public struct TunnelConfig: Sendable, Equatable {
         drainTimeout: Duration = TunnelDefaults.drainTimeout,
         probe: ProbeSpec? = nil,
         probeInterval: Duration = TunnelDefaults.probeInterval,
+        sessions: Int = TunnelDefaults.sessions,
         line: Int = 0
     ) {
         self.name = name
@@ -93,6 +97,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.drainTimeout = drainTimeout
         self.probe = probe
         self.probeInterval = probeInterval
+        self.sessions = sessions
         self.line = line
     }
 }
@@ -118,6 +123,10 @@ public enum TunnelDefaults {
     public static let holdTimeout: Duration = .seconds(10)
     public static let drainTimeout: Duration = .seconds(300)
     public static let probeInterval: Duration = .seconds(60)
+    public static let sessions = 1
+    /// More than 16 sessions buys nothing on any machine we know (one core each at full speed)
+    /// and multiplies logins, memory and keepalive traffic.
+    public static let sessionsRange = 1...16
 }
 
 /// A loaded, validated configuration file.

@@ -90,11 +90,14 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     public var draining: [DrainingSession]
     /// The latest probe of the service behind the tunnel (null: no probe configured or not run yet).
     public var gateway: GatewayReport?
+    /// SSH sessions configured for the tunnel (`sessions`), and how many are up.
+    public var sessions: Int
+    public var sessionsUp: Int
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
         bytesIn: UInt64, bytesOut: UInt64, reconnects: Int, since: Date, lastError: String?,
-        draining: [DrainingSession] = []
+        draining: [DrainingSession] = [], sessions: Int = 1, sessionsUp: Int? = nil
     ) {
         self.name = name
         self.state = state
@@ -109,12 +112,14 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         self.since = since
         self.lastError = lastError
         self.draining = draining
+        self.sessions = sessions
+        self.sessionsUp = sessionsUp ?? (state == "up" ? 1 : 0)
     }
 
     enum CodingKeys: String, CodingKey {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
-        case lastError = "last_error", draining, gateway
+        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up"
     }
 
     public init(from decoder: Decoder) throws {
@@ -133,6 +138,8 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
         draining = try c.decodeIfPresent([DrainingSession].self, forKey: .draining) ?? []
         gateway = try c.decodeIfPresent(GatewayReport.self, forKey: .gateway)
+        sessions = try c.decodeIfPresent(Int.self, forKey: .sessions) ?? 1
+        sessionsUp = try c.decodeIfPresent(Int.self, forKey: .sessionsUp) ?? (state == "up" ? 1 : 0)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -151,6 +158,8 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(lastError, forKey: .lastError)  // null when there is none: the contract has the key
         try c.encode(draining, forKey: .draining)
         try c.encode(gateway, forKey: .gateway)
+        try c.encode(sessions, forKey: .sessions)
+        try c.encode(sessionsUp, forKey: .sessionsUp)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.

@@ -10,8 +10,9 @@ import Glibc
 /// the tunnels (through the `Supervisor`), turns signals into actions, and stops everything
 /// gracefully.
 ///
-/// Signals are blocked in every thread and taken synchronously here with `sigtimedwait`, so no
-/// async-signal-safety concerns and no handler state.
+/// Signals are blocked in every thread and taken synchronously here with `sigtimedwait` (SIGABRT
+/// and SIGQUIT by `AbortSignalCatcher`'s thread), so no async-signal-safety concerns and no
+/// handler state.
 public final class Daemon {
     public struct Options: Sendable {
         public var configPath: String
@@ -45,9 +46,14 @@ public final class Daemon {
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
-        // Block before any thread starts so every thread inherits the mask.
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
+        // Block before any thread starts so every thread inherits the mask. SIGABRT and SIGQUIT
+        // (systemd's watchdog, kill -ABRT) are taken by a thread of their own: backtraces, then exit.
+        var blocked = signals
+        AbortSignalCatcher.add(to: &blocked)
+        pthread_sigmask(SIG_BLOCK, &blocked, nil)
         signal(SIGPIPE, SIG_IGN)
+        let aborts = AbortSignalCatcher(logger: logger)
+        aborts.start()
 
         let config: Config
         do {
@@ -102,6 +108,12 @@ public final class Daemon {
                 interval: interval, handles: { [supervisor] in supervisor.drivers() }, notifier: notifier, logger: logger,
                 mainLoop: mainLoop)
             watchdog?.start()
+        }
+        if let watchdog {
+            aborts.explain {
+                watchdog.complaint.map { "the watchdog found no progress from \($0)" }
+                    ?? "the watchdog saw every thread answer in its last round"
+            }
         }
         // The main loop must turn well within the watchdog interval for the watchdog to vouch for it.
         let turn = notifier.watchdogInterval.map { max(.milliseconds(100), $0 / 4) } ?? .seconds(3600)

@@ -307,7 +307,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             name: status.name, state: status.state.rawValue, enabled: status.enabled, target: status.target,
             local: status.local, remote: status.remote, connections: status.connections, bytesIn: status.bytesIn,
             bytesOut: status.bytesOut, reconnects: status.reconnects, since: status.since, lastError: status.lastError,
-            draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) })
+            draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) },
+            sessions: status.sessions, sessionsUp: status.sessionsUp)
     }
 
     static func problem(_ error: ConfigError) -> ConfigProblem {

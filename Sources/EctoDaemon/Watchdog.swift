@@ -32,6 +32,11 @@ final class Watchdog: Sendable {
     private let mainLoop: Heartbeat
     private let stopped = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    private let lastComplaint = Mutex<String?>(nil)
+
+    /// What the last round found stuck (`tunnel t, thread "tunnel t" (tid 1234)`), nil while every
+    /// thread answers: a SIGABRT from systemd's watchdog is logged with it (`AbortSignals`).
+    var complaint: String? { lastComplaint.withLock { $0 } }
 
     init(interval: Duration, handles: @escaping @Sendable () -> [TunnelHandle], notifier: SystemdNotifier, logger: Logger, mainLoop: Heartbeat) {
         self.interval = interval
@@ -42,7 +47,7 @@ final class Watchdog: Sendable {
     }
 
     func start() {
-        startThread(name: "systemd watchdog", stackSize: 256 * 1024) { [self] in
+        startThread(name: "watchdog", stackSize: 256 * 1024) { [self] in
             loop()
             finished.signal()
         }
@@ -78,20 +83,25 @@ final class Watchdog: Sendable {
             let stuck = handles().filter { handle in
                 guard !handle.isFinished, let before = baseline[ObjectIdentifier(handle)] else { return false }
                 return handle.pongs <= before
-            }.map(\.name)
+            }
             let nowTurns = mainLoop.count
             let mainStuck = nowTurns == turns
             if stuck.isEmpty && !mainStuck {
                 notifier.watchdogPing()
                 complained = false
+                lastComplaint.withLock { $0 = nil }
                 turns = nowTurns
                 pingAll()
-            } else if !complained {
+            } else {
                 // Keep the old baseline: a late answer still counts next round.
-                var what = stuck.map { "tunnel \($0)" }
-                if mainStuck { what.append("main loop") }
-                logger.error("watchdog: no progress from \(what.joined(separator: ", ")); not pinging systemd")
-                complained = true
+                var what = stuck.map { "tunnel \($0.name) (thread \($0.threadDescription))" }
+                if mainStuck { what.append("main loop (the main thread, tid \(getpid()))") }
+                let text = what.joined(separator: ", ")
+                lastComplaint.withLock { $0 = text }
+                if !complained {
+                    logger.error("watchdog: no progress from \(text); not pinging systemd")
+                    complained = true
+                }
             }
         }
     }

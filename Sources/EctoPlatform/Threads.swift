@@ -54,15 +54,18 @@ private final class ThreadStart: Sendable {
     }
 
     func run() {
-        // Linux: at most 15 bytes plus NUL; cut at a character boundary.
-        var bytes = Array(name.utf8)
-        while bytes.count > 15 { bytes.removeLast() }
-        while !bytes.isEmpty, String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
         #if canImport(Glibc)
-        _ = ecto_set_thread_name(String(decoding: bytes, as: UTF8.self))
+        ecto_set_thread_name(kernelThreadName(name))
         #else
-        pthread_setname_np(String(decoding: bytes, as: UTF8.self))
+        pthread_setname_np(kernelThreadName(name))
         #endif
         body()
     }
+}
+
+/// `name` as the kernel keeps it for a thread: at most 15 bytes, cut at a character boundary.
+public func kernelThreadName(_ name: String) -> String {
+    var bytes = Array(name.utf8.prefix(15))
+    while !bytes.isEmpty, String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
+    return String(decoding: bytes, as: UTF8.self)
 }

@@ -1,4 +1,7 @@
 import CLibSSH2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A connection to an ssh-agent for one session. Not `Sendable`: used on the session's thread.
 public final class SSHAgent {
@@ -28,6 +31,7 @@ public final class SSHAgent {
     public func connectAndListIdentities() throws(SSHError) -> [String] {
         if libssh2_agent_connect(raw) != 0 { throw session.lastError("connect to ssh-agent") }
         connected = true
+        Self.markSocketsCloseOnExec()
         if libssh2_agent_list_identities(raw) != 0 { throw session.lastError("list ssh-agent identities") }
         identities = []
         var previous: UnsafeMutablePointer<libssh2_agent_publickey>? = nil
@@ -42,6 +46,27 @@ public final class SSHAgent {
             previous = next
         }
         return comments
+    }
+
+    /// libssh2 1.10 creates the agent socket without `SOCK_CLOEXEC` (`socket(PF_UNIX, SOCK_STREAM,
+    /// 0)` in agent.c) and does not expose it. Every fd of ours is created close-on-exec, so a
+    /// socket without the flag is libssh2's (or one inherited at start): set the flag on it, so
+    /// that no process started from the daemon (the Swift runtime's crash backtracer) inherits it.
+    static func markSocketsCloseOnExec() {
+        guard let directory = opendir("/proc/self/fd") else { return }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let fd = Int32(name), fd > 2, fd != own else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            guard flags >= 0, flags & FD_CLOEXEC == 0 else { continue }
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { continue }
+            _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC)
+        }
     }
 
     /// The public key blob of identity `index` (for logging its fingerprint).

@@ -47,6 +47,26 @@ public final class SSHChannel {
     /// True when data for this channel is already buffered inside libssh2 (no syscall).
     public var hasBufferedData: Bool { libssh2_poll_channel_read(raw, 0) != 0 }
 
+    /// True when a read would return something now: data buffered inside libssh2, or the end of
+    /// data (EOF or close received). No syscall: a walk over libssh2's list of unread packets.
+    public var hasInput: Bool { hasBufferedData || libssh2_channel_eof(raw) == 1 }
+
+    /// The receive window the peer may still fill (bytes), as libssh2 counts it: lowered by what
+    /// we read, raised by the window adjusts libssh2 sends from inside reads.
+    public var readWindow: Int { Int(ecto_channel_window_read(raw)) }
+
+    /// Lets libssh2 take in every packet the SSH socket holds, for all channels, without taking
+    /// any data of this one: a read of 0 bytes runs libssh2's transport read and its
+    /// window-adjust check, then copies nothing. After `.wouldBlock` with `session.blockDirections`
+    /// containing `.outbound` (a window adjust or a reply half-sent), call it again first.
+    public func receivePending() throws(SSHError) -> SSHResult<Void> {
+        var unused: CChar = 0
+        let n = ecto_channel_read(raw, &unused, 0)
+        if n >= 0 { return .done(()) }
+        if n == Int(LIBSSH2_ERROR_EAGAIN) { return .wouldBlock }
+        throw session.lastError("read channel")
+    }
+
     /// Sends EOF: we will write no more.
     public func sendEOF() throws(SSHError) -> SSHResult<Void> {
         try session.check(libssh2_channel_send_eof(raw), "send channel EOF")

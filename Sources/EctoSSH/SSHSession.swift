@@ -86,6 +86,9 @@ public final class SSHSession {
 
     /// True when bytes arrived from the peer since `beginPass()`.
     public var receivedDuringPass: Bool { transport.receivedDuringPass }
+    /// True when the socket was found empty since `beginPass()` (a receive returned EAGAIN): no
+    /// more bytes enter libssh2 during this pass.
+    public var receiveDrained: Bool { transport.receiveDrained }
     /// Bytes received on the SSH socket (as on the wire).
     public var bytesReceived: UInt64 { transport.bytesReceived }
     /// Bytes sent on the SSH socket (as on the wire).

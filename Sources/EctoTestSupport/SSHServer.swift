@@ -269,6 +269,12 @@ public final class SSHServer: @unchecked Sendable {
         stopLocked(signal: SIGKILL, killSessions: killSessions)
     }
 
+    /// The per-connection sshd processes (one per client connection), oldest first.
+    public var sessionProcesses: [pid_t] {
+        guard let process = state.withLock({ $0.process }), process.isRunning else { return [] }
+        return ProcessTree.descendants(of: process.pid).filter { ProcessTree.stat($0)?.parent == process.pid }.sorted()
+    }
+
     /// Kills every session process (each per-connection sshd and everything it forked) with
     /// `signal`, leaving the listener running: established connections drop as in a crash of their
     /// sessions, and new ones are accepted as before. Returns when they are gone (SIGKILL after

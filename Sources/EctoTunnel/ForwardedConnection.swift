@@ -18,7 +18,7 @@ final class ForwardedConnection {
     let id: UInt64
     let fd: Int32
     let peer: String
-    var phase: Phase = .held
+    var phase: Phase = .held { didSet { recount() } }
     var holdDeadline: ContinuousClock.Instant
     var channel: SSHChannel?
     /// Client → channel.
@@ -35,10 +35,24 @@ final class ForwardedConnection {
     var clientShutdown = false
     /// poll reported the client readable (cleared on EAGAIN).
     var clientReadable = false
-    /// A write to the client would block: wait for POLLOUT.
+    /// A write to the client would block: wait for EPOLLOUT.
     var clientWriteBlocked = false
-    /// The client socket is closed (fd no longer valid).
-    var clientClosed = false
+    /// The client socket is closed (fd no longer valid), or it changed owner.
+    var clientClosed = false { didSet { recount() } }
+    /// The last channel read found nothing (and no end of data): libssh2 holds nothing for this
+    /// channel, so passes skip reading it until the arrivals check finds something
+    /// (`TunnelDriver.collectArrivals`). Cleared by every read that returns data or fills the
+    /// buffer.
+    var channelQuiet = false
+    /// In the driver's list of connections the next pass visits.
+    var scheduled = false
+    /// What the client socket is registered with epoll for (nil: not registered).
+    var registeredEvents: EpollEvents?
+    /// Queued for an epoll interest check at the top of the next loop iteration.
+    var interestQueued = false
+    /// The driver's counters this connection is counted in (set once the driver tracks it).
+    var counters: ConnectionCounters? { didSet { recount() } }
+    private var counted = (open: false, held: false)
 
     init(id: UInt64, fd: Int32, peer: String, holdDeadline: ContinuousClock.Instant, bufferSize: Int) {
         self.id = id
@@ -47,6 +61,52 @@ final class ForwardedConnection {
         self.holdDeadline = holdDeadline
         self.up = ByteBuffer(capacity: bufferSize)
         self.down = ByteBuffer(capacity: bufferSize)
+    }
+
+    /// What epoll should watch the client socket for; nil: nothing (not registered at all).
+    ///
+    /// Level-triggered, so only what the connection is waiting for: input while it may read the
+    /// client (forwarding, room in the buffer, not already known readable), output while a write
+    /// would block. A connection still waiting for its channel is registered for nothing: epoll
+    /// reports hang-up and error regardless, which is how we learn that its client is gone. (A
+    /// half-close is not "gone": the client may still want the reply.) An open connection that
+    /// waits for nothing on its socket is not registered, so a hang-up cannot wake the loop
+    /// over and over while it has no use for it.
+    func wantedEvents(sessionUp: Bool) -> EpollEvents? {
+        guard !clientClosed else { return nil }
+        var events: EpollEvents = []
+        if phase == .open && sessionUp && !clientEOF && up.hasSpace && !clientReadable { events.insert(.input) }
+        if clientWriteBlocked { events.insert(.output) }
+        return events.isEmpty && phase == .open ? nil : events
+    }
+
+    /// True while a pass has work for this connection without news from epoll (client readiness)
+    /// or from libssh2 (channel data, EOF): settled connections are left alone, which is what makes
+    /// idle connections free.
+    var needsVisit: Bool {
+        switch phase {
+        case .held, .queued, .opening:
+            return false  // the open queue serves these
+        case .closing:
+            return true  // until its channel is closed and freed
+        case .open:
+            return (!channelQuiet && !remoteEOF)  // the channel may hold more
+                || clientReadable  // the client may have more
+                || !up.isEmpty  // waiting for the peer's window or for the channel write
+                || (!down.isEmpty && !clientWriteBlocked)
+                || (clientEOF && !eofSent)
+                || (remoteEOF && down.isEmpty && !clientShutdown)
+        }
+    }
+
+    /// Keeps `counters` in step: one open client while the socket is open, one held connection
+    /// while held with an open socket.
+    private func recount() {
+        guard let counters else { return }
+        let now = (open: !clientClosed, held: phase == .held && !clientClosed)
+        if now.open != counted.open { counters.openClients += now.open ? 1 : -1 }
+        if now.held != counted.held { counters.held += now.held ? 1 : -1 }
+        counted = now
     }
 
     /// Both directions finished cleanly.
@@ -59,4 +119,14 @@ final class ForwardedConnection {
         up.release()
         down.release()
     }
+}
+
+/// Counts the session driver keeps in step with its connections (each connection updates them
+/// when its phase or client socket changes), so that no loop pass has to scan the connections.
+/// Confined to the driver thread, like the connections.
+final class ConnectionCounters {
+    /// Connections whose client socket is open: the status figure.
+    var openClients = 0
+    /// Connections held until a session is up (each with a hold deadline).
+    var held = 0
 }

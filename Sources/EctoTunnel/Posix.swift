@@ -63,16 +63,6 @@ enum Posix {
         }
     }
 
-    static func poll(_ fds: inout [pollfd], timeoutMilliseconds: Int32) throws(SystemError) -> Int32 {
-        while true {
-            let n = fds.withUnsafeMutableBufferPointer { Glibc.poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds) }
-            if n >= 0 { return n }
-            let code = errno
-            if code == EINTR { return 0 }
-            throw SystemError(code, "poll")
-        }
-    }
-
     static func close(_ fd: Int32) {
         _ = Glibc.close(fd)  // never retried on EINTR (Linux frees the fd anyway)
     }
@@ -99,6 +89,84 @@ enum Posix {
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length) != 0 { return errno }
         return value
     }
+}
+
+/// Readiness an epoll registration asks for, or that `Epoll.wait` reports. Hang-up and error are
+/// always reported, asked for or not.
+struct EpollEvents: OptionSet, Sendable {
+    let rawValue: UInt32
+    static let input = EpollEvents(rawValue: ECTO_EPOLLIN)
+    static let output = EpollEvents(rawValue: ECTO_EPOLLOUT)
+    static let error = EpollEvents(rawValue: ECTO_EPOLLERR)
+    static let hangUp = EpollEvents(rawValue: ECTO_EPOLLHUP)
+}
+
+/// What to tell epoll when a registration's wanted events change.
+enum EpollChange: Equatable {
+    case add(EpollEvents)
+    case modify(EpollEvents)
+    case remove
+
+    /// The change from `registered` to `wanted` (nil: not registered), or nil when there is none:
+    /// interest is only ever changed when it really changes.
+    static func from(_ registered: EpollEvents?, to wanted: EpollEvents?) -> EpollChange? {
+        switch (registered, wanted) {
+        case (nil, nil): return nil
+        case (nil, let wanted?): return .add(wanted)
+        case (_?, nil): return .remove
+        case (let registered?, let wanted?): return registered == wanted ? nil : .modify(wanted)
+        }
+    }
+}
+
+/// A level-triggered epoll instance, owned and used by one thread; each registration is named by a
+/// 64-bit token. Closing a descriptor removes its registration; one that changes owner without
+/// being closed must be `remove`d first.
+final class Epoll {
+    let fd: Int32
+    private let ready: UnsafeMutableBufferPointer<ecto_epoll_event>
+
+    init(capacity: Int = 256) throws(SystemError) {
+        let fd = ecto_epoll_create()
+        if fd < 0 { throw SystemError(errno, "epoll_create1") }
+        self.fd = fd
+        ready = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        ready.deallocate()
+        Glibc.close(fd)
+    }
+
+    func apply(_ change: EpollChange, fd target: Int32, token: UInt64) throws(SystemError) {
+        let rc: Int32
+        switch change {
+        case .add(let events): rc = ecto_epoll_control(fd, ECTO_EPOLL_CTL_ADD, target, events.rawValue, token)
+        case .modify(let events): rc = ecto_epoll_control(fd, ECTO_EPOLL_CTL_MOD, target, events.rawValue, token)
+        case .remove: rc = ecto_epoll_control(fd, ECTO_EPOLL_CTL_DEL, target, 0, 0)
+        }
+        if rc != 0 { throw SystemError(errno, "epoll_ctl") }
+    }
+
+    /// Forgets `target` (before it changes owner, or after it was closed: errors are ignored).
+    func remove(_ target: Int32) {
+        _ = ecto_epoll_control(fd, ECTO_EPOLL_CTL_DEL, target, 0, 0)
+    }
+
+    /// Waits for readiness; what it returns is valid until the next call. EINTR returns nothing.
+    func wait(timeoutMilliseconds: Int32) throws(SystemError) -> UnsafeBufferPointer<ecto_epoll_event> {
+        let count = ecto_epoll_wait(fd, ready.baseAddress, Int32(clamping: ready.count), timeoutMilliseconds)
+        if count < 0 {
+            let code = errno
+            if code != EINTR { throw SystemError(code, "epoll_wait") }
+            return UnsafeBufferPointer(start: ready.baseAddress, count: 0)
+        }
+        return UnsafeBufferPointer(start: ready.baseAddress, count: Int(count))
+    }
+}
+
+extension ecto_epoll_event {
+    var readiness: EpollEvents { EpollEvents(rawValue: events) }
 }
 
 /// A wake-up eventfd: other threads `signal()`, the owning loop polls `fd` and `drain()`s.

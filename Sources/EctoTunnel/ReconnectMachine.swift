@@ -18,10 +18,15 @@ public enum FailureKind: Sendable, Equatable {
     /// Unreachable, timed out, reset, dead peer, protocol hiccup: retried forever with backoff.
     case transport
     /// The host answered but nothing listens on the SSH port (ECONNREFUSED): typically sshd
-    /// restarting. Retried forever, with the wait capped at `Policy.refusedRetryCap`: a refused
-    /// TCP connect costs the server nothing and never reaches authentication (no ban risk), and
-    /// it lets the tunnel come back within that cap (plus one handshake) of the server accepting
-    /// again: 500 ms + ~100 ms stays under the 1 s we promise.
+    /// restarting. Retried forever every `Policy.refusedRetryCap` (jittered down to half of it):
+    /// a refused TCP connect costs the server nothing and never reaches authentication (no ban
+    /// risk), and it lets the tunnel come back within that cap (plus one handshake) of the
+    /// server accepting again: 500 ms + ~100 ms stays under the 1 s we promise.
+    ///
+    /// A refusal also clears the failure count: the server was away, so whatever ended the last
+    /// session was an outage, not a server that keeps accepting and dropping us (the storm the
+    /// count guards against). Without this, two restarts within `stableAfter` made the first
+    /// attempt after the second one wait the grown backoff (4–8 s) instead of ≤ 1 s.
     case refused
     /// Host key unknown, changed, revoked, or not the pinned one: the operator must decide.
     case hostKey
@@ -75,7 +80,8 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
 
     public let policy: Policy
     public private(set) var state: TunnelState
-    /// Consecutive failed attempts (reset by a stable session).
+    /// Consecutive failed attempts and short-lived sessions (reset by a stable session or a
+    /// refused connect; see `FailureKind.refused`).
     public private(set) var failures = 0
     /// Consecutive authentication refusals.
     public private(set) var authenticationFailures = 0
@@ -128,11 +134,14 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         case .authentication:
             authenticationFailures += 1
             if authenticationFailures >= policy.authenticationAttempts { return fail(now) }
-        case .transport, .refused:
+        case .refused:
+            failures = 0
+            return schedule(policy.refusedRetryCap, now, &random)
+        case .transport:
             break
         }
         failures += 1
-        return scheduleRetry(now, &random, cap: kind == .refused ? policy.refusedRetryCap : nil)
+        return scheduleRetry(now, &random)
     }
 
     /// An established session ended (dead peer, reset, server shutdown).
@@ -211,11 +220,20 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return .giveUp
     }
 
-    private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator, cap: Duration? = nil)
+    private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
+        let delay = policy.backoff.delay(afterFailures: failures, using: &random)
+        return schedule(delay, now, &random, jitter: false)
+    }
+
+    /// Waits `delay` (with `jitter`, a uniformly random time in [delay/2, delay]).
+    private mutating func schedule(_ delay: Duration, _ now: Instant, _ random: inout some RandomNumberGenerator, jitter: Bool = true)
         -> ReconnectAction<Instant>
     {
-        var delay = policy.backoff.delay(afterFailures: failures, using: &random)
-        if let cap, delay > cap { delay = cap }
+        var delay = delay
+        if jitter {
+            let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+            delay = .nanoseconds(Int64.random(in: (nanos / 2)...max(nanos / 2, nanos), using: &random))
+        }
         let at = now.advanced(by: delay)
         retryAt = at
         enter(.backoff, now)

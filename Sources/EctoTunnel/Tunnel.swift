@@ -17,7 +17,9 @@ public final class Tunnel: Sendable {
 
     private struct State {
         var config: TunnelConfig
-        var current: TunnelHandle
+        /// The drivers of the configuration in force: one per session (`sessions = N`), the
+        /// first owns the listener.
+        var current: [TunnelHandle]
         var retiring: [(handle: TunnelHandle, target: String)] = []
         /// Counters of generations that have ended.
         var carried = Counters()
@@ -55,25 +57,48 @@ public final class Tunnel: Sendable {
         config: TunnelConfig, logger: Logger, onChange: @escaping @Sendable (Tunnel) -> Void = { _ in }
     ) throws(SystemError) -> Tunnel {
         let relay = Relay(onChange: onChange)
-        let handle = try TunnelHandle.start(config: config, logger: logger) { _ in relay.fire() }
-        let tunnel = Tunnel(config: config, handle: handle, logger: logger, relay: relay)
+        let handles = try startSessions(config: config, logger: logger, awaitListener: false, enabled: nil, relay: relay)
+        let tunnel = Tunnel(config: config, handles: handles, logger: logger, relay: relay)
         relay.tunnel.withLock { $0 = tunnel }
         return tunnel
     }
 
-    private init(config: TunnelConfig, handle: TunnelHandle, logger: Logger, relay: Relay) {
+    /// Starts one driver per session of `config`; only the first binds (or awaits) the listener.
+    private static func startSessions(
+        config: TunnelConfig, logger: Logger, awaitListener: Bool, enabled: Bool?, relay: Relay
+    ) throws(SystemError) -> [TunnelHandle] {
+        let count = max(1, config.sessions)
+        let group = count > 1 ? SessionGroup(count: count) : nil
+        var handles: [TunnelHandle] = []
+        do {
+            for lane in 0..<count {
+                handles.append(
+                    try TunnelHandle.start(
+                        config: config, logger: logger, awaitListener: lane == 0 && awaitListener, enabled: enabled, lane: lane,
+                        group: group
+                    ) { _ in relay.fire() })
+            }
+        } catch {
+            for handle in handles { handle.send(.stop(grace: .zero)) }
+            throw error
+        }
+        group?.attach(handles)
+        return handles
+    }
+
+    private init(config: TunnelConfig, handles: [TunnelHandle], logger: Logger, relay: Relay) {
         self.name = config.name
         self.logger = logger
         self.relay = relay
-        self.state = Mutex(State(config: config, current: handle))
+        self.state = Mutex(State(config: config, current: handles))
     }
 
     /// The configuration in force.
     public var config: TunnelConfig { state.withLock { $0.config } }
 
-    /// Sends a command to the current driver.
+    /// Sends a command to the current drivers (every session).
     public func send(_ command: TunnelCommand) {
-        state.withLock { $0.current }.send(command)
+        for handle in state.withLock({ $0.current }) { handle.send(command) }
     }
 
     /// Switches to `config` (same name). The runtime up/down state is kept unless the new
@@ -83,28 +108,31 @@ public final class Tunnel: Sendable {
         let logger = self.logger
         try state.withLock { state throws(SystemError) in
             let old = state.current
-            let oldStatus = old.status
+            let oldStatus = old[0].status
             let enabled = state.config.enabled == config.enabled ? oldStatus.enabled : config.enabled
             let sameListener = state.config.local == config.local
-            let next = try TunnelHandle.start(config: config, logger: logger, awaitListener: sameListener, enabled: enabled) { _ in
-                relay.fire()
+            let next = try Self.startSessions(
+                config: config, logger: logger, awaitListener: sameListener, enabled: enabled, relay: relay)
+            for handle in old {
+                // Every old session gives its waiting clients to the new primary, which spreads them.
+                if sameListener {
+                    handle.send(.retire(successor: next[0], drain: drain))
+                } else {
+                    handle.send(.stop(grace: drain))
+                }
+                state.retiring.append((handle, state.config.target.description))
             }
-            if sameListener {
-                old.send(.retire(successor: next, drain: drain))
-            } else {
-                old.send(.stop(grace: drain))
-            }
-            state.retiring.append((old, state.config.target.description))
             state.current = next
             state.config = config
         }
         relay.fire()
     }
 
-    /// The current driver's status, with the counters and connections of draining ones added.
+    /// The current drivers' status (sessions added up), with the counters and connections of
+    /// draining ones added.
     public var status: TunnelStatus {
         state.withLock { state in
-            var status = state.current.status
+            var status = Self.combine(state.current.map(\.status))
             var counters = state.carried
             var draining: [TunnelStatus.Draining] = []
             state.retiring.removeAll { entry in
@@ -116,7 +144,11 @@ public final class Tunnel: Sendable {
                 }
                 counters.add(old)
                 status.connections += old.connections
-                draining.append(.init(target: entry.target, connections: old.connections))
+                if let index = draining.firstIndex(where: { $0.target == entry.target }) {
+                    draining[index].connections += old.connections  // another session of that target
+                } else {
+                    draining.append(.init(target: entry.target, connections: old.connections))
+                }
                 return false
             }
             status.bytesIn += counters.bytesIn
@@ -127,6 +159,30 @@ public final class Tunnel: Sendable {
             status.draining = draining
             return status
         }
+    }
+
+    /// One status for the sessions of one configuration: the first session's, with the others'
+    /// connections and counters added. The tunnel is up while any session is up (since the
+    /// earliest of them); otherwise the first session's state stands, as the others only connect
+    /// while it is up.
+    static func combine(_ sessions: [TunnelStatus]) -> TunnelStatus {
+        var status = sessions[0]
+        for other in sessions.dropFirst() {
+            status.connections += other.connections
+            status.bytesIn += other.bytesIn
+            status.bytesOut += other.bytesOut
+            status.reconnects += other.reconnects
+            status.acceptedTotal += other.acceptedTotal
+            status.refusedTotal += other.refusedTotal
+        }
+        let up = sessions.filter { $0.state == .up }
+        status.sessions = sessions.count
+        status.sessionsUp = up.count
+        if status.state != .up, let first = up.min(by: { $0.since < $1.since }) {
+            status.state = .up
+            status.since = first.since
+        }
+        return status
     }
 
     /// Stops every driver of this tunnel (open connections get `grace`).
@@ -149,6 +205,6 @@ public final class Tunnel: Sendable {
     public var drivers: [TunnelHandle] { handles }
 
     private var handles: [TunnelHandle] {
-        state.withLock { [$0.current] + $0.retiring.map(\.handle) }
+        state.withLock { $0.current + $0.retiring.map(\.handle) }
     }
 }

@@ -5,7 +5,9 @@ import Logging
 import Glibc
 #endif
 
-/// Moving bytes: one pass over every channel and client socket of an established session.
+/// Moving bytes: one pass over the connections of an established session that have something to
+/// do (`scheduled`); settled ones cost nothing until epoll reports their client or libssh2 has
+/// something for their channel.
 ///
 /// libssh2 rules this respects (measured on 1.10):
 /// - after a call returns EAGAIN with part of a packet unsent (`blockDirections` has
@@ -13,12 +15,13 @@ import Glibc
 ///   `pending` and retried first, and the pass stops until it completes;
 /// - one channel open at a time per session;
 /// - a read on one channel can pull other channels' data into libssh2's buffers, so a pass that
-///   made progress is followed by another without sleeping.
+///   made progress is followed by another without sleeping, and after bytes arrived every quiet
+///   channel is checked for data libssh2 now holds (`collectArrivals`).
 extension TunnelDriver {
     func pump(_ session: SSHSession, socketReadable: Bool) {
         session.beginPass()
         do {
-            try runPass(session)
+            try runPass(session, socketReadable: socketReadable)
             // Bytes waiting with no channel to read them through: let libssh2 take them in.
             // Without this, keepalive replies would sit unread (no sign of life recorded, and a
             // readable socket keeping poll awake) and the server's own keepalives unanswered.
@@ -37,22 +40,87 @@ extension TunnelDriver {
         }
     }
 
-    private func runPass(_ session: SSHSession) throws(SSHError) {
+    private func runPass(_ session: SSHSession, socketReadable: Bool) throws(SSHError) {
         if let call = pending {
             guard try retry(call, session) else { return }
         }
         guard try openChannels(session) else { return }
-        for connection in connections.values {
+        if socketReadable || session.bytesReceived != arrivalsCheckedAt {
+            guard try collectArrivals(session) else { return }
+        }
+        guard try visitScheduled(session) else { return }
+        guard try keepalive(session) else { return }
+    }
+
+    /// Puts `connection` on the list the next pass visits (once).
+    func schedule(_ connection: ForwardedConnection) {
+        guard !connection.scheduled else { return }
+        connection.scheduled = true
+        scheduled.append(connection)
+    }
+
+    /// Visits this pass's connections; each goes back on the list while it still has work.
+    private func visitScheduled(_ session: SSHSession) throws(SSHError) -> Bool {
+        swap(&scheduled, &visiting)
+        defer { visiting.removeAll(keepingCapacity: true) }
+        for index in visiting.indices {
+            let connection = visiting[index]
+            connection.scheduled = false
+            guard connections[connection.id] === connection else { continue }
+            let carryOn: Bool
             switch connection.phase {
-            case .open:
-                guard try service(connection, session) else { return }
-            case .closing:
-                guard try closeChannel(connection, session) else { return }
-            case .held, .queued, .opening:
-                continue
+            case .open: carryOn = try service(connection, session)
+            case .closing: carryOn = try closeChannel(connection, session)
+            case .held, .queued, .opening: continue
+            }
+            if connection.needsVisit && connections[connection.id] === connection { schedule(connection) }
+            if !carryOn {
+                // A half-sent call ends the pass: the rest keep their turn for the next one.
+                for rest in visiting[(index + 1)...] {
+                    rest.scheduled = false
+                    schedule(rest)
+                }
+                return false
             }
         }
-        guard try keepalive(session) else { return }
+        return true
+    }
+
+    /// Lets libssh2 take in everything the SSH socket holds, then marks for a read every quiet
+    /// channel that libssh2 now has data or EOF for. A read on one channel takes in the packets of
+    /// all of them, and the socket no longer shows those; this check (a walk over libssh2's unread
+    /// packets, no syscall) is what lets passes skip idle channels without ever missing one.
+    /// It runs when the socket is readable and after any pass where bytes arrived that no check has
+    /// seen yet (`arrivalsCheckedAt`), so packets that another call took in but left unprocessed
+    /// (a channel open stops at its confirmation) are processed here.
+    private func collectArrivals(_ session: SSHSession, through retried: ForwardedConnection? = nil) throws(SSHError)
+        -> Bool
+    {
+        // Any open channel will do (a read of 0 bytes takes nothing from it); a half-sent one is
+        // retried on the same channel.
+        guard let probe = retried ?? connections.values.first(where: { $0.phase == .open && $0.channel != nil }),
+            let channel = probe.channel
+        else { return true }  // no channel: the drain (or the open or close in flight) takes the bytes in
+        let result: SSHResult<Void>
+        do {
+            result = try channel.receivePending()
+        } catch {
+            guard error.isChannelScoped else { throw error }
+            abort(probe, "channel read: \(error.message)")
+            return true  // not checked: the next pass tries again
+        }
+        if case .wouldBlock = result, stalled(.pull(probe.id), session) { return false }
+        guard session.receiveDrained else {
+            progress = true  // libssh2 stopped before the socket was empty: look again at once
+            return true
+        }
+        arrivalsCheckedAt = session.bytesReceived
+        for connection in connections.values where connection.channelQuiet && !connection.remoteEOF {
+            guard connection.phase == .open, let channel = connection.channel, channel.hasInput else { continue }
+            connection.channelQuiet = false
+            schedule(connection)
+        }
+        return true
     }
 
     /// After `.wouldBlock`: true when libssh2 holds a half-sent packet for `call`, which then
@@ -74,11 +142,14 @@ extension TunnelDriver {
             return try keepalive(session, force: true)
         case .drain:
             return try drain(session)
-        case .write(let id), .read(let id), .sendEOF(let id), .close(let id):
+        case .write(let id), .read(let id), .pull(let id), .sendEOF(let id), .close(let id):
             guard let connection = connections[id] else { return true }
+            interestChanged(connection)
+            schedule(connection)
             switch call {
             case .write: return try pushToChannel(connection, session)
             case .read: return try pullFromChannel(connection, session)
+            case .pull: return try collectArrivals(session, through: connection)
             case .sendEOF: return try sendEOF(connection, session)
             default: return try closeChannel(connection, session)
             }
@@ -133,9 +204,12 @@ extension TunnelDriver {
             progress = true
             if connection.clientClosed {
                 connection.phase = .closing  // the client left while we were opening
+                schedule(connection)
             } else {
                 connection.phase = .open
                 connection.clientReadable = true
+                interestChanged(connection)
+                schedule(connection)
             }
         }
         return true
@@ -157,6 +231,7 @@ extension TunnelDriver {
 
     /// Moves what can be moved for one open connection; false when the pass must stop.
     private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        interestChanged(connection)
         // Remote → client: read the channel into the buffer, deliver it; again while a whole
         // buffer went through and the budget allows.
         var budget = Self.passBudget
@@ -195,8 +270,14 @@ extension TunnelDriver {
         return true
     }
 
+    /// Reads the channel into the buffer until libssh2 has nothing more for it or the buffer is
+    /// full. A quiet channel (the last read found nothing) is not read: libssh2 holds nothing for
+    /// it until `collectArrivals` says otherwise. Skipping it never withholds a window adjust
+    /// (libssh2 sends those from inside reads): the read that found nothing ran libssh2's
+    /// adjust check first, which leaves the window at three quarters or more of its size, and
+    /// the window only shrinks when we read data, which a quiet channel does not have.
     private func pullFromChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
-        guard let channel = connection.channel, !connection.remoteEOF else { return true }
+        guard let channel = connection.channel, !connection.remoteEOF, !connection.channelQuiet else { return true }
         while connection.down.hasSpace {
             var result: SSHResult<Int> = .wouldBlock
             do {
@@ -212,11 +293,15 @@ extension TunnelDriver {
             }
             switch result {
             case .wouldBlock:
-                return !stalled(.read(connection.id), session)
+                if stalled(.read(connection.id), session) { return false }
+                settle(connection, channel)
+                return true
             case .done(0):
                 if channel.isEOF {
                     connection.remoteEOF = true
                     progress = true
+                } else {
+                    settle(connection, channel)
                 }
                 return true
             case .done(let n):
@@ -225,6 +310,12 @@ extension TunnelDriver {
             }
         }
         return true
+    }
+
+    /// The channel's read found nothing: libssh2 holds nothing for it.
+    private func settle(_ connection: ForwardedConnection, _ channel: SSHChannel) {
+        connection.channelQuiet = true
+        assert(channel.readWindow > 0, "a quiet channel must leave the peer room to send")
     }
 
     private func flushToClient(_ connection: ForwardedConnection) {
@@ -345,6 +436,7 @@ extension TunnelDriver {
         logger.debug("connection aborted: \(reason)", metadata: ["client": "\(connection.peer)"])
         connection.closeClient()
         connection.phase = .closing
+        schedule(connection)
         progress = true
     }
 

@@ -83,6 +83,7 @@ extension TunnelDriver {
             session = try SSHSession(socket: fd)
         } catch {
             Posix.close(fd)
+            phase = .idle  // closed here: the teardown in attemptFailed must not close it again
             attemptFailed(AttemptFailure(.transport, error.description))
             return
         }
@@ -100,17 +101,17 @@ extension TunnelDriver {
         progress = true
     }
 
-    /// Advances whatever the session is doing, after poll said something about its socket.
-    func advanceSession(sshRevents: Int16) {
+    /// Advances whatever the session is doing, after epoll said something about its socket.
+    func advanceSession(sshEvents: EpollEvents) {
         switch phase {
         case .idle:
             return
         case .connectingTCP(let fd, let addresses, let index):
-            guard sshRevents != 0 else { return }
+            guard !sshEvents.isEmpty else { return }
             let code = Posix.socketError(fd)
             if code == 0 {
                 startHandshake(fd)
-                advanceSession(sshRevents: 0)
+                advanceSession(sshEvents: [])
             } else {
                 Posix.close(fd)
                 phase = .idle
@@ -134,7 +135,7 @@ extension TunnelDriver {
                 attemptFailed(error)
                 return
             }
-            advanceSession(sshRevents: 0)
+            advanceSession(sshEvents: [])
         case .authenticating(let session, let authenticator):
             session.beginPass()
             do {
@@ -145,7 +146,7 @@ extension TunnelDriver {
             }
             established(session)
         case .established(let session):
-            pump(session, socketReadable: sshRevents & Int16(POLLIN | POLLHUP | POLLERR) != 0)
+            pump(session, socketReadable: !sshEvents.isDisjoint(with: [.input, .hangUp, .error]))
         }
     }
 
@@ -244,12 +245,20 @@ extension TunnelDriver {
                 connections[connection.id] = nil
             case .opening, .queued:
                 connection.channel = nil
-                connection.phase = .held
+                if connection.clientClosed {
+                    connections[connection.id] = nil  // left while its channel was opening
+                } else {
+                    connection.phase = .held
+                }
             case .held:
                 break
             }
         }
         openQueue.removeAll()
+        for connection in scheduled { connection.scheduled = false }
+        scheduled.removeAll()
+        visiting.removeAll()
+        arrivalsCheckedAt = 0
         pending = nil
         nextKeepalive = nil
         livenessProbe = nil
@@ -264,11 +273,19 @@ extension TunnelDriver {
     func drop(_ connection: ForwardedConnection, reason: String?) {
         if let reason { logger.info("closing connection: \(reason)", metadata: ["client": "\(connection.peer)"]) }
         connection.closeClient()
-        if connection.channel == nil && connection.phase != .opening {
+        if connection.phase == .opening {
+            // Its channel open is under way inside libssh2, perhaps half-sent, and libssh2 wants
+            // that very call repeated before any other send: the open queue finishes it, then
+            // the channel is closed (`openChannels`).
+            progress = true
+            return
+        }
+        if connection.channel == nil {
             connections[connection.id] = nil
             openQueue.removeAll { $0 == connection.id }
         } else {
             connection.phase = .closing
+            schedule(connection)  // its channel is closed by a pass
         }
         progress = true
     }

@@ -1,3 +1,4 @@
+import CEctoLinux
 import EctoConfig
 import EctoHostKeys
 import EctoPlatform
@@ -13,11 +14,11 @@ import Glibc
 #endif
 
 /// The session driver: one thread that owns one tunnel's listener, its SSH session and every
-/// forwarded connection, and runs a non-blocking poll loop over all of them plus a wake-up eventfd.
+/// forwarded connection, and runs a non-blocking epoll loop over all of them plus a wake-up eventfd.
 ///
 /// Everything here is confined to that thread (created on it, used on it, freed on it); other
 /// threads reach it only through `TunnelHandle` (a locked inbox + the eventfd, and a locked
-/// status snapshot). Idle means asleep: poll's timeout is the next deadline (keepalive,
+/// status snapshot). Idle means asleep: epoll's timeout is the next deadline (keepalive,
 /// dead-peer, backoff, hold, connect timeout), and it is 0 only after a pass that made progress.
 final class TunnelDriver {
     typealias Instant = ContinuousClock.Instant
@@ -39,7 +40,7 @@ final class TunnelDriver {
     /// A libssh2 call that returned EAGAIN while part of a packet was still unsent: libssh2
     /// requires that exact call to be repeated before any other send on the session.
     enum PendingCall: Equatable {
-        case open(UInt64), write(UInt64), read(UInt64), sendEOF(UInt64), close(UInt64), keepalive, drain
+        case open(UInt64), write(UInt64), read(UInt64), pull(UInt64), sendEOF(UInt64), close(UInt64), keepalive, drain
     }
 
     let config: TunnelConfig
@@ -48,14 +49,20 @@ final class TunnelDriver {
     let clock = ContinuousClock()
     var random = SystemRandomNumberGenerator()
     var machine: ReconnectMachine<Instant>
-    var phase: Phase = .idle
+    var phase: Phase = .idle {
+        didSet { if Self.socket(of: oldValue) != Self.socket(of: phase) { forget(&sshRegistration) } }
+    }
     var pending: PendingCall?
-    var listenFD: Int32 = -1
+    var listenFD: Int32 = -1 {
+        didSet { if oldValue != listenFD { forget(&listenerRegistration) } }
+    }
     var bindRetryAt: Instant?
     var attemptDeadline: Instant?
     var backoffUntil: Instant?
     var nextKeepalive: Instant?
     var connections: [UInt64: ForwardedConnection] = [:]
+    /// Open clients and held connections, counted as they change (`ForwardedConnection.counters`).
+    let counters = ConnectionCounters()
     var openQueue: [UInt64] = []
     var nextConnectionID: UInt64 = 1
     var stopping: (deadline: Instant, done: Bool)?
@@ -74,13 +81,52 @@ final class TunnelDriver {
     var awaitingListener: Bool
     /// Retired before the listener arrived: pass it on to this handle.
     var successor: TunnelHandle?
+    /// Which session of the tunnel this driver runs (`sessions = N`); 0 owns the listener.
+    let lane: Int
+    /// The other sessions of this tunnel; nil with `sessions = 1`.
+    let group: SessionGroup?
+    /// A secondary lane's attempt waits until the primary is up (`.primaryUp`).
+    var waitingForPrimary = false
+    /// What this lane last told the group: (up, connections).
+    var reportedLoad = (up: false, connections: 0)
+    var isPrimary: Bool { lane == 0 }
 
-    init(config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false) {
+    /// One epoll instance for every descriptor this driver waits on (created by `run`).
+    var poller: Epoll?
+    /// A descriptor registered with `poller`, and for what.
+    struct Registration: Equatable {
+        var fd: Int32
+        var events: EpollEvents
+    }
+    var listenerRegistration: Registration?
+    var sshRegistration: Registration?
+    /// Connections the next forwarding pass visits (`ForwardedConnection.needsVisit`), and the list
+    /// being visited (kept only to reuse its storage).
+    var scheduled: [ForwardedConnection] = []
+    var visiting: [ForwardedConnection] = []
+    /// `SSHSession.bytesReceived` when `collectArrivals` last saw everything libssh2 took in.
+    var arrivalsCheckedAt: UInt64 = 0
+    /// Connections whose wanted epoll events may have changed since the last look.
+    var interestQueue: [ForwardedConnection] = []
+    /// epoll tokens of the three fixed descriptors; a client's token is its connection id.
+    enum Token {
+        static let wakeup = UInt64.max
+        static let listener = UInt64.max - 1
+        static let ssh = UInt64.max - 2
+    }
+
+    init(
+        config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false, lane: Int = 0,
+        group: SessionGroup? = nil
+    ) {
         self.config = config
         self.awaitingListener = awaitListener
         self.handle = handle
+        self.lane = lane
+        self.group = group
         var logger = logger
         logger[metadataKey: "tunnel.name"] = "\(config.name)"
+        if let group { logger[metadataKey: "tunnel.session"] = "\(lane + 1)/\(group.count)" }
         logger[metadataKey: "ssh.target"] = "\(config.target)"
         self.logger = logger
         let policy = ReconnectMachine<Instant>.Policy(
@@ -93,34 +139,60 @@ final class TunnelDriver {
     func run() {
         logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
         if config.enabled {
-            if !awaitingListener { bindListener() }
+            if !awaitingListener && isPrimary { bindListener() }
             perform(machine.initialAction())
         }
         publish(notify: true)
         let stallForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_STALL"] == "driver"
-        var fds: [pollfd] = []
-        fds.reserveCapacity(64)
-        var owners: [UInt64] = []
-        while !(stopping?.done ?? false) {
+        let crashForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_CRASH"] == "driver"
+        do {
+            let poller = try Epoll()
+            try poller.apply(.add(.input), fd: handle.wakeup.fd, token: Token.wakeup)
+            self.poller = poller
+        } catch {
+            logger.critical("cannot create the event loop: \(error)")
+            stopping = (clock.now, true)
+        }
+        while !(stopping?.done ?? false), let poller {
             let timeout = progress ? 0 : pollTimeout()
             progress = false
-            buildPollSet(&fds, &owners)
+            syncInterest()
+            let ready: UnsafeBufferPointer<ecto_epoll_event>
             do {
-                _ = try Posix.poll(&fds, timeoutMilliseconds: timeout)
+                ready = try poller.wait(timeoutMilliseconds: timeout)
             } catch {
-                logger.critical("poll failed: \(error)")
+                logger.critical("epoll_wait failed: \(error)")
                 break
             }
-            if fds[0].revents != 0 {
+            var wakeup = false
+            var listenerReady = false
+            var sshEvents: EpollEvents = []
+            for event in ready {
+                switch event.token {
+                case Token.wakeup: wakeup = true
+                case Token.listener: listenerReady = true
+                case Token.ssh: sshEvents = event.readiness
+                default: continue
+                }
+            }
+            if wakeup {
                 handle.wakeup.drain()
                 for command in handle.takeCommands() { handleCommand(command) }
             }
             if stallForTests && handle.pongs > 0 { Self.stallForever(logger) }
+            if crashForTests && handle.pongs > 0 {
+                // TEST ONLY (`ECTO_TUNNEL_TEST_CRASH=driver`): a genuine crash (a trap, SIGILL) of
+                // a driver thread, so tests can prove a crash still ends the daemon at once.
+                fatalError("ECTO_TUNNEL_TEST_CRASH=driver: this driver thread crashes now (test switch)")
+            }
             let now = clock.now
             handleTimers(now)
-            dispatchReadiness(fds, owners)
-            if listenFD >= 0 && fds[1].fd == listenFD && fds[1].revents != 0 { acceptClients(now) }
-            advanceSession(sshRevents: fds[2].revents)
+            if group != nil { rehomeHeldClients() }
+            dispatchReadiness(ready)
+            // A registration dropped since the wait (listener closed or handed over, session
+            // replaced) makes its readiness stale.
+            if listenerReady && listenerRegistration != nil { acceptClients(now) }
+            advanceSession(sshEvents: sshRegistration != nil ? sshEvents : [])
             publish(notify: false)
             // A driver retired before its own predecessor handed over waits for that hand-over,
             // which it must pass on.
@@ -132,77 +204,142 @@ final class TunnelDriver {
         teardownSession(reason: "tunnel stopped", graceful: true)
         closeListener()
         publish(notify: true)
+        poller = nil
         logger.info("tunnel stopped")
     }
 
-    /// fds[0] wake-up, fds[1] listener (or -1), fds[2] SSH socket (or -1), then clients.
-    private func buildPollSet(_ fds: inout [pollfd], _ owners: inout [UInt64]) {
-        fds.removeAll(keepingCapacity: true)
-        owners.removeAll(keepingCapacity: true)
-        fds.append(pollfd(fd: handle.wakeup.fd, events: Int16(POLLIN), revents: 0))
-        fds.append(pollfd(fd: stopping == nil ? listenFD : -1, events: Int16(POLLIN), revents: 0))
-        var ssh = pollfd(fd: -1, events: 0, revents: 0)
+    // MARK: epoll interest
+
+    /// Tells epoll what changed since the last wait, and nothing else: the listener and the SSH
+    /// socket are compared with what is registered, clients only when queued by
+    /// `interestChanged` (accepted, readiness reported, serviced by a pass).
+    private func syncInterest() {
+        let listener = stopping == nil && listenFD >= 0 ? Registration(fd: listenFD, events: .input) : nil
+        update(&listenerRegistration, to: listener, token: Token.listener)
+        update(&sshRegistration, to: sshInterest(), token: Token.ssh)
+        guard let poller, !interestQueue.isEmpty else { return }
+        let sessionUp: Bool = { if case .established = phase { return true } else { return false } }()
+        for connection in interestQueue {
+            connection.interestQueued = false
+            // A closed socket left epoll with its close; a handed-over one was removed by `retire`.
+            guard !connection.clientClosed else {
+                connection.registeredEvents = nil
+                continue
+            }
+            let wanted = connection.wantedEvents(sessionUp: sessionUp)
+            guard let change = EpollChange.from(connection.registeredEvents, to: wanted) else { continue }
+            do {
+                try poller.apply(change, fd: connection.fd, token: connection.id)
+                connection.registeredEvents = wanted
+            } catch {
+                drop(connection, reason: "cannot watch the client socket: \(error)")
+            }
+        }
+        interestQueue.removeAll(keepingCapacity: true)
+    }
+
+    /// The SSH socket's wanted events: connect completion, then input, plus output while libssh2
+    /// has something half-sent.
+    private func sshInterest() -> Registration? {
         switch phase {
         case .idle:
-            break
+            return nil
         case .connectingTCP(let fd, _, _):
-            ssh = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            return Registration(fd: fd, events: .output)
         case .handshaking(let session), .authenticating(let session, _), .established(let session):
-            var events = Int16(POLLIN)
-            if pending != nil || session.blockDirections.contains(.outbound) { events |= Int16(POLLOUT) }
-            ssh = pollfd(fd: session.socket, events: events, revents: 0)
-        }
-        fds.append(ssh)
-        let established: Bool = { if case .established = phase { return true } else { return false } }()
-        for connection in connections.values where !connection.clientClosed {
-            var events: Int16 = 0
-            if connection.phase == .open && established && !connection.clientEOF && connection.up.hasSpace
-                && !connection.clientReadable
-            {
-                events |= Int16(POLLIN)
-            }
-            if connection.clientWriteBlocked { events |= Int16(POLLOUT) }
-            // A connection still waiting for its channel is polled for nothing: poll reports
-            // POLLHUP/POLLERR regardless, which is how we learn that its client is gone. (A
-            // half-close, POLLRDHUP, is not "gone": the client may still want the reply.)
-            guard events != 0 || connection.phase != .open else { continue }
-            fds.append(pollfd(fd: connection.fd, events: events, revents: 0))
-            owners.append(connection.id)
+            let outbound = pending != nil || session.blockDirections.contains(.outbound)
+            return Registration(fd: session.socket, events: outbound ? [.input, .output] : .input)
         }
     }
 
-    private func dispatchReadiness(_ fds: [pollfd], _ owners: [UInt64]) {
-        for (offset, id) in owners.enumerated() {
-            let revents = fds[offset + 3].revents
-            guard revents != 0, let connection = connections[id] else { continue }
-            if revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { connection.clientReadable = true }
-            if revents & Int16(POLLOUT | POLLHUP | POLLERR) != 0 { connection.clientWriteBlocked = false }
-            if connection.phase != .open && revents & Int16(POLLHUP | POLLERR) != 0 {
+    private func update(_ registration: inout Registration?, to wanted: Registration?, token: UInt64) {
+        guard registration != wanted, let poller else { return }
+        if let current = registration, current.fd != wanted?.fd { forget(&registration) }
+        guard let wanted, let change = EpollChange.from(registration?.events, to: wanted.events) else { return }
+        do {
+            try poller.apply(change, fd: wanted.fd, token: token)
+            registration = wanted
+        } catch {
+            // Not expected (only out of memory): the next iteration tries again.
+            logger.error("cannot watch descriptor \(wanted.fd): \(error)")
+        }
+    }
+
+    /// Drops a fixed descriptor's registration when the descriptor itself changes (the listener
+    /// closed or handed over, the SSH socket replaced). It runs from the `didSet` of `listenFD`
+    /// and `phase`, before this thread can open anything that reuses the number; after a close
+    /// the removal simply finds nothing.
+    private func forget(_ registration: inout Registration?) {
+        guard let current = registration else { return }
+        poller?.remove(current.fd)
+        registration = nil
+    }
+
+    private static func socket(of phase: Phase) -> Int32 {
+        switch phase {
+        case .idle: return -1
+        case .connectingTCP(let fd, _, _): return fd
+        case .handshaking(let session), .authenticating(let session, _), .established(let session): return session.socket
+        }
+    }
+
+    /// Counts a new connection and has its socket registered with epoll.
+    func track(_ connection: ForwardedConnection) {
+        connection.counters = counters
+        interestChanged(connection)
+    }
+
+    /// Queues `connection` for an epoll interest check before the next wait.
+    func interestChanged(_ connection: ForwardedConnection) {
+        guard !connection.interestQueued else { return }
+        connection.interestQueued = true
+        interestQueue.append(connection)
+    }
+
+    private func dispatchReadiness(_ ready: UnsafeBufferPointer<ecto_epoll_event>) {
+        for event in ready where event.token < Token.ssh {
+            guard let connection = connections[event.token], !connection.clientClosed else { continue }
+            let events = event.readiness
+            if !events.isDisjoint(with: [.input, .hangUp, .error]) { connection.clientReadable = true }
+            if !events.isDisjoint(with: [.output, .hangUp, .error]) { connection.clientWriteBlocked = false }
+            if connection.phase != .open && !events.isDisjoint(with: [.hangUp, .error]) {
                 // A held or queued client gave up before its channel opened.
                 logger.debug("client left before its channel opened", metadata: ["client": "\(connection.peer)"])
                 drop(connection, reason: nil)
+            } else {
+                interestChanged(connection)
+                if connection.phase == .open { schedule(connection) }
             }
         }
     }
 
     /// Milliseconds until the earliest deadline, or -1 (sleep until woken).
     private func pollTimeout() -> Int32 {
-        var deadlines: [Instant] = []
-        if let attemptDeadline { deadlines.append(attemptDeadline) }
-        if let backoffUntil { deadlines.append(backoffUntil) }
-        if let bindRetryAt { deadlines.append(bindRetryAt) }
-        if let stopping { deadlines.append(stopping.deadline) }
+        var earliest = Self.earlier(attemptDeadline, backoffUntil)
+        earliest = Self.earlier(earliest, bindRetryAt)
+        earliest = Self.earlier(earliest, stopping?.deadline)
         if case .established(let session) = phase {
-            if let nextKeepalive { deadlines.append(nextKeepalive) }
-            if let livenessProbe { deadlines.append(livenessProbe.deadline) }
-            if let deadPeer = deadPeerDeadline(session) { deadlines.append(deadPeer) }
+            earliest = Self.earlier(earliest, nextKeepalive)
+            earliest = Self.earlier(earliest, livenessProbe?.deadline)
+            earliest = Self.earlier(earliest, deadPeerDeadline(session))
         }
-        for connection in connections.values where connection.phase == .held { deadlines.append(connection.holdDeadline) }
-        guard let earliest = deadlines.min() else { return -1 }
+        // Clients are held only while no session is up, and then they are all there is.
+        if counters.held > 0 {
+            for connection in connections.values where connection.phase == .held && !connection.clientClosed {
+                earliest = Self.earlier(earliest, connection.holdDeadline)
+            }
+        }
+        guard let earliest else { return -1 }
         let wait = clock.now.duration(to: earliest)
         if wait <= .zero { return 0 }
         let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1
         return Int32(clamping: ms)
+    }
+
+    private static func earlier(_ a: Instant?, _ b: Instant?) -> Instant? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
     }
 
     // MARK: Commands and timers
@@ -226,7 +363,7 @@ final class TunnelDriver {
         case .disable:
             perform(machine.disable(now: now))
         case .enable:
-            if listenFD < 0 && !awaitingListener { bindListener() }
+            if listenFD < 0 && !awaitingListener && isPrimary { bindListener() }
             perform(machine.enable(now: now))
         case .reconnect:
             logger.info("reconnect requested")
@@ -256,6 +393,17 @@ final class TunnelDriver {
             retire(to: next, drain: drain)
         case .adopt(let listener, let clients):
             adopt(listener: listener, clients: clients)
+        case .assign(let clients):
+            take(clients)
+            return
+        case .primaryUp:
+            if waitingForPrimary {
+                waitingForPrimary = false
+                if machine.state == .connecting { startAttempt() }
+            } else {
+                // In backoff (say, lost with the primary's session): the server is back, retry now.
+                perform(machine.networkChanged(now: now))
+            }
         }
         publish(notify: true)
     }
@@ -267,11 +415,15 @@ final class TunnelDriver {
         where connection.phase == .held || connection.phase == .queued {
             // The fd changes owner: forget the connection without closing it.
             handed.append(HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline))
+            poller?.remove(connection.fd)
             connection.clientClosed = true
             connections[connection.id] = nil
             openQueue.removeAll { $0 == connection.id }
         }
-        if awaitingListener {
+        if !isPrimary {
+            // A secondary session has no listener to hand over: only its waiting clients.
+            if !handed.isEmpty { next.send(.assign(clients: handed)) }
+        } else if awaitingListener {
             // Our own predecessor has not handed over yet: whatever it sends goes on to `next`.
             successor = next
             if !handed.isEmpty { next.send(.adopt(listener: -1, clients: handed)) }
@@ -305,6 +457,12 @@ final class TunnelDriver {
         } else if accepting && wasAwaiting && listenFD < 0 {
             bindListener()
         }
+        take(clients)
+    }
+
+    /// Takes over clients accepted by another driver of this tunnel, before their channel opened.
+    private func take(_ clients: [HandedClient]) {
+        let accepting = stopping == nil && machine.state != .down
         let now = clock.now
         for client in clients {
             guard accepting, machine.state != .failed else {
@@ -316,6 +474,7 @@ final class TunnelDriver {
                 bufferSize: bufferSize)
             nextConnectionID += 1
             connections[connection.id] = connection
+            track(connection)
             if case .established = phase {
                 connection.phase = .queued
                 openQueue.append(connection.id)
@@ -350,7 +509,7 @@ final class TunnelDriver {
             attemptDeadline = nil
             attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
         }
-        for connection in connections.values where connection.phase == .held && now >= connection.holdDeadline {
+        for connection in connections.values where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {
             logger.warning(
                 "closing a client held for \(config.holdTimeout) without a session",
                 metadata: ["client": "\(connection.peer)"])
@@ -405,7 +564,13 @@ final class TunnelDriver {
             break
         case .connect:
             backoffUntil = nil
-            startAttempt()
+            if !isPrimary, let group, !group.primaryUp {
+                // Secondary sessions follow the primary (see `SessionGroup`).
+                waitingForPrimary = true
+                logger.debug("waiting for the first session to be up")
+            } else {
+                startAttempt()
+            }
         case .waitUntil(let at):
             teardownSession(reason: "backoff", graceful: false)
             backoffUntil = at
@@ -430,7 +595,14 @@ final class TunnelDriver {
     // MARK: Status
 
     func publish(notify: Bool) {
-        let count = connections.values.filter { !$0.clientClosed }.count
+        let count = counters.openClients
+        if let group {
+            let up: Bool = { if case .established = phase { return true } else { return false } }()
+            if up != reportedLoad.up || count != reportedLoad.connections {
+                reportedLoad = (up, count)
+                if group.report(lane: lane, up: up, connections: count) && isPrimary { group.primaryCameUp() }
+            }
+        }
         let snapshot = (count, bytesIn, bytesOut)
         if !notify && snapshot == published { return }
         published = snapshot
@@ -441,6 +613,7 @@ final class TunnelDriver {
                 status.since = Date().addingTimeInterval(-seconds(machine.since.duration(to: now)))
             }
             status.state = machine.state
+            status.sessionsUp = machine.state == .up ? 1 : 0
             status.enabled = machine.state != .down
             status.connections = count
             status.bytesIn = bytesIn
@@ -507,17 +680,41 @@ final class TunnelDriver {
                 continue
             }
             Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+            let deadline = now.advanced(by: config.holdTimeout)
+            if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) {
+                other.send(.assign(clients: [HandedClient(fd: fd, peer: peer, holdDeadline: deadline)]))
+                continue
+            }
+            reportedLoad.connections = -1  // counted by the group: report the real count after this pass
             let connection = ForwardedConnection(
-                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: now.advanced(by: config.holdTimeout),
+                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: deadline,
                 bufferSize: bufferSize)
             nextConnectionID += 1
             connections[connection.id] = connection
+            track(connection)
             if case .established = phase {
                 connection.phase = .queued
                 openQueue.append(connection.id)
             } else {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
+        }
+    }
+
+    /// With several sessions: clients held by this one while it has no session go to one that is
+    /// up, rather than wait for ours.
+    private func rehomeHeldClients() {
+        guard let group, stopping == nil, counters.held > 0 else { return }
+        if case .established = phase { return }
+        let held = connections.values.filter { $0.phase == .held && !$0.clientClosed }.sorted { $0.id < $1.id }
+        for connection in held {
+            guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else { return }
+            // The fd changes owner: out of our epoll first, then forgotten without a close.
+            poller?.remove(connection.fd)
+            connection.clientClosed = true
+            connections[connection.id] = nil
+            other.send(.assign(clients: [HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline)]))
+            progress = true
         }
     }
 }

@@ -1,3 +1,4 @@
+import CEctoLinux
 import Dispatch
 import EctoConfig
 import EctoPlatform
@@ -27,6 +28,10 @@ public enum TunnelCommand: Sendable {
     case retire(successor: TunnelHandle, drain: Duration)
     /// From the predecessor: its listening socket (or -1: bind it yourself) and its waiting clients.
     case adopt(listener: Int32, clients: [HandedClient])
+    /// From another session of the same tunnel (`sessions = N`): clients to serve, nothing else.
+    case assign(clients: [HandedClient])
+    /// From the first session of the same tunnel: it is up, so the others may connect now.
+    case primaryUp
 }
 
 /// A client accepted by one driver and handed to another before its channel opened.
@@ -47,20 +52,40 @@ public final class TunnelHandle: Sendable {
     private let finishedFlag = Mutex(false)
     fileprivate let onChange: @Sendable (TunnelStatus) -> Void
     private let pongCounter = Atomic<UInt64>(0)
+    fileprivate let threadIDBox = Atomic<Int32>(0)
+    /// The driver thread's name ("tunnel NAME", "tunnel NAME 2" for a further session).
+    let threadName: String
+
+    /// The driver thread as the kernel knows it: `"tunnel NAME" (tid 1234)`, its name cut to the 15
+    /// bytes the kernel keeps, as crash backtraces and `ps -L` show it.
+    public var threadDescription: String {
+        let tid = threadIDBox.load(ordering: .acquiring)
+        let name = kernelThreadName(threadName)
+        return tid == 0 ? "\"\(name)\" (not started)" : "\"\(name)\" (tid \(tid))"
+    }
 
     /// Starts the driver thread for `config`. `onChange` is called (on the driver thread) after
     /// every state change.
     /// With `awaitListener`, the driver binds nothing and waits for `.adopt` from the handle it
     /// replaces (see `.retire`).
-    public static func start(
+    /// `lane` and `group`: this driver runs session `lane` of a tunnel with `sessions = N` (see
+    /// `SessionGroup`); lane 0 owns the listener.
+    static func start(
         config: TunnelConfig, logger: Logger, awaitListener: Bool = false, enabled: Bool? = nil,
+        lane: Int = 0, group: SessionGroup? = nil,
         onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
     ) throws(SystemError) -> TunnelHandle {
         var config = config
         if let enabled { config.enabled = enabled }
-        let handle = try TunnelHandle(config: config, onChange: onChange)
-        startThread(name: "tunnel \(config.name)", stackSize: 512 * 1024) { [config] in
-            let driver = TunnelDriver(config: config, handle: handle, logger: logger, awaitListener: awaitListener)
+        let handle = try TunnelHandle(
+            config: config, threadName: group == nil ? "tunnel \(config.name)" : "tunnel \(config.name) \(lane + 1)",
+            onChange: onChange)
+        startThread(name: handle.threadName, stackSize: 512 * 1024) { [config] in
+            // The kernel's id of this thread (startThread named it): crash backtraces, `ps -L` and
+            // the watchdog's complaints name the thread of a stuck tunnel with them.
+            handle.threadIDBox.store(ecto_thread_id(), ordering: .releasing)
+            let driver = TunnelDriver(
+                config: config, handle: handle, logger: logger, awaitListener: awaitListener, lane: lane, group: group)
             driver.run()
             handle.finishedFlag.withLock { $0 = true }
             handle.finished.signal()
@@ -69,8 +94,9 @@ public final class TunnelHandle: Sendable {
         return handle
     }
 
-    private init(config: TunnelConfig, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
+    private init(config: TunnelConfig, threadName: String, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
         self.name = config.name
+        self.threadName = threadName
         self.wakeup = try WakeupFD()
         self.onChange = onChange
         self.statusBox = Mutex(

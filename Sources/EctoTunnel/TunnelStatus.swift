@@ -32,6 +32,9 @@ public struct TunnelStatus: Sendable, Equatable {
     public var refusedTotal: UInt64
     /// Sessions of earlier configurations (an old target) still finishing their connections.
     public var draining: [Draining]
+    /// SSH sessions configured (`sessions`) and how many of them are up.
+    public var sessions: Int
+    public var sessionsUp: Int
 
     public struct Draining: Sendable, Equatable {
         public var target: String
@@ -55,5 +58,7 @@ public struct TunnelStatus: Sendable, Equatable {
         self.acceptedTotal = 0
         self.refusedTotal = 0
         self.draining = []
+        self.sessions = 1
+        self.sessionsUp = state == .up ? 1 : 0
     }
 }

@@ -57,7 +57,8 @@ struct Status: ParsableCommand {
         abstract: "Show the state of every tunnel (or one).",
         discussion: """
             Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
-            down = disabled, failed = needs you), target, local → remote, uptime, open \
+            down = disabled, failed = needs you; with `sessions = N`, "up 2/3" says how many SSH \
+            sessions are up), target, local → remote, uptime, open \
             connections, bytes in (from the remote side) and out, reconnects, and the last error. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.
@@ -311,7 +312,8 @@ enum StatusTable {
         var notes: [Int: [String]] = [:]
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
-            let state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            var state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            if t.sessions > 1 && t.state == "up" { state += " \(t.sessionsUp)/\(t.sessions)" }
             rows.append([
                 t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
                 bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",

@@ -287,7 +287,7 @@ struct Connect: ParsableCommand {
         }
         if !noSystemd, UserManager.probe() != nil {
             step(5, "daemon: installing the systemd user service")
-            var install = try Install.parse(["--config", configPath] + (global.socket.map { ["--socket", $0] } ?? []))
+            let install = try Install.parse(["--config", configPath] + (global.socket.map { ["--socket", $0] } ?? []))
             try install.run()
             return
         }

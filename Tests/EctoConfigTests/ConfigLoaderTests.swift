@@ -226,16 +226,17 @@ import Testing
             contains: "unknown key (known keys: target, ssh_host")
     }
 
-    /// `sessions` is not implemented, so it is not accepted either.
-    @Test(arguments: ["sessions = 2"])
-    func unimplementedKeysAreUnknown(line: String) {
-        let key = String(line.prefix { $0 != " " })
-        expectSingleError(
-            "[tunnels.gw]\n\(validBody)\n\(line)\n", line: 5, key: "tunnels.gw.\(key)",
-            contains: "unknown key (known keys: target, ssh_host")
-        expectSingleError(
-            "[defaults]\n\(line)\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.\(key)",
-            contains: "unknown key")
+    @Test func sessionsParsesWithDefaultAndRange() throws {
+        let config = try parseConfig(
+            "[defaults]\nsessions = 4\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\nsessions = 1\n")
+        #expect(config.tunnels[0].sessions == 4)
+        #expect(config.tunnels[1].sessions == 1)
+        #expect(try parseConfig("[tunnels.a]\n\(validBody)\n").tunnels[0].sessions == 1)
+        for bad in ["0", "17", "-1"] {
+            expectSingleError(
+                "[tunnels.gw]\n\(validBody)\nsessions = \(bad)\n", line: 5, key: "tunnels.gw.sessions", contains: "is out of range: must be 1-16")
+        }
+        expectSingleError("[tunnels.gw]\n\(validBody)\nsessions = \"2\"\n", line: 5, key: "tunnels.gw.sessions", contains: "integer")
     }
 
     @Test func drainTimeoutParsesWithDefault() throws {

@@ -210,10 +210,18 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .failed)
     }
 
-    @Test func refusedConnectsRetryWithinTheCapButStillCount() {
+    @Test func refusedConnectsRetryWithinTheCapAndClearTheCount() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 11)
         var now = TestInstant.zero
+        // Two timeouts first: the count grows.
+        for _ in 0..<2 {
+            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+            now = at
+            _ = machine.deadlineReached(now: now)
+        }
+        #expect(machine.failures == 2)
+        var waits: Set<Duration> = []
         for attempt in 1...20 {
             guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else {
                 Issue.record("expected a retry")
@@ -221,15 +229,103 @@ struct TestInstant: InstantProtocol, Sendable {
             }
             let waited = now.duration(to: at)
             #expect(waited <= policy.refusedRetryCap, "attempt \(attempt) waited \(waited)")
-            let nominal = policy.backoff.nominalDelay(afterFailures: attempt)
-            #expect(waited >= min(nominal / 2, policy.refusedRetryCap), "never shorter than the backoff below the cap")
+            #expect(waited >= policy.refusedRetryCap / 2, "attempt \(attempt) waited \(waited): jitter keeps at least half the cap")
+            waits.insert(waited)
+            #expect(machine.failures == 0, "a refusal means the server is away, not that it keeps dropping us")
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
         }
-        #expect(machine.failures == 20)
-        // A different kind of failure afterwards backs off by the full (uncapped) schedule.
+        #expect(waits.count > 10, "refused retries are jittered")
+        // A different kind of failure afterwards starts the schedule again (nominal 1 s).
         guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
-        #expect(now.duration(to: at) >= .seconds(4))
+        #expect(now.duration(to: at) <= .seconds(1))
+        #expect(machine.failures == 1)
+    }
+
+    /// Drives a machine against a simulated server and returns, for each time the server came
+    /// back, how long the tunnel took to be up again (nil: not within the simulation).
+    /// `down` lists the outages as [start, end) offsets in milliseconds. An attempt started while
+    /// the server is down is refused at once; otherwise it succeeds after `handshake`.
+    private func simulate(outages down: [(Int, Int)], until end: Int, handshake: Int = 100) -> [Duration?] {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 3)
+        func isDown(_ ms: Int) -> Bool { down.contains { ms >= $0.0 && ms < $0.1 } }
+        var recoveredAt: [Int?] = Array(repeating: nil, count: down.count)
+        var clock = 0
+        var action = machine.initialAction()
+        var upAt: Int? = nil
+        while clock < end {
+            switch action {
+            case .connect:
+                if isDown(clock) {
+                    action = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .milliseconds(clock)), random: &random)
+                } else {
+                    clock += handshake
+                    action = machine.connected(now: TestInstant(offset: .milliseconds(clock)))
+                    upAt = clock
+                    for (index, outage) in down.enumerated() where recoveredAt[index] == nil && outage.1 <= clock {
+                        recoveredAt[index] = clock
+                    }
+                }
+            case .waitUntil(let at):
+                clock = Int(at.offset.components.seconds * 1000 + at.offset.components.attoseconds / 1_000_000_000_000_000)
+                action = machine.deadlineReached(now: at)
+            case .none:
+                // Up: the session lives until the next outage starts.
+                guard upAt != nil, let next = down.first(where: { $0.0 > clock }) else { return finish(recoveredAt, down) }
+                clock = next.0
+                upAt = nil
+                action = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(clock)), random: &random)
+            case .giveUp, .disconnect:
+                return finish(recoveredAt, down)
+            }
+        }
+        return finish(recoveredAt, down)
+    }
+
+    private func finish(_ recoveredAt: [Int?], _ down: [(Int, Int)]) -> [Duration?] {
+        zip(recoveredAt, down).map { at, outage in at.map { .milliseconds($0 - outage.1) } }
+    }
+
+    @Test func repeatedRestartsRecoverWithinOneSecondEachTime() {
+        // The server restarts every 3 s (1 s away each time), so no session reaches the 30 s
+        // grace: each outage must still end in a session within 1 s of the server being back.
+        let outages = (0..<8).map { (5_000 + $0 * 3_000, 6_000 + $0 * 3_000) }
+        let recoveries = simulate(outages: outages, until: 60_000)
+        for (index, recovery) in recoveries.enumerated() {
+            guard let recovery else {
+                Issue.record("outage \(index) never recovered")
+                continue
+            }
+            #expect(recovery <= .seconds(1), "outage \(index): up \(recovery) after the server came back")
+        }
+    }
+
+    @Test func aServerThatKeepsDroppingSessionsIsBackedOffFromMoreAndMore() {
+        // Accepts and authenticates, then drops the session after 1 s, never refusing: the storm
+        // the failure count guards against. The waits before each new attempt must grow.
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 8)
+        var now = TestInstant.zero
+        var waits: [Duration] = []
+        for _ in 0..<6 {
+            _ = machine.connected(now: now)
+            now = now.advanced(by: .seconds(1))
+            guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
+                Issue.record("expected a backoff after a short session")
+                return
+            }
+            waits.append(now.duration(to: at))
+            now = at
+            #expect(machine.deadlineReached(now: now) == .connect)
+        }
+        #expect(machine.failures == 6)
+        // Nominal 1, 2, 4, 8, 8, 8 s, each jittered to [half, full].
+        for (index, wait) in waits.enumerated() {
+            let nominal = policy.backoff.nominalDelay(afterFailures: index + 1)
+            #expect(wait >= nominal / 2 && wait <= nominal, "drop \(index + 1) waited \(wait)")
+        }
+        #expect(waits[3] > waits[0] * 2)
     }
 
     @Test func localFailureFailsFromEveryEnabledStateButNotWhenDown() {

@@ -99,6 +99,32 @@ struct ForwardingTests {
         #expect(sawEOF)
     }
 
+    @Test("500 clients that leave while their channel opens: every open is finished and closed, the session survives")
+    func clientsLeavingDuringOpen() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let (echo, localPort) = try await fixture.startEchoTunnel(arguments: ["--log-level", "info"])
+        defer { echo.stop() }
+        // Connect, send a byte, reset at once: most leave while their channel open is in flight,
+        // some before it starts, some after it completed.
+        try await offload {
+            for index in 0..<500 {
+                let client = try TCPClient.connect(port: localPort)
+                if index % 2 == 0 { try? client.sendAll("x") }
+                client.abort()
+                client.close()
+            }
+        }
+        #expect(try await offload { try echoRoundTrip(port: localPort, seed: 78, count: 100_000) })
+        let log = fixture.daemonLog
+        #expect(!log.contains("session lost"), "the session must survive clients leaving mid-open: \(log)")
+        #expect(log.components(separatedBy: "] connected").count - 1 == 1, "no reconnect")
+        // Every abandoned channel was closed: nothing is left open on the daemon's side.
+        try await waitUntil(timeout: .seconds(10), "no connections left open") {
+            (try? fixture.runCLI(["status", "--json"]))?.stdout.contains("\"connections\":0,") == true
+        }
+    }
+
     @Test("a refused channel closes only that connection; the tunnel stays up")
     func remoteRefused() async throws {
         let fixture = try TunnelFixture()

@@ -110,6 +110,20 @@ final class SystemdFixture: @unchecked Sendable {
         try echoRoundTrip(port: localPort, seed: seed, count: 32 * 1024, timeout: .seconds(3))
     }
 
+    /// Who holds the tunnel's and the echo server's ports, and every process of the test user with
+    /// its open sockets: for failure messages.
+    func socketsReport() -> String {
+        var text = ""
+        for port in [localPort, echo.port, server.port] {
+            text += "--- ss for :\(port)\n"
+            text += (try? Subprocess.run("ss", ["-tanpe", "( sport = :\(port) or dport = :\(port) )"]).stdout) ?? "(ss failed)"
+        }
+        text += "--- processes of \(SystemdUserManager.userName):\n"
+        text += (try? Subprocess.run("ps", ["-u", SystemdUserManager.userName, "-L", "-o", "pid,tid,stat,pcpu,lstart,args"]).stdout) ?? ""
+        text += "--- states: \(states)\n--- daemon log:\n\(daemonLog)"
+        return text
+    }
+
     func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {
         try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
             self.daemonLog.components(separatedBy: text).count - 1 >= count
@@ -160,6 +174,65 @@ struct SystemdTests {
         }
     }
 
+    @Test("SIGABRT/SIGQUIT from outside (systemd's watchdog, kill): a log line, every thread's backtrace, then the daemon ends by that signal within 2 s")
+    func abortSignalEndsDaemon() async throws {
+        let directory = try TestDirectory(prefix: "ecto-abort")
+        defer { directory.cleanup() }
+        let config = try directory.write("config.toml", "")
+        for signal in [SIGABRT, SIGQUIT] {
+            let name = signal == SIGABRT ? "SIGABRT" : "SIGQUIT"
+            let daemon = try Subprocess(
+                try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+                extraEnvironment: ["NOTIFY_SOCKET": ""],
+                stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+            try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
+                daemon.stderr().contains("ecto-tunnel running")
+            }
+            let sent = ContinuousClock.now
+            daemon.signal(signal)
+            let ended = await daemon.waitTermination(timeout: .seconds(2))
+            let took = sent.duration(to: .now)
+            if ended == nil { daemon.kill() }
+            #expect(ended == .signaled(signal), "\(name): \(ended?.description ?? "still running after 2 s")\n\(daemon.stderr())")
+            let log = daemon.stderr()
+            #expect(log.contains("critical received \(name) from pid \(getpid())"), "\(log)")
+            #expect(log.contains("Thread 1 \"abort signals\" crashed"), "\(log)")
+            #expect(log.contains("\"control\""), "every thread's backtrace, the control thread's too:\n\(log)")
+            #expect(log.contains("Backtrace took"), "\(log)")
+            print("[figure] \(name) to exit: \(took)")
+        }
+    }
+
+    @Test("a genuine crash of a driver thread (fatalError: a trap) still ends the daemon at once, with its backtrace")
+    func driverCrashEndsDaemon() async throws {
+        let directory = try TestDirectory(prefix: "ecto-crash")
+        defer { directory.cleanup() }
+        let port = try FreePort.probe()
+        let config = try directory.write(
+            "config.toml",
+            """
+            [tunnels.t]
+            target = "u@127.0.0.1:9"
+            local = "127.0.0.1:\(port)"
+            remote = "127.0.0.1:1"
+            host_key_policy = "accept-new"
+            known_hosts = "\(directory.file("known_hosts"))"
+
+            """)
+        let daemon = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+            extraEnvironment: ["NOTIFY_SOCKET": "", "ECTO_TUNNEL_TEST_CRASH": "driver"],
+            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+        let ended = await daemon.waitTermination(timeout: .seconds(10))
+        if ended == nil { daemon.kill() }
+        // x86_64 traps with ud2 (SIGILL), arm64 with brk (SIGTRAP).
+        #expect(ended == .signaled(SIGILL) || ended == .signaled(SIGTRAP), "\(ended?.description ?? "still running")\n\(daemon.stderr())")
+        let log = daemon.stderr()
+        #expect(log.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"), "\(log)")
+        #expect(log.contains("\"tunnel t\" crashed"), "\(log)")
+        #expect(log.contains("Backtrace took"), "\(log)")
+    }
+
     @Test("install and uninstall refuse politely (exit 1) when no user manager is reachable")
     func noManager() throws {
         let directory = try TestDirectory(prefix: "ecto-nomgr")
@@ -202,6 +275,7 @@ struct SystemdTests {
         #expect(try fixture.property("Type") == "notify")
         #expect(try fixture.property("NotifyAccess") == "main")
         #expect(try fixture.property("WatchdogUSec") == "30s")
+        #expect(try fixture.property("KillMode") == "mixed")
         #expect(try fixture.property("UnitFileState") == "enabled")
         // STATUS= comes only from our daemon: proof that the notify socket is spoken to.
         try await waitUntil(timeout: .seconds(10), "StatusText 1/1 tunnels up") {
@@ -243,6 +317,34 @@ struct SystemdTests {
         print("[figure] install test took \(start.duration(to: .now))")
     }
 
+    @Test("every fd of the running daemon (listener, SSH socket, accepted client, control socket, eventfds, timerfd, netlink) is close-on-exec")
+    func daemonFDsAreCloseOnExec() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        // A forwarded connection held open: an accepted client socket and a channel exist too.
+        let client = try TCPClient.connect(port: fixture.localPort, ioTimeout: .seconds(10))
+        defer { client.close() }
+        try client.sendAll("ping\n")
+        #expect(try client.receive(exactly: 5) == Array("ping\n".utf8))
+        let pid = try fixture.mainPID()
+        let directory = "/proc/\(pid)/fd"
+        let fds = try FileManager.default.contentsOfDirectory(atPath: directory).compactMap(Int32.init).sorted()
+        var kinds: [String] = []
+        for fd in fds where fd > 2 {
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(directory)/\(fd)")) ?? "?"
+            let info = (try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8)) ?? ""
+            let flagsLine = info.split(separator: "\n").first { $0.hasPrefix("flags:") }
+            let flags = flagsLine.flatMap { Int($0.split(separator: "\t").last ?? "", radix: 8) } ?? 0
+            kinds.append("\(fd) \(target)")
+            #expect(flags & Int(O_CLOEXEC) != 0, "fd \(fd) (\(target)) of the daemon is not close-on-exec: flags \(String(flags, radix: 8))")
+        }
+        // The census covers what it should: sockets (control, listener, SSH, client, netlink),
+        // eventfds and the timerfd.
+        #expect(kinds.filter { $0.contains("socket:") }.count >= 5, "\(kinds)")
+        #expect(kinds.contains { $0.contains("eventfd") } && kinds.contains { $0.contains("timerfd") }, "\(kinds)")
+    }
+
     @Test("SIGKILL of the daemon: systemd restarts it (new MainPID) and the tunnel works again")
     func restartAfterKill() async throws {
         let fixture = try SystemdFixture()
@@ -258,6 +360,32 @@ struct SystemdTests {
         #expect(try fixture.property("NRestarts") == "1")
         try await waitUntil(timeout: .seconds(10), "echo through the restarted daemon") {
             (try? fixture.echoWorks(seed: 2)) == true
+        }
+    }
+
+    @Test("a crash of a driver thread (SIGILL): systemd restarts the daemon (Restart=on-failure), the tunnel works again")
+    func restartAfterCrash() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        try fixture.install()
+        let first = try fixture.mainPID()
+        try fixture.manager.systemctl(["set-environment", "ECTO_TUNNEL_TEST_CRASH=driver"]).check()
+        try fixture.manager.systemctl(["restart", "--no-block", "ecto-tunnel.service"]).check()
+        try await waitUntil(timeout: .seconds(15), poll: .milliseconds(50), "a crash seen by systemd\n\(fixture.states)\n\(fixture.daemonLog)") {
+            let result = (try? fixture.property("Result")) ?? ""
+            return result == "signal" || result == "core-dump"
+        }
+        try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_CRASH"]).check()
+        #expect(fixture.daemonLog.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"))
+        #expect(fixture.daemonLog.contains("\"tunnel t\" crashed"), "\(fixture.daemonLog)")
+        try await waitUntil(timeout: .seconds(20), "restarted after the crash\n\(fixture.states)\n\(fixture.daemonLog)") {
+            let pid = (try? fixture.mainPID()) ?? 0
+            return pid != 0 && pid != first && (try? fixture.property("ActiveState")) == "active"
+                && !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains("ECTO_TUNNEL_TEST_CRASH")
+        }
+        #expect(try Int(fixture.property("NRestarts")) ?? 0 >= 1)
+        try await waitUntil(timeout: .seconds(10), "echo through the daemon restarted after the crash") {
+            (try? fixture.echoWorks(seed: 4)) == true
         }
     }
 
@@ -284,20 +412,43 @@ struct SystemdTests {
             return sawWatchdog
         }
         #expect(sawWatchdog)
-        #expect(fixture.daemonLog.contains("watchdog: no progress from tunnel t"))
+        // SIGABRT ends the stalled daemon at once, after every thread's backtrace: not only at
+        // TimeoutAbortSec= (5 s) with SIGKILL, as when the runtime's crash handler returned.
+        let aborted = ContinuousClock.now
+        try await waitUntil(timeout: .seconds(6), poll: .milliseconds(20), "the stalled daemon \(stalled) gone\n\(fixture.states)") {
+            kill(stalled, 0) != 0
+        }
+        let abortTook = aborted.duration(to: .now)
+        #expect(abortTook < .seconds(2), "the stalled daemon lived \(abortTook) after the watchdog's SIGABRT\n\(fixture.daemonLog)")
+        let log = fixture.daemonLog
+        #expect(log.contains("watchdog: no progress from tunnel t (thread \"tunnel t\" (tid "), "\(log)")
+        #expect(log.contains("received SIGABRT from pid"), "\(log)")
+        #expect(log.contains("the watchdog found no progress from tunnel t (thread \"tunnel t\""), "\(log)")
+        #expect(log.contains("Thread ") && log.contains(" \"tunnel t\""), "the stuck thread's backtrace, by name:\n\(log)")
+        #expect(log.contains("Backtrace took"), "\(log)")
+        print("[figure] watchdog SIGABRT to exit: \(abortTook)")
         try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_STALL"]).check()
         try await waitUntil(timeout: .seconds(20), "restarted after the watchdog\n\(fixture.states)\n\(fixture.daemonLog)\n--- manager:\n\(fixture.manager.log)") {
             let pid = (try? fixture.mainPID()) ?? 0
             return pid != 0 && pid != stalled && (try? fixture.property("ActiveState")) == "active"
         }
         // The restarted daemon's tunnel is up again (its own status, through the control socket).
-        // KNOWN PROBLEM, left visible in the closing note of issue 5: in full-suite runs (2 of 2) an
-        // echo through the tunnel right after a *watchdog* restart did not come back within 20 s,
-        // although the log shows the session connected; alone the echo passes every time. Until
-        // that is understood the test checks the session state, not the echo.
+        // KNOWN PROBLEM, left visible in the closing note of issue 5: in full-suite runs (2 of 2,
+        // before the SIGABRT fix above) an echo through the tunnel right after a *watchdog* restart
+        // did not come back within 20 s, although the log showed the session connected. Not
+        // reproduced since: the echo passed in 8 of 8 runs of this test alone and in every
+        // filtered SystemdTests run (also after OperatorFlowTests in one process), and the old
+        // watchdog path (daemon alive 5 s after SIGABRT, backtrace helper killed by the unit-wide
+        // SIGABRT, then SIGKILL) is gone. Until a full-suite run shows it passing, the test asserts
+        // the session state, and tries the echo only to print who holds which port if it fails.
         try await waitUntil(timeout: .seconds(20), "the tunnel up after the watchdog restart\n\(fixture.states)\n\(fixture.daemonLog)") {
             (try? fixture.cli(["status", "t"]))?.status == 0
         }
+        var echoed = false
+        for attempt in 0..<6 where !echoed {
+            echoed = (try? fixture.echoWorks(seed: 3 + UInt64(attempt))) == true
+        }
+        if !echoed { print("[diag] watchdogFires: no echo after the watchdog restart (KNOWN PROBLEM)\n\(fixture.socketsReport())") }
     }
 
     @Test("systemctl --user reload applies a config change: RELOADING/READY, same process, new tunnel up")

@@ -24,13 +24,36 @@ int ecto_clock_change_timer_open(void);
 /* Re-arms it after a cancellation. Returns 0 or -1. */
 int ecto_clock_change_timer_rearm(int fd);
 
+/* epoll for the session driver: level-triggered registrations, each named by a 64-bit token.
+ * (struct epoll_event is packed on x86-64; this unpacked twin is what Swift sees.) */
+typedef struct {
+    unsigned int events;
+    unsigned long long token;
+} ecto_epoll_event;
+extern const unsigned int ECTO_EPOLLIN;
+extern const unsigned int ECTO_EPOLLOUT;
+extern const unsigned int ECTO_EPOLLERR;
+extern const unsigned int ECTO_EPOLLHUP;
+extern const int ECTO_EPOLL_CTL_ADD;
+extern const int ECTO_EPOLL_CTL_MOD;
+extern const int ECTO_EPOLL_CTL_DEL;
+/* A close-on-exec epoll instance, or -1 with errno set. */
+int ecto_epoll_create(void);
+/* epoll_ctl with the token as the registration's data. Returns 0 or -1 (errno set). */
+int ecto_epoll_control(int epfd, int op, int fd, unsigned int events, unsigned long long token);
+/* epoll_wait into `ready` (at most `capacity`, capped at 256). Returns the count or -1 (errno set). */
+int ecto_epoll_wait(int epfd, ecto_epoll_event *ready, int capacity, int timeout_ms);
+
 /* Free room in a TCP socket's kernel send queue (SO_SNDBUF minus SIOCOUTQ), or -1. */
 long ecto_send_queue_room(int fd);
 
 /* The uid and pid of a Unix-domain socket's peer (SO_PEERCRED). Returns 0 or -1 (errno set). */
 int ecto_peer_credentials(int fd, unsigned int *uid, int *pid);
 
-/* Names the calling thread (pthread_setname_np; at most 15 bytes). Returns 0 or an errno value. */
-int ecto_set_thread_name(const char *name);
+/* Names the calling thread for the kernel (/proc/PID/task/TID/comm, `ps -L`, `top -H`, and the
+ * Swift runtime's crash backtraces). The kernel keeps 15 bytes: longer names are cut. */
+void ecto_set_thread_name(const char *name);
+/* The calling thread's kernel thread id (gettid). */
+int ecto_thread_id(void);
 
 #endif

@@ -1,7 +1,7 @@
 # ecto-tunnel. `make test` is what CI runs (.ci/run).
 #   make deps    install the Debian packages the build, tests and demo need (scripts/install-deps.sh)
-#   make build   build everything (CONFIGURATION=release for an optimized build, with the Swift runtime
-#                linked in statically: 3 MiB less resident memory, see docs/performance.md)
+#   make build   build everything (CONFIGURATION=release for an optimized build; add
+#                RELEASE_FLAGS=--static-swift-stdlib for 3 MiB less resident memory, see docs/performance.md)
 #   make test    deps, then build, then run all tests, one at a time
 #   make demo    a throwaway sshd + the daemon forwarding one request (scripts/demo.sh)
 #   make man     the man page, generated from the command definitions by swift-argument-parser's
@@ -26,9 +26,10 @@ all: build
 deps:
 	@./scripts/install-deps.sh
 
-# Release builds link the Swift runtime and FoundationEssentials statically (docs/performance.md,
-# "Memory"); debug and test builds stay dynamic.
-RELEASE_FLAGS ?= --static-swift-stdlib
+# Extra flags for release builds (and the bench build). --static-swift-stdlib links the Swift runtime
+# and FoundationEssentials in: 3 MiB less idle RSS, but crash and SIGABRT backtraces then need
+# swift-backtrace-static (docs/performance.md, "Memory"). Off by default.
+RELEASE_FLAGS ?=
 
 build:
 	$(SWIFT) build -c $(CONFIGURATION) $(if $(filter release,$(CONFIGURATION)),$(RELEASE_FLAGS))

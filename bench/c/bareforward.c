@@ -349,7 +349,11 @@ int main(int argc, char **argv) {
         int m = 0;
         pf[m++] = (struct pollfd){.fd = lfd, .events = POLLIN};
         short sev = POLLIN;
-        if (libssh2_session_block_directions(g_s) & LIBSSH2_SESSION_BLOCK_OUTBOUND) sev |= POLLOUT;
+        /* Only while a half-sent packet waits: libssh2's block directions can stay stale after
+           the blocking handshake, and POLLOUT on an idle socket is always ready (a busy loop
+           when no connection ever came). */
+        if (g_pending_op != OP_NONE && (libssh2_session_block_directions(g_s) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+            sev |= POLLOUT;
         pf[m++] = (struct pollfd){.fd = g_sock, .events = sev};
         for (int i = 0; i < g_nconns; i++) {
             struct fwd *c = g_conns[i];

@@ -26,11 +26,14 @@ public struct BackoffPolicy: Sendable, Equatable {
 
     /// The jittered delay before retry number `failures`, drawn from `random`.
     public func delay(afterFailures failures: Int, using random: inout some RandomNumberGenerator) -> Duration {
-        let nominal = nominalDelay(afterFailures: failures)
+        Self.jittered(nominalDelay(afterFailures: failures), using: &random)
+    }
+
+    /// "Equal jitter": a uniformly random time in `[nominal/2, nominal]`.
+    public static func jittered(_ nominal: Duration, using random: inout some RandomNumberGenerator) -> Duration {
         guard nominal > .zero else { return .zero }
         let nanos = nominal.components.seconds * 1_000_000_000 + nominal.components.attoseconds / 1_000_000_000
-        let low = nanos / 2
-        return .nanoseconds(Int64.random(in: low...nanos, using: &random))
+        return .nanoseconds(Int64.random(in: (nanos / 2)...nanos, using: &random))
     }
 }
 

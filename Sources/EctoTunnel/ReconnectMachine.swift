@@ -136,7 +136,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
             if authenticationFailures >= policy.authenticationAttempts { return fail(now) }
         case .refused:
             failures = 0
-            return schedule(policy.refusedRetryCap, now, &random)
+            return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), now)
         case .transport:
             break
         }
@@ -221,19 +221,11 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     }
 
     private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
-        let delay = policy.backoff.delay(afterFailures: failures, using: &random)
-        return schedule(delay, now, &random, jitter: false)
+        schedule(policy.backoff.delay(afterFailures: failures, using: &random), now)
     }
 
-    /// Waits `delay` (with `jitter`, a uniformly random time in [delay/2, delay]).
-    private mutating func schedule(_ delay: Duration, _ now: Instant, _ random: inout some RandomNumberGenerator, jitter: Bool = true)
-        -> ReconnectAction<Instant>
-    {
-        var delay = delay
-        if jitter {
-            let nanos = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-            delay = .nanoseconds(Int64.random(in: (nanos / 2)...max(nanos / 2, nanos), using: &random))
-        }
+    /// Waits `delay`, in state `backoff`.
+    private mutating func schedule(_ delay: Duration, _ now: Instant) -> ReconnectAction<Instant> {
         let at = now.advanced(by: delay)
         retryAt = at
         enter(.backoff, now)

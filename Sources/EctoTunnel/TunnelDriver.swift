@@ -90,6 +90,8 @@ final class TunnelDriver {
     /// What this lane last told the group: (up, connections).
     var reportedLoad = (up: false, connections: 0)
     var isPrimary: Bool { lane == 0 }
+    /// The session is up and forwarding.
+    var isEstablished: Bool { if case .established = phase { return true } else { return false } }
 
     /// One epoll instance for every descriptor this driver waits on (created by `run`).
     var poller: Epoll?
@@ -218,7 +220,7 @@ final class TunnelDriver {
         update(&listenerRegistration, to: listener, token: Token.listener)
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
         guard let poller, !interestQueue.isEmpty else { return }
-        let sessionUp: Bool = { if case .established = phase { return true } else { return false } }()
+        let sessionUp = isEstablished
         for connection in interestQueue {
             connection.interestQueued = false
             // A closed socket left epoll with its close; a handed-over one was removed by `retire`.
@@ -413,12 +415,7 @@ final class TunnelDriver {
         var handed: [HandedClient] = []
         for connection in connections.values.sorted(by: { $0.id < $1.id })
         where connection.phase == .held || connection.phase == .queued {
-            // The fd changes owner: forget the connection without closing it.
-            handed.append(HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline))
-            poller?.remove(connection.fd)
-            connection.clientClosed = true
-            connections[connection.id] = nil
-            openQueue.removeAll { $0 == connection.id }
+            handed.append(release(connection))
         }
         if !isPrimary {
             // A secondary session has no listener to hand over: only its waiting clients.
@@ -469,18 +466,33 @@ final class TunnelDriver {
                 Posix.reset(client.fd)
                 continue
             }
-            let connection = ForwardedConnection(
-                id: nextConnectionID, fd: client.fd, peer: client.peer, holdDeadline: max(client.holdDeadline, now),
-                bufferSize: bufferSize)
-            nextConnectionID += 1
-            connections[connection.id] = connection
-            track(connection)
-            if case .established = phase {
-                connection.phase = .queued
-                openQueue.append(connection.id)
-            }
+            admit(fd: client.fd, peer: client.peer, holdDeadline: max(client.holdDeadline, now))
             progress = true
         }
+    }
+
+    /// A new client of this driver: queued for a channel when the session is up, else held.
+    @discardableResult
+    private func admit(fd: Int32, peer: String, holdDeadline: Instant) -> ForwardedConnection {
+        let connection = ForwardedConnection(id: nextConnectionID, fd: fd, peer: peer, holdDeadline: holdDeadline, bufferSize: bufferSize)
+        nextConnectionID += 1
+        connections[connection.id] = connection
+        track(connection)
+        if isEstablished {
+            connection.phase = .queued
+            openQueue.append(connection.id)
+        }
+        return connection
+    }
+
+    /// Forgets a client that has not got its channel yet without closing it: its fd changes owner
+    /// (another driver of this tunnel), so it leaves our epoll first.
+    private func release(_ connection: ForwardedConnection) -> HandedClient {
+        poller?.remove(connection.fd)
+        connection.clientClosed = true
+        connections[connection.id] = nil
+        openQueue.removeAll { $0 == connection.id }
+        return HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline)
     }
 
     /// TEST ONLY (`ECTO_TUNNEL_TEST_STALL=driver`, never documented in --help): blocks this driver
@@ -597,7 +609,7 @@ final class TunnelDriver {
     func publish(notify: Bool) {
         let count = counters.openClients
         if let group {
-            let up: Bool = { if case .established = phase { return true } else { return false } }()
+            let up = isEstablished
             if up != reportedLoad.up || count != reportedLoad.connections {
                 reportedLoad = (up, count)
                 if group.report(lane: lane, up: up, connections: count) && isPrimary { group.primaryCameUp() }
@@ -686,16 +698,7 @@ final class TunnelDriver {
                 continue
             }
             reportedLoad.connections = -1  // counted by the group: report the real count after this pass
-            let connection = ForwardedConnection(
-                id: nextConnectionID, fd: fd, peer: peer, holdDeadline: deadline,
-                bufferSize: bufferSize)
-            nextConnectionID += 1
-            connections[connection.id] = connection
-            track(connection)
-            if case .established = phase {
-                connection.phase = .queued
-                openQueue.append(connection.id)
-            } else {
+            if admit(fd: fd, peer: peer, holdDeadline: deadline).phase == .held {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }
@@ -704,16 +707,11 @@ final class TunnelDriver {
     /// With several sessions: clients held by this one while it has no session go to one that is
     /// up, rather than wait for ours.
     private func rehomeHeldClients() {
-        guard let group, stopping == nil, counters.held > 0 else { return }
-        if case .established = phase { return }
+        guard let group, stopping == nil, counters.held > 0, !isEstablished else { return }
         let held = connections.values.filter { $0.phase == .held && !$0.clientClosed }.sorted { $0.id < $1.id }
         for connection in held {
             guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else { return }
-            // The fd changes owner: out of our epoll first, then forgotten without a close.
-            poller?.remove(connection.fd)
-            connection.clientClosed = true
-            connections[connection.id] = nil
-            other.send(.assign(clients: [HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline)]))
+            other.send(.assign(clients: [release(connection)]))
             progress = true
         }
     }

@@ -9,9 +9,7 @@ import Testing
 struct ControlTests {
     /// `status` as parsed JSON.
     func statusJSON(_ fixture: TunnelFixture, _ extra: [String] = []) throws -> (code: Int32, report: StatusReport?) {
-        let result = try fixture.runCLI(["status", "--json"] + extra)
-        let report = try? ControlProtocol.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
-        return (result.status, report)
+        try fixture.statusJSON(extra)
     }
 
     func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelReport {

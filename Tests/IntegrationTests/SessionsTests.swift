@@ -8,8 +8,7 @@ import Testing
 @Suite("Several sessions per tunnel", .serialized)
 struct SessionsTests {
     func report(_ fixture: TunnelFixture, _ name: String = "t") throws -> TunnelReport? {
-        let result = try fixture.runCLI(["status", "--json", name])
-        return try? ControlProtocol.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8)).tunnels.first
+        try fixture.statusJSON([name]).report?.tunnels.first
     }
 
     func waitForSessionsUp(_ fixture: TunnelFixture, _ count: Int, timeout: Duration = .seconds(10)) async throws {

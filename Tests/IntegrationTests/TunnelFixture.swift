@@ -1,3 +1,4 @@
+import EctoControl
 import EctoTestSupport
 import Foundation
 import Testing
@@ -105,6 +106,13 @@ final class TunnelFixture: @unchecked Sendable {
     }
 
     /// Runs the CLI to completion (for `check` and friends).
+    /// `status --json [extra]`: the exit status and the decoded report (nil if it is not one).
+    func statusJSON(_ extra: [String] = []) throws -> (code: Int32, report: StatusReport?) {
+        let result = try runCLI(["status", "--json"] + extra)
+        let report = try? ControlProtocol.decoder().decode(StatusReport.self, from: Data(result.stdout.utf8))
+        return (result.status, report)
+    }
+
     func runCLI(_ arguments: [String], timeout: Duration = .seconds(60)) throws -> CommandResult {
         try Subprocess.run(
             try ProductLocator.binary("ecto-tunnel"), arguments, extraEnvironment: ["ECTO_TUNNEL_SOCKET": socketPath],

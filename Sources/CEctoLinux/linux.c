@@ -142,6 +142,7 @@ const unsigned int ECTO_EPOLLIN = EPOLLIN;
 const unsigned int ECTO_EPOLLOUT = EPOLLOUT;
 const unsigned int ECTO_EPOLLERR = EPOLLERR;
 const unsigned int ECTO_EPOLLHUP = EPOLLHUP;
+const unsigned int ECTO_EPOLLRDHUP = EPOLLRDHUP;
 const int ECTO_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
 const int ECTO_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
 const int ECTO_EPOLL_CTL_DEL = EPOLL_CTL_DEL;

@@ -161,6 +161,7 @@ struct KeySpec {
         KeySpec(name: "probe", kind: .probe),
         KeySpec(name: "probe_interval", kind: .duration(positive: false)),
         KeySpec(name: "sessions", kind: .int(TunnelDefaults.sessionsRange)),
+        KeySpec(name: "max_clients", kind: .int(TunnelDefaults.maxClientsRange)),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -720,6 +721,7 @@ private struct Validator {
             probe: pick("probe")?.probe,
             probeInterval: dur("probe_interval", TunnelDefaults.probeInterval),
             sessions: pick("sessions")?.int ?? TunnelDefaults.sessions,
+            maxClients: pick("max_clients")?.int ?? TunnelDefaults.maxClients,
             line: t.line)
     }
 

@@ -46,6 +46,9 @@ public struct TunnelConfig: Sendable, Equatable {
     /// SSH sessions kept open to the target, each on its own thread; new connections go to the
     /// least busy one that is up (`TunnelDefaults.sessionsRange`).
     public var sessions: Int
+    /// Local clients served or held at once; one more is refused at once (a reset) and counted
+    /// (`clients_refused`), so no local user can exhaust the daemon's descriptors.
+    public var maxClients: Int
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -73,6 +76,7 @@ public struct TunnelConfig: Sendable, Equatable {
         probe: ProbeSpec? = nil,
         probeInterval: Duration = TunnelDefaults.probeInterval,
         sessions: Int = TunnelDefaults.sessions,
+        maxClients: Int = TunnelDefaults.maxClients,
         line: Int = 0
     ) {
         self.name = name
@@ -98,6 +102,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.probe = probe
         self.probeInterval = probeInterval
         self.sessions = sessions
+        self.maxClients = maxClients
         self.line = line
     }
 }
@@ -127,6 +132,10 @@ public enum TunnelDefaults {
     /// More than 16 sessions buys nothing on any machine we know (one core each at full speed)
     /// and multiplies logins, memory and keepalive traffic.
     public static let sessionsRange = 1...16
+    /// Clients per tunnel (held and forwarded). 1,024 covers a gateway's browsers, CLIs and
+    /// agents many times over; each costs a descriptor and up to 128 KiB of buffers.
+    public static let maxClients = 1024
+    public static let maxClientsRange = 1...65536
 }
 
 /// A loaded, validated configuration file.

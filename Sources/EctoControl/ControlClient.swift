@@ -13,6 +13,9 @@ public enum ControlClientError: Error, Sendable, CustomStringConvertible {
     case noDaemon(path: String, reason: String)
     /// The socket exists but we may not use it.
     case permissionDenied(path: String)
+    /// The daemon took the connection but gave no (complete) answer in time: stopped, stuck, or
+    /// overloaded.
+    case noAnswer(path: String, seconds: Double)
     /// The daemon answered something that is not the protocol, or the connection broke.
     case protocolError(String)
 
@@ -22,6 +25,9 @@ public enum ControlClientError: Error, Sendable, CustomStringConvertible {
             "no ecto-tunnel daemon answers on \(path) (\(reason)); start it with `ecto-tunnel run` or `systemctl --user start ecto-tunnel`"
         case .permissionDenied(let path):
             "permission denied on \(path): the daemon belongs to another user"
+        case .noAnswer(let path, let seconds):
+            "the daemon at \(path) did not answer within \(Int(seconds.rounded())) s: it may be stopped (SIGSTOP), stuck or overloaded; "
+                + "check `systemctl --user status ecto-tunnel` or the daemon's log"
         case .protocolError(let message):
             "unexpected answer from the daemon: \(message)"
         }
@@ -52,7 +58,11 @@ public struct ControlClient: Sendable {
     public let path: String
     public var timeout: Double
 
-    public init(path: String, timeout: Double = 10) {
+    /// How long a request may take in all (connect, send, answer) unless the caller says more:
+    /// the daemon answers every request but `status --deep` and waits at once.
+    public static let defaultTimeout: Double = 5
+
+    public init(path: String, timeout: Double = ControlClient.defaultTimeout) {
         self.path = path
         self.timeout = timeout
     }
@@ -65,6 +75,7 @@ public struct ControlClient: Sendable {
             case EACCES, EPERM: throw .permissionDenied(path: path)
             case ENOENT: throw .noDaemon(path: path, reason: "no socket")
             case ECONNREFUSED: throw .noDaemon(path: path, reason: "stale socket, nothing listening")
+            case EAGAIN, EWOULDBLOCK, ETIMEDOUT: throw .noAnswer(path: path, seconds: ControlClient.defaultTimeout)
             default: throw .noDaemon(path: path, reason: error.description)
             }
         }
@@ -72,6 +83,7 @@ public struct ControlClient: Sendable {
 
     /// Sends one request and reads the whole answer.
     public func request(_ method: String, _ target: String, body: Data? = nil) throws(ControlClientError) -> ControlAnswer {
+        let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         let fd = try open()
         defer { Glibc.close(fd) }
         UnixSocket.setTimeout(fd, seconds: timeout)
@@ -86,11 +98,17 @@ public struct ControlClient: Sendable {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+            // One deadline for the whole answer: a daemon that trickles bytes cannot stretch it.
+            let left = ContinuousClock.now.duration(to: deadline)
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let waitMs = left <= .zero ? 0 : Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let polled = poll(&ready, 1, waitMs)
+            if polled < 0 && errno == EINTR { continue }
+            if polled == 0 { throw .noAnswer(path: path, seconds: timeout) }
+            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n == 0 { break }
             if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw .protocolError("no answer within \(Int(timeout)) s") }
+                if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
                 throw .protocolError(String(cString: strerror(errno)))
             }
             received.append(contentsOf: buffer[0..<n])

@@ -93,6 +93,14 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     /// SSH sessions configured for the tunnel (`sessions`), and how many are up.
     public var sessions: Int
     public var sessionsUp: Int
+    /// Local clients refused at once since start (`max_clients`, or file descriptors running low).
+    public var clientsRefused: UInt64 = 0
+    /// When the next connection attempt is due (state `backoff`; null otherwise).
+    public var retryAt: Date?
+    /// What that retry waits for: `remote` (the server or the network, exponential backoff),
+    /// `refused` (the SSH port refuses connections), `local` (this machine: a busy port, a missing
+    /// key file, descriptors or memory running out; a short fixed retry). Null unless in backoff.
+    public var retryCause: String?
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
@@ -120,6 +128,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
         case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up"
+        case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause"
     }
 
     public init(from decoder: Decoder) throws {
@@ -140,6 +149,9 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         gateway = try c.decodeIfPresent(GatewayReport.self, forKey: .gateway)
         sessions = try c.decodeIfPresent(Int.self, forKey: .sessions) ?? 1
         sessionsUp = try c.decodeIfPresent(Int.self, forKey: .sessionsUp) ?? (state == "up" ? 1 : 0)
+        clientsRefused = try c.decodeIfPresent(UInt64.self, forKey: .clientsRefused) ?? 0
+        retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
+        retryCause = try c.decodeIfPresent(String.self, forKey: .retryCause)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -160,6 +172,9 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(gateway, forKey: .gateway)
         try c.encode(sessions, forKey: .sessions)
         try c.encode(sessionsUp, forKey: .sessionsUp)
+        try c.encode(clientsRefused, forKey: .clientsRefused)
+        try c.encode(retryAt, forKey: .retryAt)
+        try c.encode(retryCause, forKey: .retryCause)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.

@@ -202,6 +202,11 @@ public final class ControlServer: Sendable {
         var scratch = [UInt8](repeating: 0, count: 64 * 1024)
         var limits: Limits { server.limits }
 
+        /// accept failed for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listener is
+        /// left out of poll until `until` (50 ms, doubling to 1 s while it keeps failing) instead
+        /// of spinning on a socket that stays readable; said once per episode.
+        var acceptPause: (until: ContinuousClock.Instant, length: Duration)?
+
         init(server: ControlServer) { self.server = server }
 
         func run() {
@@ -209,7 +214,9 @@ public final class ControlServer: Sendable {
             while true {
                 fds.removeAll(keepingCapacity: true)
                 fds.append(pollfd(fd: server.wakeFD, events: Int16(POLLIN), revents: 0))
-                fds.append(pollfd(fd: server.listenFD, events: Int16(POLLIN), revents: 0))
+                let paused = acceptPause.map { clock.now < $0.until } ?? false
+                // A negative fd is ignored by poll: the slot stays, so the offsets below hold.
+                fds.append(pollfd(fd: paused ? -1 : server.listenFD, events: Int16(POLLIN), revents: 0))
                 let ordered = Array(clients.values)
                 for client in ordered {
                     var events: Int16 = 0
@@ -248,7 +255,9 @@ public final class ControlServer: Sendable {
         }
 
         func timeout() -> Int32 {
-            guard let earliest = clients.values.filter({ $0.phase != .subscribed }).map(\.deadline).min() else { return -1 }
+            var deadlines = clients.values.filter({ $0.phase != .subscribed }).map(\.deadline)
+            if let pause = acceptPause, clock.now < pause.until { deadlines.append(pause.until) }
+            guard let earliest = deadlines.min() else { return -1 }
             let wait = clock.now.duration(to: earliest)
             if wait <= .zero { return 0 }
             return Int32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1)
@@ -258,8 +267,18 @@ public final class ControlServer: Sendable {
             for _ in 0..<64 {
                 let fd = ecto_accept4(server.listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
                 if fd < 0 {
-                    if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED {
-                        server.logger.error("control socket accept failed: \(String(cString: strerror(errno)))")
+                    let code = errno
+                    if code == EINTR || code == ECONNABORTED { continue }
+                    if code != EAGAIN && code != EWOULDBLOCK {
+                        let length = min(.seconds(1), (acceptPause?.length ?? .milliseconds(25)) * 2)
+                        if acceptPause == nil {
+                            server.logger.error(
+                                "control socket accept failed: \(String(cString: strerror(code))); pausing accepts (up to 1 s at a time) until it works again")
+                        }
+                        acceptPause = (clock.now.advanced(by: length), length)
+                    } else if acceptPause != nil {
+                        acceptPause = nil  // accepted until the backlog was empty: the episode is over
+                        server.logger.info("control socket accepting again")
                     }
                     return
                 }

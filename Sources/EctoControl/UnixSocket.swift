@@ -44,6 +44,9 @@ enum UnixSocket {
     static func connect(_ path: String) throws(ControlSocketError) -> Int32 {
         var address = try address(path)
         let fd = try socket(nonBlocking: false)
+        // A daemon that stopped accepting (SIGSTOP, stuck) leaves the backlog full, and a Unix
+        // socket connect then blocks: its send timeout bounds that wait.
+        setTimeout(fd, seconds: ControlClient.defaultTimeout)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))

@@ -1,5 +1,6 @@
 import EctoConfig
 import EctoControl
+import EctoPlatform
 import EctoTunnel
 import Logging
 #if canImport(Glibc)
@@ -55,6 +56,12 @@ public final class Daemon {
         let aborts = AbortSignalCatcher(logger: logger)
         aborts.start()
 
+        // Many local clients and sessions each cost a descriptor: use all the login or the unit
+        // (LimitNOFILE=) allows. Clients are admitted only while a reserve stays free.
+        let limit = DescriptorLimit.raiseSoftLimit()
+        if limit.before != limit.after {
+            logger.debug("raised the descriptor limit", metadata: ["from": "\(limit.before)", "to": "\(limit.after)"])
+        }
         let config: Config
         do {
             config = try ConfigLoader.load(path: options.configPath)

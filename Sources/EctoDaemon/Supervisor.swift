@@ -303,12 +303,18 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     }
 
     static func report(_ status: TunnelStatus) -> TunnelReport {
-        TunnelReport(
+        var report = TunnelReport(
             name: status.name, state: status.state.rawValue, enabled: status.enabled, target: status.target,
             local: status.local, remote: status.remote, connections: status.connections, bytesIn: status.bytesIn,
             bytesOut: status.bytesOut, reconnects: status.reconnects, since: status.since, lastError: status.lastError,
             draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) },
             sessions: status.sessions, sessionsUp: status.sessionsUp)
+        report.clientsRefused = status.clientsRefused
+        if status.state == .backoff {
+            report.retryAt = status.retryAt
+            report.retryCause = status.retryCause?.rawValue
+        }
+        return report
     }
 
     static func problem(_ error: ConfigError) -> ConfigProblem {

@@ -26,8 +26,66 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
         self.operation = operation
     }
 
+    /// What an operator reads: the operation, the error in words, and libssh2's own message when
+    /// it adds something (its generic "Unexpected error" does not), then the code for reference.
     public var description: String {
-        "\(operation): \(message) (libssh2 error \(code))"
+        let words = Self.words(for: code)
+        let generic = message.isEmpty || message == "Unexpected error" || message.hasPrefix("libssh2 error") || words == nil
+        var text = "\(operation): \(words ?? (message.isEmpty ? "error" : message))"
+        if !generic && message.lowercased() != words?.lowercased() { text += " (\(message))" }
+        return code == 0 ? text : text + " [libssh2 error \(code)]"
+    }
+
+    /// libssh2's error codes in words (the codes are stable across 1.10 and 1.11; written as
+    /// numbers because 1.10's header lacks the newest ones).
+    public static func words(for code: Int32) -> String? {
+        switch code {
+        case -1: return "no socket"
+        case -2: return "the server sent no SSH banner (closed the connection, or is not an SSH server)"
+        case -3: return "could not send our SSH banner"
+        case -4: return "a packet failed its integrity check (MAC)"
+        case -5, -8: return "key exchange failed (no algorithm in common, or the server closed during it)"
+        case -6: return "out of memory"
+        case -7: return "could not send to the server (connection reset or closed)"
+        case -9, -30: return "timed out"
+        case -10: return "could not use the server's host key"
+        case -11: return "the server's host key signature did not verify"
+        case -12, -44: return "encryption or decryption failed"
+        case -13: return "the server disconnected"
+        case -14: return "SSH protocol error"
+        case -15: return "the password has expired"
+        case -16: return "cannot read the key file"
+        case -17: return "no authentication method available"
+        case -18: return "authentication refused by the server"
+        case -19: return "the server did not accept the key's signature"
+        case -20: return "channel packets out of order"
+        case -21: return "the server refused the channel (nothing listening there, or forwarding not allowed)"
+        case -22: return "the server denied the channel request"
+        case -23: return "unknown channel"
+        case -24: return "channel window exceeded"
+        case -25: return "channel packet too large"
+        case -26: return "the channel is closed"
+        case -27: return "end of data already sent on the channel"
+        case -32: return "the server denied the request"
+        case -33: return "method not supported"
+        case -34: return "invalid argument"
+        case -36: return "public key protocol error"
+        case -37: return "would block"
+        case -38: return "buffer too small"
+        case -39: return "libssh2 used out of order (a half-sent packet was not completed first)"
+        case -40: return "compression failed"
+        case -41: return "out of bounds"
+        case -42: return "ssh-agent protocol error"
+        case -43: return "connection closed by the server"
+        case -45: return "bad socket"
+        case -46: return "known_hosts error"
+        case -47: return "channel window full"
+        case -48: return "could not use the key file (wrong passphrase, or a format libssh2 cannot read)"
+        case -49: return "random number generation failed"
+        case -50: return "the server's user authentication banner is missing"
+        case -51: return "algorithm not supported"
+        default: return nil
+        }
     }
 
     /// The transport itself failed (socket closed, reset, timed out): the session is gone.

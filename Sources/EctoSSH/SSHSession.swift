@@ -49,7 +49,6 @@ public final class SSHSession {
 
     // MARK: Errors and readiness
 
-    /// libssh2's last error on this session.
     /// libssh2's last error on this session. With `code` (a call's own return code), the session's
     /// message is used only if it belongs to that code: some calls fail without recording one, and
     /// a stale message would mislead.
@@ -59,7 +58,7 @@ public final class SSHSession {
         let recorded = libssh2_session_last_error(raw, &message, &length, 0)
         var text = message.map { String(cString: $0) } ?? ""
         if let code, code != recorded { text = "" }
-        if text.isEmpty { text = "libssh2 error \(code ?? recorded)" }
+        // An empty message is left empty: `SSHError.description` puts the code into words.
         return SSHError(code: code ?? recorded, message: text, operation: operation)
     }
 

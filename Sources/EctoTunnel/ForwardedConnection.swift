@@ -44,6 +44,9 @@ final class ForwardedConnection {
     /// (`TunnelDriver.collectArrivals`). Cleared by every read that returns data or fills the
     /// buffer.
     var channelQuiet = false
+    /// Waiting for its channel, the client shut down its sending side after sending something:
+    /// it may still want the reply, so it stays, and epoll stops reporting that end of data.
+    var sentEOFWhileWaiting = false
     /// In the driver's list of connections the next pass visits.
     var scheduled = false
     /// What the client socket is registered with epoll for (nil: not registered).
@@ -72,9 +75,14 @@ final class ForwardedConnection {
     /// half-close is not "gone": the client may still want the reply.) An open connection that
     /// waits for nothing on its socket is not registered, so a hang-up cannot wake the loop
     /// over and over while it has no use for it.
+    ///
+    /// A client still waiting for its channel is also watched for the end of its data
+    /// (EPOLLRDHUP): one that closes while held or queued is let go at once rather than kept
+    /// (with its descriptor) until the session returns (`TunnelDriver.dispatchReadiness`).
     func wantedEvents(sessionUp: Bool) -> EpollEvents? {
         guard !clientClosed else { return nil }
         var events: EpollEvents = []
+        if phase != .open && !sentEOFWhileWaiting { events.insert(.readHangUp) }
         if phase == .open && sessionUp && !clientEOF && up.hasSpace && !clientReadable { events.insert(.input) }
         if clientWriteBlocked { events.insert(.output) }
         return events.isEmpty && phase == .open ? nil : events

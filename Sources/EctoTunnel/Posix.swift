@@ -63,6 +63,16 @@ enum Posix {
         }
     }
 
+    /// True when the socket holds at least one byte of data to read (MSG_PEEK: nothing is taken).
+    static func hasPendingInput(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        while true {
+            let n = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+            if n < 0 && errno == EINTR { continue }
+            return n > 0
+        }
+    }
+
     static func close(_ fd: Int32) {
         _ = Glibc.close(fd)  // never retried on EINTR (Linux frees the fd anyway)
     }
@@ -99,6 +109,8 @@ struct EpollEvents: OptionSet, Sendable {
     static let output = EpollEvents(rawValue: ECTO_EPOLLOUT)
     static let error = EpollEvents(rawValue: ECTO_EPOLLERR)
     static let hangUp = EpollEvents(rawValue: ECTO_EPOLLHUP)
+    /// The peer shut down its sending side (asked for explicitly, unlike `hangUp`).
+    static let readHangUp = EpollEvents(rawValue: ECTO_EPOLLRDHUP)
 }
 
 /// What to tell epoll when a registration's wanted events change.

@@ -15,24 +15,39 @@ public enum TunnelState: String, Sendable, Codable, CaseIterable {
 
 /// Why an attempt or a session failed, as far as the retry policy cares.
 public enum FailureKind: Sendable, Equatable {
-    /// Unreachable, timed out, reset, dead peer, protocol hiccup: retried forever with backoff.
+    /// Unreachable, timed out, reset, dead peer, protocol hiccup: retried forever with
+    /// exponential backoff (each counts in `failures`).
     case transport
     /// The host answered but nothing listens on the SSH port (ECONNREFUSED): typically sshd
-    /// restarting. Retried forever every `Policy.refusedRetryCap` (jittered down to half of it):
-    /// a refused TCP connect costs the server nothing and never reaches authentication (no ban
-    /// risk), and it lets the tunnel come back within that cap (plus one handshake) of the
-    /// server accepting again: 500 ms + ~100 ms stays under the 1 s we promise.
-    ///
-    /// A refusal also clears the failure count: the server was away, so whatever ended the last
-    /// session was an outage, not a server that keeps accepting and dropping us (the storm the
-    /// count guards against). Without this, two restarts within `stableAfter` made the first
-    /// attempt after the second one wait the grown backoff (4–8 s) instead of ≤ 1 s.
+    /// restarting. Within `Policy.fastWindow` of the start of an outage (and with no evidence
+    /// against the server in `failures`), retried every `Policy.refusedRetryCap` (jittered down to
+    /// half of it): a refused TCP connect costs the server nothing and lets the tunnel come back
+    /// within that cap (plus one handshake) of the server accepting again. After the window it
+    /// joins the exponential backoff, so a permanent outage costs a few attempts an hour.
     case refused
     /// Host key unknown, changed, revoked, or not the pinned one: the operator must decide.
     case hostKey
     /// The server refused our credentials: retried a few times, then the operator must act.
     case authentication
-    /// Our own setup is wrong (key file missing or too open, wrong passphrase, port busy).
+    /// Our own setup is wrong in a way only the operator fixes (a key file readable by others, a
+    /// wrong passphrase, an unusable key): `failed`.
+    case local
+    /// Our own side, and it may clear by itself (a key file not there yet, the local port held by
+    /// another process, known_hosts not writable): a fixed retry every `Policy.localRetry`, never
+    /// the server's backoff count.
+    case localTemporary
+    /// This process ran out of something (file descriptors, kernel buffers, memory): a fixed retry
+    /// every `Policy.resourceRetry`, never the server's backoff count.
+    case resources
+}
+
+/// What a pending retry waits for, in status (`retry_cause`).
+public enum RetryCause: String, Sendable, Codable, Equatable {
+    /// The server or the network: exponential backoff (or the fast refused cadence).
+    case remote
+    /// Connections refused by the SSH port (sshd down or restarting).
+    case refused
+    /// Something on this machine (`FailureKind.localTemporary`, `.resources`).
     case local
 }
 
@@ -55,33 +70,55 @@ extension ReconnectAction: Equatable where Instant: Equatable {}
 
 /// The per-tunnel reconnect policy as a pure value: events and the current instant go in,
 /// actions come out. It never sleeps, never does I/O and never reads a clock, so it is tested
-/// with plain instants.
+/// with plain instants (`ReconnectMachineTests` simulates outages, flapping servers and storms).
+///
+/// The rules, in short:
+/// - `failures` is the evidence against the server: failed attempts (transport, authentication,
+///   refusals after the fast window) and sessions that died young (< `provenAfter`). It drives the
+///   exponential backoff. A session that lived `provenAfter` proves the server works: losing it
+///   clears the count and reconnects at once, however short the outage and however often it
+///   repeats. A server that accepts and drops every session at once keeps growing the count, so
+///   it is met with longer and longer waits, never a storm.
+/// - Refused connects in the first `fastWindow` of an outage are retried at the fast cadence
+///   (≤ `refusedRetryCap`); after it they join the backoff.
+/// - Local trouble (`localTemporary`, `resources`) has fixed short retries of its own and never
+///   touches `failures`.
 public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable where Instant.Duration == Duration {
     /// Tunable rules.
     public struct Policy: Sendable {
         public var backoff: BackoffPolicy
-        /// A session that stayed up this long resets the failure count ("grace" rule).
-        public var stableAfter: Duration
+        /// A session that lived this long proves the server works: losing it is an outage, not a
+        /// failure, so the next attempt starts at once with a clean count.
+        public var provenAfter: Duration
         /// Consecutive authentication refusals tolerated before `failed`.
         public var authenticationAttempts: Int
-        /// The longest wait after a refused TCP connect.
+        /// The longest wait after a refused TCP connect in the fast window.
         public var refusedRetryCap: Duration
+        /// How long into an outage refused connects keep the fast cadence.
+        public var fastWindow: Duration
+        /// The fixed wait after a `localTemporary` failure.
+        public var localRetry: Duration
+        /// The fixed wait after a `resources` failure.
+        public var resourceRetry: Duration
 
         public init(
-            backoff: BackoffPolicy, stableAfter: Duration = .seconds(30), authenticationAttempts: Int = 3,
-            refusedRetryCap: Duration = .milliseconds(500)
+            backoff: BackoffPolicy, provenAfter: Duration = .seconds(2), authenticationAttempts: Int = 3,
+            refusedRetryCap: Duration = .milliseconds(500), fastWindow: Duration = .seconds(10),
+            localRetry: Duration = .seconds(5), resourceRetry: Duration = .seconds(1)
         ) {
             self.backoff = backoff
-            self.stableAfter = stableAfter
+            self.provenAfter = provenAfter
             self.authenticationAttempts = authenticationAttempts
             self.refusedRetryCap = refusedRetryCap
+            self.fastWindow = fastWindow
+            self.localRetry = localRetry
+            self.resourceRetry = resourceRetry
         }
     }
 
     public let policy: Policy
     public private(set) var state: TunnelState
-    /// Consecutive failed attempts and short-lived sessions (reset by a stable session or a
-    /// refused connect; see `FailureKind.refused`).
+    /// Evidence against the server since it last proved itself (see the type's rules).
     public private(set) var failures = 0
     /// Consecutive authentication refusals.
     public private(set) var authenticationFailures = 0
@@ -91,8 +128,13 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     public private(set) var since: Instant
     /// The last failure, for status.
     public private(set) var lastError: String?
-    /// When the pending backoff ends (state `backoff`).
+    /// When the pending retry is due (state `backoff`).
     public private(set) var retryAt: Instant?
+    /// What the pending retry waits for (state `backoff`).
+    public private(set) var retryCause: RetryCause?
+    /// When the current outage began: the first failure or loss since the last session (nil while
+    /// up, or before the first attempt failed).
+    public private(set) var outageStart: Instant?
     private var everUp = false
     private var upSince: Instant?
 
@@ -105,6 +147,11 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     private mutating func enter(_ newState: TunnelState, _ now: Instant) {
         if newState != state { since = now }
         state = newState
+        if newState != .backoff {
+            retryAt = nil
+            retryCause = nil
+        }
+        if newState == .up || newState == .down { outageStart = nil }
     }
 
     /// The first action after creation: connect if enabled.
@@ -117,7 +164,6 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         everUp = true
         upSince = now
         authenticationFailures = 0
-        retryAt = nil
         enter(.up, now)
         return .none
     }
@@ -128,40 +174,51 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     {
         guard state == .connecting else { return .none }
         lastError = message
+        let outageStart = self.outageStart ?? now
+        self.outageStart = outageStart
         switch kind {
         case .hostKey, .local:
             return fail(now)
+        case .localTemporary:
+            return schedule(policy.localRetry, .local, now)
+        case .resources:
+            return schedule(policy.resourceRetry, .local, now)
         case .authentication:
             authenticationFailures += 1
             if authenticationFailures >= policy.authenticationAttempts { return fail(now) }
+            failures += 1
+            return scheduleBackoff(.remote, now, &random)
         case .refused:
-            failures = 0
-            return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), now)
+            if failures == 0 && outageStart.duration(to: now) < policy.fastWindow {
+                return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now)
+            }
+            failures += 1
+            return scheduleBackoff(.refused, now, &random)
         case .transport:
-            break
+            failures += 1
+            return scheduleBackoff(.remote, now, &random)
         }
-        failures += 1
-        return scheduleRetry(now, &random)
     }
 
     /// An established session ended (dead peer, reset, server shutdown).
     public mutating func sessionLost(message: String, now: Instant, random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
         guard state == .up else { return .none }
         lastError = message
-        if let upSince, upSince.duration(to: now) >= policy.stableAfter {
-            // The session was healthy for a while: this is a fresh outage, reconnect at once.
+        outageStart = now
+        if let upSince, upSince.duration(to: now) >= policy.provenAfter {
+            // The server worked: this is an outage, not a server that drops us. Try again now.
             failures = 0
             enter(.connecting, now)
             return .connect
         }
+        // Died young: evidence against the server (it may accept and drop every session).
         failures += 1
-        return scheduleRetry(now, &random)
+        return scheduleBackoff(.remote, now, &random)
     }
 
     /// The backoff deadline passed.
     public mutating func deadlineReached(now: Instant) -> ReconnectAction<Instant> {
         guard state == .backoff, let retryAt, now >= retryAt else { return .none }
-        self.retryAt = nil
         enter(.connecting, now)
         return .connect
     }
@@ -174,7 +231,6 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
             return .none
         case .up, .backoff, .failed:
             if state == .failed { failures = 0; authenticationFailures = 0 }
-            retryAt = nil
             enter(.connecting, now)
             return .connect
         }
@@ -184,23 +240,25 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     /// may be gone); when up, the owner should probe the session (not our decision to drop it).
     public mutating func networkChanged(now: Instant) -> ReconnectAction<Instant> {
         guard state == .backoff else { return .none }
-        retryAt = nil
         enter(.connecting, now)
         return .connect
     }
 
-    /// Our own side broke outside any attempt (the local port is taken by another process):
-    /// `failed` from any enabled state, with `message` as the reason.
+    /// Our own side broke outside any attempt (the local port is taken by another process): from
+    /// any enabled state, a fixed wait of `localRetry` (state `backoff`, cause `local`), with
+    /// `message` as the reason; `deadlineReached` then asks for a new attempt, which begins by
+    /// trying the local side again.
     public mutating func localFailure(message: String, now: Instant) -> ReconnectAction<Instant> {
-        guard state != .down, state != .failed else { return .none }
+        guard state != .down else { return .none }
+        if state == .failed { return .none }  // the operator's problem stays the reason shown
         lastError = message
-        return fail(now)
+        if outageStart == nil { outageStart = now }
+        return schedule(policy.localRetry, .local, now)
     }
 
     /// The operator disabled the tunnel.
     public mutating func disable(now: Instant) -> ReconnectAction<Instant> {
         guard state != .down else { return .none }
-        retryAt = nil
         enter(.down, now)
         return .disconnect
     }
@@ -214,21 +272,26 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return .connect
     }
 
+    /// The nominal (un-jittered) wait the next counted failure would get: the backoff step.
+    public var nominalBackoff: Duration { policy.backoff.nominalDelay(afterFailures: max(failures, 1)) }
+
     private mutating func fail(_ now: Instant) -> ReconnectAction<Instant> {
-        retryAt = nil
         enter(.failed, now)
         return .giveUp
     }
 
-    private mutating func scheduleRetry(_ now: Instant, _ random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
-        schedule(policy.backoff.delay(afterFailures: failures, using: &random), now)
+    private mutating func scheduleBackoff(_ cause: RetryCause, _ now: Instant, _ random: inout some RandomNumberGenerator)
+        -> ReconnectAction<Instant>
+    {
+        schedule(policy.backoff.delay(afterFailures: failures, using: &random), cause, now)
     }
 
     /// Waits `delay`, in state `backoff`.
-    private mutating func schedule(_ delay: Duration, _ now: Instant) -> ReconnectAction<Instant> {
+    private mutating func schedule(_ delay: Duration, _ cause: RetryCause, _ now: Instant) -> ReconnectAction<Instant> {
         let at = now.advanced(by: delay)
-        retryAt = at
         enter(.backoff, now)
+        retryAt = at
+        retryCause = cause
         return .waitUntil(at)
     }
 }

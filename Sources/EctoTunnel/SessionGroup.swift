@@ -48,6 +48,9 @@ final class SessionGroup: Sendable {
 
     var primaryUp: Bool { lanes.withLock { $0[0].up } }
 
+    /// Clients of every session, as last reported (for `max_clients`).
+    var totalConnections: Int { lanes.withLock { $0.reduce(0) { $0 + $1.connections } } }
+
     /// Picks the lane for one new client and counts it there, so that a burst of accepts spreads
     /// before the lanes report again. Nil when no lane is up.
     func assign(preferring preferred: Int) -> Int? {

@@ -31,6 +31,7 @@ public final class Tunnel: Sendable {
         var reconnects = 0
         var accepted: UInt64 = 0
         var refused: UInt64 = 0
+        var clientsRefused: UInt64 = 0
 
         mutating func add(_ status: TunnelStatus) {
             bytesIn += status.bytesIn
@@ -38,6 +39,7 @@ public final class Tunnel: Sendable {
             reconnects += status.reconnects
             accepted += status.acceptedTotal
             refused += status.refusedTotal
+            clientsRefused += status.clientsRefused
         }
     }
 
@@ -156,6 +158,7 @@ public final class Tunnel: Sendable {
             status.reconnects += counters.reconnects
             status.acceptedTotal += counters.accepted
             status.refusedTotal += counters.refused
+            status.clientsRefused += counters.clientsRefused
             status.draining = draining
             return status
         }
@@ -174,6 +177,7 @@ public final class Tunnel: Sendable {
             status.reconnects += other.reconnects
             status.acceptedTotal += other.acceptedTotal
             status.refusedTotal += other.refusedTotal
+            status.clientsRefused += other.clientsRefused
         }
         let up = sessions.filter { $0.state == .up }
         status.sessions = sessions.count

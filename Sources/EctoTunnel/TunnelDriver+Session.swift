@@ -15,6 +15,11 @@ import Glibc
 extension TunnelDriver {
     func startAttempt() {
         guard stopping == nil else { return }
+        if isPrimary && listenFD < 0 && !awaitingListener {
+            // The local side first (a busy port retried): without it the session serves nobody.
+            bindListener()
+            guard listenFD >= 0 else { return }
+        }
         let now = clock.now
         attemptDeadline = now.advanced(by: config.connectTimeout)
         logger.debug("connecting")
@@ -55,10 +60,15 @@ extension TunnelDriver {
             Posix.close(fd)
         }
         let reason = lastErrno == 0 ? "no address" : String(cString: strerror(lastErrno))
-        attemptFailed(
-            AttemptFailure(
-                lastErrno == ECONNREFUSED ? .refused : .transport,
-                "cannot connect to \(config.target.host):\(config.target.port): \(reason)"))
+        let kind: FailureKind
+        switch lastErrno {
+        case ECONNREFUSED: kind = .refused
+        // This process or the machine ran out of descriptors, buffers, memory or local ports:
+        // our side, not the server's.
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL: kind = .resources
+        default: kind = .transport
+        }
+        attemptFailed(AttemptFailure(kind, "cannot connect to \(config.target.host):\(config.target.port): \(reason)"))
     }
 
     /// TCP-level liveness on the SSH socket, on top of the SSH keepalives. TCP_USER_TIMEOUT (how
@@ -169,7 +179,7 @@ extension TunnelDriver {
             do {
                 try KnownHostsFile.append(host: config.target.host, port: Int(config.target.port), key: key, to: config.knownHosts)
             } catch {
-                attemptFailed(AttemptFailure(.local, "cannot record the new host key in \(config.knownHosts): \(error)"))
+                attemptFailed(AttemptFailure(.localTemporary, "cannot record the new host key in \(config.knownHosts): \(error)"))
                 return false
             }
             logger.warning(
@@ -190,7 +200,9 @@ extension TunnelDriver {
         }
         phase = .established(session)
         perform(machine.connected(now: now))
-        logger.info("connected", metadata: ["ssh.methods": "\(session.negotiatedSummary)"])
+        var metadata: Logger.Metadata = ["ssh.methods": "\(session.negotiatedSummary)"]
+        if let outage = retryLog.recovered(now: now) { metadata["after"] = "\(outage)" }
+        logger.info("connected", metadata: metadata)
         // Serve the clients that waited, oldest first.
         for connection in connections.values.sorted(by: { $0.id < $1.id }) where connection.phase == .held {
             connection.phase = .queued
@@ -204,12 +216,33 @@ extension TunnelDriver {
             teardownSession(reason: "stopping", graceful: false)
             return
         }
-        switch failure.kind {
-        case .transport, .refused: logger.warning("connection attempt failed: \(failure.message)")
-        case .hostKey, .authentication, .local: logger.error("connection attempt failed: \(failure.message)")
-        }
+        attemptDeadline = nil  // an attempt that failed before its socket existed must not time out later too
         teardownSession(reason: failure.message, graceful: false)
-        perform(machine.attemptFailed(failure.kind, message: failure.message, now: clock.now, random: &random))
+        let now = clock.now
+        let action = machine.attemptFailed(failure.kind, message: failure.message, now: now, random: &random)
+        switch failure.kind {
+        case .hostKey, .authentication, .local:
+            // Bounded by the policy (failed at once, or after a few attempts): each one is shown.
+            logger.error("connection attempt failed: \(failure.message)")
+        case .transport, .refused, .localTemporary, .resources:
+            // Retried for as long as it takes: the first of a kind in full, then summaries.
+            if case .waitUntil(let at) = action,
+                let line = retryLog.failed(
+                    reason: failure.message, step: retryStep(failure.kind), next: now.duration(to: at), now: now)
+            {
+                logger.warning("\(line)", metadata: ["failures": "\(machine.failures)"])
+            }
+        }
+        perform(action, logged: true)
+    }
+
+    /// The nominal wait the policy now gives failures of `kind`: a line is worth writing when it grows.
+    private func retryStep(_ kind: FailureKind) -> Duration {
+        switch kind {
+        case .localTemporary: return machine.policy.localRetry
+        case .resources: return machine.policy.resourceRetry
+        default: return machine.retryCause == .refused && machine.failures == 0 ? machine.policy.refusedRetryCap : machine.nominalBackoff
+        }
     }
 
     func sessionLost(_ message: String) {

@@ -49,6 +49,8 @@ final class TunnelDriver {
     let clock = ContinuousClock()
     var random = SystemRandomNumberGenerator()
     var machine: ReconnectMachine<Instant>
+    /// Which failed attempts the log shows (the first of an outage, then summaries).
+    var retryLog = RetryLog<Instant>()
     var phase: Phase = .idle {
         didSet { if Self.socket(of: oldValue) != Self.socket(of: phase) { forget(&sshRegistration) } }
     }
@@ -56,7 +58,6 @@ final class TunnelDriver {
     var listenFD: Int32 = -1 {
         didSet { if oldValue != listenFD { forget(&listenerRegistration) } }
     }
-    var bindRetryAt: Instant?
     var attemptDeadline: Instant?
     var backoffUntil: Instant?
     var nextKeepalive: Instant?
@@ -71,6 +72,12 @@ final class TunnelDriver {
     var bytesIn: UInt64 = 0
     var bytesOut: UInt64 = 0
     var acceptedTotal: UInt64 = 0
+    /// Clients refused at once (max_clients, or the descriptor reserve), in status.
+    var clientsRefused: UInt64 = 0
+    /// An episode of refused clients or paused accepts (logged once at its start and its end).
+    var refusalEpisode: (start: Instant, refused: Int)?
+    /// accept failed for want of resources: the listener is not watched until `until`.
+    var acceptBackoff: (until: Instant, pause: Duration)?
     var refusedTotal: UInt64 = 0
     var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0))
     /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
@@ -216,7 +223,8 @@ final class TunnelDriver {
     /// socket are compared with what is registered, clients only when queued by
     /// `interestChanged` (accepted, readiness reported, serviced by a pass).
     private func syncInterest() {
-        let listener = stopping == nil && listenFD >= 0 ? Registration(fd: listenFD, events: .input) : nil
+        let paused = acceptBackoff.map { clock.now < $0.until } ?? false
+        let listener = stopping == nil && listenFD >= 0 && !paused ? Registration(fd: listenFD, events: .input) : nil
         update(&listenerRegistration, to: listener, token: Token.listener)
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
         guard let poller, !interestQueue.isEmpty else { return }
@@ -308,6 +316,16 @@ final class TunnelDriver {
                 // A held or queued client gave up before its channel opened.
                 logger.debug("client left before its channel opened", metadata: ["client": "\(connection.peer)"])
                 drop(connection, reason: nil)
+            } else if connection.phase != .open && events.contains(.readHangUp) {
+                if Posix.hasPendingInput(connection.fd) {
+                    // It sent something, then shut down its sending side: it may want the reply.
+                    connection.sentEOFWhileWaiting = true
+                    interestChanged(connection)
+                } else {
+                    // Closed without sending anything: nothing can come of it. Let it go now.
+                    logger.debug("client closed while waiting for a session", metadata: ["client": "\(connection.peer)"])
+                    drop(connection, reason: nil)
+                }
             } else {
                 interestChanged(connection)
                 if connection.phase == .open { schedule(connection) }
@@ -318,8 +336,8 @@ final class TunnelDriver {
     /// Milliseconds until the earliest deadline, or -1 (sleep until woken).
     private func pollTimeout() -> Int32 {
         var earliest = Self.earlier(attemptDeadline, backoffUntil)
-        earliest = Self.earlier(earliest, bindRetryAt)
         earliest = Self.earlier(earliest, stopping?.deadline)
+        if let pause = acceptBackoff, clock.now < pause.until { earliest = Self.earlier(earliest, pause.until) }
         if case .established(let session) = phase {
             earliest = Self.earlier(earliest, nextKeepalive)
             earliest = Self.earlier(earliest, livenessProbe?.deadline)
@@ -365,8 +383,7 @@ final class TunnelDriver {
         case .disable:
             perform(machine.disable(now: now))
         case .enable:
-            if listenFD < 0 && !awaitingListener && isPrimary { bindListener() }
-            perform(machine.enable(now: now))
+            perform(machine.enable(now: now))  // the attempt binds the listener first
         case .reconnect:
             logger.info("reconnect requested")
             teardownSession(reason: "reconnect requested", graceful: true)
@@ -427,7 +444,6 @@ final class TunnelDriver {
         } else {
             next.send(.adopt(listener: listenFD, clients: handed))
             listenFD = -1
-            bindRetryAt = nil
         }
         let open = connections.values.filter { !$0.clientClosed }.count
         logger.info(
@@ -509,10 +525,6 @@ final class TunnelDriver {
     }
 
     private func handleTimers(_ now: Instant) {
-        if let at = bindRetryAt, now >= at {
-            bindRetryAt = nil
-            bindListener()
-        }
         if let at = backoffUntil, now >= at {
             backoffUntil = nil
             perform(machine.deadlineReached(now: now))
@@ -569,8 +581,9 @@ final class TunnelDriver {
         return clock.now.advanced(by: limit - silence)
     }
 
-    /// Carries out what the reconnect machine decided.
-    func perform(_ action: ReconnectAction<Instant>) {
+    /// Carries out what the reconnect machine decided. `logged`: the caller already said when the
+    /// retry comes (`RetryLog`).
+    func perform(_ action: ReconnectAction<Instant>, logged: Bool = false) {
         switch action {
         case .none:
             break
@@ -586,8 +599,11 @@ final class TunnelDriver {
         case .waitUntil(let at):
             teardownSession(reason: "backoff", graceful: false)
             backoffUntil = at
-            logger.info("retrying in \(formatSeconds(clock.now.duration(to: at)))", metadata: ["failures": "\(machine.failures)"])
+            if !logged {
+                logger.info("retrying in \(formatSeconds(clock.now.duration(to: at)))", metadata: ["failures": "\(machine.failures)"])
+            }
         case .giveUp:
+            retryLog.reset()
             teardownSession(reason: "failed", graceful: false)
             backoffUntil = nil
             for connection in connections.values where connection.phase == .held || connection.phase == .queued {
@@ -595,6 +611,7 @@ final class TunnelDriver {
             }
             logger.error("tunnel failed and will not retry until told to: \(machine.lastError ?? "unknown error")")
         case .disconnect:
+            retryLog.reset()
             teardownSession(reason: "disabled", graceful: true)
             for connection in connections.values { drop(connection, reason: nil) }
             closeListener()
@@ -634,6 +651,9 @@ final class TunnelDriver {
             status.lastError = machine.lastError
             status.acceptedTotal = acceptedTotal
             status.refusedTotal = refusedTotal
+            status.clientsRefused = clientsRefused
+            status.retryAt = machine.retryAt.map { Date().addingTimeInterval(seconds(now.duration(to: $0))) }
+            status.retryCause = machine.retryCause
         }
     }
 
@@ -648,19 +668,11 @@ final class TunnelDriver {
             if !config.local.isLoopback {
                 logger.warning("listening on a non-loopback address: anyone who can reach \(config.local) can use this tunnel")
             }
-            if machine.state == .failed, machine.lastError?.hasPrefix("cannot listen") == true {
-                perform(machine.reconnectNow(now: clock.now))
-            }
         } catch {
             let message = "cannot listen on \(config.local): \(error.description)"
-            if machine.lastError != message { logger.error("\(message)") }
-            // A busy port needs the operator, but it may also free itself: check again quietly.
-            // Not `perform`: its give-up message says nothing retries, but the bind retry below does.
-            if case .giveUp = machine.localFailure(message: message, now: clock.now) {
-                teardownSession(reason: "no listener", graceful: false)
-            }
-            bindRetryAt = clock.now.advanced(by: .seconds(5))
-            publish(notify: true)
+            // A busy port may free itself: a fixed retry (state backoff, cause local), said once.
+            if machine.lastError != message { logger.error("\(message); trying again every \(formatSeconds(machine.policy.localRetry))") }
+            perform(machine.localFailure(message: message, now: clock.now), logged: true)
         }
     }
 
@@ -670,7 +682,6 @@ final class TunnelDriver {
             listenFD = -1
             handle.update(notify: false) { $0.listening = false }
         }
-        bindRetryAt = nil
     }
 
     private func acceptClients(_ now: Instant) {
@@ -679,11 +690,14 @@ final class TunnelDriver {
             do {
                 accepted = try Posix.accept(listenFD)
             } catch {
-                // EMFILE and friends: log, and let poll wake us again.
-                logger.error("accept failed: \(error)")
+                // Out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a
+                // listener error: the pending client stays in the kernel's backlog, and accepting
+                // again at once would fail again at once. Stop watching the listener for a short,
+                // growing pause instead of spinning (swift-nio's accept backoff), said once.
+                pauseAccepting(now, reason: error.description)
                 return
             }
-            guard case .done(let (fd, peer)) = accepted else { return }
+            guard case .done(let (fd, peer)) = accepted else { break }
             acceptedTotal += 1
             progress = true
             if machine.state == .failed || machine.state == .down {
@@ -691,6 +705,14 @@ final class TunnelDriver {
                 Posix.reset(fd)
                 continue
             }
+            if let refusal = admissionRefusal(fd) {
+                // Refused at once (a reset) and counted: the client learns now, and we keep
+                // the descriptors the control socket and the SSH session need.
+                Posix.reset(fd)
+                refuseClient(now, reason: refusal)
+                continue
+            }
+            clientAdmitted(now)
             Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let deadline = now.advanced(by: config.holdTimeout)
             if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) {
@@ -702,6 +724,52 @@ final class TunnelDriver {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }
+        if acceptBackoff != nil { acceptBackoff = nil }  // accepted until the backlog was empty
+    }
+
+    /// Why a newly accepted client is refused, or nil to admit it.
+    private func admissionRefusal(_ fd: Int32) -> String? {
+        let clients = group?.totalConnections ?? counters.openClients
+        if clients >= config.maxClients {
+            return "\(clients) clients already (max_clients = \(config.maxClients))"
+        }
+        if DescriptorLimit.isInReserve(fd) {
+            let limit = DescriptorLimit.soft
+            return "fewer than \(DescriptorLimit.reserve(for: limit)) file descriptors left (limit \(limit)); "
+                + "they are kept for the control socket and SSH reconnects"
+        }
+        return nil
+    }
+
+    /// Counts a refused client; the first refusal of an episode is logged, the rest counted.
+    private func refuseClient(_ now: Instant, reason: String) {
+        clientsRefused += 1
+        if var episode = refusalEpisode {
+            episode.refused += 1
+            refusalEpisode = episode
+        } else {
+            refusalEpisode = (now, 1)
+            logger.warning("refusing new clients: \(reason)")
+        }
+    }
+
+    /// A client was admitted: an episode of refusals (or of paused accepts) is over.
+    private func clientAdmitted(_ now: Instant) {
+        guard let episode = refusalEpisode else { return }
+        refusalEpisode = nil
+        logger.info("admitting clients again; \(episode.refused) refused over \(formatSeconds(episode.start.duration(to: now)))")
+    }
+
+    /// Stops watching the listener for a while after accept failed: 50 ms, doubling to 1 s while it
+    /// keeps failing. The descriptor table is re-read, since the limit may have been changed.
+    private func pauseAccepting(_ now: Instant, reason: String) {
+        let pause = min(.seconds(1), (acceptBackoff?.pause ?? .milliseconds(25)) * 2)
+        if acceptBackoff == nil {
+            DescriptorLimit.refresh()
+            logger.warning("accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time")
+            if refusalEpisode == nil { refusalEpisode = (now, 0) }
+        }
+        acceptBackoff = (now.advanced(by: pause), pause)
     }
 
     /// With several sessions: clients held by this one while it has no session go to one that is

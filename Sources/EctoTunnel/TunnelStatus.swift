@@ -30,6 +30,13 @@ public struct TunnelStatus: Sendable, Equatable {
     public var acceptedTotal: UInt64
     /// Channel opens the server refused since start.
     public var refusedTotal: UInt64
+    /// Local clients refused at once since start (`max_clients`, or descriptors running out).
+    public var clientsRefused: UInt64
+    /// When the next attempt is due (state `backoff`).
+    public var retryAt: Date?
+    /// What the pending retry waits for (state `backoff`): the server, a refusing SSH port, or
+    /// this machine.
+    public var retryCause: RetryCause?
     /// Sessions of earlier configurations (an old target) still finishing their connections.
     public var draining: [Draining]
     /// SSH sessions configured (`sessions`) and how many of them are up.
@@ -57,6 +64,9 @@ public struct TunnelStatus: Sendable, Equatable {
         self.listening = false
         self.acceptedTotal = 0
         self.refusedTotal = 0
+        self.clientsRefused = 0
+        self.retryAt = nil
+        self.retryCause = nil
         self.draining = []
         self.sessions = 1
         self.sessionsUp = state == .up ? 1 : 0

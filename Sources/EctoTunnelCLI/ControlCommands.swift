@@ -28,7 +28,7 @@ func printError(_ message: String) {
 
 /// Sends one request; on any failure prints why and exits with the contract's code.
 func call<T: Decodable>(
-    _ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type, timeout: Double = 10
+    _ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type, timeout: Double = ControlClient.defaultTimeout
 ) throws -> T {
     let client = ControlClient(path: global.socketPath, timeout: timeout)
     let answer: ControlAnswer
@@ -91,7 +91,8 @@ struct Status: ParsableCommand {
         if watch { try follow() }
         var path = tunnel.map { "/v1/tunnels/\(pathComponent($0))" } ?? "/v1/status"
         if deep { path += "?deep=1" }
-        let report = try call(global, "GET", path, as: StatusReport.self, timeout: 30)
+        // A plain status is a snapshot (answered at once); --deep waits for the probes (≤ 15 s).
+        let report = try call(global, "GET", path, as: StatusReport.self, timeout: deep ? 30 : ControlClient.defaultTimeout)
         if json {
             let data = try ControlProtocol.encoder().encode(report)
             print(String(decoding: data, as: UTF8.self))

@@ -52,7 +52,7 @@ struct TestInstant: InstantProtocol, Sendable {
 
 @Suite struct ReconnectMachineTests {
     typealias Machine = ReconnectMachine<TestInstant>
-    let policy = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), stableAfter: .seconds(30), authenticationAttempts: 3)
+    let policy = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), authenticationAttempts: 3)
 
     @Test func startsConnectingWhenEnabledAndDownWhenNot() {
         let enabled = Machine(policy: policy, enabled: true, now: .zero)
@@ -127,20 +127,20 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(30)), random: &random) == .giveUp)
     }
 
-    @Test func failureCountResetsOnlyAfterAStableSession() {
+    @Test func aProvenSessionClearsTheCountAndAYoungOneAddsToIt() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 9)
         var now = TestInstant.zero
         // Three failures, then up.
         for _ in 0..<3 {
-            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "refused", now: now, random: &random) else { return }
+            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
             now = at
             _ = machine.deadlineReached(now: now)
         }
         #expect(machine.connected(now: now) == .none)
         #expect(machine.state == .up)
-        // Dies after 5 s: not stable, the count goes on (4th failure: nominal 8 s).
-        now = now.advanced(by: .seconds(5))
+        // Dies after 1 s (< provenAfter): evidence against the server, the count goes on (4th: nominal 8 s).
+        now = now.advanced(by: .seconds(1))
         guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
             Issue.record("expected backoff")
             return
@@ -150,8 +150,8 @@ struct TestInstant: InstantProtocol, Sendable {
         now = at
         _ = machine.deadlineReached(now: now)
         _ = machine.connected(now: now)
-        // Dies after 31 s: stable, so it reconnects at once with a clean count.
-        now = now.advanced(by: .seconds(31))
+        // Dies after 3 s: it proved the server works, so it reconnects at once with a clean count.
+        now = now.advanced(by: .seconds(3))
         #expect(machine.sessionLost(message: "reset", now: now, random: &random) == .connect)
         #expect(machine.failures == 0)
         #expect(machine.state == .connecting)
@@ -203,114 +203,216 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .connecting)
     }
 
-    @Test func localProblemsFailAtOnce() {
+    @Test func localProblemsThatNeedTheOperatorFailAtOnce() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 5)
         #expect(machine.attemptFailed(.local, message: "UNPROTECTED PRIVATE KEY", now: .zero, random: &random) == .giveUp)
         #expect(machine.state == .failed)
     }
 
-    @Test func refusedConnectsRetryWithinTheCapAndClearTheCount() {
+    @Test func localTroubleHasFixedRetriesOfItsOwnAndNeverTheServersCount() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
-        var random = SplitMix64(seed: 11)
+        var random = SplitMix64(seed: 5)
         var now = TestInstant.zero
-        // Two timeouts first: the count grows.
+        // Two transport failures first: the server's count is 2.
         for _ in 0..<2 {
             guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
             now = at
             _ = machine.deadlineReached(now: now)
         }
-        #expect(machine.failures == 2)
+        for (kind, wait) in [(FailureKind.resources, policy.resourceRetry), (.localTemporary, policy.localRetry)] {
+            for _ in 0..<20 {
+                #expect(machine.attemptFailed(kind, message: "EMFILE", now: now, random: &random) == .waitUntil(now.advanced(by: wait)))
+                #expect(machine.state == .backoff && machine.retryCause == .local)
+                #expect(machine.failures == 2, "local trouble must not grow the server's backoff")
+                now = now.advanced(by: wait)
+                #expect(machine.deadlineReached(now: now) == .connect)
+            }
+        }
+        // The server's own schedule goes on where it was (3rd failure: nominal 4 s).
+        guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+        #expect(now.duration(to: at) >= .seconds(2) && machine.retryCause == .remote)
+    }
+
+    @Test func refusedConnectsAreFastInTheWindowThenJoinTheBackoff() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 11)
+        var now = TestInstant.zero
         var waits: Set<Duration> = []
-        for attempt in 1...20 {
+        // The fast window: every refusal retried within the cap, jittered, the count untouched.
+        while now.offset < policy.fastWindow {
             guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else {
                 Issue.record("expected a retry")
                 return
             }
             let waited = now.duration(to: at)
-            #expect(waited <= policy.refusedRetryCap, "attempt \(attempt) waited \(waited)")
-            #expect(waited >= policy.refusedRetryCap / 2, "attempt \(attempt) waited \(waited): jitter keeps at least half the cap")
+            #expect(waited <= policy.refusedRetryCap && waited >= policy.refusedRetryCap / 2, "waited \(waited)")
+            #expect(machine.failures == 0 && machine.retryCause == .refused)
             waits.insert(waited)
-            #expect(machine.failures == 0, "a refusal means the server is away, not that it keeps dropping us")
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
         }
         #expect(waits.count > 10, "refused retries are jittered")
-        // A different kind of failure afterwards starts the schedule again (nominal 1 s).
-        guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
-        #expect(now.duration(to: at) <= .seconds(1))
-        #expect(machine.failures == 1)
+        // After it: exponential, 1 s, 2 s, 4 s … nominal.
+        for failure in 1...6 {
+            guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else { return }
+            let nominal = policy.backoff.nominalDelay(afterFailures: failure)
+            #expect(now.duration(to: at) >= nominal / 2 && now.duration(to: at) <= nominal)
+            #expect(machine.failures == failure)
+            now = at
+            _ = machine.deadlineReached(now: now)
+        }
     }
 
-    /// Drives a machine against a simulated server and returns, for each time the server came
-    /// back, how long the tunnel took to be up again (nil: not within the simulation).
-    /// `down` lists the outages as [start, end) offsets in milliseconds. An attempt started while
-    /// the server is down is refused at once; otherwise it succeeds after `handshake`.
-    private func simulate(outages down: [(Int, Int)], until end: Int, handshake: Int = 100) -> [Duration?] {
+    @Test func refusalsDoNotClearEvidenceAgainstTheServer() {
+        // A server that crashes 0.2 s into every session and restarts (refusing meanwhile) must
+        // not get the fast cadence: its young sessions are the evidence.
         var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 12)
+        _ = machine.connected(now: .zero)
+        _ = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(200)), random: &random)
+        #expect(machine.failures == 1)
+        _ = machine.deadlineReached(now: TestInstant(offset: .seconds(2)))
+        guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random) else { return }
+        #expect(machine.failures == 2)
+        #expect(TestInstant(offset: .seconds(2)).duration(to: at) >= .seconds(1))
+    }
+
+    /// A simulated server for the machine, in milliseconds.
+    struct Server {
+        /// [start, end) offsets in ms when nothing listens on the SSH port (connects refused).
+        var outages: [(Int, Int)] = []
+        /// Sessions die this long after they come up (nil: they live until the next outage).
+        var sessionLife: Int? = nil
+        /// Until when connects hang (TCP accepted, the server never speaks) until the attempt times out.
+        var silentUntil = 0
+        var handshake = 100
+        var connectTimeout = 10_000
+        func isDown(_ ms: Int) -> Bool { outages.contains { ms >= $0.0 && ms < $0.1 } }
+    }
+
+    struct Run {
+        /// Per outage: how long after the server came back the tunnel was up (nil: not within the run).
+        var recoveries: [Duration?]
+        /// Instants (ms) of every attempt started, and of every session established.
+        var attempts: [Int]
+        var sessions: [Int]
+    }
+
+    /// Drives a machine against `server` until `end` (ms).
+    private func simulate(_ server: Server, until end: Int, policy: Machine.Policy? = nil) -> Run {
+        var machine = Machine(policy: policy ?? self.policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 3)
-        func isDown(_ ms: Int) -> Bool { down.contains { ms >= $0.0 && ms < $0.1 } }
-        var recoveredAt: [Int?] = Array(repeating: nil, count: down.count)
+        var recoveredAt: [Int?] = Array(repeating: nil, count: server.outages.count)
+        var run = Run(recoveries: [], attempts: [], sessions: [])
         var clock = 0
         var action = machine.initialAction()
         var upAt: Int? = nil
+        func at(_ ms: Int) -> TestInstant { TestInstant(offset: .milliseconds(ms)) }
         while clock < end {
             switch action {
             case .connect:
-                if isDown(clock) {
-                    action = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .milliseconds(clock)), random: &random)
+                run.attempts.append(clock)
+                if server.isDown(clock) {
+                    action = machine.attemptFailed(.refused, message: "refused", now: at(clock), random: &random)
+                } else if clock < server.silentUntil {
+                    clock += server.connectTimeout
+                    action = machine.attemptFailed(.transport, message: "timed out", now: at(clock), random: &random)
                 } else {
-                    clock += handshake
-                    action = machine.connected(now: TestInstant(offset: .milliseconds(clock)))
+                    clock += server.handshake
+                    action = machine.connected(now: at(clock))
                     upAt = clock
-                    for (index, outage) in down.enumerated() where recoveredAt[index] == nil && outage.1 <= clock {
+                    run.sessions.append(clock)
+                    for (index, outage) in server.outages.enumerated() where recoveredAt[index] == nil && outage.1 <= clock {
                         recoveredAt[index] = clock
                     }
                 }
-            case .waitUntil(let at):
-                clock = Int(at.offset.components.seconds * 1000 + at.offset.components.attoseconds / 1_000_000_000_000_000)
-                action = machine.deadlineReached(now: at)
+            case .waitUntil(let when):
+                clock = Int(when.offset.components.seconds * 1000 + when.offset.components.attoseconds / 1_000_000_000_000_000)
+                action = machine.deadlineReached(now: when)
             case .none:
-                // Up: the session lives until the next outage starts.
-                guard upAt != nil, let next = down.first(where: { $0.0 > clock }) else { return finish(recoveredAt, down) }
-                clock = next.0
+                // Up: the session lives until it dies of old age or the next outage starts.
+                guard let since = upAt else { clock = end; break }
+                let death = [server.sessionLife.map { since + $0 }, server.outages.first(where: { $0.0 > since })?.0].compactMap { $0 }.min()
+                guard let death else { clock = end; break }
+                clock = death
                 upAt = nil
-                action = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(clock)), random: &random)
+                action = machine.sessionLost(message: "reset", now: at(clock), random: &random)
             case .giveUp, .disconnect:
-                return finish(recoveredAt, down)
+                clock = end
             }
         }
-        return finish(recoveredAt, down)
+        run.recoveries = zip(recoveredAt, server.outages).map { at, outage in at.map { .milliseconds($0 - outage.1) } }
+        return run
     }
 
-    private func finish(_ recoveredAt: [Int?], _ down: [(Int, Int)]) -> [Duration?] {
-        zip(recoveredAt, down).map { at, outage in at.map { .milliseconds($0 - outage.1) } }
-    }
-
-    @Test func repeatedRestartsRecoverWithinOneSecondEachTime() {
-        // The server restarts every 3 s (1 s away each time), so no session reaches the 30 s
-        // grace: each outage must still end in a session within 1 s of the server being back.
-        let outages = (0..<8).map { (5_000 + $0 * 3_000, 6_000 + $0 * 3_000) }
-        let recoveries = simulate(outages: outages, until: 60_000)
-        for (index, recovery) in recoveries.enumerated() {
+    @Test(arguments: [500, 1_000, 5_000])
+    func eightOutagesRecoverWithinOneSecondEachTime(outage: Int) {
+        // sshd crashes and comes back 8 times, `outage` ms away each time, 3 s after the tunnel
+        // recovered: no session lives long, and no outage may push the next recovery past 1 s.
+        var server = Server()
+        var start = 5_000
+        for _ in 0..<8 {
+            server.outages.append((start, start + outage))
+            start += outage + 3_000
+        }
+        let run = simulate(server, until: start + 10_000)
+        for (index, recovery) in run.recoveries.enumerated() {
             guard let recovery else {
                 Issue.record("outage \(index) never recovered")
                 continue
             }
-            #expect(recovery <= .seconds(1), "outage \(index): up \(recovery) after the server came back")
+            #expect(recovery <= .seconds(1), "outage \(index) (\(outage) ms): up \(recovery) after the server came back")
         }
     }
 
+    @Test func aFlappingServerIsBackedOffNotStormed() {
+        // Accepts, authenticates, and drops every session 0.2 s later, never refusing.
+        // The production backoff (1 s to 60 s).
+        let defaults = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(60)))
+        let run = simulate(Server(sessionLife: 200), until: 600_000, policy: defaults)
+        #expect(run.sessions.count < 30, "\(run.sessions.count) sessions in 10 min")
+        // The gaps between sessions grow to the cap and stay there (jittered to at least half).
+        let gaps = zip(run.sessions, run.sessions.dropFirst()).map { $1 - $0 }
+        #expect(gaps.suffix(5).allSatisfy { $0 >= 30_000 }, "late gaps: \(gaps.suffix(5))")
+    }
+
+    @Test func aServerRefusingForTenMinutesCostsFewAttemptsAndRecoversWithinTheCap() {
+        var server = Server(outages: [(5_000, 605_000)])
+        server.handshake = 100
+        let run = simulate(server, until: 700_000)
+        let during = run.attempts.filter { $0 >= 5_000 && $0 < 605_000 }
+        // The fast window (10 s at ≤ 0.5 s: ≤ 40), then at least 4 s apart (the cap is 8 s here).
+        #expect(during.count < 40 + 600 / 4, "\(during.count) attempts")
+        let late = during.filter { $0 > 60_000 }
+        let lateGaps = zip(late, late.dropFirst()).map { $1 - $0 }
+        #expect(lateGaps.allSatisfy { $0 >= 4_000 }, "late gaps: \(lateGaps.prefix(10))")
+        guard let recovery = run.recoveries[0] else {
+            Issue.record("never recovered")
+            return
+        }
+        #expect(recovery <= policy.backoff.maximum + .milliseconds(server.handshake))
+    }
+
+    @Test func aServerThatAcceptsAndNeverSpeaksIsBackedOff() {
+        let run = simulate(Server(silentUntil: 300_000), until: 310_000)
+        let gaps = zip(run.attempts, run.attempts.dropFirst()).map { $1 - $0 }
+        // Each attempt takes the 10 s timeout; the waits between them grow beyond it.
+        #expect(run.attempts.count < 300_000 / 10_000)
+        #expect(gaps.suffix(5).allSatisfy { $0 >= 14_000 }, "gaps: \(gaps)")
+        #expect(run.sessions.count == 1)
+    }
+
     @Test func aServerThatKeepsDroppingSessionsIsBackedOffFromMoreAndMore() {
-        // Accepts and authenticates, then drops the session after 1 s, never refusing: the storm
-        // the failure count guards against. The waits before each new attempt must grow.
+        // Accepts and authenticates, then drops the session after 0.2 s, never refusing: the
+        // storm the failure count guards against. The waits before each new attempt must grow.
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 8)
         var now = TestInstant.zero
         var waits: [Duration] = []
         for _ in 0..<6 {
             _ = machine.connected(now: now)
-            now = now.advanced(by: .seconds(1))
+            now = now.advanced(by: .milliseconds(200))
             guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
                 Issue.record("expected a backoff after a short session")
                 return
@@ -328,20 +430,23 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(waits[3] > waits[0] * 2)
     }
 
-    @Test func localFailureFailsFromEveryEnabledStateButNotWhenDown() {
+    @Test func localFailureWaitsAFixedTimeFromEveryEnabledStateButNotWhenDownOrFailed() {
         var random = SplitMix64(seed: 4)
         var up = Machine(policy: policy, enabled: true, now: .zero)
         _ = up.connected(now: .zero)
-        #expect(up.localFailure(message: "port busy", now: TestInstant(offset: .seconds(1))) == .giveUp)
-        #expect(up.state == .failed && up.lastError == "port busy" && up.since == TestInstant(offset: .seconds(1)))
+        let one = TestInstant(offset: .seconds(1))
+        #expect(up.localFailure(message: "port busy", now: one) == .waitUntil(one.advanced(by: policy.localRetry)))
+        #expect(up.state == .backoff && up.retryCause == .local && up.lastError == "port busy" && up.since == one)
         var backoff = Machine(policy: policy, enabled: true, now: .zero)
         _ = backoff.attemptFailed(.transport, message: "refused", now: .zero, random: &random)
-        #expect(backoff.localFailure(message: "port busy", now: .zero) == .giveUp)
+        #expect(backoff.localFailure(message: "port busy", now: .zero) == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
         #expect(backoff.failures == 1, "a local failure is not a connection failure")
         var down = Machine(policy: policy, enabled: false, now: .zero)
         #expect(down.localFailure(message: "port busy", now: .zero) == .none)
         #expect(down.state == .down)
-        #expect(up.localFailure(message: "again", now: .zero) == .none)
-        #expect(up.lastError == "port busy", "an existing failure keeps its reason")
+        var failed = Machine(policy: policy, enabled: true, now: .zero)
+        _ = failed.attemptFailed(.hostKey, message: "HOST KEY CHANGED", now: .zero, random: &random)
+        #expect(failed.localFailure(message: "again", now: .zero) == .none)
+        #expect(failed.lastError == "HOST KEY CHANGED", "an existing failure keeps its reason")
     }
 }

@@ -48,8 +48,12 @@ public enum DescriptorLimit {
     public static func reserve(for limit: Int) -> Int { min(128, max(16, limit / 8)) }
 
     /// True when a descriptor numbered `fd` leaves fewer than the reserve free.
+    /// On the refusing side the limit is read again first (prlimit may have raised it), so only
+    /// refusals cost a system call.
     public static func isInReserve(_ fd: Int32) -> Bool {
         let limit = soft
-        return Int(fd) >= limit - reserve(for: limit)
+        guard Int(fd) >= limit - reserve(for: limit) else { return false }
+        let current = refresh()
+        return Int(fd) >= current - reserve(for: current)
     }
 }

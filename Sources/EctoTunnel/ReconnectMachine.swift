@@ -19,8 +19,8 @@ public enum FailureKind: Sendable, Equatable {
     /// exponential backoff (each counts in `failures`).
     case transport
     /// The host answered but nothing listens on the SSH port (ECONNREFUSED): typically sshd
-    /// restarting. Within `Policy.fastWindow` of the start of an outage (and with no evidence
-    /// against the server in `failures`), retried every `Policy.refusedRetryCap` (jittered down to
+    /// restarting. Within `Policy.fastWindow` of the start of an outage (unless the last session
+    /// died young, see `ReconnectMachine`), retried every `Policy.refusedRetryCap` (jittered down to
     /// half of it): a refused TCP connect costs the server nothing and lets the tunnel come back
     /// within that cap (plus one handshake) of the server accepting again. After the window it
     /// joins the exponential backoff, so a permanent outage costs a few attempts an hour.
@@ -74,13 +74,16 @@ extension ReconnectAction: Equatable where Instant: Equatable {}
 ///
 /// The rules, in short:
 /// - `failures` is the evidence against the server: failed attempts (transport, authentication,
-///   refusals after the fast window) and sessions that died young (< `provenAfter`). It drives the
-///   exponential backoff. A session that lived `provenAfter` proves the server works: losing it
+///   refusals after the fast window) and sessions that died young (< `provenAfter`, no channel
+///   opened). It drives the
+///   exponential backoff. A session that lived `provenAfter`, or carried traffic (a channel
+///   opened), proves the server works: losing it
 ///   clears the count and reconnects at once, however short the outage and however often it
 ///   repeats. A server that accepts and drops every session at once keeps growing the count, so
 ///   it is met with longer and longer waits, never a storm.
 /// - Refused connects in the first `fastWindow` of an outage are retried at the fast cadence
-///   (≤ `refusedRetryCap`); after it they join the backoff.
+///   (≤ `refusedRetryCap`) without counting, unless the last session died young; after the window
+///   they join the backoff.
 /// - Local trouble (`localTemporary`, `resources`) has fixed short retries of its own and never
 ///   touches `failures`.
 public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable where Instant.Duration == Duration {
@@ -132,11 +135,21 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     public private(set) var retryAt: Instant?
     /// What the pending retry waits for (state `backoff`).
     public private(set) var retryCause: RetryCause?
+    /// The nominal (un-jittered) wait of the rule that scheduled the pending retry: the fast
+    /// cadence, a backoff step, or a fixed local wait. A log line is worth writing when it grows.
+    public private(set) var retryStep: Duration?
     /// When the current outage began: the first failure or loss since the last session (nil while
     /// up, or before the first attempt failed).
     public private(set) var outageStart: Instant?
     private var everUp = false
     private var upSince: Instant?
+    /// The last session ended before `provenAfter`: refusals get no fast cadence until one lives.
+    private var lastSessionDiedYoung = false
+    /// The current session carried traffic (`sessionProven`).
+    private var proven = false
+    /// After a proven session is lost: until when one young death is still part of that outage.
+    private var graceUntil: Instant?
+    private var graceUsed = false
 
     public init(policy: Policy, enabled: Bool, now: Instant) {
         self.policy = policy
@@ -150,6 +163,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         if newState != .backoff {
             retryAt = nil
             retryCause = nil
+            retryStep = nil
         }
         if newState == .up || newState == .down { outageStart = nil }
     }
@@ -163,9 +177,17 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         if everUp { reconnects += 1 }
         everUp = true
         upSince = now
+        proven = false
         authenticationFailures = 0
         enter(.up, now)
         return .none
+    }
+
+    /// The session carried traffic (a channel opened): the server works, whatever the session's
+    /// age. A server that accepts and then drops every session never gets this far.
+    public mutating func sessionProven() {
+        guard state == .up else { return }
+        proven = true
     }
 
     /// The attempt failed before the session was up.
@@ -180,17 +202,20 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         case .hostKey, .local:
             return fail(now)
         case .localTemporary:
-            return schedule(policy.localRetry, .local, now)
+            return schedule(policy.localRetry, .local, now, step: policy.localRetry)
         case .resources:
-            return schedule(policy.resourceRetry, .local, now)
+            return schedule(policy.resourceRetry, .local, now, step: policy.resourceRetry)
         case .authentication:
             authenticationFailures += 1
             if authenticationFailures >= policy.authenticationAttempts { return fail(now) }
             failures += 1
             return scheduleBackoff(.remote, now, &random)
         case .refused:
-            if failures == 0 && outageStart.duration(to: now) < policy.fastWindow {
-                return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now)
+            // Fast unless the last session died young (a server that crashes on every session
+            // and restarts must not get the fast cadence); a transport hiccup as the server went
+            // away (the port still open for a moment) is no such evidence.
+            if !lastSessionDiedYoung && outageStart.duration(to: now) < policy.fastWindow {
+                return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now, step: policy.refusedRetryCap)
             }
             failures += 1
             return scheduleBackoff(.refused, now, &random)
@@ -205,14 +230,24 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         guard state == .up else { return .none }
         lastError = message
         outageStart = now
-        if let upSince, upSince.duration(to: now) >= policy.provenAfter {
+        if proven || (upSince.map { $0.duration(to: now) >= policy.provenAfter } ?? false) {
             // The server worked: this is an outage, not a server that drops us. Try again now.
             failures = 0
+            lastSessionDiedYoung = false
+            graceUntil = now.advanced(by: policy.fastWindow)
+            graceUsed = false
             enter(.connecting, now)
             return .connect
         }
+        if let graceUntil, now < graceUntil, !graceUsed {
+            // The first young death right after a proven session ended belongs to the same outage
+            // (the server went away while we reconnected): retried at the fast cadence, once.
+            graceUsed = true
+            return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .remote, now, step: policy.refusedRetryCap)
+        }
         // Died young: evidence against the server (it may accept and drop every session).
         failures += 1
+        lastSessionDiedYoung = true
         return scheduleBackoff(.remote, now, &random)
     }
 
@@ -230,7 +265,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         case .down, .connecting:
             return .none
         case .up, .backoff, .failed:
-            if state == .failed { failures = 0; authenticationFailures = 0 }
+            if state == .failed { failures = 0; authenticationFailures = 0; lastSessionDiedYoung = false }
             enter(.connecting, now)
             return .connect
         }
@@ -253,7 +288,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         if state == .failed { return .none }  // the operator's problem stays the reason shown
         lastError = message
         if outageStart == nil { outageStart = now }
-        return schedule(policy.localRetry, .local, now)
+        return schedule(policy.localRetry, .local, now, step: policy.localRetry)
     }
 
     /// The operator disabled the tunnel.
@@ -268,12 +303,10 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         guard state == .down else { return .none }
         failures = 0
         authenticationFailures = 0
+        lastSessionDiedYoung = false
         enter(.connecting, now)
         return .connect
     }
-
-    /// The nominal (un-jittered) wait the next counted failure would get: the backoff step.
-    public var nominalBackoff: Duration { policy.backoff.nominalDelay(afterFailures: max(failures, 1)) }
 
     private mutating func fail(_ now: Instant) -> ReconnectAction<Instant> {
         enter(.failed, now)
@@ -283,15 +316,18 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     private mutating func scheduleBackoff(_ cause: RetryCause, _ now: Instant, _ random: inout some RandomNumberGenerator)
         -> ReconnectAction<Instant>
     {
-        schedule(policy.backoff.delay(afterFailures: failures, using: &random), cause, now)
+        schedule(
+            policy.backoff.delay(afterFailures: failures, using: &random), cause, now,
+            step: policy.backoff.nominalDelay(afterFailures: failures))
     }
 
-    /// Waits `delay`, in state `backoff`.
-    private mutating func schedule(_ delay: Duration, _ cause: RetryCause, _ now: Instant) -> ReconnectAction<Instant> {
+    /// Waits `delay`, in state `backoff`; `step` is the nominal wait of the rule applied.
+    private mutating func schedule(_ delay: Duration, _ cause: RetryCause, _ now: Instant, step: Duration) -> ReconnectAction<Instant> {
         let at = now.advanced(by: delay)
         enter(.backoff, now)
         retryAt = at
         retryCause = cause
+        retryStep = step
         return .waitUntil(at)
     }
 }

@@ -202,6 +202,7 @@ extension TunnelDriver {
             openQueue.removeFirst()
             connection.channel = channel
             progress = true
+            machine.sessionProven()  // the server forwards: losing this session is an outage
             if connection.clientClosed {
                 connection.phase = .closing  // the client left while we were opening
                 schedule(connection)

@@ -227,22 +227,12 @@ extension TunnelDriver {
         case .transport, .refused, .localTemporary, .resources:
             // Retried for as long as it takes: the first of a kind in full, then summaries.
             if case .waitUntil(let at) = action,
-                let line = retryLog.failed(
-                    reason: failure.message, step: retryStep(failure.kind), next: now.duration(to: at), now: now)
+                let line = retryLog.failed(reason: failure.message, step: machine.retryStep ?? .zero, next: now.duration(to: at), now: now)
             {
                 logger.warning("\(line)", metadata: ["failures": "\(machine.failures)"])
             }
         }
         perform(action, logged: true)
-    }
-
-    /// The nominal wait the policy now gives failures of `kind`: a line is worth writing when it grows.
-    private func retryStep(_ kind: FailureKind) -> Duration {
-        switch kind {
-        case .localTemporary: return machine.policy.localRetry
-        case .resources: return machine.policy.resourceRetry
-        default: return machine.retryCause == .refused && machine.failures == 0 ? machine.policy.refusedRetryCap : machine.nominalBackoff
-        }
     }
 
     func sessionLost(_ message: String) {

@@ -57,8 +57,9 @@ struct Status: ParsableCommand {
         abstract: "Show the state of every tunnel (or one).",
         discussion: """
             Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
-            down = disabled, failed = needs you; with `sessions = N`, "up 2/3" says how many SSH \
-            sessions are up), target, local → remote, uptime, open \
+            "backoff (local)" = waiting on this machine: the local port held by another process, a \
+            key file not there, descriptors running out; down = disabled, failed = needs you; with \
+            `sessions = N`, "up 2/3" says how many SSH sessions are up), target, local → remote, uptime, open \
             connections, bytes in (from the remote side) and out, reconnects, and the last error. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.
@@ -314,6 +315,8 @@ enum StatusTable {
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
             var state = t.state == "up" ? "up" : "\(t.state) \(age)"
+            // A retry that waits on this machine, not the server (busy port, missing key, no descriptors).
+            if t.state == "backoff" && t.retryCause == "local" { state = "backoff (local) \(age)" }
             if t.sessions > 1 && t.state == "up" { state += " \(t.sessionsUp)/\(t.sessions)" }
             rows.append([
                 t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",

@@ -34,6 +34,12 @@ ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=3s
 RestartPreventExitStatus=1
+# Descriptors: each local client and SSH session costs one. The daemon raises its soft limit to
+# the hard limit at start and keeps a reserve free for the control socket and reconnects;
+# max_clients (default 1024 per tunnel) caps what local users can take (docs/reliability.md).
+# 16384 sets soft and hard: a user manager may lower its own hard limit (usually 524288) but not
+# raise it, so a larger value could keep the unit from starting where that limit is lower.
+LimitNOFILE=16384
 # READY=1 comes at the latest 10 s after start (the daemon's bound on listener binds).
 TimeoutStartSec=30s
 # SIGTERM: listeners close, open connections get --stop-grace (default 5 s), then the daemon exits
@@ -134,6 +140,12 @@ ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=3s
 RestartPreventExitStatus=1
+# Descriptors: each local client and SSH session costs one. The daemon raises its soft limit to
+# the hard limit at start and keeps a reserve free for the control socket and reconnects;
+# max_clients (default 1024 per tunnel) caps what local users can take (docs/reliability.md).
+# 16384 sets soft and hard: a user manager may lower its own hard limit (usually 524288) but not
+# raise it, so a larger value could keep the unit from starting where that limit is lower.
+LimitNOFILE=16384
 # READY=1 comes at the latest 10 s after start (the daemon's bound on listener binds).
 TimeoutStartSec=30s
 # SIGTERM: listeners close, open connections get --stop-grace (default 5 s), then the daemon exits

@@ -157,6 +157,56 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .connecting)
     }
 
+    @Test func aSessionThatCarriedTrafficIsProvenAtAnyAge() {
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 9)
+        _ = machine.connected(now: .zero)
+        machine.sessionProven()
+        // Lost 0.1 s later (the server restarted right after a request went through): an outage.
+        #expect(machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(100)), random: &random) == .connect)
+        #expect(machine.failures == 0)
+        // The next sessions carry nothing and die as young: the first is still part of that
+        // outage (one grace), the second is evidence.
+        _ = machine.connected(now: TestInstant(offset: .milliseconds(200)))
+        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(300)), random: &random) else {
+            Issue.record("expected a retry")
+            return
+        }
+        #expect(machine.failures == 0)
+        _ = machine.deadlineReached(now: at)
+        _ = machine.connected(now: at)
+        guard case .waitUntil = machine.sessionLost(message: "reset", now: at.advanced(by: .milliseconds(100)), random: &random) else {
+            Issue.record("a young session without traffic must back off")
+            return
+        }
+        #expect(machine.failures == 1)
+    }
+
+    @Test func oneYoungDeathRightAfterAProvenLossIsPartOfThatOutage() {
+        // sshd stopping: its sessions die first, our immediate reconnect still gets in, and then
+        // the listener goes too. That young death must not cost the fast recovery; a second one would.
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        var random = SplitMix64(seed: 19)
+        _ = machine.connected(now: .zero)
+        #expect(machine.sessionLost(message: "reset", now: TestInstant(offset: .seconds(5)), random: &random) == .connect)
+        _ = machine.connected(now: TestInstant(offset: .milliseconds(5_050)))
+        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(5_100)), random: &random) else {
+            Issue.record("expected a retry")
+            return
+        }
+        #expect(TestInstant(offset: .milliseconds(5_100)).duration(to: at) <= policy.refusedRetryCap)
+        #expect(machine.failures == 0)
+        // Refusals after it keep the fast cadence.
+        _ = machine.deadlineReached(now: at)
+        guard case .waitUntil(let next) = machine.attemptFailed(.refused, message: "refused", now: at, random: &random) else { return }
+        #expect(at.duration(to: next) <= policy.refusedRetryCap)
+        // A second young death in the same outage is evidence.
+        _ = machine.deadlineReached(now: next)
+        _ = machine.connected(now: next)
+        guard case .waitUntil = machine.sessionLost(message: "reset", now: next.advanced(by: .milliseconds(50)), random: &random) else { return }
+        #expect(machine.failures == 1)
+    }
+
     @Test func reconnectsCountOnlySessionsAfterTheFirst() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 9)

@@ -21,7 +21,7 @@ import Testing
                 Issue.record("expected a retry")
                 return
             }
-            let step = machine.retryCause == .refused && machine.failures == 0 ? policy.refusedRetryCap : machine.nominalBackoff
+            let step = try! #require(machine.retryStep)
             if let line = log.failed(reason: "connection refused", step: step, next: now.duration(to: at), now: now) { lines.append(line) }
             now = at
             _ = machine.deadlineReached(now: now)

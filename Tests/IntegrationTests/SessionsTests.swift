@@ -82,7 +82,13 @@ struct SessionsTests {
 
         // The first session (it owns the port; the oldest sshd process) is lost: while it waits
         // to reconnect, it keeps accepting and hands every new client to the others.
+        // A session that carried traffic reconnects at once, so sshd's listener is stopped
+        // (SIGSTOP: new connections wait in its backlog, the other sessions' processes run on)
+        // to keep the first session away while the others serve.
         let primary = try #require(fixture.server.sessionProcesses.first)
+        let listener = try #require(fixture.server.pid)
+        kill(listener, SIGSTOP)
+        defer { kill(listener, SIGCONT) }
         for pid in [primary] + ProcessTree.descendants(of: primary) { kill(pid, SIGKILL) }
         try await fixture.waitForLog("session lost", count: 2)
         let served = try await offload { (0..<5).filter { (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true }.count }
@@ -91,6 +97,7 @@ struct SessionsTests {
         #expect(meanwhile?.state == "up")
         // Served while the first session was still away (it waits ≥ 0.75 s), not held for it.
         #expect(meanwhile?.sessionsUp == 2, "served before the first session came back: \(String(describing: meanwhile))")
+        kill(listener, SIGCONT)
         try await waitForSessionsUp(fixture, 3)
     }
 

@@ -71,14 +71,19 @@ final class TunnelFixture: @unchecked Sendable {
 
     /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one).
     @discardableResult
-    func startDaemon(environment: [String: String] = [:], arguments: [String] = ["--log-level", "debug"]) throws -> Subprocess {
+    /// `launcher`: a command that execs the daemon in its own process (e.g. `prlimit --nofile=…`).
+    func startDaemon(
+        environment: [String: String] = [:], arguments: [String] = ["--log-level", "debug"], launcher: [String] = []
+    ) throws -> Subprocess {
         var env = ProcessInfo.processInfo.environment
         env["SSH_AUTH_SOCK"] = nil
         env["ECTO_TUNNEL_SOCKET"] = socketPath
         for (key, value) in environment { env[key] = value }
+        let binary = try ProductLocator.binary("ecto-tunnel")
+        let command = launcher.isEmpty ? binary : try Subprocess.resolve(launcher[0])
         let process = try Subprocess(
-            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", configPath] + arguments, environment: env,
-            stdoutPath: directory.file("daemon.out"), stderrPath: directory.file("daemon.log"))
+            command, Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["run", "--config", configPath] + arguments,
+            environment: env, stdoutPath: directory.file("daemon.out"), stderrPath: directory.file("daemon.log"))
         daemon = process
         return process
     }

@@ -54,4 +54,25 @@ static inline int ecto_userauth_publickey_frommemory(LIBSSH2_SESSION *s, const c
     return libssh2_userauth_publickey_frommemory(s, user, user_len, NULL, 0, private_key, private_key_len, passphrase);
 }
 
+/* Public key authentication with our own key blob and signer (libssh2_userauth_publickey). libssh2
+ * takes the userauth algorithm name from the blob's first string and wraps what the callback returns
+ * as string(that name) + string(signature); the callback's buffer is freed with free(). */
+typedef int (*ecto_sign_fn)(LIBSSH2_SESSION *session, unsigned char **sig, size_t *sig_len,
+                            const unsigned char *data, size_t data_len, void **abstract);
+
+static inline int ecto_userauth_publickey_signed(LIBSSH2_SESSION *s, const char *user, const unsigned char *blob,
+                                                 size_t blob_len, ecto_sign_fn sign, void **abstract) {
+    return libssh2_userauth_publickey(s, user, blob, blob_len, sign, abstract);
+}
+
+/* 1 when the libssh2 we were built against signs RSA with rsa-sha2-256/512 itself (1.11 and later):
+ * then its own key-file and agent paths are used for RSA keys. */
+static inline int ecto_libssh2_signs_rsa_sha2(void) {
+#if LIBSSH2_VERSION_NUM >= 0x010b00
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 #endif

@@ -54,6 +54,16 @@ static inline int ecto_userauth_publickey_frommemory(LIBSSH2_SESSION *s, const c
     return libssh2_userauth_publickey_frommemory(s, user, user_len, NULL, 0, private_key, private_key_len, passphrase);
 }
 
+/* The same with the public key given too (an OpenSSH public key or certificate line): libssh2 1.10
+ * sends that blob, so an ECDSA key can log in with its certificate. */
+static inline int ecto_userauth_publickey_frommemory_with_public(LIBSSH2_SESSION *s, const char *user, size_t user_len,
+                                                                 const char *public_key, size_t public_key_len,
+                                                                 const char *private_key, size_t private_key_len,
+                                                                 const char *passphrase) {
+    return libssh2_userauth_publickey_frommemory(s, user, user_len, public_key, public_key_len, private_key, private_key_len,
+                                                 passphrase);
+}
+
 /* Public key authentication with our own key blob and signer (libssh2_userauth_publickey). libssh2
  * takes the userauth algorithm name from the blob's first string and wraps what the callback returns
  * as string(that name) + string(signature); the callback's buffer is freed with free(). */

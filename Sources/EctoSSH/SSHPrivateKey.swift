@@ -53,16 +53,33 @@ public final class SSHPrivateKey {
     /// Key size in bits (RSA: modulus size), 0 when unknown.
     public let bits: Int
     private let rsa: OpaquePointer?
+    /// An Ed25519 key held by OpenSSL (OpenSSH-format files), for signing requests whose key blob
+    /// is a certificate.
+    private let ed25519: OpaquePointer?
 
-    private init(keyType: String, publicKeyBlob: [UInt8]?, bits: Int, rsa: OpaquePointer?) {
+    private init(keyType: String, publicKeyBlob: [UInt8]?, bits: Int, rsa: OpaquePointer?, ed25519: OpaquePointer? = nil) {
         self.keyType = keyType
         self.publicKeyBlob = publicKeyBlob
         self.bits = bits
         self.rsa = rsa
+        self.ed25519 = ed25519
     }
 
     deinit {
         if let rsa { EVP_PKEY_free(rsa) }
+        if let ed25519 { EVP_PKEY_free(ed25519) }
+    }
+
+    /// True when `signEd25519` can sign (an ed25519 key read from an OpenSSH-format file).
+    public var canSignEd25519: Bool { ed25519 != nil }
+
+    /// An Ed25519 signature over `data` in `malloc`ed memory, or nil.
+    public func signEd25519Raw(_ data: UnsafeRawBufferPointer) -> (UnsafeMutablePointer<UInt8>, Int)? {
+        guard let ed25519 else { return nil }
+        var length = 0
+        guard let signature = ecto_ed25519_sign(ed25519, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &length)
+        else { return nil }
+        return (signature, length)
     }
 
     public var isRSA: Bool { rsa != nil }
@@ -131,7 +148,10 @@ public final class SSHPrivateKey {
             return SSHPrivateKey(
                 keyType: "ssh-rsa", publicKeyBlob: rsaBlob(n: f[0], e: f[1]), bits: Int(ecto_pkey_bits(key)), rsa: key)
         case "ssh-ed25519":
-            return SSHPrivateKey(keyType: "ssh-ed25519", publicKeyBlob: file.publicKeyBlob, bits: 256, rsa: nil)
+            let secret = section.fields[1]
+            guard secret.count == 64 else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: bad ed25519 key") }
+            let key = secret.withUnsafeBufferPointer { ecto_ed25519_from_seed($0.baseAddress) }
+            return SSHPrivateKey(keyType: "ssh-ed25519", publicKeyBlob: file.publicKeyBlob, bits: 256, rsa: nil, ed25519: key)
         case let type where type.hasPrefix("ecdsa-sha2-"):
             let bits = Int(type.dropFirst("ecdsa-sha2-nistp".count)) ?? 0
             return SSHPrivateKey(keyType: type, publicKeyBlob: file.publicKeyBlob, bits: bits, rsa: nil)
@@ -181,6 +201,20 @@ public final class SSHPrivateKey {
         }
     }
 
+    /// What is wrong with a private key file's bytes for authentication (the passphrase used only
+    /// when the key is encrypted), or nil when it loads and can sign. For `check` and `connect`.
+    public static func problem(_ bytes: [UInt8], passphrase: [UInt8]?) -> String? {
+        do {
+            let key = try load(bytes, passphrase: passphrase)
+            if key.isRSA && key.bits < 1024 {
+                return "a \(key.bits)-bit RSA key: OpenSSH refuses RSA keys shorter than 1024 bits (RequiredRSASize)"
+            }
+            return nil
+        } catch {
+            return error.kind == .wrongPassphrase ? "wrong passphrase (identity_passphrase_file does not decrypt it)" : error.message
+        }
+    }
+
     /// `string("ssh-rsa") + mpint(e) + mpint(n)`.
     static func rsaBlob(n: [UInt8], e: [UInt8]) -> [UInt8] {
         SSHWire.string(Array("ssh-rsa".utf8)) + SSHWire.mpint(e) + SSHWire.mpint(n)
@@ -189,7 +223,7 @@ public final class SSHPrivateKey {
     /// An RSASSA-PKCS1-v1_5 signature over `data` with `algorithm`'s hash, in memory allocated with
     /// `malloc` (what libssh2 frees a sign callback's result with). nil when this is not an RSA key
     /// or OpenSSL failed.
-    func signRSA(_ data: UnsafeRawBufferPointer, algorithm: RSASignatureAlgorithm) -> (UnsafeMutablePointer<UInt8>, Int)? {
+    public func signRSARaw(_ data: UnsafeRawBufferPointer, algorithm: RSASignatureAlgorithm) -> (UnsafeMutablePointer<UInt8>, Int)? {
         guard let rsa else { return nil }
         var length = 0
         guard let signature = ecto_rsa_sign(rsa, algorithm.hashBits, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &length)
@@ -199,7 +233,7 @@ public final class SSHPrivateKey {
 
     /// A signature as bytes (tests: checked with `verifyRSA` and against OpenSSL).
     public func signRSA(_ data: [UInt8], algorithm: RSASignatureAlgorithm) -> [UInt8]? {
-        guard let (pointer, length) = data.withUnsafeBytes({ signRSA($0, algorithm: algorithm) }) else { return nil }
+        guard let (pointer, length) = data.withUnsafeBytes({ signRSARaw($0, algorithm: algorithm) }) else { return nil }
         defer { free(pointer) }
         return Array(UnsafeBufferPointer(start: pointer, count: length))
     }

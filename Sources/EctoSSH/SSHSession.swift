@@ -175,18 +175,26 @@ public final class SSHSession {
 
     /// Public key authentication with a private key held in memory (OpenSSH or PEM format).
     /// The key and passphrase are never logged; the caller should wipe its copies.
-    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?) throws(SSHError)
+    /// With `publicKey` (an OpenSSH public key or certificate line), that blob is sent as the key.
+    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?, publicKey: [UInt8]? = nil) throws(SSHError)
         -> SSHResult<Void>
     {
         let rc: Int32 = privateKey.withUnsafeBufferPointer { key in
             user.withCString { userPointer in
                 let keyPointer = UnsafeRawPointer(key.baseAddress!).assumingMemoryBound(to: CChar.self)
-                if let passphrase {
-                    return passphrase.withCString {
-                        ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, $0)
+                func call(_ pass: UnsafePointer<CChar>?) -> Int32 {
+                    guard let publicKey else {
+                        return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, pass)
+                    }
+                    return publicKey.withUnsafeBufferPointer { pub in
+                        pub.baseAddress!.withMemoryRebound(to: CChar.self, capacity: pub.count) {
+                            ecto_userauth_publickey_frommemory_with_public(
+                                raw, userPointer, strlen(userPointer), $0, pub.count, keyPointer, key.count, pass)
+                        }
                     }
                 }
-                return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, nil)
+                if let passphrase { return passphrase.withCString { call($0) } }
+                return call(nil)
             }
         }
         return try check(rc, "public key authentication")

@@ -117,7 +117,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try ConfigLoader.load(path: global.configPath)
+            let config = try ConfigLoader.load(path: global.configPath, environment: .judgingKeys)
             print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
             for tunnel in config.tunnels {
                 let state = tunnel.enabled ? "" : " (disabled)"

@@ -136,32 +136,6 @@ done:
     return sig;
 }
 
-/* An Ed25519 private key from its 32-byte seed (the first half of OpenSSH's 64-byte private field). */
-static inline EVP_PKEY *ecto_ed25519_from_seed(const unsigned char *seed) {
-    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
-    ERR_clear_error();
-    return key;
-}
-
-/* An Ed25519 signature (64 bytes) over data, malloc'ed, or NULL. */
-static inline unsigned char *ecto_ed25519_sign(EVP_PKEY *key, const unsigned char *data, size_t len, size_t *sig_len) {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned char *sig = NULL;
-    size_t size = 0;
-    if (!ctx || EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) <= 0 || EVP_DigestSign(ctx, NULL, &size, data, len) <= 0)
-        goto done;
-    sig = malloc(size);
-    if (sig && EVP_DigestSign(ctx, sig, &size, data, len) <= 0) {
-        free(sig);
-        sig = NULL;
-    }
-    if (sig) *sig_len = size;
-done:
-    EVP_MD_CTX_free(ctx);
-    ERR_clear_error();
-    return sig;
-}
-
 /* RSASSA-PKCS1-v1_5 verification (tests). */
 static inline int ecto_rsa_verify(EVP_PKEY *key, int hash, const unsigned char *data, size_t len,
                                   const unsigned char *sig, size_t sig_len) {

@@ -698,7 +698,7 @@ private struct Validator {
         if let certificate, let p = certificate.string {
             if let problem = IdentityCheck.problem(certificate: p, environment: env) {
                 error(certificate.origin, problem)
-            } else if env.judgeKeyFiles, let refusal = IdentityCheck.certificateRefusal(p, environment: env) {
+            } else if let refusal = IdentityCheck.certificateRefusal(p, environment: env) {
                 error(certificate.origin, refusal)
             }
         }

@@ -71,15 +71,24 @@ public enum IdentityCheck {
         "ssh-rsa", "ssh-ed25519", "ecdsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
     ]
 
-    /// Why a (well-formed) user certificate cannot be used with the libssh2 ecto-tunnel links, or
-    /// nil when it can. libssh2 1.10 names the signature after the first string of the key blob
-    /// it sends, which for a certificate is the certificate's algorithm
-    /// ("ssh-ed25519-cert-v01@openssh.com"); OpenSSH requires the plain key's name inside the
-    /// signature and refuses it (see docs/troubleshooting.md, "certificates").
+    /// True for certificate types that work through libssh2 1.10: ECDSA. libssh2 1.10 names a
+    /// certificate request's signature after the certificate's algorithm, except for ECDSA
+    /// certificates, whose signature it names after the plain key type as sshd requires. For
+    /// Ed25519 and RSA certificates sshd answers "signature using ssh-ed25519-cert-v01@openssh.com
+    /// unverified: key type does not match" (measured against OpenSSH 9.2, docs/troubleshooting.md).
+    public static func certificateUsable(_ type: String) -> Bool { type.hasPrefix("ecdsa-sha2-") }
+
+    /// Why a certificate of `type` cannot be used, and what to do instead.
+    public static func certificateLimitation(_ type: String) -> String {
+        "\(type) certificates cannot be used with libssh2 1.10: it signs with the certificate's algorithm name, which sshd refuses (\"key type does not match\"); "
+            + "use an ECDSA key and certificate (ssh-keygen -t ecdsa, then ssh-keygen -s CA ...), or authorize the key itself (its .pub in authorized_keys)"
+    }
+
+    /// Why the certificate at `path` cannot be used, or nil when it can (or is not a certificate;
+    /// `problem(certificate:)` says so).
     public static func certificateRefusal(_ path: String, environment env: ConfigEnvironment) -> String? {
         guard let text = env.readFile(path), let key = try? HostKey(openSSHLine: text) else { return nil }
-        if key.algorithm.hasPrefix("ssh-ed25519-") || key.algorithm.hasPrefix("ecdsa-sha2-") { return nil }
-        return "\(key.algorithm) certificates cannot be used with libssh2 1.10 (it signs with the certificate's algorithm name, which sshd refuses): remove certificate_file and put the key's public half (\(TOMLWriter.quote(path.hasSuffix("-cert.pub") ? String(path.dropLast("-cert.pub".count)) + ".pub" : "KEY.pub"))) in the server's authorized_keys instead"
+        return certificateUsable(key.algorithm) ? nil : certificateLimitation(key.algorithm)
     }
 
     /// The problem with a user certificate file, or nil when it is an OpenSSH certificate.

@@ -53,33 +53,16 @@ public final class SSHPrivateKey {
     /// Key size in bits (RSA: modulus size), 0 when unknown.
     public let bits: Int
     private let rsa: OpaquePointer?
-    /// An Ed25519 key held by OpenSSL (OpenSSH-format files), for signing requests whose key blob
-    /// is a certificate.
-    private let ed25519: OpaquePointer?
 
-    private init(keyType: String, publicKeyBlob: [UInt8]?, bits: Int, rsa: OpaquePointer?, ed25519: OpaquePointer? = nil) {
+    private init(keyType: String, publicKeyBlob: [UInt8]?, bits: Int, rsa: OpaquePointer?) {
         self.keyType = keyType
         self.publicKeyBlob = publicKeyBlob
         self.bits = bits
         self.rsa = rsa
-        self.ed25519 = ed25519
     }
 
     deinit {
         if let rsa { EVP_PKEY_free(rsa) }
-        if let ed25519 { EVP_PKEY_free(ed25519) }
-    }
-
-    /// True when `signEd25519` can sign (an ed25519 key read from an OpenSSH-format file).
-    public var canSignEd25519: Bool { ed25519 != nil }
-
-    /// An Ed25519 signature over `data` in `malloc`ed memory, or nil.
-    public func signEd25519Raw(_ data: UnsafeRawBufferPointer) -> (UnsafeMutablePointer<UInt8>, Int)? {
-        guard let ed25519 else { return nil }
-        var length = 0
-        guard let signature = ecto_ed25519_sign(ed25519, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &length)
-        else { return nil }
-        return (signature, length)
     }
 
     public var isRSA: Bool { rsa != nil }
@@ -148,10 +131,7 @@ public final class SSHPrivateKey {
             return SSHPrivateKey(
                 keyType: "ssh-rsa", publicKeyBlob: rsaBlob(n: f[0], e: f[1]), bits: Int(ecto_pkey_bits(key)), rsa: key)
         case "ssh-ed25519":
-            let secret = section.fields[1]
-            guard secret.count == 64 else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: bad ed25519 key") }
-            let key = secret.withUnsafeBufferPointer { ecto_ed25519_from_seed($0.baseAddress) }
-            return SSHPrivateKey(keyType: "ssh-ed25519", publicKeyBlob: file.publicKeyBlob, bits: 256, rsa: nil, ed25519: key)
+            return SSHPrivateKey(keyType: "ssh-ed25519", publicKeyBlob: file.publicKeyBlob, bits: 256, rsa: nil)
         case let type where type.hasPrefix("ecdsa-sha2-"):
             let bits = Int(type.dropFirst("ecdsa-sha2-nistp".count)) ?? 0
             return SSHPrivateKey(keyType: type, publicKeyBlob: file.publicKeyBlob, bits: bits, rsa: nil)

@@ -58,15 +58,16 @@ final class Authenticator {
         case fileLibrary(Identity)
         /// Our blob named `algorithm`, signed by us.
         case fileRSA(Identity, RSASignatureAlgorithm)
-        /// The certificate through libssh2's key path (ECDSA certificates work in 1.10).
+        /// The certificate through libssh2's key path. ECDSA certificates work with 1.10 (it names
+        /// their signatures after the plain key type); Ed25519 and RSA certificates do not: 1.10
+        /// names the signature after the certificate's algorithm and sshd answers "key type does
+        /// not match" (measured, docs/troubleshooting.md), so they are not offered.
         case certificateLibrary(Identity)
-        /// The certificate blob as the public key, signed by us (Ed25519).
-        case certificateSigned(Identity)
 
         var identity: Identity {
             switch self {
             case .agentLibrary(let i, _), .agentRSA(let i, _, _), .fileLibrary(let i), .fileRSA(let i, _),
-                .certificateLibrary(let i), .certificateSigned(let i):
+                .certificateLibrary(let i):
                 return i
             }
         }
@@ -77,7 +78,7 @@ final class Authenticator {
             case .agentLibrary(let identity, _), .fileLibrary(let identity):
                 return identity.isRSA ? "ssh-rsa" : (identity.blob.flatMap { SSHWire.strings($0)?.first }.map { String(decoding: $0, as: UTF8.self) } ?? "key")
             case .agentRSA(_, _, let algorithm), .fileRSA(_, let algorithm): return algorithm.rawValue
-            case .certificateLibrary(let identity), .certificateSigned(let identity):
+            case .certificateLibrary(let identity):
                 return "certificate \(identity.certificate?.path ?? "")"
             }
         }
@@ -184,8 +185,10 @@ final class Authenticator {
 
     /// The plain public key blob a certificate certifies (its key fields without nonce and the rest).
     static func certifiedKey(_ certificate: [UInt8]) -> [UInt8]? {
-        guard let strings = SSHWire.strings(Array(certificate.prefix(4096))) ?? partialStrings(certificate, count: 4) else { return nil }
-        let type = String(decoding: strings[0], as: UTF8.self)
+        // type, nonce, then the key's fields (ed25519: 1, ECDSA: 2, RSA: 2), then non-string fields.
+        guard let first = partialStrings(certificate, count: 1) else { return nil }
+        let type = String(decoding: first[0], as: UTF8.self)
+        guard let strings = partialStrings(certificate, count: type.hasPrefix("ssh-ed25519") ? 3 : 4) else { return nil }
         switch type {
         case "ssh-ed25519-cert-v01@openssh.com" where strings.count >= 3:
             return SSHWire.string(Array("ssh-ed25519".utf8)) + SSHWire.string(strings[2])
@@ -255,6 +258,7 @@ final class Authenticator {
                 let attempt = plan[index]
                 do {
                     guard case .done = try run(attempt, session) else { return false }
+                    attempts += 1
                     var metadata: Logging.Logger.Metadata = ["ssh.auth": "\(attempt.what)", "ssh.auth_attempts": "\(attempts)"]
                     switch attempt.identity.source {
                     case .agent:
@@ -266,6 +270,7 @@ final class Authenticator {
                     }
                     return true
                 } catch {
+                    attempts += 1
                     if error.isTransportFailure {
                         throw AttemptFailure(
                             attempts >= 2 ? .authentication : .transport,
@@ -336,13 +341,7 @@ final class Authenticator {
             let material = identity.material!
             result = try session.authenticate(
                 user: user, privateKey: material.bytes, passphrase: material.passphrase, publicKey: identity.certificate!.line)
-        case .certificateSigned(let identity):
-            let key = identity.key!
-            result = try session.authenticate(user: user, publicKeyBlob: identity.certificate!.blob) { data in
-                key.signEd25519Raw(data).map { .signature($0.0, count: $0.1) } ?? .failed("OpenSSL could not sign with the key")
-            }
         }
-        if case .done = result { attempts += 1 }
         return result
     }
 
@@ -389,12 +388,10 @@ final class Authenticator {
             if let blob = identity.blob, agentBlobs.contains(blob), identity.certificate == nil { continue }
             var attempts: [Attempt] = []
             if let certificate = identity.certificate, let type = try? HostKey(blob: certificate.blob).algorithm {
-                if type == "ssh-ed25519-cert-v01@openssh.com", identity.key?.canSignEd25519 == true {
-                    attempts.append(.certificateSigned(identity))
-                } else if type.hasPrefix("ecdsa-sha2-") {
+                if IdentityCheck.certificateUsable(type) {
                     attempts.append(.certificateLibrary(identity))
                 } else {
-                    identity.outcomes.append("certificate \(certificate.path) not offered: \(type) certificates cannot be used with libssh2 1.10 (see docs/troubleshooting.md)")
+                    identity.outcomes.append("certificate \(certificate.path) not offered (\(IdentityCheck.certificateLimitation(type)))")
                 }
             }
             if let blob = identity.blob, agentBlobs.contains(blob) {

@@ -69,12 +69,15 @@ final class TunnelFixture: @unchecked Sendable {
         _ = try directory.write("config.toml", text)
     }
 
-    /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one).
+    /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one, and
+    /// with HOME = the fixture's directory unless `environment` sets it).
     @discardableResult
     func startDaemon(environment: [String: String] = [:], arguments: [String] = ["--log-level", "debug"]) throws -> Subprocess {
         var env = ProcessInfo.processInfo.environment
         env["SSH_AUTH_SOCK"] = nil
         env["ECTO_TUNNEL_SOCKET"] = socketPath
+        // ssh's default identities (~/.ssh/id_*) must come from the test, not the machine.
+        env["HOME"] = directory.path
         for (key, value) in environment { env[key] = value }
         let process = try Subprocess(
             try ProductLocator.binary("ecto-tunnel"), ["run", "--config", configPath] + arguments, environment: env,

@@ -48,6 +48,14 @@ static inline void ecto_session_set_transport(LIBSSH2_SESSION *s, ecto_send_fn s
     libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)recv_fn);
 }
 
+/* SSH_MSG_DISCONNECT from the peer: its reason code and description (libssh2 does not keep them). */
+typedef void (*ecto_disconnect_fn)(LIBSSH2_SESSION *session, int reason, const char *message, int message_len,
+                                   const char *language, int language_len, void **abstract);
+
+static inline void ecto_session_set_disconnect(LIBSSH2_SESSION *s, ecto_disconnect_fn fn) {
+    libssh2_session_callback_set(s, LIBSSH2_CALLBACK_DISCONNECT, (void *)fn);
+}
+
 static inline int ecto_userauth_publickey_frommemory(LIBSSH2_SESSION *s, const char *user, size_t user_len,
                                                      const char *private_key, size_t private_key_len,
                                                      const char *passphrase) {

@@ -36,6 +36,7 @@ public final class SSHSession {
         self.socket = socket
         libssh2_session_set_blocking(raw, 0)
         ecto_session_set_transport(raw, ectoSendHook, ectoRecvHook)
+        ecto_session_set_disconnect(raw, ectoDisconnectHook)
         // We write with MSG_NOSIGNAL in our hook; tell libssh2 not to fiddle with SIGPIPE itself.
         libssh2_session_flag(raw, LIBSSH2_FLAG_SIGPIPE, 1)
     }
@@ -168,6 +169,14 @@ public final class SSHSession {
         if libssh2_userauth_authenticated(raw) != 0 { return .done(nil) }
         if libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
         throw lastError("list authentication methods")
+    }
+
+    /// Set once the peer ended the connection: its SSH_MSG_DISCONNECT description ("" when it
+    /// gave none), or "connection closed" when the socket reached its end. libssh2 1.10 reports
+    /// a disconnect during public key authentication as a refusal (-19); this tells them apart.
+    public var peerEnded: String? {
+        if let message = transport.disconnectMessage { return message.isEmpty ? "disconnected" : message }
+        return transport.peerClosed ? "connection closed" : nil
     }
 
     /// True once authentication succeeded.

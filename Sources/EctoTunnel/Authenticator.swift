@@ -270,17 +270,23 @@ final class Authenticator {
                     }
                     return true
                 } catch {
+                    // OpenSSH answers the offer that reaches MaxAuthTries with a disconnect
+                    // instead of a failure; libssh2 1.10 reports that as -19 (unverified).
+                    let ended = session.peerEnded
                     attempts += 1
-                    if error.isTransportFailure {
-                        throw AttemptFailure(
-                            attempts >= 2 ? .authentication : .transport,
-                            attempts >= 2
-                                ? "the server closed the connection after \(attempts) authentication attempts (at its MaxAuthTries, OpenSSH's default is 6, every key and every RSA algorithm counts): \(summary()); offer fewer keys (identities_only = true with identity_file)"
-                                : error.description)
-                    }
-                    let outcome = error.isAuthenticationRefused ? "refused by server" : error.message
+                    let outcome =
+                        ended != nil && !error.isPublicKeyRefused ? "answered by ending the session"
+                        : error.isAuthenticationRefused ? "refused by server" : error.message
                     attempt.identity.outcomes.append("\(outcome) (\(attempt.what))")
                     logger.debug("key not accepted", metadata: ["key": "\(attempt.identity.label)", "ssh.auth": "\(attempt.what)", "reason": "\(outcome)"])
+                    if error.isTransportFailure || ended != nil {
+                        guard let ended, attempts >= 2 else {
+                            throw AttemptFailure(.transport, ended.map { "the server ended the session (\($0))" } ?? error.description)
+                        }
+                        throw AttemptFailure(
+                            .authentication,
+                            "the server ended the session (\(ended)) at authentication attempt \(attempts) (its MaxAuthTries, 6 by default in OpenSSH, counts every key offered and every RSA algorithm); tried: \(summary()); offer fewer keys: identities_only = true with identity_file")
+                    }
                     step = .attempt(index + 1)
                 }
             case .exhausted:

@@ -96,7 +96,9 @@ enum Credentials {
             if n <= 0 { break }
             offset += n
         }
-        return Array(bytes[0..<offset])
+        let result = Array(bytes[0..<offset])
+        wipeBytes(&bytes)
+        return result
     }
 }
 

@@ -212,6 +212,35 @@ struct DefaultIdentityTests {
         #expect(!fixture.server.log().contains(agentKey.fingerprint), "sshd saw the agent key")
     }
 
+    @Test("MaxAuthTries: too many agent keys end the session, and the message says so; identities_only fixes it")
+    func maxAuthTries() async throws {
+        let fixture = try TunnelFixture(authorize: false, sshdOptions: ["MaxAuthTries 2"])
+        defer { fixture.cleanup() }
+        let agent = try SSHAgent()
+        defer { agent.stop() }
+        for index in 0..<2 { try agent.add(try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_stranger\(index)")) }
+        let key = try rsa.copy(2048, to: fixture.directory, name: "id_right")
+        try fixture.server.authorize(key)
+        let localPort = try FreePort.probe()
+        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""]))
+        try fixture.startDaemon(environment: agent.environment)
+        try await fixture.waitForLog("connection attempt failed")
+        #expect(
+            fixture.daemonLog.contains("the server ended the session (Too many authentication failures) at authentication attempt 2 (its MaxAuthTries"),
+            "\(fixture.daemonLog)")
+        #expect(fixture.daemonLog.contains("offer fewer keys: identities_only = true"))
+        _ = fixture.daemon?.terminate(grace: .seconds(3))
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: localPort, remotePort: echo.port, identity: false,
+                extra: ["identity_file = \"\(key.privatePath)\"", "identities_only = true"]))
+        try fixture.startDaemon(environment: agent.environment)
+        try await fixture.waitForLog("] connected")
+        #expect(fixture.daemonLog.contains("ssh.auth=rsa-sha2-512 ssh.auth_attempts=1"), "\(fixture.daemonLog)")
+    }
+
     @Test("without identities_only the same agent key logs in")
     func agentKeyWithoutIdentitiesOnly() async throws {
         let fixture = try TunnelFixture(authorize: false)

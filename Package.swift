@@ -70,7 +70,7 @@ let package = Package(
         // Test-only helpers: throwaway sshd, echo servers, stand-in gateway, free ports, subprocesses.
         .target(name: "EctoTestSupport", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoPlatformTests", dependencies: ["EctoPlatform"]),
-        .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
+        .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig", "EctoHostKeys"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoSSHTests", dependencies: ["EctoSSH", "EctoHostKeys", "EctoTestSupport"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),

@@ -16,6 +16,13 @@ public enum IdentityCheck {
         case .directory: return "\(TOMLWriter.quote(path)) is a directory, not a file"
         case .other: return "\(TOMLWriter.quote(path)) is not a regular file"
         }
+        // A public key given by mistake is named as such first (its mode is usually 0644).
+        let bytes = env.readBytes(path)
+        if let bytes, case .failure(let error) = Result(catching: { () throws(PrivateKeyFileError) in try PrivateKeyFile.parse(bytes) }),
+            error.kind == .publicKey
+        {
+            return "\(TOMLWriter.quote(path)): \(error.message)"
+        }
         if let status = env.fileOwnerAndMode(path) {
             if status.mode & 0o077 != 0 {
                 let mode = String(status.mode & 0o777, radix: 8)
@@ -25,7 +32,7 @@ public enum IdentityCheck {
                 return "\(TOMLWriter.quote(path)) is owned by uid \(status.uid), not by the user the daemon runs as (uid \(env.uid))"
             }
         }
-        guard let bytes = env.readBytes(path) else {
+        guard let bytes else {
             // An environment that knows modes is the real file system: unreadable is a problem.
             // Injected test environments without contents cannot say more.
             return env.fileOwnerAndMode(path) == nil ? nil : "\(TOMLWriter.quote(path)) cannot be read (check its permissions)"

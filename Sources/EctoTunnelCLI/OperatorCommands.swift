@@ -59,7 +59,7 @@ struct Connect: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The gateway's port on the remote host.", valueName: "port"))
     var remotePort: UInt16?
 
-    @Option(name: .long, help: ArgumentHelp("Private key file (ed25519 or ecdsa).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("Private key file (ed25519, ecdsa or rsa; OpenSSH or PEM format). Default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa.", valueName: "path"))
     var identity: String?
 
     @Option(name: .long, help: ArgumentHelp("known_hosts file. Default: ~/.ssh/known_hosts (or the alias's UserKnownHostsFile).", valueName: "path"))

@@ -170,7 +170,6 @@ final class Authenticator {
             throw AttemptFailure(.local, "cannot use private key \(path): \(reason)")
         }
         identity.key = key
-        identity.material = PrivateKeyMaterial(path: path, bytes: bytes, passphrase: passphrase)
         identity.blob = key.publicKeyBlob ?? publicBlob(fromFile: path + ".pub")
         // The certificate: certificate_file when it certifies this key, else KEY-cert.pub beside it.
         for candidate in [certificateFile, path + "-cert.pub"].compactMap({ $0 }) {
@@ -180,6 +179,10 @@ final class Authenticator {
             guard let blob = identity.blob, certifiedKey(cert.blob) == blob else { continue }
             identity.certificate = (candidate, cert.blob, line)
             break
+        }
+        // The file's bytes only when libssh2 signs from them (not for RSA keys we sign ourselves).
+        if !key.isRSA || SSHLibrary.signsRSASHA2 || identity.certificate != nil {
+            identity.material = PrivateKeyMaterial(path: path, bytes: bytes, passphrase: passphrase)
         }
     }
 

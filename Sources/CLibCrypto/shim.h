@@ -35,9 +35,8 @@ static inline EVP_PKEY *ecto_pem_read_private_key(const unsigned char *pem, size
         int r = ERR_GET_REASON(error);
         int lib = ERR_GET_LIB(error);
         *reason = 2;
-        if ((lib == ERR_LIB_PEM && r == PEM_R_BAD_DECRYPT) || (lib == ERR_LIB_EVP && r == EVP_R_BAD_DECRYPT)
-            || (lib == ERR_LIB_PROV && r == 100 /* PROV_R_BAD_DECRYPT */) || r == 100
-            || (lib == ERR_LIB_PEM && r == PEM_R_BAD_PASSWORD_READ)) {
+        if ((lib == ERR_LIB_PEM && (r == PEM_R_BAD_DECRYPT || r == PEM_R_BAD_PASSWORD_READ))
+            || (lib == ERR_LIB_EVP && r == EVP_R_BAD_DECRYPT) || (lib == ERR_LIB_PROV && r == 100 /* PROV_R_BAD_DECRYPT */)) {
             *reason = 1;
         }
         ERR_clear_error();

@@ -18,6 +18,13 @@ let package = Package(
             pkgConfig: "libssh2",
             providers: [.apt(["libssh2-1-dev"])]
         ),
+        // OpenSSL's libcrypto (Debian: libssl-dev), for user keys libssh2 1.10 cannot sign with:
+        // PEM keys, RSA from OpenSSH-format components, rsa-sha2 signatures, AES-CTR, SHA-512.
+        .systemLibrary(
+            name: "CLibCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // Linux syscalls Swift's Glibc module lacks (accept4, eventfd).
         .target(name: "CEctoLinux"),
         // What the production modules would otherwise take from Foundation beyond FoundationEssentials:
@@ -26,9 +33,9 @@ let package = Package(
         // Pure Swift: digests, SSH key blobs, fingerprints, OpenSSH known_hosts.
         .target(name: "EctoHostKeys"),
         // The only module that touches libssh2 pointers.
-        .target(name: "EctoSSH", dependencies: ["CLibSSH2", "EctoHostKeys"]),
+        .target(name: "EctoSSH", dependencies: ["CLibSSH2", "CLibCrypto", "EctoHostKeys"]),
         // Config value types, TOML parser with line-numbered errors, ~/.ssh/config lookup.
-        .target(name: "EctoConfig"),
+        .target(name: "EctoConfig", dependencies: ["EctoHostKeys"]),
         // Session driver threads, event loop, forwarding, reconnect state machine, backoff.
         .target(
             name: "EctoTunnel",
@@ -63,8 +70,9 @@ let package = Package(
         // Test-only helpers: throwaway sshd, echo servers, stand-in gateway, free ports, subprocesses.
         .target(name: "EctoTestSupport", dependencies: ["EctoHostKeys"]),
         .testTarget(name: "EctoPlatformTests", dependencies: ["EctoPlatform"]),
-        .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig"]),
+        .testTarget(name: "EctoConfigTests", dependencies: ["EctoConfig", "EctoHostKeys"]),
         .testTarget(name: "EctoHostKeysTests", dependencies: ["EctoHostKeys"]),
+        .testTarget(name: "EctoSSHTests", dependencies: ["EctoSSH", "EctoHostKeys", "EctoTestSupport"]),
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel"]),
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl"]),
         .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon"]),

@@ -6,10 +6,12 @@ set -euo pipefail
 
 packages=(
     libssh2-1-dev pkg-config          # build: the CLibSSH2 system library (found by pkg-config)
+    libssl-dev                        # build: the CLibCrypto system library (OpenSSL 3 libcrypto: user keys)
     git ca-certificates make          # build: SwiftPM fetches its dependencies with git over https
     gcc libc6-dev libstdc++-12-dev    # build: what the Swift toolchain links against
     tzdata
     openssh-server openssh-client     # tests and demo: a real sshd, ssh, ssh-keygen, ssh-agent, ssh-add
+    dropbear-bin                      # tests: a second SSH server (accepts RSA user keys as ssh-rsa only)
     socat curl python3                # demo and test helpers
     iptables iproute2                 # fault tests: network namespaces, DROP/REJECT rules, tc
     procps psmisc lsof                # pgrep/pkill, fuser/killall, lsof

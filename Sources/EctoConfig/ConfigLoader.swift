@@ -109,7 +109,7 @@ public enum ConfigLoader {
 
 struct KeySpec {
     enum Kind {
-        case target, sshHost, user, endpoint, path, credential, policy, fingerprint, bool, probe
+        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe
         /// `positive`: zero is not allowed.
         case duration(positive: Bool)
         case int(ClosedRange<Int>)
@@ -127,6 +127,7 @@ struct KeySpec {
         case .user: return "a string (a user name)"
         case .endpoint: return "a string \"host:port\""
         case .path: return "a string (a file path)"
+        case .paths: return "a string (a file path) or an array of them"
         case .credential: return "a string (a systemd credential name)"
         case .policy: return "\"strict\" or \"accept-new\""
         case .fingerprint: return "a string \"SHA256:...\""
@@ -143,7 +144,9 @@ struct KeySpec {
         KeySpec(name: "user", kind: .user),
         KeySpec(name: "local", kind: .endpoint, tunnelOnly: true),
         KeySpec(name: "remote", kind: .endpoint, tunnelOnly: true),
-        KeySpec(name: "identity_file", kind: .path),
+        KeySpec(name: "identity_file", kind: .paths),
+        KeySpec(name: "identities_only", kind: .bool),
+        KeySpec(name: "certificate_file", kind: .path),
         KeySpec(name: "identity_passphrase_file", kind: .path),
         KeySpec(name: "identity_passphrase_credential", kind: .credential),
         KeySpec(name: "known_hosts", kind: .path),
@@ -208,6 +211,7 @@ private struct Validator {
         case endpoint(Endpoint)
         case target(SSHTarget)
         case probe(ProbeSpec)
+        case paths([String])
     }
 
     /// A value and where it came from, for messages.
@@ -231,6 +235,11 @@ private struct Validator {
         var endpoint: Endpoint? { if case .endpoint(let e) = value { return e } else { return nil } }
         var target: SSHTarget? { if case .target(let t) = value { return t } else { return nil } }
         var probe: ProbeSpec? { if case .probe(let p) = value { return p } else { return nil } }
+        var paths: [String]? {
+            if case .paths(let p) = value { return p }
+            if case .string(let s) = value { return [s] }
+            return nil
+        }
     }
 
     /// A table's keys after type checks. `present` includes keys whose value was invalid.
@@ -369,6 +378,21 @@ private struct Validator {
         return s
     }
 
+    /// `~` and relative paths (relative to the config file's directory) made absolute.
+    mutating func expandPath(_ s: String, line: Int, keyPath: String) -> String? {
+        if s.isEmpty {
+            error(line, keyPath, "empty path")
+            return nil
+        }
+        if s.hasPrefix("~") && s != "~" && !s.hasPrefix("~/") {
+            error(line, keyPath, "\(TOMLWriter.quote(s)): only ~ and ~/ are expanded (~user is not supported); use an absolute path")
+            return nil
+        }
+        var p = SSHClientConfig.expandTilde(s, home: env.home)
+        if !p.hasPrefix("/") { p = SSHClientConfig.joinPath(configDirectory, p) }
+        return p
+    }
+
     mutating func typeError(_ e: TOMLEntry, _ spec: KeySpec, _ keyPath: String) {
         error(e.line, keyPath, "expected \(spec.expected), got \(e.value.typeName) \(raw(e.value))")
     }
@@ -424,6 +448,30 @@ private struct Validator {
             }
             return make(.bool(b))
         }
+        if case .paths = spec.kind {
+            let items: [TOMLNode]
+            switch node.value {
+            case .string: items = [node]
+            case .array(let nodes): items = nodes
+            default:
+                typeError(e, spec, keyPath)
+                return nil
+            }
+            if items.isEmpty {
+                error(e.line, keyPath, "empty list: give at least one path, or leave identity_file out for ssh's defaults")
+                return nil
+            }
+            var paths: [String] = []
+            for item in items {
+                guard case .string(let text) = item.value else {
+                    error(e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    return nil
+                }
+                guard let path = expandPath(text, line: e.line, keyPath: keyPath) else { return nil }
+                if !paths.contains(path) { paths.append(path) }
+            }
+            return make(.paths(paths))
+        }
         guard case .string(let s) = node.value else {
             typeError(e, spec, keyPath)
             return nil
@@ -457,17 +505,9 @@ private struct Validator {
             }
             return make(.string(s))
         case .path:
-            if s.isEmpty {
-                error(e.line, keyPath, "empty path")
-                return nil
-            }
-            if s.hasPrefix("~") && s != "~" && !s.hasPrefix("~/") {
-                error(e.line, keyPath, "\(q): only ~ and ~/ are expanded (~user is not supported); use an absolute path")
-                return nil
-            }
-            var p = SSHClientConfig.expandTilde(s, home: env.home)
-            if !p.hasPrefix("/") { p = SSHClientConfig.joinPath(configDirectory, p) }
-            return make(.string(p))
+            return expandPath(s, line: e.line, keyPath: keyPath).map { make(.string($0)) }
+        case .paths:
+            return nil  // handled above
         case .credential:
             if s.isEmpty || s == "." || s == ".." || s.contains("/")
                 || s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
@@ -626,7 +666,6 @@ private struct Validator {
             }
         }
         if identity == nil && !s.present.contains("identity_file") { identity = d["identity_file"] }
-        if let identity, let p = identity.string { checkRegularFile(p, identity.origin) }
 
         let tunnelSetsPassphrase = s.present.contains("identity_passphrase_file") || s.present.contains("identity_passphrase_credential")
         let passFile = tunnelSetsPassphrase ? s["identity_passphrase_file"] : d["identity_passphrase_file"]
@@ -638,6 +677,32 @@ private struct Validator {
                 "set at most one of identity_passphrase_file and identity_passphrase_credential")
         }
         if let passFile, let p = passFile.string { checkRegularFile(p, passFile.origin) }
+        // Identity files: they must exist; with judgeKeyFiles (check, connect, install), judged as
+        // the daemon will use them (mode, format, type, encryption, passphrase).
+        let identityPaths = identity?.paths ?? []
+        if let identity {
+            let passphrase: [UInt8]? = env.judgeKeyFiles ? passFile?.string.flatMap { env.readBytes($0) }.map(IdentityCheck.passphraseBytes) : nil
+            for p in identityPaths {
+                if env.judgeKeyFiles {
+                    if let problem = IdentityCheck.problem(
+                        privateKey: p, passphraseConfigured: passFile != nil || passCred != nil, passphrase: passphrase, environment: env)
+                    {
+                        error(identity.origin, problem)
+                    }
+                } else {
+                    checkRegularFile(p, identity.origin)
+                }
+            }
+        }
+        let identitiesOnly = pick("identities_only")?.bool ?? false
+        let certificate = pick("certificate_file")
+        if let certificate, let p = certificate.string {
+            if let problem = IdentityCheck.problem(certificate: p, environment: env) {
+                error(certificate.origin, problem)
+            } else if let refusal = IdentityCheck.certificateRefusal(p, environment: env) {
+                error(certificate.origin, refusal)
+            }
+        }
         if let passCred, let name = passCred.string, let dir = env.variables["CREDENTIALS_DIRECTORY"], !dir.isEmpty {
             let p = SSHClientConfig.joinPath(dir, name)
             if env.fileExists(p) != .regular {
@@ -703,7 +768,9 @@ private struct Validator {
             sshHostAlias: sshHostAlias,
             local: local,
             remote: remote,
-            identityFile: identity?.string,
+            identityFiles: identityPaths,
+            identitiesOnly: identitiesOnly,
+            certificateFile: certificate?.string,
             identityPassphraseFile: passFile?.string,
             identityPassphraseCredential: passCred?.string,
             knownHosts: knownHostsPath,

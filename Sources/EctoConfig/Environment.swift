@@ -37,6 +37,20 @@ public struct ConfigEnvironment: Sendable {
     public var resolveHost: @Sendable (String) -> Bool
     /// The raw bytes of a file (for the config file itself, so invalid UTF-8 can be reported by line).
     public var readBytes: @Sendable (String) -> [UInt8]?
+    /// Permission bits and owner of a file (symbolic links followed); nil when unknown (tests
+    /// that do not care). Used to judge private keys as ssh would.
+    public var fileOwnerAndMode: @Sendable (String) -> (uid: UInt32, mode: UInt32)?
+    /// The uid the daemon runs as (key files must be ours or root's).
+    public var uid: UInt32 = 0
+    /// Judge identity files as the daemon will use them (mode, owner, format, key type,
+    /// encryption; see `IdentityCheck`) and report problems as errors. `check`, `connect` and
+    /// `install` turn this on; the daemon does not (a key's problem then fails only its tunnel,
+    /// at connect time, and may be fixed without a reload).
+    public var judgeKeyFiles = false
+    /// With `judgeKeyFiles`: decrypts a private key file's bytes with a passphrase (nil: none
+    /// configured) and returns the problem, or nil when the key is usable. Set by callers that
+    /// link the key code (EctoSSH); without it, encryption is judged without decrypting.
+    public var keyVerifier: (@Sendable (_ key: [UInt8], _ passphrase: [UInt8]?) -> String?)?
 
     /// - Parameters:
     ///   - listDirectory: default: no directory can be listed.
@@ -50,7 +64,8 @@ public struct ConfigEnvironment: Sendable {
         readFile: @escaping @Sendable (String) -> String?,
         listDirectory: (@Sendable (String) -> [String]?)? = nil,
         resolveHost: (@Sendable (String) -> Bool)? = nil,
-        readBytes: (@Sendable (String) -> [UInt8]?)? = nil
+        readBytes: (@Sendable (String) -> [UInt8]?)? = nil,
+        fileOwnerAndMode: (@Sendable (String) -> (uid: UInt32, mode: UInt32)?)? = nil
     ) {
         self.home = home
         self.user = user
@@ -60,6 +75,7 @@ public struct ConfigEnvironment: Sendable {
         self.listDirectory = listDirectory ?? { _ in nil }
         self.resolveHost = resolveHost ?? { _ in false }
         self.readBytes = readBytes ?? { path in readFile(path).map { Array($0.utf8) } }
+        self.fileOwnerAndMode = fileOwnerAndMode ?? { _ in nil }
     }
 
     /// The real process: `$HOME` (else the passwd entry), `$USER` (else the login name), the process
@@ -71,7 +87,7 @@ public struct ConfigEnvironment: Sendable {
         if home.isEmpty, let pw, let dir = pw.pointee.pw_dir { home = String(cString: dir) }
         var user = env["USER"] ?? ""
         if user.isEmpty, let pw, let name = pw.pointee.pw_name { user = String(cString: name) }
-        return ConfigEnvironment(
+        var environment = ConfigEnvironment(
             home: home,
             user: user,
             variables: env,
@@ -107,7 +123,14 @@ public struct ConfigEnvironment: Sendable {
             readBytes: { path in
                 guard let data = FileManager.default.contents(atPath: path) else { return nil }
                 return [UInt8](data)
+            },
+            fileOwnerAndMode: { path in
+                var st = stat()
+                guard stat(path, &st) == 0 else { return nil }
+                return (UInt32(st.st_uid), UInt32(st.st_mode & 0o7777))
             }
         )
+        environment.uid = UInt32(getuid())
+        return environment
     }
 }

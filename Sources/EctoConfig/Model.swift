@@ -17,8 +17,20 @@ public struct TunnelConfig: Sendable, Equatable {
     public var sshHostAlias: String?
     public var local: Endpoint
     public var remote: Endpoint
-    /// Absolute path (with `~` expanded).
-    public var identityFile: String?
+    /// Private key files to offer, in order (absolute, `~` expanded; `identity_file`, a path or a
+    /// list). Empty: ssh's defaults, `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` (those that exist).
+    public var identityFiles: [String]
+    /// Only the keys of `identityFiles` (or the defaults) are offered, also from the agent (ssh's
+    /// `IdentitiesOnly`).
+    public var identitiesOnly: Bool
+    /// An OpenSSH user certificate (`certificate_file`); without it, `KEY-cert.pub` beside a key is
+    /// looked for.
+    public var certificateFile: String?
+    /// The first identity file (what single-key code paths use).
+    public var identityFile: String? {
+        get { identityFiles.first }
+        set { identityFiles = newValue.map { [$0] } ?? [] }
+    }
     /// Absolute path (with `~` expanded).
     public var identityPassphraseFile: String?
     /// Name of a systemd credential, read from `$CREDENTIALS_DIRECTORY/<name>` at run time.
@@ -59,6 +71,9 @@ public struct TunnelConfig: Sendable, Equatable {
         local: Endpoint,
         remote: Endpoint,
         identityFile: String? = nil,
+        identityFiles: [String] = [],
+        identitiesOnly: Bool = false,
+        certificateFile: String? = nil,
         identityPassphraseFile: String? = nil,
         identityPassphraseCredential: String? = nil,
         knownHosts: String,
@@ -84,7 +99,9 @@ public struct TunnelConfig: Sendable, Equatable {
         self.sshHostAlias = sshHostAlias
         self.local = local
         self.remote = remote
-        self.identityFile = identityFile
+        self.identityFiles = identityFile.map { [$0] + identityFiles.filter { $0 != identityFile } } ?? identityFiles
+        self.identitiesOnly = identitiesOnly
+        self.certificateFile = certificateFile
         self.identityPassphraseFile = identityPassphraseFile
         self.identityPassphraseCredential = identityPassphraseCredential
         self.knownHosts = knownHosts
@@ -129,6 +146,8 @@ public enum TunnelDefaults {
     public static let drainTimeout: Duration = .seconds(300)
     public static let probeInterval: Duration = .seconds(60)
     public static let sessions = 1
+    /// The private keys ssh tries when none is configured, in this order (relative to `~`).
+    public static let identityFiles = [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"]
     /// More than 16 sessions buys nothing on any machine we know (one core each at full speed)
     /// and multiplies logins, memory and keepalive traffic.
     public static let sessionsRange = 1...16

@@ -186,4 +186,11 @@ struct WireReader {
         offset = start + length
         return Array(bytes[start..<offset])
     }
+
+    /// The next `count` raw bytes.
+    mutating func take(_ count: Int) -> [UInt8]? {
+        guard remaining >= count else { return nil }
+        defer { offset += count }
+        return Array(bytes[offset..<offset + count])
+    }
 }

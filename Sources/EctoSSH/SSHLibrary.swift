@@ -17,6 +17,10 @@ public enum SSHLibrary {
         if initialized { libssh2_exit() }
     }
 
+    /// True when the libssh2 we were built against (1.11 and later) signs RSA keys with
+    /// rsa-sha2-256/512 itself; then its own key-file and agent paths are used for RSA keys.
+    public static var signsRSASHA2: Bool { ecto_libssh2_signs_rsa_sha2() != 0 }
+
     /// The runtime libssh2 version, e.g. "1.10.0".
     public static var version: String {
         guard let cString = libssh2_version(0) else { return "unknown" }

@@ -117,6 +117,9 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
     public var isChannelRefused: Bool { code == LIBSSH2_ERROR_CHANNEL_FAILURE }
 
     /// The server rejected our credentials.
+    /// The server answered a public key offer with a failure (not a disconnect, not a bad signature).
+    public var isPublicKeyRefused: Bool { code == LIBSSH2_ERROR_AUTHENTICATION_FAILED }
+
     public var isAuthenticationRefused: Bool {
         code == LIBSSH2_ERROR_AUTHENTICATION_FAILED || code == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED
     }

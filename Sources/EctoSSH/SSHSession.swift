@@ -16,6 +16,9 @@ public final class SSHSession {
     /// The connected TCP socket the session runs over.
     public let socket: Int32
     private var freed = false
+    /// The signer of the public key authentication in progress (kept across `wouldBlock`).
+    private var signContext: SignContext?
+    private var signAbstract: UnsafeMutablePointer<UnsafeMutableRawPointer?>?
 
     /// Creates a non-blocking session on `socket` with our transport hooks installed. On success the
     /// session owns the socket; on failure the caller still does.
@@ -33,11 +36,13 @@ public final class SSHSession {
         self.socket = socket
         libssh2_session_set_blocking(raw, 0)
         ecto_session_set_transport(raw, ectoSendHook, ectoRecvHook)
+        ecto_session_set_disconnect(raw, ectoDisconnectHook)
         // We write with MSG_NOSIGNAL in our hook; tell libssh2 not to fiddle with SIGPIPE itself.
         libssh2_session_flag(raw, LIBSSH2_FLAG_SIGPIPE, 1)
     }
 
     deinit {
+        signAbstract?.deallocate()
         guard !freed else { return }
         // With no channels left and no pending send this completes at once; a dead socket makes
         // any send fail (not block), so the loop is bounded in practice.
@@ -165,26 +170,73 @@ public final class SSHSession {
         throw lastError("list authentication methods")
     }
 
+    /// Set once the peer ended the connection: its SSH_MSG_DISCONNECT description ("" when it
+    /// gave none), or "connection closed" when the socket reached its end. libssh2 1.10 reports
+    /// a disconnect during public key authentication as a refusal (-19); this tells them apart.
+    public var peerEnded: String? {
+        if let message = transport.disconnectMessage { return message.isEmpty ? "disconnected" : message }
+        return transport.peerClosed ? "connection closed" : nil
+    }
+
     /// True once authentication succeeded.
     public var isAuthenticated: Bool { libssh2_userauth_authenticated(raw) != 0 }
 
     /// Public key authentication with a private key held in memory (OpenSSH or PEM format).
     /// The key and passphrase are never logged; the caller should wipe its copies.
-    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?) throws(SSHError)
+    /// With `publicKey` (an OpenSSH public key or certificate line), that blob is sent as the key.
+    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?, publicKey: [UInt8]? = nil) throws(SSHError)
         -> SSHResult<Void>
     {
         let rc: Int32 = privateKey.withUnsafeBufferPointer { key in
             user.withCString { userPointer in
                 let keyPointer = UnsafeRawPointer(key.baseAddress!).assumingMemoryBound(to: CChar.self)
-                if let passphrase {
-                    return passphrase.withCString {
-                        ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, $0)
+                func call(_ pass: UnsafePointer<CChar>?) -> Int32 {
+                    guard let publicKey else {
+                        return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, pass)
+                    }
+                    return publicKey.withUnsafeBufferPointer { pub in
+                        pub.baseAddress!.withMemoryRebound(to: CChar.self, capacity: pub.count) {
+                            ecto_userauth_publickey_frommemory_with_public(
+                                raw, userPointer, strlen(userPointer), $0, pub.count, keyPointer, key.count, pass)
+                        }
                     }
                 }
-                return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, nil)
+                if let passphrase { return passphrase.withCString { call($0) } }
+                return call(nil)
             }
         }
         return try check(rc, "public key authentication")
+    }
+
+    /// Public key authentication with a key blob of our own and a signer we run
+    /// (`libssh2_userauth_publickey`): libssh2 sends `publicKeyBlob` as the key, takes the
+    /// algorithm name from its first string, asks the server whether it would accept the key
+    /// (a refusal arrives before anything is signed), then calls `sign` with the data to sign and
+    /// sends string(name) + string(signature). `sign` returns the raw signature in memory from
+    /// `malloc` (libssh2 frees it), or a reason it could not sign. After `.wouldBlock`, call again
+    /// with the same blob; the signer is kept until the attempt ends.
+    public func authenticate(
+        user: String, publicKeyBlob: [UInt8], sign: @escaping (UnsafeRawBufferPointer) -> SignatureResult
+    ) throws(SSHError) -> SSHResult<Void> {
+        if signContext == nil {
+            let context = SignContext(sign: sign)
+            signContext = context
+            if signAbstract == nil { signAbstract = .allocate(capacity: 1) }
+            signAbstract!.pointee = Unmanaged.passUnretained(context).toOpaque()
+        }
+        let context = signContext!
+        let rc: Int32 = publicKeyBlob.withUnsafeBufferPointer { blob in
+            signAbstract!.withMemoryRebound(to: UnsafeMutableRawPointer?.self, capacity: 1) { abstract in
+                ecto_userauth_publickey_signed(raw, user, blob.baseAddress, blob.count, ectoSignCallback, abstract)
+            }
+        }
+        if rc == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
+        signContext = nil
+        if rc >= 0 { return .done(()) }
+        if let failure = context.failure {
+            throw SSHError(code: rc, message: failure, operation: "sign for public key authentication")
+        }
+        throw lastError("public key authentication", code: rc)
     }
 
     // MARK: Channels
@@ -259,5 +311,32 @@ public final class SSHSession {
     /// that tearing down a dead or unwanted session never waits on the peer.
     public func abandon() {
         _ = Glibc.shutdown(socket, Int32(SHUT_RDWR))
+    }
+}
+
+/// What a signer gives libssh2: a signature in `malloc`ed memory, or why there is none.
+public enum SignatureResult {
+    case signature(UnsafeMutablePointer<UInt8>, count: Int)
+    case failed(String)
+}
+
+/// The signer of one authentication attempt, reached from the C callback through `abstract`.
+final class SignContext {
+    let sign: (UnsafeRawBufferPointer) -> SignatureResult
+    var failure: String?
+    init(sign: @escaping (UnsafeRawBufferPointer) -> SignatureResult) { self.sign = sign }
+}
+
+private let ectoSignCallback: ecto_sign_fn = { _, signature, signatureLength, data, dataLength, abstract in
+    guard let abstract, let opaque = abstract.pointee, let signature, let signatureLength else { return -1 }
+    let context = Unmanaged<SignContext>.fromOpaque(opaque).takeUnretainedValue()
+    switch context.sign(UnsafeRawBufferPointer(start: data, count: dataLength)) {
+    case .signature(let pointer, let count):
+        signature.pointee = pointer
+        signatureLength.pointee = count
+        return 0
+    case .failed(let reason):
+        context.failure = reason
+        return -1
     }
 }

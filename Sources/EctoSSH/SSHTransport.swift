@@ -23,6 +23,22 @@ final class SSHTransport {
     var receiveDrained = false
     /// Set when bytes arrived; cleared by `SSHSession.beginPass()`.
     var receivedDuringPass = false
+    /// The peer's SSH_MSG_DISCONNECT description, once one arrived.
+    var disconnectMessage: String?
+    /// A receive found the end of the stream (or the connection reset).
+    var peerClosed = false
+}
+
+/// libssh2 disconnect hook: keeps the peer's reason (e.g. "Too many authentication failures").
+let ectoDisconnectHook: ecto_disconnect_fn = { _, _, message, length, _, _, abstract in
+    guard let state = transport(abstract) else { return }
+    if let message, length > 0 {
+        state.disconnectMessage = message.withMemoryRebound(to: UInt8.self, capacity: Int(length)) {
+            String(decoding: UnsafeBufferPointer(start: $0, count: Int(length)), as: UTF8.self)
+        }
+    } else {
+        state.disconnectMessage = ""
+    }
 }
 
 /// CLOCK_BOOTTIME in nanoseconds: monotonic, and it keeps counting across suspend. The clock of
@@ -57,8 +73,10 @@ let ectoRecvHook: ecto_recv_fn = { fd, buffer, length, flags, abstract in
     if received < 0 {
         let code = errno
         if code == EAGAIN || code == EWOULDBLOCK { state?.receiveDrained = true }
+        if code == ECONNRESET { state?.peerClosed = true }
         return -ssize_t(code)
     }
+    if received == 0 && length > 0 { state?.peerClosed = true }
     if received > 0, let state {
         state.bytesReceived &+= UInt64(received)
         state.lastReceiveNanos = bootTimeNanos()

@@ -28,19 +28,28 @@ public struct KeyPair: Sendable, Hashable {
         name: String,
         passphrase: String? = nil,
         comment: String? = nil,
-        pemFormat: Bool = false
+        pemFormat: Bool = false,
+        bits: Int? = nil,
+        rounds: Int? = nil,
+        pemEncoding: String = "PEM"
     ) throws -> KeyPair {
         try generate(
-            type: type, at: directory.file(name), passphrase: passphrase, comment: comment, pemFormat: pemFormat)
+            type: type, at: directory.file(name), passphrase: passphrase, comment: comment, pemFormat: pemFormat,
+            bits: bits, rounds: rounds, pemEncoding: pemEncoding)
     }
 
     /// Generates a key pair at `privatePath` (and `privatePath.pub`), replacing any previous one.
+    /// `bits`: RSA modulus size (default 3072); `rounds`: bcrypt KDF rounds of an encrypted
+    /// OpenSSH-format key (`-a`); `pemEncoding` with `pemFormat`: "PEM" (PKCS#1/SEC1) or "PKCS8".
     public static func generate(
         type: String = "ed25519",
         at privatePath: String,
         passphrase: String? = nil,
         comment: String? = nil,
-        pemFormat: Bool = false
+        pemFormat: Bool = false,
+        bits: Int? = nil,
+        rounds: Int? = nil,
+        pemEncoding: String = "PEM"
     ) throws -> KeyPair {
         let publicPath = privatePath + ".pub"
         unlink(privatePath)
@@ -51,10 +60,11 @@ public struct KeyPair: Sendable, Hashable {
         case "ecdsa", "ecdsa-256": arguments += ["-t", "ecdsa", "-b", "256"]
         case "ecdsa-384": arguments += ["-t", "ecdsa", "-b", "384"]
         case "ecdsa-521": arguments += ["-t", "ecdsa", "-b", "521"]
-        case "rsa": arguments += ["-t", "rsa", "-b", "3072"]
+        case "rsa": arguments += ["-t", "rsa", "-b", String(bits ?? 3072)]
         default: arguments += ["-t", type]
         }
-        if pemFormat { arguments += ["-m", "PEM"] }
+        if pemFormat { arguments += ["-m", pemEncoding] }
+        if let rounds { arguments += ["-a", String(rounds)] }
         try Subprocess.run("ssh-keygen", arguments).check()
         chmod(privatePath, 0o600)
         guard let line = readFileString(publicPath)?.trimmingCharacters(in: .whitespacesAndNewlines), !line.isEmpty
@@ -83,5 +93,23 @@ public struct KeyPair: Sendable, Hashable {
             throw TestSupportError(.notFound, "unexpected ssh-keygen -l output: \(result.stdout)")
         }
         return String(fields[1])
+    }
+}
+
+extension KeyPair {
+    /// A copy of this key pair at `privatePath` (and `.pub`), converted by `ssh-keygen -p` to
+    /// another format and/or passphrase: `format` "RFC4716" (OpenSSH format), "PEM" or "PKCS8".
+    public func converted(to privatePath: String, format: String, passphrase newPassphrase: String?) throws -> KeyPair {
+        unlink(privatePath)
+        unlink(privatePath + ".pub")
+        guard let privateText = readFileString(self.privatePath) else { throw TestSupportError(.notFound, "cannot read \(self.privatePath)") }
+        FileManager.default.createFile(atPath: privatePath, contents: Data(privateText.utf8), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(atPath: privatePath + ".pub", contents: Data((publicLine + "\n").utf8), attributes: [.posixPermissions: 0o644])
+        try Subprocess.run(
+            "ssh-keygen", ["-q", "-p", "-f", privatePath, "-m", format, "-P", passphrase ?? "", "-N", newPassphrase ?? ""]
+        ).check()
+        return KeyPair(
+            type: type, privatePath: privatePath, publicPath: privatePath + ".pub", publicLine: publicLine,
+            fingerprint: fingerprint, passphrase: newPassphrase)
     }
 }

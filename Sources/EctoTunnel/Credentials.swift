@@ -9,7 +9,7 @@ import Foundation
 import Glibc
 #endif
 
-/// A private key ready for authentication. The bytes are wiped when it goes away.
+/// A private key file's bytes, for libssh2's own key path. Wiped when it goes away.
 final class PrivateKeyMaterial {
     let path: String
     var bytes: [UInt8]
@@ -22,49 +22,43 @@ final class PrivateKeyMaterial {
     }
 
     deinit {
-        for index in bytes.indices { bytes[index] = 0 }
+        wipeBytes(&bytes)
     }
+}
 
-    /// True for an OpenSSH-format key whose cipher is not "none" (it needs a passphrase).
-    var isEncryptedOpenSSHKey: Bool {
-        guard let text = String(bytes: bytes, encoding: .utf8), text.contains("BEGIN OPENSSH PRIVATE KEY") else {
-            return String(bytes: bytes, encoding: .utf8)?.contains("ENCRYPTED") ?? false
-        }
-        let body = text.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined()
-        guard let data = Data(base64Encoded: body), data.count > 19 else { return false }
-        let blob = [UInt8](data)
-        let magic = Array("openssh-key-v1\0".utf8)
-        guard blob.starts(with: magic) else { return false }
-        var offset = magic.count
-        let length = Int(blob[offset]) << 24 | Int(blob[offset + 1]) << 16 | Int(blob[offset + 2]) << 8 | Int(blob[offset + 3])
-        offset += 4
-        guard offset + length <= blob.count else { return false }
-        return String(decoding: blob[offset..<offset + length], as: UTF8.self) != "none"
+/// Overwrites `bytes` with zeros (a volatile loop the optimiser keeps).
+func wipeBytes(_ bytes: inout [UInt8]) {
+    bytes.withUnsafeMutableBytes { raw in
+        guard let base = raw.baseAddress else { return }
+        let volatile = UnsafeMutablePointer<UInt8>(OpaquePointer(base))
+        for index in 0..<raw.count { (volatile + index).pointee = 0 }
     }
 }
 
 /// Reads identity files and passphrases with ssh's own rules: a private key (or passphrase file)
 /// that group or others may read is refused, and nothing secret is ever put in an error message.
 enum Credentials {
-    static func loadPrivateKey(_ config: TunnelConfig, environment: [String: String]) throws(AttemptFailure) -> PrivateKeyMaterial? {
-        guard let path = config.identityFile else { return nil }
-        let bytes = try readSecretFile(path, what: "private key")
-        var passphrase: String? = nil
+    /// The passphrase for encrypted identity files, from `identity_passphrase_file` or the
+    /// systemd credential `identity_passphrase_credential`; nil when neither is set.
+    static func loadPassphrase(_ config: TunnelConfig, environment: [String: String]) throws(AttemptFailure) -> String? {
         if let passphraseFile = config.identityPassphraseFile {
-            passphrase = try passphraseText(readSecretFile(passphraseFile, what: "passphrase file"))
-        } else if let credential = config.identityPassphraseCredential {
+            return passphraseText(try readSecretFile(passphraseFile, what: "passphrase file"))
+        }
+        if let credential = config.identityPassphraseCredential {
             guard let directory = environment["CREDENTIALS_DIRECTORY"] else {
                 throw AttemptFailure(
                     .local,
                     "identity_passphrase_credential = \"\(credential)\" but $CREDENTIALS_DIRECTORY is not set "
                         + "(run under systemd with LoadCredential=\(credential):PATH)")
             }
-            passphrase = try passphraseText(readSecretFile(directory + "/" + credential, what: "passphrase credential", checkMode: false))
+            return passphraseText(try readSecretFile(directory + "/" + credential, what: "passphrase credential", checkMode: false))
         }
-        return PrivateKeyMaterial(path: path, bytes: bytes, passphrase: passphrase)
+        return nil
     }
 
     private static func passphraseText(_ bytes: [UInt8]) -> String {
+        var bytes = bytes
+        defer { wipeBytes(&bytes) }
         var text = String(decoding: bytes, as: UTF8.self)
         while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
         return text
@@ -102,7 +96,9 @@ enum Credentials {
             if n <= 0 { break }
             offset += n
         }
-        return Array(bytes[0..<offset])
+        let result = Array(bytes[0..<offset])
+        wipeBytes(&bytes)
+        return result
     }
 }
 

@@ -108,8 +108,11 @@ struct Check: ParsableCommand {
         abstract: "Validate the config file offline.",
         discussion: """
             Parses the config and checks every tunnel: unknown keys, value types, addresses, \
-            loopback-only local addresses, duplicate local ports, and that the key, passphrase and \
-            known_hosts files exist. Every error names file:line and the key. Nothing is contacted.
+            loopback-only local addresses, duplicate local ports, that the passphrase and known_hosts \
+            files exist, and that each identity_file is a private key the daemon can use (mode 0600, \
+            format, key type, decrypted with identity_passphrase_file when set) and each \
+            certificate_file a usable certificate. Every error names file:line and the key. Nothing \
+            is contacted.
             Exit status: 0 when valid, 1 when not.
             """)
 
@@ -117,7 +120,7 @@ struct Check: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try ConfigLoader.load(path: global.configPath)
+            let config = try ConfigLoader.load(path: global.configPath, environment: .judgingKeys)
             print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
             for tunnel in config.tunnels {
                 let state = tunnel.enabled ? "" : " (disabled)"

@@ -41,7 +41,7 @@ struct Install: ParsableCommand {
         let systemd = try UserManager.reachable()
         let configPath = absolutePath(global.configPath)
         do {
-            let config = try ConfigLoader.load(path: configPath)
+            let config = try ConfigLoader.load(path: configPath, environment: .judgingKeys)
             out.say("config \(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
         } catch {
             out.fail("not installing: the config does not pass `ecto-tunnel check`:\n\(error.description)")

@@ -59,7 +59,7 @@ struct Connect: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The gateway's port on the remote host.", valueName: "port"))
     var remotePort: UInt16?
 
-    @Option(name: .long, help: ArgumentHelp("Private key file (ed25519 or ecdsa).", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("Private key file (ed25519, ecdsa or rsa; OpenSSH or PEM format). Default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa.", valueName: "path"))
     var identity: String?
 
     @Option(name: .long, help: ArgumentHelp("known_hosts file. Default: ~/.ssh/known_hosts (or the alias's UserKnownHostsFile).", valueName: "path"))
@@ -158,7 +158,7 @@ struct Connect: ParsableCommand {
 
     private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool) throws -> String? {
         let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
-        let defaults = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa"].map { SSHClientConfig.expandTilde($0, home: home) }
+        let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
         for path in candidates where !FileManager.default.fileExists(atPath: path) {
             printError("the key \(path) does not exist")
             throw ExitCode(ControlExit.refused)
@@ -167,17 +167,16 @@ struct Connect: ParsableCommand {
             if agent { return nil }
             printError(
                 """
-                no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519 / ~/.ssh/id_ecdsa.
+                no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa or ~/.ssh/id_rsa.
                   Create one and install it on the gateway host:
                     ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
                     ssh-copy-id -i ~/.ssh/id_ed25519.pub \(target)
-                  (RSA keys do not work with this libssh2 against modern OpenSSH.)
                 """)
             throw ExitCode(ControlExit.refused)
         }
-        var info = stat()
-        if stat(path, &info) == 0 && info.st_mode & 0o077 != 0 {
-            printError("\(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); fix it with: chmod 600 \(path)")
+        // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
+        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: .judgingKeys) {
+            printError("cannot use \(path): \(problem)")
             throw ExitCode(ControlExit.refused)
         }
         return path

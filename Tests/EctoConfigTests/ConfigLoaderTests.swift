@@ -346,7 +346,7 @@ import Testing
         ("user = \"\"", "tunnels.a.user", "not a valid user name"),
         ("user = \"a b\"", "tunnels.a.user", "not a valid user name"),
         ("identity_file = \"~bob/key\"", "tunnels.a.identity_file", "~user is not supported"),
-        ("identity_file = 5", "tunnels.a.identity_file", "expected a string (a file path), got integer 5"),
+        ("identity_file = 5", "tunnels.a.identity_file", "expected a string (a file path) or an array of them, got integer 5"),
         ("identity_passphrase_credential = \"a/b\"", "tunnels.a.identity_passphrase_credential", "not a valid credential name"),
         ("allow_non_loopback = 1", "tunnels.a.allow_non_loopback", "expected true or false, got integer 1"),
     ])

@@ -69,7 +69,8 @@ final class TunnelFixture: @unchecked Sendable {
         _ = try directory.write("config.toml", text)
     }
 
-    /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one).
+    /// Starts `ecto-tunnel run` (without the caller's ssh-agent unless `environment` sets one, and
+    /// with HOME = the fixture's directory unless `environment` sets it).
     @discardableResult
     /// `launcher`: a command that execs the daemon in its own process (e.g. `prlimit --nofile=…`).
     func startDaemon(
@@ -78,6 +79,8 @@ final class TunnelFixture: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["SSH_AUTH_SOCK"] = nil
         env["ECTO_TUNNEL_SOCKET"] = socketPath
+        // ssh's default identities (~/.ssh/id_*) must come from the test, not the machine.
+        env["HOME"] = directory.path
         for (key, value) in environment { env[key] = value }
         let binary = try ProductLocator.binary("ecto-tunnel")
         let command = launcher.isEmpty ? binary : try Subprocess.resolve(launcher[0])

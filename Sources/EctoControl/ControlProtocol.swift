@@ -93,6 +93,8 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     /// SSH sessions configured for the tunnel (`sessions`), and how many are up.
     public var sessions: Int
     public var sessionsUp: Int
+    /// A change of this tunnel being pre-flighted now (`target`, `reload`); absent otherwise.
+    public var change: ChangeReport?
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
@@ -119,7 +121,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
-        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up"
+        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
     }
 
     public init(from decoder: Decoder) throws {
@@ -140,6 +142,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         gateway = try c.decodeIfPresent(GatewayReport.self, forKey: .gateway)
         sessions = try c.decodeIfPresent(Int.self, forKey: .sessions) ?? 1
         sessionsUp = try c.decodeIfPresent(Int.self, forKey: .sessionsUp) ?? (state == "up" ? 1 : 0)
+        change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -160,6 +163,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(gateway, forKey: .gateway)
         try c.encode(sessions, forKey: .sessions)
         try c.encode(sessionsUp, forKey: .sessionsUp)
+        try c.encodeIfPresent(change, forKey: .change)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.
@@ -207,10 +211,42 @@ public struct ErrorReport: Codable, Sendable, Equatable {
     public var error: String
     /// Config problems (reload, target), each with file:line and key.
     public var problems: [ConfigProblem]?
+    /// A change refused by its pre-flight: the stage that failed (resolve, connect, handshake,
+    /// host key, authentication, credentials, channel, timeout).
+    public var stage: String?
 
-    public init(error: String, problems: [ConfigProblem]? = nil) {
+    public init(error: String, problems: [ConfigProblem]? = nil, stage: String? = nil) {
         self.error = error
         self.problems = problems
+        self.stage = stage
+    }
+}
+
+/// A tunnel whose change was refused by its pre-flight (`reload`): it keeps its running session.
+public struct ChangeFailure: Codable, Sendable, Equatable {
+    public var tunnel: String
+    public var stage: String
+    public var error: String
+
+    public init(tunnel: String, stage: String, error: String) {
+        self.tunnel = tunnel
+        self.stage = stage
+        self.error = error
+    }
+}
+
+/// A change of a running tunnel being pre-flighted (`TunnelReport.change`).
+public struct ChangeReport: Codable, Sendable, Equatable {
+    /// The target being proven.
+    public var target: String
+    /// starting, resolve, connect, handshake, authentication, channel, switching, failed at STAGE.
+    public var stage: String
+    public var started: Date
+
+    public init(target: String, stage: String, started: Date) {
+        self.target = target
+        self.stage = stage
+        self.started = started
     }
 }
 
@@ -220,16 +256,28 @@ public struct TargetRequest: Codable, Sendable, Equatable {
     public var target: String
     /// Seconds the old session may keep its open connections; the tunnel's `drain_timeout` if absent.
     public var drainTimeout: Double?
+    /// Switch even when the pre-flight of the new target fails.
+    public var force: Bool?
 
-    public init(target: String, drainTimeout: Double? = nil) {
+    public init(target: String, drainTimeout: Double? = nil, force: Bool? = nil) {
         self.target = target
         self.drainTimeout = drainTimeout
+        self.force = force
     }
 
     enum CodingKeys: String, CodingKey {
         case target
         case drainTimeout = "drain_timeout"
+        case force
     }
+}
+
+/// The optional body of `POST /v1/reload`.
+public struct ReloadRequest: Codable, Sendable, Equatable {
+    /// Apply changed tunnels even when their pre-flight fails.
+    public var force: Bool?
+
+    public init(force: Bool? = nil) { self.force = force }
 }
 
 /// The answer to target, up, down and reconnect.
@@ -255,15 +303,41 @@ public struct ReloadReport: Codable, Sendable, Equatable {
     public var changed: [String]
     public var unchanged: [String]
     public var warnings: [ConfigProblem]
+    /// Changed tunnels whose pre-flight failed: they keep their running session and settings.
+    public var failed: [ChangeFailure]
+    /// Changed tunnels applied with `force` although their pre-flight failed.
+    public var forced: [ChangeFailure]
 
-    public init(config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem]) {
-        self.ok = true
+    public init(
+        config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem],
+        failed: [ChangeFailure] = [], forced: [ChangeFailure] = []
+    ) {
+        self.ok = failed.isEmpty
         self.config = config
         self.added = added
         self.removed = removed
         self.changed = changed
         self.unchanged = unchanged
         self.warnings = warnings
+        self.failed = failed
+        self.forced = forced
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ok, config, added, removed, changed, unchanged, warnings, failed, forced
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ok = try c.decode(Bool.self, forKey: .ok)
+        config = try c.decode(String.self, forKey: .config)
+        added = try c.decode([String].self, forKey: .added)
+        removed = try c.decode([String].self, forKey: .removed)
+        changed = try c.decode([String].self, forKey: .changed)
+        unchanged = try c.decode([String].self, forKey: .unchanged)
+        warnings = try c.decode([ConfigProblem].self, forKey: .warnings)
+        failed = try c.decodeIfPresent([ChangeFailure].self, forKey: .failed) ?? []
+        forced = try c.decodeIfPresent([ChangeFailure].self, forKey: .forced) ?? []
     }
 }
 
@@ -315,9 +389,9 @@ public struct ControlFailure: Error, Sendable, Equatable {
     public var status: Int
     public var report: ErrorReport
 
-    public init(_ status: Int, _ message: String, problems: [ConfigProblem]? = nil) {
+    public init(_ status: Int, _ message: String, problems: [ConfigProblem]? = nil, stage: String? = nil) {
         self.status = status
-        self.report = ErrorReport(error: message, problems: problems)
+        self.report = ErrorReport(error: message, problems: problems, stage: stage)
     }
 }
 
@@ -327,11 +401,15 @@ public protocol ControlRegistry: AnyObject, Sendable {
     /// `deep`: run every enabled tunnel's probe now (a `tcp` probe where none is configured).
     func status(deep: Bool) -> StatusReport
     func version() -> VersionReport
-    func setTarget(tunnel: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure>
+    /// Answers through `reply` (any thread), once the new target's pre-flight has a verdict.
+    func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
+    /// `GET /v1/metrics`: the Prometheus text exposition format (version 0.0.4).
+    func metrics() -> String
     /// `tunnel` nil: every enabled tunnel.
     func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
-    func reload() -> Result<ReloadReport, ControlFailure>
+    /// Answers through `reply` (any thread), once every changed tunnel's pre-flight has a verdict.
+    func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void)
 }
 
 extension ControlRegistry {

@@ -132,13 +132,14 @@ public final class Daemon {
             if signal == SIGHUP {
                 notifier.reloading()
                 logger.info("SIGHUP: reloading \(config.path)")
-                switch supervisor.reload() {
-                case .success: break
-                case .failure(let failure):
-                    // Already logged with every problem by the supervisor.
-                    logger.debug("reload refused: \(failure.report.error)")
+                // Changed tunnels are pre-flighted on another thread: the loop goes on meanwhile.
+                supervisor.reload(ReloadRequest()) { [logger, notifier, statusReporter] result in
+                    if case .failure(let failure) = result {
+                        // Already logged with every problem by the supervisor.
+                        logger.debug("reload refused: \(failure.report.error)")
+                    }
+                    notifier.ready(status: statusReporter.summary())
                 }
-                notifier.ready(status: statusReporter.summary())
             }
         }
         watchdog?.stop()

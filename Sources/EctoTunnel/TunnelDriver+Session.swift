@@ -204,6 +204,7 @@ extension TunnelDriver {
             teardownSession(reason: "stopping", graceful: false)
             return
         }
+        notePreflightFailure(failure)
         switch failure.kind {
         case .transport, .refused: logger.warning("connection attempt failed: \(failure.message)")
         case .hostKey, .authentication, .local: logger.error("connection attempt failed: \(failure.message)")

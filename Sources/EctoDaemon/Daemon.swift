@@ -14,6 +14,18 @@ import Glibc
 /// and SIGQUIT by `AbortSignalCatcher`'s thread), so no async-signal-safety concerns and no
 /// handler state.
 public final class Daemon {
+    /// `ecto-tunnel run`'s exit statuses (the units' `RestartPreventExitStatus=` names the config one).
+    public enum ExitStatus {
+        /// A clean stop (SIGTERM, SIGINT).
+        public static let stopped: Int32 = 0
+        /// Something at start that a restart may fix: the control socket (another daemon, a
+        /// directory in the way) or the tunnels' threads could not be started.
+        public static let startFailed: Int32 = 1
+        /// The config is invalid (EX_CONFIG of sysexits.h): a restart cannot fix it, so systemd
+        /// does not retry (`RestartPreventExitStatus=78`).
+        public static let invalidConfig: Int32 = 78
+    }
+
     public struct Options: Sendable {
         public var configPath: String
         /// The control socket.
@@ -61,7 +73,7 @@ public final class Daemon {
         } catch {
             logger.critical("invalid configuration:\n\(error.description)")
             notifier.status("invalid configuration: \(options.configPath)")
-            return 1
+            return ExitStatus.invalidConfig
         }
         for warning in config.warnings { logger.warning("\(warning)") }
         if config.tunnels.isEmpty {
@@ -75,7 +87,7 @@ public final class Daemon {
             server = try ControlServer(path: options.socketPath, registry: supervisor, logger: logger)
         } catch {
             logger.critical("cannot open the control socket: \(error)")
-            return 1
+            return ExitStatus.startFailed
         }
         supervisor.publish = { [server] event in server.publish(event) }
         supervisor.onStateChange = { [statusReporter] in statusReporter.changed() }
@@ -86,7 +98,7 @@ public final class Daemon {
             logger.critical("cannot start the tunnels: \(error)")
             supervisor.stopAll()
             server.stop()
-            return 1
+            return ExitStatus.startFailed
         }
         server.start()
         logger.info(
@@ -145,7 +157,7 @@ public final class Daemon {
         watchdog?.stop()
         server.stop()
         supervisor.stopAll()
-        return 0
+        return ExitStatus.stopped
     }
 
     /// Waits (at most `timeout`) until every driver has answered a ping. A driver answers commands

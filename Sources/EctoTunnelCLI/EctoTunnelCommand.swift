@@ -67,8 +67,9 @@ struct Run: ParsableCommand {
             stderr (with syslog priorities under journald). SIGHUP reloads the config like \
             `ecto-tunnel reload`. SIGTERM or SIGINT stops gracefully: listeners close, open \
             connections get --stop-grace to finish, sessions disconnect.
-            Exit status: 0 after a clean stop, 1 when the config is invalid or the control \
-            socket cannot be opened.
+            Exit status: 0 after a clean stop, 78 when the config is invalid (the systemd unit \
+            does not restart on it: RestartPreventExitStatus=78), 1 when the control socket \
+            cannot be opened (another daemon runs there, say) or the tunnels cannot be started.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -88,7 +89,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        let journald = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        let journald = StderrLogHandler.stderrIsJournal(ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, journald: journald) }
         let logger = Logger(label: "ecto-tunnel")
         SSHLibrary.initialize()

@@ -29,11 +29,11 @@ NotifyAccess=main
 ExecStart=/usr/local/bin/ecto-tunnel run --config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock
 # systemd 252 has no Type=notify-reload: reload is SIGHUP, answered with RELOADING=1 ... READY=1.
 ExecReload=/bin/kill -HUP $MAINPID
-# Crashes, non-zero exits and watchdog timeouts restart. Exit status 1 means the config is invalid
+# Crashes, non-zero exits and watchdog timeouts restart. Exit status 78 means the config is invalid
 # (reported in the log): restarting cannot fix that, so it waits for the operator instead of looping.
 Restart=on-failure
 RestartSec=3s
-RestartPreventExitStatus=1
+RestartPreventExitStatus=78
 # READY=1 comes at the latest 10 s after start (the daemon's bound on listener binds).
 TimeoutStartSec=30s
 # SIGTERM: listeners close, open connections get --stop-grace (default 5 s), then the daemon exits
@@ -129,11 +129,11 @@ NotifyAccess=main
 ExecStart=/usr/local/bin/ecto-tunnel run --config %E/ecto-tunnel/%i.toml --socket %t/ecto-tunnel/%i.sock
 # systemd 252 has no Type=notify-reload: reload is SIGHUP, answered with RELOADING=1 ... READY=1.
 ExecReload=/bin/kill -HUP $MAINPID
-# Crashes, non-zero exits and watchdog timeouts restart. Exit status 1 means the config is invalid
+# Crashes, non-zero exits and watchdog timeouts restart. Exit status 78 means the config is invalid
 # (reported in the log): restarting cannot fix that, so it waits for the operator instead of looping.
 Restart=on-failure
 RestartSec=3s
-RestartPreventExitStatus=1
+RestartPreventExitStatus=78
 # READY=1 comes at the latest 10 s after start (the daemon's bound on listener binds).
 TimeoutStartSec=30s
 # SIGTERM: listeners close, open connections get --stop-grace (default 5 s), then the daemon exits

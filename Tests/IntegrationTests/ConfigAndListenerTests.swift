@@ -62,8 +62,30 @@ struct ConfigAndListenerTests {
         defer { directory.cleanup() }
         let path = try directory.write("config.toml", "[tunnels.gw]\ntarget = 42\n")
         let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path], timeout: .seconds(20))
-        #expect(result.status == 1)
+        #expect(result.status == 78, "invalid config is EX_CONFIG, which the unit does not restart")
         #expect(result.stderr.contains("\(path):2"))
+    }
+
+    @Test("the daemon's exit statuses: 78 invalid config (never restarted), 1 control socket taken (restarted), 0 clean stop")
+    func daemonExitStatuses() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let (echo, _) = try await fixture.startEchoTunnel()
+        defer { echo.stop() }
+        // A second daemon on the same control socket: a start failure a restart may fix.
+        let second = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", fixture.configPath, "--socket", fixture.socketPath],
+            timeout: .seconds(20))
+        #expect(second.status == 1, "\(second)")
+        #expect(second.stderr.contains("another ecto-tunnel daemon"), "\(second.stderr)")
+        // The units restart on everything but 78.
+        for unit in ["ecto-tunnel.service", "ecto-tunnel@.service"] {
+            let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let text = try String(contentsOfFile: root.appendingPathComponent("units/\(unit)").path, encoding: .utf8)
+            #expect(text.contains("\nRestartPreventExitStatus=78\n"), "\(unit)")
+        }
+        #expect(fixture.daemon?.terminate(grace: .seconds(10)) == .exited(0), "a clean stop exits 0")
     }
 
     @Test("check names a missing config file")

@@ -47,7 +47,8 @@ public struct DrainingSession: Codable, Sendable, Equatable {
 public struct GatewayReport: Codable, Sendable, Equatable {
     /// The service answered.
     public var ok: Bool
-    /// `up`, `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
+    /// `up`, `token-refused` (HTTP 401/403: the gateway answers but refused the token, or wants
+    /// one and none was found), `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
     public var outcome: String
     /// One line, e.g. "HTTP 200 in 3.1 ms".
     public var detail: String
@@ -55,18 +56,25 @@ public struct GatewayReport: Codable, Sendable, Equatable {
     /// The probe that ran, e.g. "http:/health".
     public var probe: String
     public var checked: Date
+    /// Where the daemon's probe took the gateway token from (`$OPENCLAW_GATEWAY_TOKEN`,
+    /// `gateway.remote.token (~/.openclaw/openclaw.json:12)`, …), or `none`; never the token.
+    public var tokenSource: String?
 
-    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date) {
+    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date, tokenSource: String? = nil) {
         self.ok = ok
         self.outcome = outcome
         self.detail = detail
         self.latencyMs = latencyMs
         self.probe = probe
         self.checked = checked
+        self.tokenSource = tokenSource
     }
 
+    /// The gateway answers but refused the token.
+    public var tokenRefused: Bool { outcome == "token-refused" }
+
     enum CodingKeys: String, CodingKey {
-        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked
+        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked, tokenSource = "token_source"
     }
 }
 

@@ -20,6 +20,9 @@ enum ControlExit {
     static let noDaemon: Int32 = 2
     /// `status`: some enabled tunnel is not up. `target`: saved, but not up within --wait.
     static let notUp: Int32 = 3
+    /// `connect`, `status --deep`: the tunnel is up and the gateway answers, but it refused the
+    /// token (HTTP 401/403), or wants one and none was found.
+    static let tokenRefused: Int32 = 4
 }
 
 func printError(_ message: String) {
@@ -69,8 +72,13 @@ struct Status: ParsableCommand {
             their latency.
             --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
             docs/control-protocol.md). --watch follows state changes live until interrupted.
+            With --deep the table also says where the daemon's probes take the gateway token from \
+            (--token is not known to the daemon: gateway.remote.token, OPENCLAW_GATEWAY_TOKEN or \
+            gateway.auth.token, as the daemon's environment sees them); a gateway answering 401 or \
+            403 is "TOKEN REFUSED", never ok.
             Exit status: 0 when every enabled tunnel is up (and, with --deep, its gateway \
-            answers), 3 when one is not, 2 when no daemon answers, 1 for an unknown tunnel.
+            answers), 3 when one is not, 4 with --deep when all are up but a gateway refused the \
+            token, 2 when no daemon answers, 1 for an unknown tunnel.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -96,11 +104,12 @@ struct Status: ParsableCommand {
             let data = try ControlProtocol.encoder().encode(report)
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(StatusTable.render(report.tunnels, now: Date()), terminator: "")
+            print(StatusTable.render(report.tunnels, now: Date(), deep: deep), terminator: "")
         }
         if !report.tunnels.allSatisfy(\.isHealthy) { throw ExitCode(ControlExit.notUp) }
-        if deep && report.tunnels.contains(where: { $0.enabled && $0.gateway?.ok == false }) {
-            throw ExitCode(ControlExit.notUp)
+        let failing = report.tunnels.filter { $0.enabled && $0.gateway?.ok == false }
+        if deep && !failing.isEmpty {
+            throw ExitCode(failing.allSatisfy { $0.gateway?.tokenRefused == true } ? ControlExit.tokenRefused : ControlExit.notUp)
         }
     }
 
@@ -332,7 +341,7 @@ struct Reload: ParsableCommand {
 
 /// The human status table.
 enum StatusTable {
-    static func render(_ tunnels: [TunnelReport], now: Date) -> String {
+    static func render(_ tunnels: [TunnelReport], now: Date, deep: Bool = false) -> String {
         if tunnels.isEmpty { return "no tunnels configured\n" }
         let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY", "LAST ERROR"]
         var rows: [[String]] = []
@@ -365,6 +374,9 @@ enum StatusTable {
             if let g = tunnels[index].gateway, tunnels[index].state == "up", !g.ok {
                 out += "  ↳ gateway (\(g.probe)): \(g.detail)\n"
             }
+            if deep, let g = tunnels[index].gateway, let source = g.tokenSource {
+                out += "  ↳ gateway token: \(source == "none" ? "none found (gateway.remote.token, OPENCLAW_GATEWAY_TOKEN, gateway.auth.token)" : "from \(source)")\n"
+            }
         }
         return out
     }
@@ -372,6 +384,7 @@ enum StatusTable {
     /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
     static func gateway(_ t: TunnelReport) -> String {
         guard let g = t.gateway, t.state == "up" else { return "-" }
+        if g.tokenRefused { return "TOKEN REFUSED" }
         return g.ok ? "ok \(fixed(g.latencyMs, decimals: 1)) ms" : "DOWN (\(g.outcome))"
     }
 

@@ -1,6 +1,11 @@
 import EctoConfig
 import EctoControl
 import EctoTunnel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -76,6 +81,11 @@ public final class Daemon {
             return ExitStatus.invalidConfig
         }
         for warning in config.warnings { logger.warning("\(warning)") }
+        // What `check` refuses, said at start with file:line and key; those tunnels then fail
+        // with the same reason when they connect, the others run.
+        let files = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment)
+        for problem in files.errors { logger.error("\(problem)") }
+        for warning in files.warnings { logger.warning("\(warning)") }
         if config.tunnels.isEmpty {
             logger.warning("no tunnels configured in \(config.path)")
         }

@@ -3,6 +3,7 @@ import EctoConfig
 import EctoControl
 import EctoDaemon
 import EctoSSH
+import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -109,8 +110,14 @@ struct Check: ParsableCommand {
         abstract: "Validate the config file offline.",
         discussion: """
             Parses the config and checks every tunnel: unknown keys, value types, addresses, \
-            loopback-only local addresses, duplicate local ports, and that the key, passphrase and \
-            known_hosts files exist. Every error names file:line and the key. Nothing is contacted.
+            loopback-only local addresses, duplicate local ports; then, with the rules the daemon \
+            applies when it connects (the same code): the private key (not readable by group or \
+            others, owned by you, a format and type libssh2 can use, encrypted only with \
+            identity_passphrase_file or identity_passphrase_credential), the passphrase file (same \
+            permission rules), and known_hosts (present; an entry for the target with \
+            host_key_policy = "strict", else a warning). Every problem names file:line and the \
+            key. Warnings (an RSA key, which OpenSSH 8.8+ refuses from this libssh2; no entry for \
+            the host yet; problems of disabled tunnels) do not fail the check. Nothing is contacted.
             Exit status: 0 when valid, 1 when not.
             """)
 
@@ -118,7 +125,8 @@ struct Check: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try ConfigLoader.load(path: global.configPath)
+            let config = try TunnelValidation.load(path: global.configPath, environment: ProcessInfo.processInfo.environment)
+            for warning in config.warnings { print("warning: \(warning)") }
             print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
             for tunnel in config.tunnels {
                 let state = tunnel.enabled ? "" : " (disabled)"

@@ -6,6 +6,7 @@ import EctoHostKeys
 import EctoPlatform
 import EctoProbe
 import EctoSSH
+import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -263,9 +264,13 @@ struct Connect: ParsableCommand {
         let text: String
         do {
             text = try ConfigEditor.addTunnel(table, named: name, to: old, replace: true)
-            _ = try ConfigLoader.parse(text: text, path: path)
+            let config = try ConfigLoader.parse(text: text, path: path)
+            // The checks of `check` and the daemon: refuse now what the daemon would refuse later.
+            let report = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment, text: text)
+            let ours = report.errors.filter { $0.key?.hasPrefix("tunnels.\(name).") == true }
+            if !ours.isEmpty { throw ConfigErrors(ours) }
         } catch {
-            printError("cannot add [tunnels.\(name)] to \(path):\n\(error.description)")
+            printError("cannot add [tunnels.\(name)] to \(path):\n\(error)")
             throw ExitCode(ControlExit.refused)
         }
         if text == old { return false }

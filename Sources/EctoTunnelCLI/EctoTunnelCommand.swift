@@ -50,12 +50,27 @@ struct GlobalOptions: ParsableArguments {
     var socket: String?
 
     /// Absolute, so that messages and the daemon (which may chdir) name it unambiguously.
-    var configPath: String {
-        let path = config ?? ConfigLoader.defaultPath()
+    var configPath: String { Self.absolute(config ?? ConfigLoader.defaultPath()) }
+
+    static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
     }
     var socketPath: String { socket ?? ControlPaths.defaultSocket() }
+}
+
+/// Only `--config`: for the commands that never talk to the daemon (`check`, `import`), so their
+/// --help does not offer a --socket they would ignore.
+struct ConfigOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
+            valueName: "path"))
+    var config: String?
+
+    /// Absolute, so that messages name it unambiguously.
+    var configPath: String { GlobalOptions.absolute(config ?? ConfigLoader.defaultPath()) }
 }
 
 struct Run: ParsableCommand {
@@ -121,7 +136,7 @@ struct Check: ParsableCommand {
             Exit status: 0 when valid, 1 when not.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
 
     func run() throws {
         do {

@@ -108,7 +108,7 @@ struct Connect: ParsableCommand {
 
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
-        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent)
+        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent, target: sshTarget)
         step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
@@ -171,7 +171,7 @@ struct Connect: ParsableCommand {
         }
     }
 
-    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool) throws -> String? {
+    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool, target sshTarget: SSHTarget) throws -> String? {
         let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
         let defaults = ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa"].map { SSHClientConfig.expandTilde($0, home: home) }
         for path in candidates where !FileManager.default.fileExists(atPath: path) {
@@ -185,7 +185,7 @@ struct Connect: ParsableCommand {
                 no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519 / ~/.ssh/id_ecdsa.
                   Create one and install it on the gateway host:
                     ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
-                    ssh-copy-id -i ~/.ssh/id_ed25519.pub \(target)
+                    ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(sshTarget.port) \(sshTarget.user.map { $0 + "@" } ?? "")\(sshTarget.host)
                   (RSA keys do not work with this libssh2 against modern OpenSSH.)
                 """)
             throw ExitCode(ControlExit.refused)
@@ -496,7 +496,7 @@ struct Import: ParsableCommand {
 }
 
 /// Shared by both imports: print, and with --write add the table to the config.
-func finishImport(_ imported: TunnelImport, global: GlobalOptions, write: Bool, replace: Bool) throws {
+func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool) throws {
     let home = ConfigEnvironment.current.home
     print(imported.tableText(home: home))
     for note in imported.notes { print("note: \(note)") }
@@ -533,7 +533,7 @@ struct ImportSSHConfig: ParsableCommand {
             Exit status: 0, or 1 when the host gives no usable target or forward.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
     @Argument(help: "The Host alias.") var host: String
     @Option(name: .long, help: "The tunnel's name (default: the alias).") var name: String?
     @Option(name: .long, help: "Which LocalForward: the one listening on this port (default: the first).") var localPort: UInt16?
@@ -565,7 +565,7 @@ struct ImportOpenClaw: ParsableCommand {
             Exit status: 0, or 1 when the file has no usable remote settings.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
     @Option(name: .long, help: ArgumentHelp("The OpenClaw config file.", valueName: "path")) var file: String?
     @Option(name: .long, help: "The tunnel's name.") var name: String = "openclaw"
     @Flag(name: .long, help: "Add the table to the config file.") var write = false

@@ -248,4 +248,22 @@ struct OperatorFlowTests {
         #expect(ok.status == 0, "\(ok)")
         #expect(ok.stdout.contains("gateway token: from $OPENCLAW_GATEWAY_TOKEN"), "\(ok.stdout)")
     }
+
+    @Test("smaller truths: the no-key hint's ssh-copy-id has -p PORT; check and import do not offer --socket")
+    func smallerTruths() throws {
+        let world = try World()
+        defer { world.cleanup() }
+        unlink(world.home + "/.ssh/id_ed25519")
+        unlink(world.home + "/.ssh/id_ed25519.pub")
+        let noKey = try world.connect(["--yes"])
+        #expect(noKey.status == 1, "\(noKey)")
+        #expect(
+            noKey.stderr.contains("ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(world.server.port) \(world.server.user)@127.0.0.1"),
+            "\(noKey.stderr)")
+        for command in [["check"], ["import", "ssh-config"], ["import", "openclaw"]] {
+            let help = try world.cli(command + ["--help"])
+            #expect(help.status == 0 && help.stdout.contains("--config") && !help.stdout.contains("--socket"), "\(command): \(help.stdout)")
+        }
+        #expect(try world.cli(["status", "--help"]).stdout.contains("--socket"))
+    }
 }

@@ -391,6 +391,7 @@ enum StatusTable {
     static func eventLine(_ t: TunnelReport, at time: Date) -> String {
         var text = "\(timestamp(time)) \(t.name) \(t.state) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
         if let error = t.lastError, t.state != "up" { text += " error=\(error)" }
+        if let change = t.change { text += " changing-to=\(change.target) preflight=\(change.stage.replacing(" ", with: "-"))" }
         return text
     }
 

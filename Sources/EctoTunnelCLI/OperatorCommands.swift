@@ -475,7 +475,7 @@ struct Disconnect: ParsableCommand {
             return
         }
         if config.tunnels.contains(where: \.enabled) {
-            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self)
+            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)  // other changed tunnels are pre-flighted
             print("daemon (pid \(version.pid)) reloaded; its other tunnels keep running")
             return
         }

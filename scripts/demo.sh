@@ -2,7 +2,8 @@
 # The main job on an embedded default: a throwaway OpenSSH server on loopback (generated keys),
 # a small HTTP service behind it, the ecto-tunnel daemon forwarding a local port through SSH to
 # that service, and one request going through the tunnel. Everything lives in a temp dir and is
-# removed at the end; nothing on the system is reconfigured.
+# removed at the end (the daemon's control socket too; /run/sshd, which a root sshd needs, is removed
+# again when the script created it); nothing on the system is reconfigured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -15,10 +16,13 @@ BIN="$(swift build --show-bin-path)/ecto-tunnel"
 
 WORK="$(mktemp -d /tmp/ecto-demo.XXXXXX)"
 PIDS=()
+MADE_RUN_SSHD=
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
+    # sshd (as root) needs /run/sshd; remove it again if this script made it.
+    if [ -n "$MADE_RUN_SSHD" ]; then rmdir /run/sshd 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -51,7 +55,9 @@ PY
 }
 
 step "Starting a throwaway sshd on 127.0.0.1 (keys generated in $WORK)"
-install -d -m 755 /run/sshd 2>/dev/null || true
+if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
+    install -d -m 755 /run/sshd && MADE_RUN_SSHD=1
+fi
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key" -C demo-host
 ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_ed25519" -C demo-client
 cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
@@ -99,8 +105,9 @@ CONF
 cat "$WORK/config.toml"
 "$BIN" check --config "$WORK/config.toml"
 
-step "Running the daemon: ecto-tunnel run --config $WORK/config.toml"
-env -u SSH_AUTH_SOCK "$BIN" run --config "$WORK/config.toml" 2>"$WORK/daemon.log" &
+step "Running the daemon: ecto-tunnel run --config $WORK/config.toml --socket $WORK/control.sock"
+# Its control socket in the temp dir too (the default, $XDG_RUNTIME_DIR/ecto-tunnel/, would outlive the demo).
+env -u SSH_AUTH_SOCK "$BIN" run --config "$WORK/config.toml" --socket "$WORK/control.sock" 2>"$WORK/daemon.log" &
 DAEMON=$!
 PIDS+=($DAEMON)
 for _ in $(seq 100); do grep -q '"connected\|connected' "$WORK/daemon.log" 2>/dev/null && break; sleep 0.05; done

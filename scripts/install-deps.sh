@@ -13,6 +13,7 @@ packages=(
     openssh-server openssh-client     # tests and demo: a real sshd, ssh, ssh-keygen, ssh-agent, ssh-add
     dropbear-bin                      # tests: a second SSH server (accepts RSA user keys as ssh-rsa only)
     socat curl python3                # demo and test helpers
+    python3-pip                       # the metrics test's parser (prometheus-client, below)
     iptables iproute2                 # fault tests: network namespaces, DROP/REJECT rules, tc
     procps psmisc lsof                # pgrep/pkill, fuser/killall, lsof
     util-linux                        # unshare, nsenter, setpriv
@@ -50,6 +51,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
         cat "$log" >&2
         fail "apt-get install failed for: ${missing[*]}"
     fi
+fi
+
+# The metrics test parses GET /v1/metrics with the real Prometheus text parser (prometheus_client
+# from PyPI), in whichever python3 is first on PATH (Debian's, or a pyenv one).
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    pip_log=$(mktemp /tmp/install-deps-pip.XXXXXX)
+    if ! python3 -m pip install --quiet prometheus-client >"$pip_log" 2>&1 \
+        && ! python3 -m pip install --quiet --user --break-system-packages prometheus-client >>"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        rm -f "$pip_log"
+        fail "cannot install the Python package prometheus-client (pip install prometheus-client)"
+    fi
+    rm -f "$pip_log"
 fi
 
 # The Swift toolchain is not a Debian package: it must already be on PATH or in /opt/swift.

@@ -47,7 +47,8 @@ public struct DrainingSession: Codable, Sendable, Equatable {
 public struct GatewayReport: Codable, Sendable, Equatable {
     /// The service answered.
     public var ok: Bool
-    /// `up`, `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
+    /// `up`, `token-refused` (HTTP 401/403: the gateway answers but refused the token, or wants
+    /// one and none was found), `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
     public var outcome: String
     /// One line, e.g. "HTTP 200 in 3.1 ms".
     public var detail: String
@@ -55,18 +56,25 @@ public struct GatewayReport: Codable, Sendable, Equatable {
     /// The probe that ran, e.g. "http:/health".
     public var probe: String
     public var checked: Date
+    /// Where the daemon's probe took the gateway token from (`$OPENCLAW_GATEWAY_TOKEN`,
+    /// `gateway.remote.token (~/.openclaw/openclaw.json:12)`, …), or `none`; never the token.
+    public var tokenSource: String?
 
-    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date) {
+    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date, tokenSource: String? = nil) {
         self.ok = ok
         self.outcome = outcome
         self.detail = detail
         self.latencyMs = latencyMs
         self.probe = probe
         self.checked = checked
+        self.tokenSource = tokenSource
     }
 
+    /// The gateway answers but refused the token.
+    public var tokenRefused: Bool { outcome == "token-refused" }
+
     enum CodingKeys: String, CodingKey {
-        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked
+        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked, tokenSource = "token_source"
     }
 }
 
@@ -101,6 +109,8 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     /// `refused` (the SSH port refuses connections), `local` (this machine: a busy port, a missing
     /// key file, descriptors or memory running out; a short fixed retry). Null unless in backoff.
     public var retryCause: String?
+    /// A change of this tunnel being pre-flighted now (`target`, `reload`); absent otherwise.
+    public var change: ChangeReport?
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
@@ -127,7 +137,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
-        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up"
+        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
         case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause"
     }
 
@@ -152,6 +162,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         clientsRefused = try c.decodeIfPresent(UInt64.self, forKey: .clientsRefused) ?? 0
         retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
         retryCause = try c.decodeIfPresent(String.self, forKey: .retryCause)
+        change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -175,6 +186,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(clientsRefused, forKey: .clientsRefused)
         try c.encode(retryAt, forKey: .retryAt)
         try c.encode(retryCause, forKey: .retryCause)
+        try c.encodeIfPresent(change, forKey: .change)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.
@@ -222,10 +234,42 @@ public struct ErrorReport: Codable, Sendable, Equatable {
     public var error: String
     /// Config problems (reload, target), each with file:line and key.
     public var problems: [ConfigProblem]?
+    /// A change refused by its pre-flight: the stage that failed (resolve, connect, handshake,
+    /// host key, authentication, credentials, channel, timeout).
+    public var stage: String?
 
-    public init(error: String, problems: [ConfigProblem]? = nil) {
+    public init(error: String, problems: [ConfigProblem]? = nil, stage: String? = nil) {
         self.error = error
         self.problems = problems
+        self.stage = stage
+    }
+}
+
+/// A tunnel whose change was refused by its pre-flight (`reload`): it keeps its running session.
+public struct ChangeFailure: Codable, Sendable, Equatable {
+    public var tunnel: String
+    public var stage: String
+    public var error: String
+
+    public init(tunnel: String, stage: String, error: String) {
+        self.tunnel = tunnel
+        self.stage = stage
+        self.error = error
+    }
+}
+
+/// A change of a running tunnel being pre-flighted (`TunnelReport.change`).
+public struct ChangeReport: Codable, Sendable, Equatable {
+    /// The target being proven.
+    public var target: String
+    /// starting, resolve, connect, handshake, authentication, channel, switching, failed at STAGE.
+    public var stage: String
+    public var started: Date
+
+    public init(target: String, stage: String, started: Date) {
+        self.target = target
+        self.stage = stage
+        self.started = started
     }
 }
 
@@ -235,16 +279,28 @@ public struct TargetRequest: Codable, Sendable, Equatable {
     public var target: String
     /// Seconds the old session may keep its open connections; the tunnel's `drain_timeout` if absent.
     public var drainTimeout: Double?
+    /// Switch even when the pre-flight of the new target fails.
+    public var force: Bool?
 
-    public init(target: String, drainTimeout: Double? = nil) {
+    public init(target: String, drainTimeout: Double? = nil, force: Bool? = nil) {
         self.target = target
         self.drainTimeout = drainTimeout
+        self.force = force
     }
 
     enum CodingKeys: String, CodingKey {
         case target
         case drainTimeout = "drain_timeout"
+        case force
     }
+}
+
+/// The optional body of `POST /v1/reload`.
+public struct ReloadRequest: Codable, Sendable, Equatable {
+    /// Apply changed tunnels even when their pre-flight fails.
+    public var force: Bool?
+
+    public init(force: Bool? = nil) { self.force = force }
 }
 
 /// The answer to target, up, down and reconnect.
@@ -270,15 +326,41 @@ public struct ReloadReport: Codable, Sendable, Equatable {
     public var changed: [String]
     public var unchanged: [String]
     public var warnings: [ConfigProblem]
+    /// Changed tunnels whose pre-flight failed: they keep their running session and settings.
+    public var failed: [ChangeFailure]
+    /// Changed tunnels applied with `force` although their pre-flight failed.
+    public var forced: [ChangeFailure]
 
-    public init(config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem]) {
-        self.ok = true
+    public init(
+        config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem],
+        failed: [ChangeFailure] = [], forced: [ChangeFailure] = []
+    ) {
+        self.ok = failed.isEmpty
         self.config = config
         self.added = added
         self.removed = removed
         self.changed = changed
         self.unchanged = unchanged
         self.warnings = warnings
+        self.failed = failed
+        self.forced = forced
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ok, config, added, removed, changed, unchanged, warnings, failed, forced
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ok = try c.decode(Bool.self, forKey: .ok)
+        config = try c.decode(String.self, forKey: .config)
+        added = try c.decode([String].self, forKey: .added)
+        removed = try c.decode([String].self, forKey: .removed)
+        changed = try c.decode([String].self, forKey: .changed)
+        unchanged = try c.decode([String].self, forKey: .unchanged)
+        warnings = try c.decode([ConfigProblem].self, forKey: .warnings)
+        failed = try c.decodeIfPresent([ChangeFailure].self, forKey: .failed) ?? []
+        forced = try c.decodeIfPresent([ChangeFailure].self, forKey: .forced) ?? []
     }
 }
 
@@ -330,9 +412,9 @@ public struct ControlFailure: Error, Sendable, Equatable {
     public var status: Int
     public var report: ErrorReport
 
-    public init(_ status: Int, _ message: String, problems: [ConfigProblem]? = nil) {
+    public init(_ status: Int, _ message: String, problems: [ConfigProblem]? = nil, stage: String? = nil) {
         self.status = status
-        self.report = ErrorReport(error: message, problems: problems)
+        self.report = ErrorReport(error: message, problems: problems, stage: stage)
     }
 }
 
@@ -342,11 +424,15 @@ public protocol ControlRegistry: AnyObject, Sendable {
     /// `deep`: run every enabled tunnel's probe now (a `tcp` probe where none is configured).
     func status(deep: Bool) -> StatusReport
     func version() -> VersionReport
-    func setTarget(tunnel: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure>
+    /// Answers through `reply` (any thread), once the new target's pre-flight has a verdict.
+    func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
+    /// `GET /v1/metrics`: the Prometheus text exposition format (version 0.0.4).
+    func metrics() -> String
     /// `tunnel` nil: every enabled tunnel.
     func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
-    func reload() -> Result<ReloadReport, ControlFailure>
+    /// Answers through `reply` (any thread), once every changed tunnel's pre-flight has a verdict.
+    func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void)
 }
 
 extension ControlRegistry {

@@ -41,7 +41,14 @@ public final class ControlServer: Sendable {
     private let limits: Limits
     private let registry: any ControlRegistry
     private let logger: Logger
-    private let inbox = Mutex<(events: [Data], stop: Bool)>(([], false))
+    private let inbox = Mutex<Inbox>(Inbox())
+    /// What other threads hand the server thread: events to publish, answers to requests that
+    /// were handled elsewhere (`Router.Outcome.deferred`), and stop.
+    private struct Inbox {
+        var events: [Data] = []
+        var answers: [(client: UInt64, response: HTTPResponse)] = []
+        var stop = false
+    }
     private let finished = DispatchSemaphore(value: 0)
 
     /// Creates the socket (and its directory when it is ours), refusing to take over a socket a
@@ -114,6 +121,12 @@ public final class ControlServer: Sendable {
         Glibc.close(wakeFD)
     }
 
+    /// The answer to a deferred request (any thread); dropped if its client has gone.
+    fileprivate func answer(_ client: UInt64, _ response: HTTPResponse) {
+        inbox.withLock { $0.answers.append((client, response)) }
+        signal()
+    }
+
     private func signal() {
         var one: UInt64 = 1
         _ = Glibc.write(wakeFD, &one, 8)
@@ -175,8 +188,12 @@ public final class ControlServer: Sendable {
     // MARK: The loop (server thread only)
 
     private final class Client {
-        enum Phase { case reading, writing, subscribed, lingering }
+        /// `waiting`: the request is being handled on another thread (a pre-flight); its answer
+        /// comes through the inbox.
+        enum Phase { case reading, waiting, writing, subscribed, lingering }
         let fd: Int32
+        /// Names the client for a deferred answer (fds are reused).
+        var serial: UInt64 = 0
         let accepted: ContinuousClock.Instant
         var parser: HTTPRequestParser
         var phase: Phase = .reading
@@ -200,6 +217,7 @@ public final class ControlServer: Sendable {
         var clients: [Int32: Client] = [:]
         let clock = ContinuousClock()
         var scratch = [UInt8](repeating: 0, count: 64 * 1024)
+        var nextSerial: UInt64 = 1
         var limits: Limits { server.limits }
 
         /// accept failed for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listener is
@@ -222,6 +240,7 @@ public final class ControlServer: Sendable {
                     var events: Int16 = 0
                     switch client.phase {
                     case .reading, .lingering: events = Int16(POLLIN)
+                    case .waiting: events = 0  // only its hang-up matters
                     case .writing: events = Int16(POLLOUT)
                     case .subscribed: events = Int16(POLLIN) | (client.pendingBytes > 0 ? Int16(POLLOUT) : 0)
                     }
@@ -235,12 +254,20 @@ public final class ControlServer: Sendable {
                 if fds[0].revents != 0 {
                     var value: UInt64 = 0
                     _ = Glibc.read(server.wakeFD, &value, 8)
-                    let (events, stop) = server.inbox.withLock { box -> ([Data], Bool) in
-                        defer { box.events.removeAll() }
-                        return (box.events, box.stop)
+                    let (events, answers, stop) = server.inbox.withLock { box in
+                        defer {
+                            box.events.removeAll()
+                            box.answers.removeAll()
+                        }
+                        return (box.events, box.answers, box.stop)
                     }
                     if stop { break }
                     deliver(events)
+                    for answer in answers {
+                        if let client = clients.values.first(where: { $0.serial == answer.client && $0.phase == .waiting }) {
+                            respond(client, answer.response)
+                        }
+                    }
                 }
                 for (offset, client) in ordered.enumerated() {
                     let revents = fds[offset + 2].revents
@@ -255,7 +282,7 @@ public final class ControlServer: Sendable {
         }
 
         func timeout() -> Int32 {
-            var deadlines = clients.values.filter({ $0.phase != .subscribed }).map(\.deadline)
+            var deadlines = clients.values.filter({ $0.phase != .subscribed && $0.phase != .waiting }).map(\.deadline)
             if let pause = acceptPause, clock.now < pause.until { deadlines.append(pause.until) }
             guard let earliest = deadlines.min() else { return -1 }
             let wait = clock.now.duration(to: earliest)
@@ -311,6 +338,9 @@ public final class ControlServer: Sendable {
             switch client.phase {
             case .reading:
                 readRequest(client)
+            case .waiting:
+                // Gone before its answer: nobody to tell (the change itself goes on).
+                if revents & (Int16(POLLHUP | POLLERR) | ECTO_POLLRDHUP) != 0 { close(client) }
             case .writing:
                 if revents & Int16(POLLERR | POLLHUP) != 0 && revents & Int16(POLLOUT) == 0 { close(client); return }
                 flush(client)
@@ -350,6 +380,14 @@ public final class ControlServer: Sendable {
 
         func handle(_ request: HTTPRequest, _ client: Client) {
             let response = Router.route(request, registry: server.registry)
+            if let deferred = response.deferred {
+                client.phase = .waiting
+                client.serial = nextSerial
+                nextSerial += 1
+                let (server, serial) = (self.server, client.serial)
+                deferred { answer in server.answer(serial, answer) }
+                return
+            }
             if response.subscribe {
                 let subscribers = clients.values.filter { $0.phase == .subscribed }.count
                 guard subscribers < limits.maxSubscribers else {
@@ -423,7 +461,7 @@ public final class ControlServer: Sendable {
 
         func expire() {
             let now = clock.now
-            for client in clients.values where client.phase != .subscribed && now >= client.deadline {
+            for client in clients.values where client.phase != .subscribed && client.phase != .waiting && now >= client.deadline {
                 switch client.phase {
                 case .reading:
                     if client.parser.bufferedCount > 0 {
@@ -450,10 +488,22 @@ enum Router {
     struct Outcome {
         var response: HTTPResponse
         var subscribe = false
+        /// Handled on another thread: called with the function that delivers the answer.
+        var deferred: ((@escaping @Sendable (HTTPResponse) -> Void) -> Void)? = nil
+
+        init(response: HTTPResponse, subscribe: Bool = false) {
+            self.response = response
+            self.subscribe = subscribe
+        }
+
+        init(deferred: @escaping (@escaping @Sendable (HTTPResponse) -> Void) -> Void) {
+            self.response = .error(500, "deferred")
+            self.deferred = deferred
+        }
     }
 
     static let routes = """
-        GET /v1/status, GET /v1/tunnels/NAME, GET /v1/events, GET /v1/version, \
+        GET /v1/status, GET /v1/tunnels/NAME, GET /v1/events, GET /v1/version, GET /v1/metrics, \
         POST /v1/tunnels/NAME/target, POST /v1/tunnels/NAME/up, POST /v1/tunnels/NAME/down, \
         POST /v1/tunnels/NAME/reconnect, POST /v1/reconnect, POST /v1/reload
         """
@@ -474,11 +524,14 @@ enum Router {
             }
             return body()
         }
-        func result<T: Encodable>(_ value: Result<T, ControlFailure>) -> Outcome {
+        @Sendable func response<T: Encodable>(_ value: Result<T, ControlFailure>) -> HTTPResponse {
             switch value {
-            case .success(let report): return Outcome(response: .json(200, report))
-            case .failure(let failure): return Outcome(response: .json(failure.status, failure.report))
+            case .success(let report): return .json(200, report)
+            case .failure(let failure): return .json(failure.status, failure.report)
             }
+        }
+        func result<T: Encodable>(_ value: Result<T, ControlFailure>) -> Outcome {
+            Outcome(response: response(value))
         }
         switch rest.count {
         case 1 where rest[0] == "status":
@@ -490,6 +543,12 @@ enum Router {
                 }
                 return Outcome(response: .json(200, report))
             }
+        case 1 where rest[0] == "metrics":
+            return method("GET") {
+                Outcome(
+                    response: HTTPResponse(
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(registry.metrics().utf8)))
+            }
         case 1 where rest[0] == "version":
             return method("GET") { Outcome(response: .json(200, registry.version())) }
         case 1 where rest[0] == "events":
@@ -497,7 +556,17 @@ enum Router {
                 Outcome(response: HTTPResponse(status: 200, contentType: "application/x-ndjson", body: [], streaming: true), subscribe: true)
             }
         case 1 where rest[0] == "reload":
-            return method("POST") { result(registry.reload()) }
+            return method("POST") {
+                var decoded = ReloadRequest()
+                if !request.body.isEmpty {
+                    do {
+                        decoded = try ControlProtocol.decoder().decode(ReloadRequest.self, from: Data(request.body))
+                    } catch {
+                        return Outcome(response: .error(400, #"the body must be empty or JSON like {"force": true}"#))
+                    }
+                }
+                return Outcome { deliver in registry.reload(decoded) { deliver(response($0)) } }
+            }
         case 1 where rest[0] == "reconnect":
             return method("POST") { result(registry.reconnect(tunnel: nil)) }
         case 2 where rest[0] == "tunnels":
@@ -518,7 +587,7 @@ enum Router {
                     } catch {
                         return Outcome(response: .error(400, #"the body must be JSON like {"target": "user@host:22"}"#))
                     }
-                    return result(registry.setTarget(tunnel: name, decoded))
+                    return Outcome { deliver in registry.setTarget(tunnel: name, decoded) { deliver(response($0)) } }
                 }
             case "up": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: true)) }
             case "down": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: false)) }

@@ -2,6 +2,11 @@ import EctoConfig
 import EctoControl
 import EctoPlatform
 import EctoTunnel
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +20,18 @@ import Glibc
 /// and SIGQUIT by `AbortSignalCatcher`'s thread), so no async-signal-safety concerns and no
 /// handler state.
 public final class Daemon {
+    /// `ecto-tunnel run`'s exit statuses (the units' `RestartPreventExitStatus=` names the config one).
+    public enum ExitStatus {
+        /// A clean stop (SIGTERM, SIGINT).
+        public static let stopped: Int32 = 0
+        /// Something at start that a restart may fix: the control socket (another daemon, a
+        /// directory in the way) or the tunnels' threads could not be started.
+        public static let startFailed: Int32 = 1
+        /// The config is invalid (EX_CONFIG of sysexits.h): a restart cannot fix it, so systemd
+        /// does not retry (`RestartPreventExitStatus=78`).
+        public static let invalidConfig: Int32 = 78
+    }
+
     public struct Options: Sendable {
         public var configPath: String
         /// The control socket.
@@ -68,9 +85,14 @@ public final class Daemon {
         } catch {
             logger.critical("invalid configuration:\n\(error.description)")
             notifier.status("invalid configuration: \(options.configPath)")
-            return 1
+            return ExitStatus.invalidConfig
         }
         for warning in config.warnings { logger.warning("\(warning)") }
+        // What `check` refuses, said at start with file:line and key; those tunnels then fail
+        // with the same reason when they connect, the others run.
+        let files = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment)
+        for problem in files.errors { logger.error("\(problem)") }
+        for warning in files.warnings { logger.warning("\(warning)") }
         if config.tunnels.isEmpty {
             logger.warning("no tunnels configured in \(config.path)")
         }
@@ -82,7 +104,7 @@ public final class Daemon {
             server = try ControlServer(path: options.socketPath, registry: supervisor, logger: logger)
         } catch {
             logger.critical("cannot open the control socket: \(error)")
-            return 1
+            return ExitStatus.startFailed
         }
         supervisor.publish = { [server] event in server.publish(event) }
         supervisor.onStateChange = { [statusReporter] in statusReporter.changed() }
@@ -93,7 +115,7 @@ public final class Daemon {
             logger.critical("cannot start the tunnels: \(error)")
             supervisor.stopAll()
             server.stop()
-            return 1
+            return ExitStatus.startFailed
         }
         server.start()
         logger.info(
@@ -139,19 +161,20 @@ public final class Daemon {
             if signal == SIGHUP {
                 notifier.reloading()
                 logger.info("SIGHUP: reloading \(config.path)")
-                switch supervisor.reload() {
-                case .success: break
-                case .failure(let failure):
-                    // Already logged with every problem by the supervisor.
-                    logger.debug("reload refused: \(failure.report.error)")
+                // Changed tunnels are pre-flighted on another thread: the loop goes on meanwhile.
+                supervisor.reload(ReloadRequest()) { [logger, notifier, statusReporter] result in
+                    if case .failure(let failure) = result {
+                        // Already logged with every problem by the supervisor.
+                        logger.debug("reload refused: \(failure.report.error)")
+                    }
+                    notifier.ready(status: statusReporter.summary())
                 }
-                notifier.ready(status: statusReporter.summary())
             }
         }
         watchdog?.stop()
         server.stop()
         supervisor.stopAll()
-        return 0
+        return ExitStatus.stopped
     }
 
     /// Waits (at most `timeout`) until every driver has answered a ping. A driver answers commands

@@ -125,7 +125,7 @@ final class ProbeRunner: Sendable {
         let latency = Double(result.latency.components.seconds) * 1000 + Double(result.latency.components.attoseconds) / 1e15
         let report = GatewayReport(
             ok: result.ok, outcome: result.outcome.rawValue, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
-            probe: spec.description, checked: Date())
+            probe: spec.description, checked: Date(), tokenSource: credentials.token.map { "\($0.source)" } ?? "none")
         let previous = state.withLock { state -> GatewayReport? in
             defer { state.results[tunnel.name] = report }
             return state.results[tunnel.name]

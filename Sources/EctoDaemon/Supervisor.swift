@@ -120,6 +120,10 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         return report
     }
 
+    func metrics() -> String {
+        Metrics.render(allTunnels.map { Metrics.Sample(status: $0.status, gateway: probes?.result(for: $0.name)) })
+    }
+
     func version() -> VersionReport {
         VersionReport(pid: getpid(), config: configPath)
     }
@@ -146,26 +150,32 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         return .success(ActionReport(message: targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)", tunnels: reports))
     }
 
-    func setTarget(tunnel name: String, _ request: TargetRequest) -> Result<ActionReport, ControlFailure> {
+    func setTarget(
+        tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
         lock.lock()
         defer { lock.unlock() }
-        guard let tunnel = tunnels[name] else { return .failure(unknown(name)) }
+        guard let tunnel = tunnels[name] else { return reply(.failure(unknown(name))) }
         let target: SSHTarget
         do {
             target = try SSHTarget.parse(request.target)
         } catch {
-            return .failure(ControlFailure(400, "invalid target \"\(request.target)\": \(error.message) (expected [user@]host[:port])"))
+            return reply(.failure(ControlFailure(400, "invalid target \"\(request.target)\": \(error.message) (expected [user@]host[:port])")))
         }
         if let drain = request.drainTimeout, !(drain >= 0 && drain.isFinite) {
-            return .failure(ControlFailure(400, "drain_timeout must be a number of seconds ≥ 0"))
+            return reply(.failure(ControlFailure(400, "drain_timeout must be a number of seconds ≥ 0")))
+        }
+        if let pending = tunnel.pendingChange {
+            return reply(
+                .failure(ControlFailure(409, "\(name): a change to \(pending.config.target) is being pre-flighted; wait for its answer")))
         }
         let running = tunnel.config
-        // Rewrite the file first: a change that cannot be saved is not made.
+        // The edit is prepared now and saved only once the new session proved itself.
         let text: String
         do {
             text = try String(contentsOfFile: configPath, encoding: .utf8)
         } catch {
-            return .failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(reason(error))"))
+            return reply(.failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(reason(error))")))
         }
         var edited = text
         do {
@@ -180,17 +190,20 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             }
             edited = try ConfigEditor.setValue(target.description, forKey: "target", inTunnel: name, in: edited)
         } catch {
-            return .failure(ControlFailure(409, "cannot edit \(configPath): fix the file first", problems: Self.problems(error, file: configPath)))
+            return reply(.failure(ControlFailure(409, "cannot edit \(configPath): fix the file first", problems: Self.problems(error, file: configPath))))
         }
         let parsed: Config
         do {
             parsed = try ConfigLoader.parse(text: edited, path: configPath)
         } catch {
-            return .failure(
-                ControlFailure(409, "\(configPath) has errors; fix them (ecto-tunnel check) before changing the target", problems: Self.problems(error, file: configPath)))
+            return reply(
+                .failure(
+                    ControlFailure(
+                        409, "\(configPath) has errors; fix them (ecto-tunnel check) before changing the target",
+                        problems: Self.problems(error, file: configPath))))
         }
         guard let updated = parsed.tunnels.first(where: { $0.name == name }) else {
-            return .failure(ControlFailure(409, "tunnel \(name) is no longer in \(configPath); run ecto-tunnel reload"))
+            return reply(.failure(ControlFailure(409, "tunnel \(name) is no longer in \(configPath); run ecto-tunnel reload")))
         }
         var alsoChanged: [String] = []
         var comparable = updated
@@ -198,26 +211,81 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         comparable.sshHostAlias = running.sshHostAlias
         if !comparable.sameSettings(as: running) { alsoChanged.append("other edits of this tunnel found in the file") }
         if updated.sameSettings(as: running) {
-            return .success(ActionReport(message: "\(name) already targets \(target)", tunnels: [Self.report(tunnel.status)]))
-        }
-        do {
-            try AtomicFile.replace(path: configPath, with: edited)
-        } catch {
-            return .failure(ControlFailure(500, "cannot save \(configPath): \(error)"))
+            return reply(.success(ActionReport(message: "\(name) already targets \(target)", tunnels: [Self.report(tunnel.status)])))
         }
         let drain = request.drainTimeout.map { Duration.milliseconds(Int64($0 * 1000)) } ?? updated.drainTimeout
-        do {
-            try tunnel.replace(with: updated, drain: drain)
-        } catch {
-            return .failure(ControlFailure(500, "saved, but could not start the new session: \(error)"))
+        let force = request.force ?? false
+        let configPath = self.configPath
+        let logger = self.logger
+        /// Saves the edit (if the file is still what it was) and switches. Under the lock.
+        let apply: @Sendable (Tunnel.Candidate?) -> Result<String, ControlFailure> = { [weak self, edited, alsoChanged] candidate in
+            guard let self else { return .failure(ControlFailure(503, "the daemon is stopping")) }
+            let now = try? String(contentsOfFile: configPath, encoding: .utf8)
+            guard now == text else {
+                if let candidate { tunnel.abandon(candidate) }
+                return .failure(ControlFailure(409, "\(configPath) changed while the new target was pre-flighted; nothing was changed, try again"))
+            }
+            do {
+                try AtomicFile.replace(path: configPath, with: edited)
+            } catch {
+                if let candidate { tunnel.abandon(candidate) }
+                return .failure(ControlFailure(500, "cannot save \(configPath): \(error); nothing was changed"))
+            }
+            do {
+                if let candidate { tunnel.commit(candidate, drain: drain) } else { try tunnel.replace(with: updated, drain: drain) }
+            } catch {
+                return .failure(ControlFailure(500, "saved, but could not start the new session: \(error)"))
+            }
+            logger.notice("tunnel \(name): target changed from \(running.target) to \(target) (saved in \(configPath))")
+            var message = "\(name): target \(running.target) → \(target), saved in \(configPath)"
+            if !alsoChanged.isEmpty { message += " (also applied: \(alsoChanged.joined(separator: ", ")))" }
+            self.onStateChange()
+            return .success(message)
         }
-        logger.notice("tunnel \(name): target changed from \(running.target) to \(target) (saved in \(configPath))")
-        var message = "\(name): target \(running.target) → \(target), saved in \(configPath)"
-        if !alsoChanged.isEmpty { message += " (also applied: \(alsoChanged.joined(separator: ", ")))" }
-        return .success(ActionReport(message: message, tunnels: [Self.report(tunnel.status)]))
+        guard tunnel.wouldConnect(with: updated) else {
+            // Down: no session to keep, none to prove.
+            switch apply(nil) {
+            case .success(let message): reply(.success(ActionReport(message: message + " (the tunnel is down: nothing to pre-flight)", tunnels: [Self.report(tunnel.status)])))
+            case .failure(let failure): reply(.failure(failure))
+            }
+            return
+        }
+        let candidate: Tunnel.Candidate
+        do {
+            candidate = try tunnel.prepare(updated)
+        } catch {
+            return reply(.failure(ControlFailure(500, "cannot start a session to \(target): \(error); nothing was changed")))
+        }
+        logger.info("tunnel \(name): pre-flighting the new target \(target) while \(running.target) keeps serving")
+        awaitVerdicts([candidate]) { [weak self] verdicts in
+            guard let self else { return }
+            self.lock.lock()
+            defer { self.lock.unlock() }
+            switch verdicts[0] {
+            case .passed:
+                reply(apply(candidate).map { ActionReport(message: $0 + "; the new session was proven first", tunnels: [Self.report(tunnel.status)]) })
+            case .failed(let stage, let why) where force:
+                logger.warning("tunnel \(name): pre-flight of \(target) failed at \(stage) (\(why)); switching anyway (--force)")
+                reply(
+                    apply(candidate).map {
+                        ActionReport(
+                            message: $0 + "; FORCED although the pre-flight failed at \(stage): \(why). The tunnel keeps retrying the new target.",
+                            tunnels: [Self.report(tunnel.status)])
+                    })
+            case .failed(let stage, let why):
+                tunnel.abandon(candidate)
+                logger.warning("tunnel \(name): target change to \(target) refused: pre-flight failed at \(stage): \(why)")
+                reply(
+                    .failure(
+                        ControlFailure(
+                            422,
+                            "\(name): not switched to \(target): \(stage) failed: \(why). The tunnel stays on \(running.target) and \(configPath) is unchanged (--force switches anyway).",
+                            stage: stage)))
+            }
+        }
     }
 
-    func reload() -> Result<ReloadReport, ControlFailure> {
+    func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
         lock.lock()
         defer { lock.unlock() }
         let config: Config
@@ -225,13 +293,15 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             config = try ConfigLoader.load(path: configPath)
         } catch {
             logger.error("reload refused, the running configuration stays:\n\(error.description)")
-            return .failure(
-                ControlFailure(422, "\(configPath) has errors; nothing was changed", problems: Self.problems(error, file: configPath)))
+            return reply(.failure(ControlFailure(422, "\(configPath) has errors; nothing was changed", problems: Self.problems(error, file: configPath))))
         }
+        let force = request.force ?? false
         var added: [String] = []
         var removed: [String] = []
         var changed: [String] = []
         var unchanged: [String] = []
+        var failed: [ChangeFailure] = []
+        var proving: [(tunnel: Tunnel, candidate: Tunnel.Candidate)] = []
         let newNames = Set(config.tunnels.map(\.name))
         for name in order where !newNames.contains(name) {
             guard let tunnel = tunnels.removeValue(forKey: name) else { continue }
@@ -246,11 +316,22 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     unchanged.append(tunnelConfig.name)
                     continue
                 }
+                if let pending = tunnel.pendingChange {
+                    failed.append(
+                        ChangeFailure(
+                            tunnel: tunnelConfig.name, stage: "busy", error: "a change to \(pending.config.target) is being pre-flighted; reload again after it"))
+                    continue
+                }
                 do {
-                    try tunnel.replace(with: tunnelConfig, drain: tunnelConfig.drainTimeout)
-                    changed.append(tunnelConfig.name)
+                    if tunnel.wouldConnect(with: tunnelConfig) {
+                        proving.append((tunnel, try tunnel.prepare(tunnelConfig)))
+                    } else {
+                        try tunnel.replace(with: tunnelConfig, drain: tunnelConfig.drainTimeout)
+                        changed.append(tunnelConfig.name)
+                    }
                 } catch {
                     logger.error("reload: cannot restart tunnel \(tunnelConfig.name): \(error)")
+                    failed.append(ChangeFailure(tunnel: tunnelConfig.name, stage: "local", error: "cannot start a session: \(error)"))
                 }
             } else {
                 do {
@@ -258,23 +339,100 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     added.append(tunnelConfig.name)
                 } catch {
                     logger.error("reload: cannot start tunnel \(tunnelConfig.name): \(error)")
+                    failed.append(ChangeFailure(tunnel: tunnelConfig.name, stage: "local", error: "cannot start: \(error)"))
                 }
             }
         }
         order = config.tunnels.map(\.name).filter { tunnels[$0] != nil }
         probes?.poke()
         departing.removeAll { $0.wait(timeout: .zero) }
-        logger.notice(
-            "configuration reloaded",
-            metadata: [
-                "added": "\(added.joined(separator: ","))", "removed": "\(removed.joined(separator: ","))",
-                "changed": "\(changed.joined(separator: ","))", "unchanged": "\(unchanged.count)",
-            ])
         onStateChange()
-        return .success(
-            ReloadReport(
-                config: configPath, added: added, removed: removed, changed: changed, unchanged: unchanged,
-                warnings: config.warnings.map(Self.problem)))
+        let configPath = self.configPath
+        let warnings = config.warnings.map(Self.problem)
+        let logger = self.logger
+        let finish: @Sendable ([String], [ChangeFailure], [ChangeFailure]) -> Void = { [added, removed, unchanged] changed, failed, forced in
+            logger.notice(
+                "configuration reloaded",
+                metadata: [
+                    "added": "\(added.joined(separator: ","))", "removed": "\(removed.joined(separator: ","))",
+                    "changed": "\(changed.joined(separator: ","))", "unchanged": "\(unchanged.count)",
+                    "refused": "\(failed.map(\.tunnel).joined(separator: ","))",
+                ])
+            reply(
+                .success(
+                    ReloadReport(
+                        config: configPath, added: added, removed: removed, changed: changed, unchanged: unchanged,
+                        warnings: warnings, failed: failed, forced: forced)))
+        }
+        guard !proving.isEmpty else { return finish(changed, failed, []) }
+        let names = proving.map(\.tunnel.name).joined(separator: ", ")
+        logger.info("reload: pre-flighting the new settings of \(names) while their sessions keep serving")
+        awaitVerdicts(proving.map(\.candidate)) { [weak self, changed, failed, proving] verdicts in
+            guard let self else { return }
+            self.lock.lock()
+            var changed = changed
+            var failed = failed
+            var forced: [ChangeFailure] = []
+            for ((tunnel, candidate), verdict) in zip(proving, verdicts) {
+                switch verdict {
+                case .passed:
+                    tunnel.commit(candidate, drain: candidate.config.drainTimeout)
+                    changed.append(tunnel.name)
+                case .failed(let stage, let why):
+                    let failure = ChangeFailure(tunnel: tunnel.name, stage: stage, error: why)
+                    if force {
+                        logger.warning("reload: \(tunnel.name): pre-flight failed at \(stage) (\(why)); applied anyway (force)")
+                        tunnel.commit(candidate, drain: candidate.config.drainTimeout)
+                        changed.append(tunnel.name)
+                        forced.append(failure)
+                    } else {
+                        logger.warning("reload: \(tunnel.name) keeps its running settings: pre-flight failed at \(stage): \(why)")
+                        tunnel.abandon(candidate)
+                        failed.append(failure)
+                    }
+                }
+            }
+            self.onStateChange()
+            self.lock.unlock()
+            finish(changed, failed, forced)
+        }
+    }
+
+    /// The verdict of one change's pre-flight.
+    enum Verdict: Sendable {
+        case passed
+        case failed(stage: String, reason: String)
+    }
+
+    /// Waits on a thread of its own until every candidate's pre-flight has a verdict, or its
+    /// deadline (the new config's connect_timeout, plus 5 s for the channel) passed; then `then`.
+    private func awaitVerdicts(_ candidates: [Tunnel.Candidate], then: @escaping @Sendable ([Verdict]) -> Void) {
+        startThread(name: "pre-flight", stackSize: 256 * 1024) {
+            var verdicts: [Verdict?] = Array(repeating: nil, count: candidates.count)
+            let allowed = candidates.map { $0.config.connectTimeout + .seconds(5) }
+            while verdicts.contains(where: { $0 == nil }) {
+                let now = ContinuousClock.now
+                for (index, candidate) in candidates.enumerated() where verdicts[index] == nil {
+                    switch candidate.preflight {
+                    case .passed?:
+                        verdicts[index] = .passed
+                    case .failed(let stage, let reason)?:
+                        verdicts[index] = .failed(stage: stage, reason: reason)
+                    case .running(let stage)?:
+                        if now >= candidate.started.advanced(by: allowed[index]) {
+                            verdicts[index] = .failed(
+                                stage: "timeout", reason: "no verdict within \(allowed[index]) (still at \(stage))")
+                        }
+                    case nil:
+                        if now >= candidate.started.advanced(by: allowed[index]) {
+                            verdicts[index] = .failed(stage: "timeout", reason: "the new session did not start within \(allowed[index])")
+                        }
+                    }
+                }
+                if verdicts.contains(where: { $0 == nil }) { usleep(10_000) }
+            }
+            then(verdicts.map { $0! })
+        }
     }
 
     // MARK: Helpers
@@ -314,6 +472,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             report.retryAt = status.retryAt
             report.retryCause = status.retryCause?.rawValue
         }
+        report.change = status.change.map { ChangeReport(target: $0.target, stage: $0.stage, started: $0.started) }
         return report
     }
 

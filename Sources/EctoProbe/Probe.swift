@@ -18,7 +18,7 @@ import Glibc
 /// - `http:/PATH`: `GET PATH HTTP/1.1` with `Host`, `Connection: close` and, when a token is given,
 ///   `Authorization: Bearer TOKEN`; the status line and headers are read (at most
 ///   `ProbeOptions.maxHeadBytes`). Any HTTP response means the gateway answers; 401/403 mean it
-///   answers but refused the token (`ProbeResult.tokenRefused`).
+///   answers but refused the token: outcome `token-refused`, which is not ok.
 /// - `websocket:/PATH`: an RFC 6455 opening handshake with a random `Sec-WebSocket-Key`; up on
 ///   `101` with the right `Sec-WebSocket-Accept` (base64 of SHA-1 of key + GUID), after which a
 ///   close frame (1000) is sent.
@@ -156,14 +156,19 @@ public enum Prober {
             let status = head.status
             var detail = "HTTP \(status) in \(format(latency))"
             if status == 401 || status == 403 {
-                detail += options.token == nil
-                    ? ": the gateway answers but wants a token (none was given)"
-                    : ": the gateway answers but refused the token"
+                return ProbeResult(outcome: .tokenRefused, latency: latency, detail: detail + tokenVerdict(options), httpStatus: status)
             } else if !head.reason.isEmpty && status >= 400 {
                 detail += " (\(head.reason))"
             }
             return ProbeResult(outcome: .up, latency: latency, detail: detail, httpStatus: status)
         }
+    }
+
+    /// What a 401/403 means, given whether a token was sent.
+    static func tokenVerdict(_ options: ProbeOptions) -> String {
+        options.token == nil
+            ? ": the gateway wants a token and none was found"
+            : ": gateway refused the token"
     }
 
     static let websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -191,9 +196,8 @@ public enum Prober {
             guard status == 101 else {
                 if status == 401 || status == 403 {
                     return ProbeResult(
-                        outcome: .up, latency: latency,
-                        detail: "HTTP \(status) in \(format(latency)): the gateway answers but refused the WebSocket (token?)",
-                        httpStatus: status)
+                        outcome: .tokenRefused, latency: latency,
+                        detail: "HTTP \(status) to the WebSocket upgrade in \(format(latency))" + tokenVerdict(options), httpStatus: status)
                 }
                 return ProbeResult(
                     outcome: .protocolError, latency: latency,
@@ -249,8 +253,12 @@ public struct ProbeOptions: Sendable, Equatable {
 /// What a probe found. `description` never contains the token.
 public struct ProbeResult: Sendable, Equatable, CustomStringConvertible {
     public enum Outcome: String, Sendable, Equatable {
-        /// The service answered (any HTTP status for http; 101 for websocket; open connection for tcp).
+        /// The service answered (any HTTP status but 401/403 for http; 101 for websocket; open
+        /// connection for tcp).
         case up
+        /// The gateway answers but refused the token (HTTP 401 or 403), or wants one and none was
+        /// sent: not "ok", and not "down" either.
+        case tokenRefused = "token-refused"
         /// Nothing listens on the local address: the daemon or the tunnel is down.
         case refused
         /// The tunnel accepted, then closed or reset the connection: the remote port does not answer.

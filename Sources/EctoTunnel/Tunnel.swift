@@ -1,4 +1,9 @@
 import EctoConfig
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Logging
 import Synchronization
 
@@ -23,6 +28,23 @@ public final class Tunnel: Sendable {
         var retiring: [(handle: TunnelHandle, target: String)] = []
         /// Counters of generations that have ended.
         var carried = Counters()
+        /// A configuration change being pre-flighted (`prepare`): its drivers have no listener yet.
+        var candidate: Candidate?
+    }
+
+    /// The next generation of a configuration change, started but not yet given the listener: its
+    /// primary driver proves the new session (`TunnelStatus.preflight`) while the current one serves.
+    public final class Candidate: Sendable {
+        public let config: TunnelConfig
+        let handles: [TunnelHandle]
+        public let started = ContinuousClock.now
+        let startedDate = Date()
+        init(config: TunnelConfig, handles: [TunnelHandle]) {
+            self.config = config
+            self.handles = handles
+        }
+        /// How far the pre-flight got (nil before the driver reported).
+        public var preflight: TunnelStatus.Preflight? { handles[0].status.preflight }
     }
 
     private struct Counters {
@@ -67,7 +89,7 @@ public final class Tunnel: Sendable {
 
     /// Starts one driver per session of `config`; only the first binds (or awaits) the listener.
     private static func startSessions(
-        config: TunnelConfig, logger: Logger, awaitListener: Bool, enabled: Bool?, relay: Relay
+        config: TunnelConfig, logger: Logger, awaitListener: Bool, enabled: Bool?, relay: Relay, preflight: Bool = false
     ) throws(SystemError) -> [TunnelHandle] {
         let count = max(1, config.sessions)
         let group = count > 1 ? SessionGroup(count: count) : nil
@@ -77,7 +99,7 @@ public final class Tunnel: Sendable {
                 handles.append(
                     try TunnelHandle.start(
                         config: config, logger: logger, awaitListener: lane == 0 && awaitListener, enabled: enabled, lane: lane,
-                        group: group
+                        group: group, preflight: lane == 0 && preflight
                     ) { _ in relay.fire() })
             }
         } catch {
@@ -103,19 +125,48 @@ public final class Tunnel: Sendable {
         for handle in state.withLock({ $0.current }) { handle.send(command) }
     }
 
-    /// Switches to `config` (same name). The runtime up/down state is kept unless the new
-    /// configuration changes `enabled` itself. Open connections keep their session for up to `drain`.
+    /// Switches to `config` (same name) at once, without a pre-flight. The runtime up/down state is
+    /// kept unless the new configuration changes `enabled` itself. Open connections keep their
+    /// session for up to `drain`.
     public func replace(with config: TunnelConfig, drain: Duration) throws(SystemError) {
+        commit(try prepare(config, preflight: false), drain: drain)
+    }
+
+    /// Whether a change to `config` would start a session (the tunnel is enabled at runtime and
+    /// stays so): only then is there something to pre-flight.
+    public func wouldConnect(with config: TunnelConfig) -> Bool {
+        state.withLock { state in
+            state.config.enabled == config.enabled ? state.current[0].status.enabled : config.enabled
+        }
+    }
+
+    /// Starts the next generation for `config` without giving it the listener: with `preflight`,
+    /// its primary driver proves the new session (resolve … a channel to `remote`) while the
+    /// current generation keeps serving. Then `commit` or `abandon` it. One change at a time.
+    public func prepare(_ config: TunnelConfig, preflight: Bool = true) throws(SystemError) -> Candidate {
         let relay = self.relay
         let logger = self.logger
-        try state.withLock { state throws(SystemError) in
-            let old = state.current
-            let oldStatus = old[0].status
-            let enabled = state.config.enabled == config.enabled ? oldStatus.enabled : config.enabled
-            let sameListener = state.config.local == config.local
+        let candidate = try state.withLock { state throws(SystemError) -> Candidate in
+            let enabled = state.config.enabled == config.enabled ? state.current[0].status.enabled : config.enabled
             let next = try Self.startSessions(
-                config: config, logger: logger, awaitListener: sameListener, enabled: enabled, relay: relay)
-            for handle in old {
+                config: config, logger: logger, awaitListener: true, enabled: enabled, relay: relay, preflight: preflight)
+            let candidate = Candidate(config: config, handles: next)
+            if preflight { state.candidate = candidate }
+            return candidate
+        }
+        relay.fire()
+        return candidate
+    }
+
+    /// Makes `candidate` the current generation: the old one hands over its listener (same local
+    /// address) and waiting clients, or stops and the new one binds; open connections stay on the
+    /// old session for up to `drain`.
+    public func commit(_ candidate: Candidate, drain: Duration) {
+        state.withLock { state in
+            if state.candidate === candidate { state.candidate = nil }
+            let next = candidate.handles
+            let sameListener = state.config.local == candidate.config.local
+            for handle in state.current {
                 // Every old session gives its waiting clients to the new primary, which spreads them.
                 if sameListener {
                     handle.send(.retire(successor: next[0], drain: drain))
@@ -124,11 +175,26 @@ public final class Tunnel: Sendable {
                 }
                 state.retiring.append((handle, state.config.target.description))
             }
+            // Another local address: the new primary binds it itself.
+            if !sameListener { next[0].send(.adopt(listener: -1, clients: [])) }
             state.current = next
-            state.config = config
+            state.config = candidate.config
         }
         relay.fire()
     }
+
+    /// Drops a candidate that failed its pre-flight: its drivers stop; the current generation
+    /// was never touched.
+    public func abandon(_ candidate: Candidate) {
+        state.withLock { state in
+            if state.candidate === candidate { state.candidate = nil }
+        }
+        for handle in candidate.handles { handle.send(.stop(grace: .zero)) }
+        relay.fire()
+    }
+
+    /// The change being pre-flighted, if any.
+    public var pendingChange: Candidate? { state.withLock { $0.candidate } }
 
     /// The current drivers' status (sessions added up), with the counters and connections of
     /// draining ones added.
@@ -160,6 +226,16 @@ public final class Tunnel: Sendable {
             status.refusedTotal += counters.refused
             status.clientsRefused += counters.clientsRefused
             status.draining = draining
+            if let candidate = state.candidate {
+                let stage: String
+                switch candidate.handles[0].status.preflight {
+                case .running(let name)?: stage = name
+                case .passed?: stage = "switching"
+                case .failed(let name, _)?: stage = "failed at \(name)"
+                case nil: stage = "starting"
+                }
+                status.change = .init(target: candidate.config.target.description, stage: stage, started: candidate.startedDate)
+            }
             return status
         }
     }
@@ -209,6 +285,6 @@ public final class Tunnel: Sendable {
     public var drivers: [TunnelHandle] { handles }
 
     private var handles: [TunnelHandle] {
-        state.withLock { $0.current + $0.retiring.map(\.handle) }
+        state.withLock { $0.current + $0.retiring.map(\.handle) + ($0.candidate?.handles ?? []) }
     }
 }

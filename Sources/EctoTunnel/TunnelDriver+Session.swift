@@ -217,6 +217,7 @@ extension TunnelDriver {
             return
         }
         attemptDeadline = nil  // an attempt that failed before its socket existed must not time out later too
+        notePreflightFailure(failure)
         teardownSession(reason: failure.message, graceful: false)
         let now = clock.now
         let action = machine.attemptFailed(failure.kind, message: failure.message, now: now, random: &random)

@@ -96,6 +96,9 @@ final class TunnelDriver {
     var waitingForPrimary = false
     /// What this lane last told the group: (up, connections).
     var reportedLoad = (up: false, connections: 0)
+    /// Started for a configuration change: prove the session before taking over (`startPreflight`).
+    let preflightRequested: Bool
+    var preflight: PreflightProbe?
     var isPrimary: Bool { lane == 0 }
     /// The session is up and forwarding.
     var isEstablished: Bool { if case .established = phase { return true } else { return false } }
@@ -126,9 +129,10 @@ final class TunnelDriver {
 
     init(
         config: TunnelConfig, handle: TunnelHandle, logger: Logger, awaitListener: Bool = false, lane: Int = 0,
-        group: SessionGroup? = nil
+        group: SessionGroup? = nil, preflight: Bool = false
     ) {
         self.config = config
+        self.preflightRequested = preflight
         self.awaitingListener = awaitListener
         self.handle = handle
         self.lane = lane
@@ -149,6 +153,7 @@ final class TunnelDriver {
         logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
         if config.enabled {
             if !awaitingListener && isPrimary { bindListener() }
+            if preflightRequested { startPreflight() }
             perform(machine.initialAction())
         }
         publish(notify: true)
@@ -202,6 +207,7 @@ final class TunnelDriver {
             // replaced) makes its readiness stale.
             if listenerReady && listenerRegistration != nil { acceptClients(now) }
             advanceSession(sshEvents: sshRegistration != nil ? sshEvents : [])
+            if preflight != nil { checkPreflight() }
             publish(notify: false)
             // A driver retired before its own predecessor handed over waits for that hand-over,
             // which it must pass on.
@@ -212,6 +218,7 @@ final class TunnelDriver {
         }
         teardownSession(reason: "tunnel stopped", graceful: true)
         closeListener()
+        endPreflight()
         publish(notify: true)
         poller = nil
         logger.info("tunnel stopped")
@@ -489,7 +496,7 @@ final class TunnelDriver {
 
     /// A new client of this driver: queued for a channel when the session is up, else held.
     @discardableResult
-    private func admit(fd: Int32, peer: String, holdDeadline: Instant) -> ForwardedConnection {
+    func admit(fd: Int32, peer: String, holdDeadline: Instant) -> ForwardedConnection {
         let connection = ForwardedConnection(id: nextConnectionID, fd: fd, peer: peer, holdDeadline: holdDeadline, bufferSize: bufferSize)
         nextConnectionID += 1
         connections[connection.id] = connection

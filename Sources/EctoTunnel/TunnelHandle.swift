@@ -72,7 +72,7 @@ public final class TunnelHandle: Sendable {
     /// `SessionGroup`); lane 0 owns the listener.
     static func start(
         config: TunnelConfig, logger: Logger, awaitListener: Bool = false, enabled: Bool? = nil,
-        lane: Int = 0, group: SessionGroup? = nil,
+        lane: Int = 0, group: SessionGroup? = nil, preflight: Bool = false,
         onChange: @escaping @Sendable (TunnelStatus) -> Void = { _ in }
     ) throws(SystemError) -> TunnelHandle {
         var config = config
@@ -85,7 +85,8 @@ public final class TunnelHandle: Sendable {
             // the watchdog's complaints name the thread of a stuck tunnel with them.
             handle.threadIDBox.store(ecto_thread_id(), ordering: .releasing)
             let driver = TunnelDriver(
-                config: config, handle: handle, logger: logger, awaitListener: awaitListener, lane: lane, group: group)
+                config: config, handle: handle, logger: logger, awaitListener: awaitListener, lane: lane, group: group,
+                preflight: preflight)
             driver.run()
             handle.finishedFlag.withLock { $0 = true }
             handle.finished.signal()

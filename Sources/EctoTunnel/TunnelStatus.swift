@@ -42,6 +42,30 @@ public struct TunnelStatus: Sendable, Equatable {
     /// SSH sessions configured (`sessions`) and how many of them are up.
     public var sessions: Int
     public var sessionsUp: Int
+    /// Set on the driver of a configuration change while it proves the new session (see
+    /// `Tunnel.prepare`); nil on every other driver.
+    public var preflight: Preflight?
+    /// A change of this tunnel being pre-flighted now: the new target and how far it got.
+    public var change: Change?
+
+    /// How far a pre-flight got: the stages are resolve, connect, handshake, host key,
+    /// authentication, channel (a channel opened to `remote` through the new session).
+    public enum Preflight: Sendable, Equatable {
+        case running(stage: String)
+        case passed
+        case failed(stage: String, reason: String)
+    }
+
+    public struct Change: Sendable, Equatable {
+        public var target: String
+        public var stage: String
+        public var started: Date
+        public init(target: String, stage: String, started: Date) {
+            self.target = target
+            self.stage = stage
+            self.started = started
+        }
+    }
 
     public struct Draining: Sendable, Equatable {
         public var target: String

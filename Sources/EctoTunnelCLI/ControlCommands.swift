@@ -20,6 +20,9 @@ enum ControlExit {
     static let noDaemon: Int32 = 2
     /// `status`: some enabled tunnel is not up. `target`: saved, but not up within --wait.
     static let notUp: Int32 = 3
+    /// `connect`, `status --deep`: the tunnel is up and the gateway answers, but it refused the
+    /// token (HTTP 401/403), or wants one and none was found.
+    static let tokenRefused: Int32 = 4
 }
 
 func printError(_ message: String) {
@@ -70,8 +73,13 @@ struct Status: ParsableCommand {
             their latency.
             --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
             docs/control-protocol.md). --watch follows state changes live until interrupted.
+            With --deep the table also says where the daemon's probes take the gateway token from \
+            (--token is not known to the daemon: gateway.remote.token, OPENCLAW_GATEWAY_TOKEN or \
+            gateway.auth.token, as the daemon's environment sees them); a gateway answering 401 or \
+            403 is "TOKEN REFUSED", never ok.
             Exit status: 0 when every enabled tunnel is up (and, with --deep, its gateway \
-            answers), 3 when one is not, 2 when no daemon answers, 1 for an unknown tunnel.
+            answers), 3 when one is not, 4 with --deep when all are up but a gateway refused the \
+            token, 2 when no daemon answers, 1 for an unknown tunnel.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -98,11 +106,12 @@ struct Status: ParsableCommand {
             let data = try ControlProtocol.encoder().encode(report)
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(StatusTable.render(report.tunnels, now: Date()), terminator: "")
+            print(StatusTable.render(report.tunnels, now: Date(), deep: deep), terminator: "")
         }
         if !report.tunnels.allSatisfy(\.isHealthy) { throw ExitCode(ControlExit.notUp) }
-        if deep && report.tunnels.contains(where: { $0.enabled && $0.gateway?.ok == false }) {
-            throw ExitCode(ControlExit.notUp)
+        let failing = report.tunnels.filter { $0.enabled && $0.gateway?.ok == false }
+        if deep && !failing.isEmpty {
+            throw ExitCode(failing.allSatisfy { $0.gateway?.tokenRefused == true } ? ControlExit.tokenRefused : ControlExit.notUp)
         }
     }
 
@@ -151,17 +160,22 @@ struct Target: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Point a tunnel at another SSH server, at runtime, and save it in the config.",
         discussion: """
-            The new target is written to the config file first (atomically, same permissions, \
-            every other line and comment kept; a tunnel defined with ssh_host gets an explicit \
-            target, identity_file and known_hosts). Then a session to the new target starts: new \
-            connections go to it as soon as it is up, connections already open keep flowing on \
-            the old session until they close or --drain seconds pass (default: the tunnel's \
-            drain_timeout, 5 minutes). The host key of the new server must be in known_hosts \
-            (or the tunnel uses host_key_policy = "accept-new").
-            Waits up to --wait seconds for the new session and says how it went.
-            Exit status: 0 when the tunnel is up on the new target (or with --no-wait once saved), \
-            3 when it is not up yet (it keeps retrying; see `ecto-tunnel status`), 1 when refused \
-            or failed (bad target, host key, authentication), 2 when no daemon answers.
+            Make before break: the daemon first proves a session to the new target (resolve, \
+            connect, host key, authentication, and a channel opened to the tunnel's remote \
+            address), within the tunnel's connect_timeout plus 5 s, while the old session keeps \
+            serving. Only then is the new target written to the config file (atomically, same \
+            permissions, every other line and comment kept; a tunnel defined with ssh_host gets \
+            an explicit target, identity_file and known_hosts), new connections go to the new \
+            session, and connections already open keep flowing on the old one until they close \
+            or --drain seconds pass (default: the tunnel's drain_timeout, 5 minutes). \
+            `ecto-tunnel status` shows the change while it is pre-flighted.
+            When the pre-flight fails, nothing changes: the old session keeps serving, the file \
+            is untouched, and the answer names the stage that failed and why (for an unknown \
+            host key: its fingerprint and how to trust it). --force switches anyway and says so.
+            A tunnel that is down (disabled) is switched and saved at once: nothing to prove.
+            Exit status: 0 switched (and, unless --no-wait, up on the new target), 1 refused \
+            (bad target, pre-flight failed: nothing was changed), 3 forced but not up yet within \
+            --wait (it keeps retrying), 2 when no daemon answers.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -181,14 +195,19 @@ struct Target: ParsableCommand {
     @Flag(name: .long, help: "Return once the target is saved, without waiting for the session.")
     var noWait = false
 
+    @Flag(name: .long, help: "Switch even if the new target fails its pre-flight (the tunnel then retries it).")
+    var force = false
+
     func validate() throws {
         if let drain, drain < 0 { throw ValidationError("--drain must not be negative") }
         if wait < 0 { throw ValidationError("--wait must not be negative") }
     }
 
     func run() throws {
-        let body = try ControlProtocol.encoder().encode(TargetRequest(target: target, drainTimeout: drain))
-        let result = try call(global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/target", body: body, as: ActionReport.self)
+        let body = try ControlProtocol.encoder().encode(TargetRequest(target: target, drainTimeout: drain, force: force ? true : nil))
+        // The answer comes once the pre-flight has a verdict (connect_timeout + 5 s at most).
+        let result = try call(
+            global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/target", body: body, as: ActionReport.self, timeout: 600)
         print(result.message)
         guard !noWait, let wanted = result.tunnels.first?.target else { return }
         let start = ContinuousClock.now
@@ -286,28 +305,45 @@ struct Reload: ParsableCommand {
         discussion: """
             A config with errors is refused with every error (file:line and key) and the running \
             state is kept. A good one is applied as a difference: new tunnels start, removed ones \
-            stop, changed ones move to their new settings (open connections finish on the old \
-            session, up to drain_timeout), unchanged ones are not touched.
-            Exit status: 0 applied, 1 refused, 2 no daemon.
+            stop, unchanged ones are not touched, and each changed one is pre-flighted first (a \
+            session with the new settings must connect, pass the host key check, authenticate \
+            and open a channel to its remote address) while its old session keeps serving; only \
+            then does it switch (open connections finish on the old session, up to \
+            drain_timeout). A changed tunnel whose pre-flight fails keeps its running settings \
+            and is listed with the stage that failed; the others are applied regardless. \
+            --force applies failing ones too.
+            Exit status: 0 applied, 1 refused or some change failed its pre-flight, 2 no daemon.
             """)
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(name: .long, help: "Apply changed tunnels even if their pre-flight fails.")
+    var force = false
+
     func run() throws {
-        let result = try call(global, "POST", "/v1/reload", as: ReloadReport.self)
+        let body = force ? try ControlProtocol.encoder().encode(ReloadRequest(force: true)) : nil
+        let result = try call(global, "POST", "/v1/reload", body: body, as: ReloadReport.self, timeout: 600)
         var parts: [String] = []
         if !result.added.isEmpty { parts.append("added " + result.added.joined(separator: ", ")) }
         if !result.changed.isEmpty { parts.append("changed " + result.changed.joined(separator: ", ")) }
         if !result.removed.isEmpty { parts.append("removed " + result.removed.joined(separator: ", ")) }
         parts.append("\(result.unchanged.count) unchanged")
+        if !result.failed.isEmpty { parts.append("not changed " + result.failed.map(\.tunnel).joined(separator: ", ")) }
         print("reloaded \(result.config): " + parts.joined(separator: "; "))
+        for forced in result.forced {
+            print("forced \(forced.tunnel): applied although its pre-flight failed at \(forced.stage): \(forced.error)")
+        }
         for warning in result.warnings { print("warning: \(warning)") }
+        for failure in result.failed {
+            printError("\(failure.tunnel): not changed, pre-flight failed at \(failure.stage): \(failure.error) (it keeps its running settings; --force applies it anyway)")
+        }
+        if !result.failed.isEmpty { throw ExitCode(ControlExit.refused) }
     }
 }
 
 /// The human status table.
 enum StatusTable {
-    static func render(_ tunnels: [TunnelReport], now: Date) -> String {
+    static func render(_ tunnels: [TunnelReport], now: Date, deep: Bool = false) -> String {
         if tunnels.isEmpty { return "no tunnels configured\n" }
         let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY", "LAST ERROR"]
         var rows: [[String]] = []
@@ -323,6 +359,10 @@ enum StatusTable {
                 bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
             ])
             notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+            if let change = t.change {
+                notes[index, default: []].append(
+                    "  ↳ changing to \(change.target): pre-flight \(change.stage) (\(duration(now.timeIntervalSince(change.started))))")
+            }
         }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
@@ -338,6 +378,9 @@ enum StatusTable {
             if let g = tunnels[index].gateway, tunnels[index].state == "up", !g.ok {
                 out += "  ↳ gateway (\(g.probe)): \(g.detail)\n"
             }
+            if deep, let g = tunnels[index].gateway, let source = g.tokenSource {
+                out += "  ↳ gateway token: \(source == "none" ? "none found (gateway.remote.token, OPENCLAW_GATEWAY_TOKEN, gateway.auth.token)" : "from \(source)")\n"
+            }
         }
         return out
     }
@@ -345,12 +388,14 @@ enum StatusTable {
     /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
     static func gateway(_ t: TunnelReport) -> String {
         guard let g = t.gateway, t.state == "up" else { return "-" }
+        if g.tokenRefused { return "TOKEN REFUSED" }
         return g.ok ? "ok \(fixed(g.latencyMs, decimals: 1)) ms" : "DOWN (\(g.outcome))"
     }
 
     static func eventLine(_ t: TunnelReport, at time: Date) -> String {
         var text = "\(timestamp(time)) \(t.name) \(t.state) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
         if let error = t.lastError, t.state != "up" { text += " error=\(error)" }
+        if let change = t.change { text += " changing-to=\(change.target) preflight=\(change.stage.replacing(" ", with: "-"))" }
         return text
     }
 

@@ -3,6 +3,7 @@ import EctoConfig
 import EctoControl
 import EctoDaemon
 import EctoSSH
+import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -49,12 +50,27 @@ struct GlobalOptions: ParsableArguments {
     var socket: String?
 
     /// Absolute, so that messages and the daemon (which may chdir) name it unambiguously.
-    var configPath: String {
-        let path = config ?? ConfigLoader.defaultPath()
+    var configPath: String { Self.absolute(config ?? ConfigLoader.defaultPath()) }
+
+    static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
         return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
     }
     var socketPath: String { socket ?? ControlPaths.defaultSocket() }
+}
+
+/// Only `--config`: for the commands that never talk to the daemon (`check`, `import`), so their
+/// --help does not offer a --socket they would ignore.
+struct ConfigOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
+            valueName: "path"))
+    var config: String?
+
+    /// Absolute, so that messages name it unambiguously.
+    var configPath: String { GlobalOptions.absolute(config ?? ConfigLoader.defaultPath()) }
 }
 
 struct Run: ParsableCommand {
@@ -67,8 +83,9 @@ struct Run: ParsableCommand {
             stderr (with syslog priorities under journald). SIGHUP reloads the config like \
             `ecto-tunnel reload`. SIGTERM or SIGINT stops gracefully: listeners close, open \
             connections get --stop-grace to finish, sessions disconnect.
-            Exit status: 0 after a clean stop, 1 when the config is invalid or the control \
-            socket cannot be opened.
+            Exit status: 0 after a clean stop, 78 when the config is invalid (the systemd unit \
+            does not restart on it: RestartPreventExitStatus=78), 1 when the control socket \
+            cannot be opened (another daemon runs there, say) or the tunnels cannot be started.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -88,7 +105,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        let journald = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil
+        let journald = StderrLogHandler.stderrIsJournal(ProcessInfo.processInfo.environment)
         LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: level, journald: journald) }
         let logger = Logger(label: "ecto-tunnel")
         SSHLibrary.initialize()
@@ -108,19 +125,24 @@ struct Check: ParsableCommand {
         abstract: "Validate the config file offline.",
         discussion: """
             Parses the config and checks every tunnel: unknown keys, value types, addresses, \
-            loopback-only local addresses, duplicate local ports, that the passphrase and known_hosts \
-            files exist, and that each identity_file is a private key the daemon can use (mode 0600, \
-            format, key type, decrypted with identity_passphrase_file when set) and each \
-            certificate_file a usable certificate. Every error names file:line and the key. Nothing \
-            is contacted.
+            loopback-only local addresses, duplicate local ports; then, with the rules the daemon \
+            applies when it connects (the same code): each identity_file (not readable by group or \
+            others, owned by you, a format and key type ecto-tunnel uses: ed25519, ECDSA, RSA; \
+            encrypted only with identity_passphrase_file or identity_passphrase_credential, and \
+            decrypted with the passphrase file when set), each certificate_file, the passphrase \
+            file (same permission rules), and known_hosts (present; an entry for the target with \
+            host_key_policy = "strict", else a warning). Every problem names file:line and the \
+            key. Warnings (no entry for the host yet; no key and no agent; problems of disabled \
+            tunnels) do not fail the check. Nothing is contacted.
             Exit status: 0 when valid, 1 when not.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
 
     func run() throws {
         do {
-            let config = try ConfigLoader.load(path: global.configPath, environment: .judgingKeys)
+            let config = try TunnelValidation.load(path: global.configPath, environment: ProcessInfo.processInfo.environment)
+            for warning in config.warnings { print("warning: \(warning)") }
             print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
             for tunnel in config.tunnels {
                 let state = tunnel.enabled ? "" : " (disabled)"

@@ -1,6 +1,7 @@
 import ArgumentParser
 import EctoConfig
 import EctoPlatform
+import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -17,7 +18,9 @@ struct Install: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Install, enable and start the systemd user unit.",
         discussion: """
-            Checks the config (like `check`; a bad config is refused with its errors), then writes \
+            Checks the config like `check` (the same checks: a bad config, an unprotected or \
+            unusable key, a passphrase file others can read are refused with file:line and key), \
+            then writes \
             ecto-tunnel.service and the template ecto-tunnel@.service into \
             $XDG_CONFIG_HOME/systemd/user (~/.config/systemd/user) with ExecStart pointing at this \
             binary and --config (and --socket, if given) as absolute paths, runs \
@@ -41,7 +44,8 @@ struct Install: ParsableCommand {
         let systemd = try UserManager.reachable()
         let configPath = absolutePath(global.configPath)
         do {
-            let config = try ConfigLoader.load(path: configPath, environment: .judgingKeys)
+            let config = try TunnelValidation.load(path: configPath, environment: ProcessInfo.processInfo.environment)
+            for warning in config.warnings { out.say("warning: \(warning)") }
             out.say("config \(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
         } catch {
             out.fail("not installing: the config does not pass `ecto-tunnel check`:\n\(error.description)")

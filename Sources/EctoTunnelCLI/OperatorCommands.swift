@@ -4,7 +4,9 @@ import EctoControl
 import EctoDaemon
 import EctoHostKeys
 import EctoPlatform
+import EctoProbe
 import EctoSSH
+import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -34,15 +36,18 @@ struct Connect: ParsableCommand {
             5. daemon: reloads a running daemon; else installs and starts the systemd user service; \
             where no user manager runs (or with --no-systemd), starts the daemon in the background \
             (log: $XDG_STATE_HOME/ecto-tunnel/daemon.log);
-            6. waits until the tunnel is up and the gateway answers through it, then prints the \
-            WebSocket URL, the HTTP endpoint, where the gateway token comes from (never the token \
-            itself unless --show-token) and an example curl.
+            6. waits until the tunnel is up and the gateway answers through it (checked from here \
+            with the token this run resolved: HTTP, then the WebSocket), then prints the WebSocket \
+            URL, the HTTP endpoint, where the gateway token comes from (never the token itself \
+            unless --show-token) and an example curl that references that token ($VARIABLE, or \
+            $TOKEN with a note).
             Token precedence (OpenClaw's remote mode): --token, gateway.remote.token, \
             OPENCLAW_GATEWAY_TOKEN, gateway.auth.token; password: --password, \
             OPENCLAW_GATEWAY_PASSWORD, gateway.remote.password, gateway.auth.password.
             Exit status: 0 connected and the gateway answers; 3 the tunnel is not up, or up but the \
-            gateway does not answer, within --timeout; 1 refused (host key, bad input, config \
-            errors, failed tunnel).
+            gateway does not answer, within --timeout; 4 the gateway answers but refused the token \
+            (HTTP 401/403), or wants one and none was found; 1 refused (host key, bad input, \
+            config errors, failed tunnel, a change of a running tunnel that failed its pre-flight).
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -103,7 +108,7 @@ struct Connect: ParsableCommand {
 
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
-        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent)
+        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent, target: sshTarget)
         step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
@@ -123,15 +128,25 @@ struct Connect: ParsableCommand {
             """
         if let keyPath { table += "identity_file = \"\(keyPath)\"\n" }
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
+        let previous = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
         let changed = try writeTunnel(table, to: configPath)
         step(4, "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
 
         // 5. Daemon.
-        try ensureDaemon(configPath: configPath, changed: changed)
+        try ensureDaemon(configPath: configPath, changed: changed, previous: previous)
 
-        // 6. Wait for the tunnel and the gateway.
-        let report = try waitUntilUp()
-        printSummary(report, localPort: localPort)
+        // 6. Wait for the tunnel and the gateway: probed from here, with the token resolved here.
+        let credentials = resolveCredentials()
+        let report = try waitUntilUp(localPort: localPort, credentials: credentials)
+        printSummary(report, localPort: localPort, credentials: credentials)
+    }
+
+    /// The gateway token and password of this run (--token/--password, OpenClaw's config, the
+    /// environment; OpenClaw's precedence). The probes and the printed example use exactly these.
+    private func resolveCredentials() -> GatewayCredentials {
+        let settings = try? OpenClawImport.readSettings(environment: .current)
+        return GatewayCredentials.resolve(
+            explicitToken: token, explicitPassword: password, settings: settings, environment: ProcessInfo.processInfo.environment)
     }
 
     private func step(_ n: Int, _ text: String) { print("[\(n)/6] \(text)") }
@@ -156,7 +171,7 @@ struct Connect: ParsableCommand {
         }
     }
 
-    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool) throws -> String? {
+    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool, target sshTarget: SSHTarget) throws -> String? {
         let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
         let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
         for path in candidates where !FileManager.default.fileExists(atPath: path) {
@@ -170,12 +185,12 @@ struct Connect: ParsableCommand {
                 no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa or ~/.ssh/id_rsa.
                   Create one and install it on the gateway host:
                     ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
-                    ssh-copy-id -i ~/.ssh/id_ed25519.pub \(target)
+                    ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(sshTarget.port) \(sshTarget.user.map { $0 + "@" } ?? "")\(sshTarget.host)
                 """)
             throw ExitCode(ControlExit.refused)
         }
         // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
-        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: .judgingKeys) {
+        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys) {
             printError("cannot use \(path): \(problem)")
             throw ExitCode(ControlExit.refused)
         }
@@ -248,9 +263,13 @@ struct Connect: ParsableCommand {
         let text: String
         do {
             text = try ConfigEditor.addTunnel(table, named: name, to: old, replace: true)
-            _ = try ConfigLoader.parse(text: text, path: path)
+            let config = try ConfigLoader.parse(text: text, path: path)
+            // The checks of `check` and the daemon: refuse now what the daemon would refuse later.
+            let report = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment, text: text)
+            let ours = report.errors.filter { $0.key?.hasPrefix("tunnels.\(name).") == true }
+            if !ours.isEmpty { throw ConfigErrors(ours) }
         } catch {
-            printError("cannot add [tunnels.\(name)] to \(path):\n\(error.description)")
+            printError("cannot add [tunnels.\(name)] to \(path):\n\(error)")
             throw ExitCode(ControlExit.refused)
         }
         if text == old { return false }
@@ -263,7 +282,7 @@ struct Connect: ParsableCommand {
         return true
     }
 
-    private func ensureDaemon(configPath: String, changed: Bool) throws {
+    private func ensureDaemon(configPath: String, changed: Bool, previous: String) throws {
         if let version = runningDaemon(global.socketPath) {
             if restart {
                 if let systemd = serviceManaging(version.pid) {
@@ -280,7 +299,16 @@ struct Connect: ParsableCommand {
                 printError("the daemon on \(global.socketPath) (pid \(version.pid)) runs another config (\(version.config)); pass --config \(version.config) or stop it")
                 throw ExitCode(ControlExit.refused)
             }
-            let reload = try call(global, "POST", "/v1/reload", as: ReloadReport.self)
+            let reload = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)
+            if let failure = reload.failed.first(where: { $0.tunnel == name }) {
+                // The running tunnel keeps its session: put the file back as it was, so that it
+                // says what runs.
+                if changed { try? writeConfigFile(configPath, previous) }
+                step(5, "daemon: running (pid \(version.pid)); the new settings of \(name) failed their pre-flight")
+                printError(
+                    "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
+                throw ExitCode(ControlExit.refused)
+            }
             step(5, "daemon: running (pid \(version.pid)); " + (changed || !reload.changed.isEmpty || !reload.added.isEmpty ? "reloaded" : "nothing to reload"))
             return
         }
@@ -294,7 +322,7 @@ struct Connect: ParsableCommand {
         step(5, "daemon: \(noSystemd ? "" : "no systemd user manager here; ")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
     }
 
-    private func waitUntilUp() throws -> TunnelReport {
+    private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelReport {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         var last: TunnelReport?
         while ContinuousClock.now < deadline {
@@ -314,32 +342,57 @@ struct Connect: ParsableCommand {
             printError("the tunnel is not up after \(Int(timeout)) s: \(last.map { "\($0.state), \($0.lastError ?? "no error yet")" } ?? "no answer from the daemon"); it keeps retrying (ecto-tunnel status)")
             throw ExitCode(ControlExit.notUp)
         }
-        var probed = up
-        while ContinuousClock.now < deadline {
-            let report = try call(global, "GET", "/v1/tunnels/\(pathComponent(name))?deep=1", as: StatusReport.self, timeout: 30)
-            if let tunnel = report.tunnels.first { probed = tunnel }
-            if probed.gateway?.ok == true { break }
+        // The gateway, through the tunnel, with this run's token: HTTP first (does it answer at
+        // all?), then the WebSocket that OpenClaw's clients use (does it take the token?).
+        let endpoint = Endpoint(host: "127.0.0.1", port: localPort)
+        let options = ProbeOptions(token: credentials.token?.value)
+        var result = Prober.run(.http(path: "/"), endpoint: endpoint, options: options)
+        while !result.ok && !result.tokenRefused && ContinuousClock.now < deadline {
             usleep(500_000)
+            result = Prober.run(.http(path: "/"), endpoint: endpoint, options: options)
         }
-        guard let gateway = probed.gateway, gateway.ok else {
-            step(6, "tunnel up, but the gateway does not answer through it: \(probed.gateway?.detail ?? "no probe result")")
-            print("      Is the OpenClaw gateway running on the remote host, on port \(probed.remote)? (ecto-tunnel status --deep)")
+        if result.ok {
+            let websocket = Prober.run(.websocket(path: "/"), endpoint: endpoint, options: options)
+            if websocket.tokenRefused { result = websocket }
+        }
+        if result.tokenRefused {
+            step(6, "tunnel up; the gateway answers, but \(credentials.token == nil ? "wants a token" : "refused the token") (\(result.detail))")
+            if let secret = credentials.token {
+                printError("gateway refused the token from \(secret.source); check it (the gateway's gateway.auth.token), or pass the right one with --token")
+            } else {
+                printError(
+                    "the gateway wants a token and none was found: pass --token, set OPENCLAW_GATEWAY_TOKEN, or gateway.remote.token in ~/.openclaw/openclaw.json"
+                        + (credentials.skipped.isEmpty ? "" : " (skipped: \(credentials.skipped.joined(separator: "; ")))"))
+            }
+            throw ExitCode(ControlExit.tokenRefused)
+        }
+        guard result.ok else {
+            step(6, "tunnel up, but the gateway does not answer through it: \(result.detail)")
+            print("      Is the OpenClaw gateway running on the remote host, on port \(up.remote)? (ecto-tunnel status --deep)")
             throw ExitCode(ControlExit.notUp)
         }
-        step(6, "tunnel up; the gateway answers (\(gateway.detail))")
-        return probed
+        step(6, "tunnel up; the gateway answers (\(result.detail))")
+        return up
     }
 
-    private func printSummary(_ report: TunnelReport, localPort: UInt16) {
-        let settings = try? OpenClawImport.readSettings(environment: .current)
-        let credentials = GatewayCredentials.resolve(
-            explicitToken: token, explicitPassword: password, settings: settings, environment: ProcessInfo.processInfo.environment)
+    private func printSummary(_ report: TunnelReport, localPort: UInt16, credentials: GatewayCredentials) {
         let base = "127.0.0.1:\(localPort)"
-        var authHeader = "-H \"Authorization: Bearer $OPENCLAW_GATEWAY_TOKEN\""
+        // The example references the token where it really comes from (a variable it can name,
+        // else $TOKEN with a note); printed only with --show-token.
+        var authHeader: String? = nil
+        var tokenNote: String? = nil
         var tokenLine = "token:      none found (set OPENCLAW_GATEWAY_TOKEN, gateway.remote.token in ~/.openclaw/openclaw.json, or pass --token)"
         if let secret = credentials.token {
             tokenLine = "token:      \(showToken ? secret.reveal() : secret.description)"
-            if showToken { authHeader = "-H 'Authorization: Bearer \(secret.value)'" }
+            switch secret.source {
+            case _ where showToken:
+                authHeader = "-H 'Authorization: Bearer \(secret.value)'"
+            case .environment(let variable), .openClawConfig(_, _, let variable?):
+                authHeader = "-H \"Authorization: Bearer $\(variable)\""
+            default:
+                authHeader = "-H \"Authorization: Bearer $TOKEN\""
+                tokenNote = "TOKEN=…  # the token from \(secret.source) (--show-token prints it)"
+            }
         }
         var passwordLine: String? = nil
         if let secret = credentials.password { passwordLine = "password:   \(showToken ? secret.reveal() : secret.description)" }
@@ -354,9 +407,8 @@ struct Connect: ParsableCommand {
         if let passwordLine { print("  " + passwordLine) }
         print(
             """
-              try it:
-                curl -sS http://\(base)/v1/chat/completions \\
-                  \(authHeader) \\
+              try it:\(tokenNote.map { "\n    " + $0 } ?? "")
+                curl -sS http://\(base)/v1/chat/completions \\\(authHeader.map { "\n      " + $0 + " \\" } ?? "")
                   -H 'Content-Type: application/json' \\
                   -d '{"model":"openclaw","messages":[{"role":"user","content":"Hello"}]}'
               status:     ecto-tunnel status --deep
@@ -422,7 +474,7 @@ struct Disconnect: ParsableCommand {
             return
         }
         if config.tunnels.contains(where: \.enabled) {
-            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self)
+            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)  // other changed tunnels are pre-flighted
             print("daemon (pid \(version.pid)) reloaded; its other tunnels keep running")
             return
         }
@@ -443,7 +495,7 @@ struct Import: ParsableCommand {
 }
 
 /// Shared by both imports: print, and with --write add the table to the config.
-func finishImport(_ imported: TunnelImport, global: GlobalOptions, write: Bool, replace: Bool) throws {
+func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool) throws {
     let home = ConfigEnvironment.current.home
     print(imported.tableText(home: home))
     for note in imported.notes { print("note: \(note)") }
@@ -480,7 +532,7 @@ struct ImportSSHConfig: ParsableCommand {
             Exit status: 0, or 1 when the host gives no usable target or forward.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
     @Argument(help: "The Host alias.") var host: String
     @Option(name: .long, help: "The tunnel's name (default: the alias).") var name: String?
     @Option(name: .long, help: "Which LocalForward: the one listening on this port (default: the first).") var localPort: UInt16?
@@ -512,7 +564,7 @@ struct ImportOpenClaw: ParsableCommand {
             Exit status: 0, or 1 when the file has no usable remote settings.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    @OptionGroup var global: ConfigOptions
     @Option(name: .long, help: ArgumentHelp("The OpenClaw config file.", valueName: "path")) var file: String?
     @Option(name: .long, help: "The tunnel's name.") var name: String = "openclaw"
     @Flag(name: .long, help: "Add the table to the config file.") var write = false

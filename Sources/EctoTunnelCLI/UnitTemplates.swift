@@ -29,11 +29,11 @@ NotifyAccess=main
 ExecStart=/usr/local/bin/ecto-tunnel run --config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock
 # systemd 252 has no Type=notify-reload: reload is SIGHUP, answered with RELOADING=1 ... READY=1.
 ExecReload=/bin/kill -HUP $MAINPID
-# Crashes, non-zero exits and watchdog timeouts restart. Exit status 1 means the config is invalid
+# Crashes, non-zero exits and watchdog timeouts restart. Exit status 78 means the config is invalid
 # (reported in the log): restarting cannot fix that, so it waits for the operator instead of looping.
 Restart=on-failure
 RestartSec=3s
-RestartPreventExitStatus=1
+RestartPreventExitStatus=78
 # Descriptors: each local client and SSH session costs one. The daemon raises its soft limit to
 # the hard limit at start and keeps a reserve free for the control socket and reconnects;
 # max_clients (default 1024 per tunnel) caps what local users can take (docs/reliability.md).
@@ -135,11 +135,11 @@ NotifyAccess=main
 ExecStart=/usr/local/bin/ecto-tunnel run --config %E/ecto-tunnel/%i.toml --socket %t/ecto-tunnel/%i.sock
 # systemd 252 has no Type=notify-reload: reload is SIGHUP, answered with RELOADING=1 ... READY=1.
 ExecReload=/bin/kill -HUP $MAINPID
-# Crashes, non-zero exits and watchdog timeouts restart. Exit status 1 means the config is invalid
+# Crashes, non-zero exits and watchdog timeouts restart. Exit status 78 means the config is invalid
 # (reported in the log): restarting cannot fix that, so it waits for the operator instead of looping.
 Restart=on-failure
 RestartSec=3s
-RestartPreventExitStatus=1
+RestartPreventExitStatus=78
 # Descriptors: each local client and SSH session costs one. The daemon raises its soft limit to
 # the hard limit at start and keeps a reserve free for the control socket and reconnects;
 # max_clients (default 1024 per tunnel) caps what local users can take (docs/reliability.md).

@@ -63,11 +63,13 @@ import Testing
         // The chat endpoint needs the token; the websocket upgrade too.
         let wrong = await Prober.run(
             .websocket(path: "/"), endpoint: local(gateway.port), options: ProbeOptions(token: "wrong-token"))
-        #expect(wrong.ok, "\(wrong)")
-        #expect(wrong.tokenRefused)
+        #expect(!wrong.ok, "a refused token is never ok: \(wrong)")
+        #expect(wrong.outcome == .tokenRefused && wrong.tokenRefused)
         #expect(wrong.httpStatus == 401)
-        #expect(wrong.detail.contains("refused"))
+        #expect(wrong.detail.contains("gateway refused the token"))
         #expect(!wrong.description.contains("wrong-token"))
+        let none = await Prober.run(.websocket(path: "/"), endpoint: local(gateway.port))
+        #expect(none.outcome == .tokenRefused && none.detail.contains("wants a token and none was found"), "\(none)")
         let right = await Prober.run(
             .websocket(path: "/"), endpoint: local(gateway.port), options: ProbeOptions(token: "right-token"))
         #expect(right.ok, "\(right)")

@@ -38,6 +38,58 @@ struct ConfigAndListenerTests {
         #expect(result.stderr.contains("\(path):7"), "missing known_hosts at line 7: \(result.stderr)")
     }
 
+    @Test("check refuses what the daemon would refuse (key modes, unusable or encrypted keys, passphrase file modes), with file:line and key; the daemon says the same at start")
+    func checkRefusesWhatTheDaemonRefuses() async throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let good = try KeyPair.generate(type: "ed25519", in: directory, name: "id_good")
+        let open = try KeyPair.generate(type: "ed25519", in: directory, name: "id_open")
+        chmod(open.privatePath, 0o644)
+        let locked = try KeyPair.generate(type: "ed25519", in: directory, name: "id_locked", passphrase: "secret")
+        let rsa = try KeyPair.generate(type: "rsa", in: directory, name: "id_rsa")
+        let putty = try directory.write("id_putty", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n", mode: 0o600)
+        let looseSecret = try directory.write("passphrase", "secret\n", mode: 0o644)
+        func table(_ name: String, port: Int, _ lines: [String]) -> String {
+            (["[tunnels.\(name)]", "target = \"ops@gw.example.net:22\"", "local = \"127.0.0.1:\(port)\"", "remote = \"127.0.0.1:1\"",
+              "known_hosts = \"KNOWN_HOSTS\""] + lines).joined(separator: "\n") + "\n"
+        }
+        let text = table("ok", port: 18001, ["identity_file = \"\(good.privatePath)\""])
+            + table("open", port: 18002, ["identity_file = \"\(open.privatePath)\""])
+            + table("locked", port: 18003, ["identity_file = \"\(locked.privatePath)\""])
+            + table("pub", port: 18004, ["identity_file = \"\(good.publicPath)\""])
+            + table("putty", port: 18005, ["identity_file = \"\(putty)\""])
+            + table("loose", port: 18006, ["identity_file = \"\(locked.privatePath)\"", "identity_passphrase_file = \"\(looseSecret)\""])
+            + table("rsa", port: 18007, ["identity_file = \"\(rsa.privatePath)\""])
+        let (path, result) = try checkConfig(in: directory, text)
+        #expect(result.status == 1, "\(result)")
+        let expected = [
+            "\(path):12: tunnels.open.identity_file: UNPROTECTED PRIVATE KEY: permissions 0644",
+            "\(path):18: tunnels.locked.identity_file: \(locked.privatePath) is encrypted: set identity_passphrase_file",
+            "\(path):24: tunnels.pub.identity_file: \(good.publicPath): this is a public key",
+            "\(path):30: tunnels.putty.identity_file: \(putty): a PuTTY key",
+            "\(path):37: tunnels.loose.identity_passphrase_file: UNPROTECTED PASSPHRASE FILE: permissions 0644",
+        ]
+        for line in expected { #expect(result.stderr.contains(line), "\(line)\nin:\n\(result.stderr)") }
+        #expect(!result.stderr.contains("tunnels.ok.") && !result.stderr.contains("tunnels.rsa."), "\(result.stderr)")
+
+        // Only the RSA key (a warning: OpenSSH 8.8+ refuses its ssh-rsa signatures) and no host entry: passes.
+        let rsaOnly = try directory.write("rsa.toml", table("rsa", port: 18007, ["identity_file = \"\(rsa.privatePath)\""])
+            .replacingOccurrences(of: "KNOWN_HOSTS", with: directory.file("known_hosts")))
+        let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", rsaOnly])
+        #expect(warned.status == 0, "\(warned)")
+        #expect(warned.stdout.contains("warning: \(rsaOnly):6: tunnels.rsa.identity_file:") && warned.stdout.contains("RSA key"), "\(warned.stdout)")
+        #expect(warned.stdout.contains("tunnels.rsa.known_hosts:") && warned.stdout.contains("has no entry for gw.example.net"), "\(warned.stdout)")
+
+        // The daemon says the same at start, with file:line and key.
+        let socket = directory.file("control.sock")
+        let daemon = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path, "--socket", socket],
+            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+        defer { _ = daemon.terminate(grace: .seconds(5)) }
+        try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") { daemon.stderr().contains("ecto-tunnel running") }
+        for line in expected { #expect(daemon.stderr().contains(line), "daemon: \(line)") }
+    }
+
     @Test("check accepts a good config and lists the tunnels")
     func checkAcceptsGoodConfig() throws {
         let directory = try TestDirectory()
@@ -62,8 +114,30 @@ struct ConfigAndListenerTests {
         defer { directory.cleanup() }
         let path = try directory.write("config.toml", "[tunnels.gw]\ntarget = 42\n")
         let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path], timeout: .seconds(20))
-        #expect(result.status == 1)
+        #expect(result.status == 78, "invalid config is EX_CONFIG, which the unit does not restart")
         #expect(result.stderr.contains("\(path):2"))
+    }
+
+    @Test("the daemon's exit statuses: 78 invalid config (never restarted), 1 control socket taken (restarted), 0 clean stop")
+    func daemonExitStatuses() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let (echo, _) = try await fixture.startEchoTunnel()
+        defer { echo.stop() }
+        // A second daemon on the same control socket: a start failure a restart may fix.
+        let second = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", fixture.configPath, "--socket", fixture.socketPath],
+            timeout: .seconds(20))
+        #expect(second.status == 1, "\(second)")
+        #expect(second.stderr.contains("another ecto-tunnel daemon"), "\(second.stderr)")
+        // The units restart on everything but 78.
+        for unit in ["ecto-tunnel.service", "ecto-tunnel@.service"] {
+            let root = URL(fileURLWithPath: "\(#filePath)").deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let text = try String(contentsOfFile: root.appendingPathComponent("units/\(unit)").path, encoding: .utf8)
+            #expect(text.contains("\nRestartPreventExitStatus=78\n"), "\(unit)")
+        }
+        #expect(fixture.daemon?.terminate(grace: .seconds(10)) == .exited(0), "a clean stop exits 0")
     }
 
     @Test("check names a missing config file")

@@ -167,7 +167,7 @@ struct ControlTests {
         try fresh.shutdownWrite()
         #expect(try fresh.receiveVerdict().isIntact(count: 1000))
         fresh.close()
-        #expect(directTCPIP(second) == 1, "the new connection went through the new server")
+        #expect(directTCPIP(second) == 2, "the pre-flight's channel, then the new connection, went through the new server")
         #expect(directTCPIP(fixture.server) == 1, "and not through the old one")
 
         halfway.signal()
@@ -187,13 +187,13 @@ struct ControlTests {
         #expect(mode == 0o644 || mode == 0o600, "permissions kept (\(String(mode ?? 0, radix: 8)))")
     }
 
-    @Test("target: an unreachable target is saved and the tunnel says it is in backoff on it")
+    @Test("target --force: an unreachable target is saved anyway and the tunnel says it is in backoff on it")
     func retargetUnreachable() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let (_, port) = try await fixture.startEchoTunnel()
         let nowhere = "nobody@127.0.0.1:\(try FreePort.probe())"
-        let result = try fixture.runCLI(["target", "t", nowhere, "--wait", "2"])
+        let result = try fixture.runCLI(["target", "t", nowhere, "--force", "--wait", "2"])
         #expect(result.status == 3, "\(result)")
         #expect(result.stderr.contains("not up on \(nowhere)") && result.stderr.contains("Connection refused"), "\(result.stderr)")
         let report = try tunnelReport(fixture, "t")

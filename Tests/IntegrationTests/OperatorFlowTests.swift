@@ -16,6 +16,8 @@ struct OperatorFlowTests {
         let localPort: UInt16
         let socket: String
         let configPath: String
+        /// OPENCLAW_GATEWAY_TOKEN as the CLI sees it (nil: unset).
+        var environmentToken: String? = "s3cret-gateway-token"
 
         init() throws {
             directory = try TestDirectory(prefix: "ecto-op")
@@ -41,7 +43,7 @@ struct OperatorFlowTests {
             // No systemd user manager answers here: connect must fall back to a background daemon.
             env["XDG_RUNTIME_DIR"] = home + "/run"
             env["ECTO_TUNNEL_SOCKET"] = socket
-            env["OPENCLAW_GATEWAY_TOKEN"] = "s3cret-gateway-token"
+            env["OPENCLAW_GATEWAY_TOKEN"] = environmentToken
             env["OPENCLAW_GATEWAY_PORT"] = nil
             return env
         }
@@ -173,5 +175,95 @@ struct OperatorFlowTests {
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains("HAS CHANGED") && result.stderr.contains("ssh-keygen -R"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: world.configPath))
+    }
+
+    @Test("token truth: a gateway that wants a token (401) is 'gateway refused the token' (exit 4), never 'Connected'; --token reaches the probes and the example references it")
+    func tokenTruth() async throws {
+        let world = try World()
+        defer { world.cleanup() }
+        world.environmentToken = nil
+        let trust = ["--fingerprint", world.server.hostKeyFingerprint]
+
+        // No token anywhere: the gateway refuses the WebSocket (401).
+        let none = try world.connect(trust)
+        #expect(none.status == 4, "\(none)")
+        #expect(none.stderr.contains("the gateway wants a token and none was found"), "\(none.stderr)")
+        #expect(!none.stdout.contains("Connected"), "\(none.stdout)")
+
+        // A wrong --token: refused, and said so with where the token came from.
+        let wrong = try world.connect(["--token", "not-the-token"])
+        #expect(wrong.status == 4, "\(wrong)")
+        #expect(wrong.stderr.contains("gateway refused the token from --token"), "\(wrong.stderr)")
+        #expect(!wrong.stdout.contains("Connected") && !(wrong.stdout + wrong.stderr).contains("not-the-token"))
+
+        // The right --token: connected; the example references it, never prints it.
+        let right = try world.connect(["--token", "s3cret-gateway-token"])
+        #expect(right.status == 0, "\(right)")
+        #expect(right.stdout.contains("Connected") && right.stdout.contains("from --token"), "\(right.stdout)")
+        #expect(right.stdout.contains("TOKEN=…  # the token from --token") && right.stdout.contains("Bearer $TOKEN"), "\(right.stdout)")
+        #expect(!right.stdout.contains("OPENCLAW_GATEWAY_TOKEN\"") && !right.stdout.contains("s3cret-gateway-token"), "\(right.stdout)")
+        // The stand-in saw the token on the WebSocket upgrade of the right run.
+        #expect(world.gateway.requests.contains { $0.hasPrefix("GET /") }, "\(world.gateway.requests)")
+
+        // The token from the environment: the example names that variable.
+        world.environmentToken = "s3cret-gateway-token"
+        let fromEnvironment = try world.connect()
+        #expect(fromEnvironment.status == 0, "\(fromEnvironment)")
+        #expect(fromEnvironment.stdout.contains("Bearer $OPENCLAW_GATEWAY_TOKEN"), "\(fromEnvironment.stdout)")
+
+        // Re-run with a remote port where nothing listens: the running tunnel's change fails its
+        // pre-flight (channel), so it keeps serving and the file is put back as it was.
+        let before = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        let closed = try FreePort.probe()
+        let broken = try world.cli(
+            ["connect", "\(world.server.user)@127.0.0.1:\(world.server.port)", "--port", "\(world.localPort)", "--remote-port", "\(closed)", "--timeout", "30"])
+        #expect(broken.status == 1, "\(broken)")
+        #expect(broken.stderr.contains("channel failed") && broken.stderr.contains("as it was"), "\(broken.stderr)")
+        #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == before)
+        let status = try world.cli(["status", "--json"])
+        #expect(status.stdout.contains("127.0.0.1:\(world.gateway.port)") && status.stdout.contains("\"state\":\"up\""), "\(status.stdout)")
+    }
+
+    @Test("status --deep: a probe answered 401 is TOKEN REFUSED (exit 4), never ok; the token source is shown")
+    func statusDeepTokenRefused() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let gateway = try StandInGateway(token: "deep-token")
+        defer { gateway.stop() }
+        let port = try FreePort.probe()
+        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: gateway.port, extra: ["probe = \"websocket:/\""]))
+        try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "", "HOME": fixture.directory.path])
+        try await fixture.waitForLog("] connected")
+        let refused = try fixture.runCLI(["status", "--deep"])
+        #expect(refused.status == 4, "\(refused)")
+        #expect(refused.stdout.contains("TOKEN REFUSED") && refused.stdout.contains("gateway token: none found"), "\(refused.stdout)")
+        let json = try fixture.statusJSON(["--deep"])
+        let tunnel = try #require(json.report?.tunnels.first)
+        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == "token-refused" && tunnel.gateway?.tokenSource == "none", "\(tunnel)")
+        _ = fixture.daemon?.terminate(grace: .seconds(5))
+
+        try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "deep-token", "HOME": fixture.directory.path])
+        try await fixture.waitForLog("] connected")
+        let ok = try fixture.runCLI(["status", "--deep"])
+        #expect(ok.status == 0, "\(ok)")
+        #expect(ok.stdout.contains("gateway token: from $OPENCLAW_GATEWAY_TOKEN"), "\(ok.stdout)")
+    }
+
+    @Test("smaller truths: the no-key hint's ssh-copy-id has -p PORT; check and import do not offer --socket")
+    func smallerTruths() throws {
+        let world = try World()
+        defer { world.cleanup() }
+        unlink(world.home + "/.ssh/id_ed25519")
+        unlink(world.home + "/.ssh/id_ed25519.pub")
+        let noKey = try world.connect(["--yes"])
+        #expect(noKey.status == 1, "\(noKey)")
+        #expect(
+            noKey.stderr.contains("ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(world.server.port) \(world.server.user)@127.0.0.1"),
+            "\(noKey.stderr)")
+        for command in [["check"], ["import", "ssh-config"], ["import", "openclaw"]] {
+            let help = try world.cli(command + ["--help"])
+            #expect(help.status == 0 && help.stdout.contains("--config") && !help.stdout.contains("--socket"), "\(command): \(help.stdout)")
+        }
+        #expect(try world.cli(["status", "--help"]).stdout.contains("--socket"))
     }
 }

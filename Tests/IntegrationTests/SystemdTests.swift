@@ -151,15 +151,23 @@ struct SystemdTests {
         }
     }
 
-    @Test("under journald (JOURNAL_STREAM set) every log line starts with its syslog priority <N>")
+    /// `DEVICE:INODE` of a file, as systemd writes JOURNAL_STREAM for the stream it gives a service.
+    static func deviceInode(_ path: String) -> String {
+        var info = stat()
+        stat(path, &info)
+        return "\(info.st_dev):\(info.st_ino)"
+    }
+
+    @Test("under journald (JOURNAL_STREAM names stderr) every log line, each line of a multi-line message too, starts with its priority <N>")
     func journaldPriorityPrefixes() async throws {
         let directory = try TestDirectory(prefix: "ecto-journal")
         defer { directory.cleanup() }
         let config = try directory.write("config.toml", "")
+        let errPath = try directory.write("err", "")
         let daemon = try Subprocess(
             try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config],
-            extraEnvironment: ["JOURNAL_STREAM": "8:12345", "NOTIFY_SOCKET": ""],
-            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+            extraEnvironment: ["JOURNAL_STREAM": Self.deviceInode(errPath), "NOTIFY_SOCKET": ""],
+            stdoutPath: directory.file("out"), stderrPath: errPath, appendOutput: true)
         try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
             daemon.stderr().contains("ecto-tunnel running")
         }
@@ -171,6 +179,44 @@ struct SystemdTests {
         #expect(lines.contains { $0.hasPrefix("<6>info") && $0.contains("ecto-tunnel running") }, "\(lines)")
         for line in lines {
             #expect(line.range(of: #"^<[0-7]>"#, options: .regularExpression) != nil, "no priority prefix: \(line)")
+        }
+
+        // A multi-line message (every error of an invalid config): each line is its own journal
+        // entry, so each carries the priority, or `journalctl -p warning` would hide the errors.
+        let bad = try directory.write("bad.toml", "[tunnels.a]\ntarget = 42\n[tunnels.b]\nlocal = 5\n")
+        let badErr = try directory.write("bad.err", "")
+        let refused = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", bad],
+            extraEnvironment: ["JOURNAL_STREAM": Self.deviceInode(badErr), "NOTIFY_SOCKET": ""],
+            stdoutPath: directory.file("bad.out"), stderrPath: badErr, appendOutput: true)
+        #expect(await refused.waitExit(timeout: .seconds(10)) == 78)
+        let errorLines = refused.stderr().split(separator: "\n")
+        #expect(errorLines.filter { $0.contains("\(bad):") }.count >= 2, "\(errorLines)")
+        for line in errorLines {
+            #expect(line.hasPrefix("<2>"), "every line of the critical message has its priority: \(line)")
+        }
+    }
+
+    @Test("JOURNAL_STREAM that does not name stderr (inherited, stderr redirected to a file) is ignored: plain timestamped lines")
+    func journalStreamOfAnotherFileIgnored() async throws {
+        let directory = try TestDirectory(prefix: "ecto-journal")
+        defer { directory.cleanup() }
+        let config = try directory.write("config.toml", "")
+        let other = try directory.write("other", "")
+        let daemon = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config],
+            extraEnvironment: ["JOURNAL_STREAM": Self.deviceInode(other), "NOTIFY_SOCKET": ""],
+            stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
+        try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
+            daemon.stderr().contains("ecto-tunnel running")
+        }
+        daemon.signal(SIGTERM)
+        #expect(await daemon.waitExit(timeout: .seconds(10)) == 0)
+        let lines = daemon.stderr().split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            #expect(!line.hasPrefix("<"), "no priority prefix in a file: \(line)")
+            #expect(line.range(of: #"^\d{4}-\d{2}-\d{2}T"#, options: .regularExpression) != nil, "timestamped: \(line)")
         }
     }
 

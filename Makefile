@@ -33,7 +33,8 @@ deps:
 
 # Extra flags for release builds (and the bench build). --static-swift-stdlib links the Swift runtime
 # and FoundationEssentials in: 3 MiB less idle RSS, but crash and SIGABRT backtraces then need
-# swift-backtrace-static (docs/performance.md, "Memory"). Off by default.
+# swift-backtrace-static (docs/performance.md, "Memory"). Off by default here; `make deb` and
+# `make install` always link it in and ship that backtracer (docs/packaging.md).
 RELEASE_FLAGS ?=
 
 build:

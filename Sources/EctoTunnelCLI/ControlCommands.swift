@@ -67,7 +67,7 @@ struct Status: ParsableCommand {
             tunnel is up), shown apart from the SSH state so that "tunnel up, gateway down" is \
             visible. --deep runs the probes now (a tcp probe where none is configured) and shows \
             their latency.
-            --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
+            --json prints the status contract: {"version": 1, "daemon_version": "X.Y.Z", "tunnels": [...]} (see \
             docs/control-protocol.md). --watch follows state changes live until interrupted.
             Exit status: 0 when every enabled tunnel is up (and, with --deep, its gateway \
             answers), 3 when one is not, 2 when no daemon answers, 1 for an unknown tunnel.

@@ -88,6 +88,8 @@ SWIFT_BACKTRACER ?= $(dir $(shell command -v $(SWIFT) 2>/dev/null || echo /opt/s
 VERSION = $(shell scripts/version.sh)
 DEB = ecto-tunnel_$(VERSION)_$(shell dpkg --print-architecture).deb
 PREFIX ?= /usr/local
+# `make install PREFIX=~/.local` from a shell that leaves ~ after = alone (zsh): expand it here.
+override PREFIX := $(patsubst ~/%,$(HOME)/%,$(PREFIX))
 DESTDIR ?=
 
 dist-build:

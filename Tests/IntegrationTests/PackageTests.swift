@@ -117,10 +117,10 @@ struct PackageTests {
         #expect(FileManager.default.fileExists(atPath: toolchain + "/usr/bin/swift"), "the test needs the toolchain present, to prove it hidden")
         // A leftover from an interrupted run would hide what this install does.
         if try run("dpkg-query", ["-W", "-f", "${db:Status-Status}", "ecto-tunnel"]).stdout == "installed" {
-            try run("apt-get", ["purge", "-y", "-q", "ecto-tunnel"]).check()
+            try run("apt-get", ["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "ecto-tunnel"]).check()
         }
         let libexecSwiftExisted = FileManager.default.fileExists(atPath: "/usr/libexec/swift")
-        defer { _ = try? run("apt-get", ["purge", "-y", "-q", "ecto-tunnel"]) }
+        defer { _ = try? run("apt-get", ["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "ecto-tunnel"]) }
 
         let install = try run(
             "unshare", withoutToolchain("apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 '\(debPath)'"),
@@ -188,7 +188,7 @@ struct PackageTests {
         try await shippedUnitUnderSystemd(version: version)
 
         // Purge: nothing of the package is left.
-        let purge = try run("apt-get", ["purge", "-y", "-q", "ecto-tunnel"])
+        let purge = try run("apt-get", ["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "ecto-tunnel"])
         #expect(purge.status == 0, "\(purge.stdout)\(purge.stderr)")
         #expect(try run("dpkg-query", ["-W", "-f", "${db:Status-Status}", "ecto-tunnel"]).stdout != "installed")
         let listing = try run("dpkg-deb", ["-c", debPath]).check().stdout

@@ -110,8 +110,8 @@ struct Install: ParsableCommand {
             Output().say("not using the installed unit: it runs \(defaultConfig), not \(configPath); writing a unit of our own (it takes precedence)")
             return false
         }
-        if let socket = global.socket, let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"],
-            absolutePath(socket) != absolutePath(runtime + "/ecto-tunnel/control.sock")
+        if let socket = global.socket,
+            ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"].map({ absolutePath($0 + "/ecto-tunnel/control.sock") }) != absolutePath(socket)
         {
             Output().say("not using the installed unit: it listens on %t/ecto-tunnel/control.sock, not \(socket); writing a unit of our own")
             return false
@@ -298,7 +298,7 @@ enum UnitPaths {
     /// The unit installed next to `binary` = PREFIX/bin/ecto-tunnel: PREFIX/lib/systemd/user (the
     /// package: /usr/lib/systemd/user) or PREFIX/share/systemd/user (`make install`), if its
     /// ExecStart= runs `binary`. `unitDirectory` (what `install` writes) is never one.
-    static func shippedUnit(binary: String, fileExists: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) })
+    static func shippedUnit(binary: String, read: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) })
         -> ShippedUnit?
     {
         let suffix = "/bin/ecto-tunnel"
@@ -306,12 +306,12 @@ enum UnitPaths {
         let prefix = String(binary.dropLast(suffix.count))
         for directory in [prefix + "/lib/systemd/user", prefix + "/share/systemd/user"] where directory != unitDirectory() {
             let path = directory + "/" + serviceName
-            guard let text = fileExists(path) else { continue }
+            guard let text = read(path) else { continue }
             let execStart = "ExecStart=" + quote(binary) + " "
             if text.split(separator: "\n").contains(where: { $0.hasPrefix(execStart) }) {
                 var replaced = false
                 for name in [serviceName, templateName] {
-                    if let own = fileExists(unitDirectory() + "/" + name), own.hasPrefix(installMarker) { replaced = true }
+                    if let own = read(unitDirectory() + "/" + name), own.hasPrefix(installMarker) { replaced = true }
                 }
                 return ShippedUnit(path: path, binary: binary, replacedOwnUnit: replaced)
             }

@@ -19,6 +19,7 @@ packages=(
     util-linux                        # unshare, nsenter, setpriv
     passwd                            # useradd/usermod: the systemd --user tests run as user ectotest-sd
     systemd                           # `ecto-tunnel install` unit checks and the systemd --user tests
+    dpkg-dev lintian                  # make deb: dpkg-shlibdeps computes Depends:, lintian checks the .deb
 )
 
 fail() {

@@ -1,3 +1,4 @@
+import EctoPlatform
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -196,10 +197,18 @@ public struct TunnelReport: Codable, Sendable, Equatable {
 /// `GET /v1/status`: every tunnel, in config order.
 public struct StatusReport: Codable, Sendable, Equatable {
     public var version: Int
+    /// The daemon's ecto-tunnel version (`EctoVersion.current`); absent from daemons before 0.1.0.
+    public var daemonVersion: String?
     public var tunnels: [TunnelReport]
 
-    public init(tunnels: [TunnelReport]) {
+    enum CodingKeys: String, CodingKey {
+        case version, tunnels
+        case daemonVersion = "daemon_version"
+    }
+
+    public init(tunnels: [TunnelReport], daemonVersion: String? = EctoVersion.current) {
         self.version = ControlProtocol.version
+        self.daemonVersion = daemonVersion
         self.tunnels = tunnels
     }
 }
@@ -366,12 +375,22 @@ public struct ReloadReport: Codable, Sendable, Equatable {
 
 /// `GET /v1/version`.
 public struct VersionReport: Codable, Sendable, Equatable {
+    /// The control protocol's version (1).
     public var version: Int
+    /// The daemon's ecto-tunnel version (`EctoVersion.current`, what `ecto-tunnel --version`
+    /// prints); absent from daemons before 0.1.0.
+    public var daemonVersion: String?
     public var pid: Int32
     public var config: String
 
-    public init(pid: Int32, config: String) {
+    enum CodingKeys: String, CodingKey {
+        case version, pid, config
+        case daemonVersion = "daemon_version"
+    }
+
+    public init(pid: Int32, config: String, daemonVersion: String? = EctoVersion.current) {
         self.version = ControlProtocol.version
+        self.daemonVersion = daemonVersion
         self.pid = pid
         self.config = config
     }

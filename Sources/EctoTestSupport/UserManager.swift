@@ -39,7 +39,9 @@ public final class SystemdUserManager: @unchecked Sendable {
     private let cleanedUp = Locked(false)
 
     /// Starts a manager and waits (at most `timeout`) until `SystemState` is `running`.
-    public init(timeout: Duration = .seconds(15)) throws {
+    /// `hiding`: directories covered by an empty tmpfs in the manager's mount namespace, so that
+    /// neither it nor its services see them (the package tests hide the Swift toolchain).
+    public init(timeout: Duration = .seconds(15), hiding: [String] = []) throws {
         guard geteuid() == 0 else {
             throw TestSupportError(.notFound, "a systemd --user test manager needs root (to create cgroups and a mount namespace)")
         }
@@ -86,7 +88,7 @@ public final class SystemdUserManager: @unchecked Sendable {
             set -e
             mount -t tmpfs -o mode=755 tmpfs /run/systemd
             mkdir /run/systemd/system
-            echo $$ > /sys/fs/cgroup/unified/\(slice)/user@\(uid).service/cgroup.procs
+            \(hiding.map { "mount -t tmpfs -o mode=755,size=1m tmpfs '\($0)'\n" }.joined())echo $$ > /sys/fs/cgroup/unified/\(slice)/user@\(uid).service/cgroup.procs
             echo $$ > /sys/fs/cgroup/systemd/\(slice)/user@\(uid).service/cgroup.procs
             exec setpriv --reuid=\(uid) --regid=\(gid) --init-groups env -i HOME=\(home) USER=\(Self.userName) \
             LOGNAME=\(Self.userName) PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR=\(runtimeDirectory) \

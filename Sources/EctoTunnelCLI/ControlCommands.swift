@@ -71,7 +71,7 @@ struct Status: ParsableCommand {
             tunnel is up), shown apart from the SSH state so that "tunnel up, gateway down" is \
             visible. --deep runs the probes now (a tcp probe where none is configured) and shows \
             their latency.
-            --json prints the status contract: {"version": 1, "tunnels": [...]} (see \
+            --json prints the status contract: {"version": 1, "daemon_version": "X.Y.Z", "tunnels": [...]} (see \
             docs/control-protocol.md). --watch follows state changes live until interrupted.
             With --deep the table also says where the daemon's probes take the gateway token from \
             (--token is not known to the daemon: gateway.remote.token, OPENCLAW_GATEWAY_TOKEN or \

@@ -2,6 +2,7 @@ import ArgumentParser
 import EctoConfig
 import EctoControl
 import EctoDaemon
+import EctoPlatform
 import EctoSSH
 import EctoTunnel
 #if canImport(FoundationEssentials)
@@ -25,9 +26,10 @@ struct EctoTunnelCommand: ParsableCommand {
             see docs/control-protocol.md): status, target, up, down, reconnect, reload. They exit \
             with 2 when no daemon answers.
             """,
+        version: EctoVersion.current,
         subcommands: [
             Run.self, Status.self, Target.self, Up.self, Down.self, Reconnect.self, Reload.self, Check.self,
-            Install.self, Uninstall.self, Connect.self, Disconnect.self, Import.self,
+            Install.self, Uninstall.self, Connect.self, Disconnect.self, Import.self, UnitFile.self,
         ]
     )
 }

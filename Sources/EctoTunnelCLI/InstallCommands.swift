@@ -19,11 +19,13 @@ struct Install: ParsableCommand {
         abstract: "Install, enable and start the systemd user unit.",
         discussion: """
             Checks the config like `check` (the same checks: a bad config, an unprotected or \
-            unusable key, a passphrase file others can read are refused with file:line and key), \
-            then writes \
-            ecto-tunnel.service and the template ecto-tunnel@.service into \
+            unusable key, a passphrase file others can read are refused with file:line and key). \
+            When this binary was installed with its unit (the Debian package: /usr/lib/systemd/user; \
+            `make install`: PREFIX/share/systemd/user) and the config is the default one, it \
+            enables that unit and writes none (removing one an earlier install wrote). Otherwise \
+            it writes ecto-tunnel.service and the template ecto-tunnel@.service into \
             $XDG_CONFIG_HOME/systemd/user (~/.config/systemd/user) with ExecStart pointing at this \
-            binary and --config (and --socket, if given) as absolute paths, runs \
+            binary and --config (and --socket, if given) as absolute paths. Then it runs \
             `systemctl --user daemon-reload`, then `enable --now` (or `restart` when the unit was \
             already running and its file changed), and waits up to 30 s for the service to be \
             active: it becomes active only once the daemon reports READY (config loaded, listeners \
@@ -53,18 +55,22 @@ struct Install: ParsableCommand {
         let binary = try executablePath()
         let unitDirectory = UnitPaths.unitDirectory()
         try createDirectories(unitDirectory)
-
-        var arguments = ["--config", configPath]
-        if let socket = global.socket { arguments += ["--socket", absolutePath(socket)] }
-        let service = UnitPaths.render(UnitTemplates.service, binary: binary, arguments: arguments)
-        let template = UnitPaths.render(UnitTemplates.template, binary: binary, arguments: nil)
-        let servicePath = unitDirectory + "/" + UnitPaths.serviceName
-        let templatePath = unitDirectory + "/" + UnitPaths.templateName
-        let serviceChanged = try writeOwnedFile(servicePath, service, out: out)
-        _ = try writeOwnedFile(templatePath, template, out: out)
         try writeEnvironmentFile(out: out)
 
-        try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
+        let serviceChanged: Bool
+        if let shipped = UnitPaths.shippedUnit(binary: binary), shippedUnitFits(configPath: configPath),
+            try useShippedUnit(shipped, systemd: systemd, out: out)
+        {
+            serviceChanged = shipped.replacedOwnUnit
+        } else {
+            var arguments = ["--config", configPath]
+            if let socket = global.socket { arguments += ["--socket", absolutePath(socket)] }
+            let service = UnitPaths.render(UnitTemplates.service, binary: binary, arguments: arguments)
+            let template = UnitPaths.render(UnitTemplates.template, binary: binary, arguments: nil)
+            serviceChanged = try writeOwnedFile(unitDirectory + "/" + UnitPaths.serviceName, service, out: out)
+            _ = try writeOwnedFile(unitDirectory + "/" + UnitPaths.templateName, template, out: out)
+            try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
+        }
         let wasActive = systemd.property("ActiveState") == "active"
         if wasActive && serviceChanged {
             try systemd.run(["--no-block", "restart", UnitPaths.serviceName]).orFail("systemctl --user restart")
@@ -97,6 +103,50 @@ struct Install: ParsableCommand {
             several daemons: put NAME.toml next to the config and run systemctl --user enable --now ecto-tunnel@NAME
             remove:          ecto-tunnel uninstall
             """)
+    }
+
+    /// The packaged unit runs `--config %E/ecto-tunnel/config.toml` on the default socket: it fits
+    /// only when that is the config (and socket) asked for.
+    private func shippedUnitFits(configPath: String) -> Bool {
+        let defaultConfig = absolutePath(UnitPaths.configHome() + "/ecto-tunnel/config.toml")
+        guard configPath == defaultConfig else {
+            Output().say("not using the installed unit: it runs \(defaultConfig), not \(configPath); writing a unit of our own (it takes precedence)")
+            return false
+        }
+        if let socket = global.socket,
+            ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"].map({ absolutePath($0 + "/ecto-tunnel/control.sock") }) != absolutePath(socket)
+        {
+            Output().say("not using the installed unit: it listens on %t/ecto-tunnel/control.sock, not \(socket); writing a unit of our own")
+            return false
+        }
+        return true
+    }
+
+    /// Enables the unit installed next to this binary (the package's, or `make install`'s) instead
+    /// of writing a second one: removes units an earlier `install` wrote (they would hide it), then
+    /// checks that the user manager loads the installed file. False (nothing enabled) when it
+    /// loads another one, e.g. a PREFIX outside the manager's unit search path.
+    private func useShippedUnit(_ shipped: UnitPaths.ShippedUnit, systemd: UserManager, out: Output) throws -> Bool {
+        let unitDirectory = UnitPaths.unitDirectory()
+        for name in [UnitPaths.serviceName, UnitPaths.templateName] {
+            let path = unitDirectory + "/" + name
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            if text.hasPrefix(installMarker) {
+                if unlink(path) != 0 { out.fail("cannot remove \(path): \(String(cString: strerror(errno)))") }
+                out.say("removed \(path): the installed \(shipped.path) replaces it")
+            } else {
+                out.say("\(path) (not written by `ecto-tunnel install`) overrides the installed \(shipped.path)")
+                return false
+            }
+        }
+        try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
+        let loaded = systemd.property("FragmentPath")
+        guard loaded == shipped.path else {
+            out.say("the user manager loads \(loaded.isEmpty ? "no ecto-tunnel.service" : loaded), not \(shipped.path) (outside its unit search path?); writing a unit of our own")
+            return false
+        }
+        out.say("using the installed unit \(shipped.path) (ExecStart=\(shipped.binary))")
+        return true
     }
 
     /// Writes SSH_AUTH_SOCK to the unit's environment file when it is a stable path.
@@ -132,9 +182,9 @@ struct Uninstall: ParsableCommand {
         discussion: """
             Runs `systemctl --user disable --now ecto-tunnel.service` (and stops and disables every \
             ecto-tunnel@NAME instance), removes the unit files and the environment file that \
-            `install` wrote (only files that start with its marker comment; drop-ins and files \
-            you wrote stay), and runs `systemctl --user daemon-reload`. The config, keys and \
-            known_hosts are not touched.
+            `install` wrote (only files that start with its marker comment; drop-ins, files \
+            you wrote and the unit of the package or `make install` stay), and runs \
+            `systemctl --user daemon-reload`. The config, keys and known_hosts are not touched.
             Exit status: 0 when done, 1 when no user manager is reachable or a step failed.
             """)
 
@@ -164,7 +214,42 @@ struct Uninstall: ParsableCommand {
         }
         try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
         _ = try systemd.run(["reset-failed", UnitPaths.serviceName], allowFailure: true)
-        out.say("systemd user manager reloaded; ecto-tunnel is no longer installed")
+        if let binary = try? executablePath(), let shipped = UnitPaths.shippedUnit(binary: binary) {
+            out.say("systemd user manager reloaded; the service is stopped and disabled (\(shipped.path) stays: it belongs to the package or `make install`)")
+        } else {
+            out.say("systemd user manager reloaded; ecto-tunnel is no longer installed")
+        }
+    }
+}
+
+/// Prints a unit file: how units/, the package and `make install` get theirs (one source).
+struct UnitFile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unit-file",
+        abstract: "Print a systemd user unit file (for packaging).",
+        discussion: """
+            Prints ecto-tunnel.service or ecto-tunnel@.service, the units `install` writes, with \
+            --exec in ExecStart= and the default --config/--socket (%E/ecto-tunnel/config.toml, \
+            %t/ecto-tunnel/control.sock). `make units`, `make deb` and `make install` use it, so \
+            that every copy comes from the text built into this binary.
+            """,
+        shouldDisplay: false)
+
+    @Argument(help: ArgumentHelp("ecto-tunnel.service or ecto-tunnel@.service.", valueName: "name"))
+    var name: String
+
+    @Option(name: .long, help: ArgumentHelp("The binary for ExecStart= (absolute).", valueName: "path"))
+    var exec: String = UnitPaths.shippedBinary
+
+    func validate() throws {
+        guard UnitPaths.templates[name] != nil else {
+            throw ValidationError("unknown unit \(name): expected \(UnitPaths.serviceName) or \(UnitPaths.templateName)")
+        }
+        guard exec.hasPrefix("/") else { throw ValidationError("--exec must be an absolute path, got \(exec)") }
+    }
+
+    func run() throws {
+        print(UnitPaths.unit(UnitPaths.templates[name]!, binary: exec, arguments: nil), terminator: "")
     }
 }
 
@@ -187,14 +272,54 @@ enum UnitPaths {
     static func unitDirectory() -> String { configHome() + "/systemd/user" }
     static func environmentFile() -> String { configHome() + "/ecto-tunnel/environment" }
 
-    /// A shipped unit with the marker on top, `binary` in ExecStart and, when given, `arguments`
-    /// instead of the shipped `--config … --socket …`.
-    static func render(_ unit: String, binary: String, arguments: [String]?) -> String {
-        var text = unit.replacing("ExecStart=" + shippedBinary + " ", with: "ExecStart=" + quote(binary) + " ")
+    /// The unit files by name, as `unit-file` takes them.
+    static let templates = [serviceName: UnitTemplates.service, templateName: UnitTemplates.template]
+
+    /// A unit of `UnitTemplates` with `binary` in ExecStart and, when given, `arguments` instead
+    /// of the shipped `--config … --socket …`: what units/, the package and `make install` hold.
+    static func unit(_ template: String, binary: String, arguments: [String]?) -> String {
+        var text = template.replacing("ExecStart=" + shippedBinary + " ", with: "ExecStart=" + quote(binary) + " ")
         if let arguments {
             text = text.replacing(shippedArguments, with: arguments.map(quote).joined(separator: " "))
         }
-        return installMarker + "\n" + text + "\n"
+        return text + "\n"
+    }
+
+    /// What `install` writes: `unit(…)` with the marker on top.
+    static func render(_ template: String, binary: String, arguments: [String]?) -> String {
+        installMarker + "\n" + unit(template, binary: binary, arguments: arguments)
+    }
+
+    /// An ecto-tunnel.service installed next to a binary (by the package or `make install`).
+    struct ShippedUnit {
+        var path: String
+        var binary: String
+        /// True when `install` removed a unit it had written before (so the service changed).
+        var replacedOwnUnit = false
+    }
+
+    /// The unit installed next to `binary` = PREFIX/bin/ecto-tunnel: PREFIX/lib/systemd/user (the
+    /// package: /usr/lib/systemd/user) or PREFIX/share/systemd/user (`make install`), if its
+    /// ExecStart= runs `binary`. `unitDirectory` (what `install` writes) is never one.
+    static func shippedUnit(binary: String, read: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) })
+        -> ShippedUnit?
+    {
+        let suffix = "/bin/ecto-tunnel"
+        guard binary.hasSuffix(suffix) else { return nil }
+        let prefix = String(binary.dropLast(suffix.count))
+        for directory in [prefix + "/lib/systemd/user", prefix + "/share/systemd/user"] where directory != unitDirectory() {
+            let path = directory + "/" + serviceName
+            guard let text = read(path) else { continue }
+            let execStart = "ExecStart=" + quote(binary) + " "
+            if text.split(separator: "\n").contains(where: { $0.hasPrefix(execStart) }) {
+                var replaced = false
+                for name in [serviceName, templateName] {
+                    if let own = read(unitDirectory() + "/" + name), own.hasPrefix(installMarker) { replaced = true }
+                }
+                return ShippedUnit(path: path, binary: binary, replacedOwnUnit: replaced)
+            }
+        }
+        return nil
     }
 
     /// One word of a systemd command line: `%` doubled (specifiers), quoted if it has blanks.

@@ -1,12 +1,19 @@
-// The unit files of units/, embedded so that an installed binary needs nothing else.
-// Keep in step with units/ecto-tunnel.service and units/ecto-tunnel@.service: SystemdTests compares
-// what `install` writes with those files.
+// The systemd user units: the ONE source of every copy. Embedded so that an installed binary needs
+// nothing else; everything else is rendered from here by `UnitPaths.unit` (ExecStart= on a given
+// binary):
+//   units/*.service                    `make units` (ExecStart=/usr/local/bin/ecto-tunnel)
+//   the .deb's /usr/lib/systemd/user   `make deb`   (ExecStart=/usr/bin/ecto-tunnel)
+//   $(PREFIX)/share/systemd/user       `make install`
+//   ~/.config/systemd/user             `ecto-tunnel install` (this binary, the --config path)
+// all through `ecto-tunnel unit-file NAME --exec PATH`. Edit the text below, then run `make units`:
+// UnitFileTests fails while units/ differs from it.
 
 enum UnitTemplates {
     /// units/ecto-tunnel.service
     static let service = """
 # ecto-tunnel: keeps SSH LocalForward tunnels open (systemd user unit). See docs/systemd.md.
-# `ecto-tunnel install` writes this file with the real binary path in ExecStart=.
+# Rendered from Sources/EctoTunnelCLI/UnitTemplates.swift (edit it there, then `make units`), with
+# the binary's path in ExecStart=: /usr/bin by the package, the real path by `ecto-tunnel install`.
 
 [Unit]
 Description=ecto-tunnel SSH LocalForward tunnels
@@ -112,7 +119,8 @@ WantedBy=default.target
 # ecto-tunnel@NAME: one more independent daemon per instance (systemd user template unit).
 # Config: $XDG_CONFIG_HOME/ecto-tunnel/NAME.toml; control socket: $XDG_RUNTIME_DIR/ecto-tunnel/NAME.sock.
 # Start: systemctl --user enable --now ecto-tunnel@NAME. See docs/systemd.md.
-# `ecto-tunnel install` writes this file next to ecto-tunnel.service, with the real binary path.
+# Rendered from Sources/EctoTunnelCLI/UnitTemplates.swift (edit it there, then `make units`), with
+# the binary's path in ExecStart=: /usr/bin by the package, the real path by `ecto-tunnel install`.
 
 [Unit]
 Description=ecto-tunnel SSH LocalForward tunnels (%i)

@@ -62,6 +62,15 @@ struct ControlTests {
         for key in ["\"bytes_in\":", "\"bytes_out\":", "\"last_error\":null", "\"since\":\"", "\"reconnects\":0", "\"version\":1"] {
             #expect(raw.contains(key), "\(key) in \(raw)")
         }
+        // The daemon's version, the one `--version` prints, in the status and in GET /v1/version.
+        let version = try fixture.runCLI(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(raw.contains("\"daemon_version\":\"\(version)\""), "\(raw)")
+        let versionAnswer = try ControlClient(path: fixture.socketPath, timeout: 2).request("GET", "/v1/version")
+        guard case .success(let versionReport) = versionAnswer.decode(VersionReport.self) else {
+            Issue.record("GET /v1/version: \(versionAnswer)")
+            return
+        }
+        #expect(versionReport.daemonVersion == version && versionReport.version == 1, "\(versionReport)")
 
         #expect(try fixture.runCLI(["status", "a"]).status == 0, "one tunnel that is up: exit 0")
         #expect(try fixture.runCLI(["status", "dead"]).status == 3)

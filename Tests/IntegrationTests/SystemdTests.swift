@@ -3,6 +3,11 @@ import Foundation
 import Glibc
 import Testing
 
+/// The repository root.
+private func repositoryRoot(filePath: StaticString = #filePath) -> String {
+    URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}
+
 /// The unit files as shipped (units/ in the repository).
 private func shippedUnit(_ name: String, filePath: StaticString = #filePath) throws -> String {
     let root = URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent()
@@ -26,9 +31,9 @@ final class SystemdFixture: @unchecked Sendable {
     let daemonLogPath: String
     let binary: String
 
-    init(dropIn extraDropIn: String = "") throws {
+    init(dropIn extraDropIn: String = "", hiding: [String] = []) throws {
         binary = try ProductLocator.binary("ecto-tunnel")
-        manager = try SystemdUserManager()
+        manager = try SystemdUserManager(hiding: hiding)
         do {
             server = try SSHServer()
             echo = try EchoServer()
@@ -586,6 +591,65 @@ struct SystemdTests {
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("stopped and disabled ecto-tunnel@work.service"), "\(result.stdout)")
         #expect(try fixture.manager.property("ActiveState", of: unit) == "inactive")
+    }
+
+    @Test("make install PREFIX=~/.local: install enables that unit instead of writing one (and removes the one it wrote before); uninstall and make uninstall leave nothing")
+    func installedUnitIsEnabledNotCopied() async throws {
+        let fixture = try SystemdFixture()
+        defer { fixture.cleanup() }
+        let home = fixture.manager.home
+        let unitDirectory = fixture.manager.configHome + "/systemd/user/"
+        try fixture.install()  // the unit of our own, as before a package or `make install`
+        let firstPID = try fixture.mainPID()
+        #expect(FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel.service"))
+
+        // What `make install PREFIX=~/.local` runs (scripts/install.sh), with this build's binary.
+        let script = repositoryRoot() + "/scripts/install.sh"
+        let laidOut = try fixture.manager.runAsUser(script, ["--bin", fixture.binary, "--prefix", home + "/.local"])
+        #expect(laidOut.status == 0, "\(laidOut.stdout)\(laidOut.stderr)")
+        let installed = home + "/.local/bin/ecto-tunnel"
+        let shipped = home + "/.local/share/systemd/user/ecto-tunnel.service"
+        let shippedText = try String(contentsOfFile: shipped, encoding: .utf8)
+        #expect(shippedText.contains("\nExecStart=\(installed) run --config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock\n"))
+        for file in ["bash-completion/completions/ecto-tunnel", "zsh/site-functions/_ecto-tunnel", "fish/vendor_completions.d/ecto-tunnel.fish", "systemd/user/ecto-tunnel@.service"] {
+            #expect(FileManager.default.fileExists(atPath: home + "/.local/share/" + file), "\(file) not installed")
+        }
+
+        let result = try fixture.manager.runAsUser(installed, ["install"])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)\n--- daemon log:\n\(fixture.daemonLog)")
+        #expect(result.stdout.contains("removed \(unitDirectory)ecto-tunnel.service: the installed \(shipped) replaces it"), "\(result.stdout)")
+        #expect(result.stdout.contains("using the installed unit \(shipped)"), "\(result.stdout)")
+        #expect(result.stdout.contains("restarted ecto-tunnel.service"), "\(result.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel.service"))
+        #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel@.service"))
+        #expect(try fixture.property("FragmentPath") == shipped)
+        try await waitUntil(timeout: .seconds(20), "the installed unit active with a new daemon\n\(fixture.states)") {
+            (try? fixture.property("ActiveState")) == "active" && (try? fixture.mainPID()).map { $0 != firstPID && $0 != 0 } == true
+        }
+        try await waitUntil(timeout: .seconds(15), "an echo through the installed unit's tunnel\n\(fixture.socketsReport())") {
+            (try? fixture.echoWorks(seed: 21)) == true
+        }
+        #expect(try fixture.property("UnitFileState") == "enabled")
+        let again = try fixture.manager.runAsUser(installed, ["install"])
+        #expect(again.stdout.contains("already running"), "\(again.stdout)")
+
+        // Another config than the default: the installed unit does not fit, a unit of our own is written.
+        let other = fixture.manager.configHome + "/ecto-tunnel/other.toml"
+        try fixture.manager.writeFile(other, try String(contentsOfFile: fixture.configPath, encoding: .utf8))
+        let own = try fixture.manager.runAsUser(installed, ["install", "--config", other])
+        #expect(own.status == 0, "\(own.stdout)\(own.stderr)")
+        #expect(own.stdout.contains("not using the installed unit"), "\(own.stdout)")
+        #expect(try String(contentsOfFile: unitDirectory + "ecto-tunnel.service", encoding: .utf8).contains("--config \(other)"))
+        #expect(try fixture.property("FragmentPath") == unitDirectory + "ecto-tunnel.service")
+
+        let uninstall = try fixture.manager.runAsUser(installed, ["uninstall"])
+        #expect(uninstall.status == 0, "\(uninstall.stdout)\(uninstall.stderr)")
+        #expect(uninstall.stdout.contains("\(shipped) stays"), "\(uninstall.stdout)")
+        #expect(try fixture.property("UnitFileState") == "disabled")
+        let removed = try fixture.manager.runAsUser(script, ["--uninstall", "--prefix", home + "/.local"])
+        #expect(removed.status == 0, "\(removed.stdout)\(removed.stderr)")
+        let left = try Subprocess.run("find", [home + "/.local", "-type", "f"]).check().stdout
+        #expect(left.isEmpty, "left by make uninstall: \(left)")
     }
 
     @Test("uninstall: disabled, stopped, unit files gone, list-unit-files no longer shows it")

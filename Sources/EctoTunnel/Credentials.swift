@@ -68,7 +68,15 @@ enum Credentials {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
             let code = errno
-            throw AttemptFailure(.local, "cannot open \(what) \(path): \(String(cString: strerror(code)))")
+            // Not there (yet): it may appear (a key being copied in), so a fixed retry; out of
+            // descriptors or memory is this process's own trouble; anything else needs the operator.
+            let kind: FailureKind =
+                switch code {
+                case ENOENT: .localTemporary
+                case EMFILE, ENFILE, ENOMEM: .resources
+                default: .local
+                }
+            throw AttemptFailure(kind, "cannot open \(what) \(path): \(String(cString: strerror(code)))")
         }
         defer { close(fd) }
         var info = stat()

@@ -19,8 +19,8 @@ public enum FailureKind: Sendable, Equatable {
     /// exponential backoff (each counts in `failures`).
     case transport
     /// The host answered but nothing listens on the SSH port (ECONNREFUSED): typically sshd
-    /// restarting. Within `Policy.fastWindow` of the start of an outage (unless the last session
-    /// died young, see `ReconnectMachine`), retried every `Policy.refusedRetryCap` (jittered down to
+    /// restarting. Within `Policy.fastWindow` of the start of an outage (unless sessions keep dying
+    /// young, see `ReconnectMachine`), retried every `Policy.refusedRetryCap` (jittered down to
     /// half of it): a refused TCP connect costs the server nothing and lets the tunnel come back
     /// within that cap (plus one handshake) of the server accepting again. After the window it
     /// joins the exponential backoff, so a permanent outage costs a few attempts an hour.
@@ -82,7 +82,7 @@ extension ReconnectAction: Equatable where Instant: Equatable {}
 ///   repeats. A server that accepts and drops every session at once keeps growing the count, so
 ///   it is met with longer and longer waits, never a storm.
 /// - Refused connects in the first `fastWindow` of an outage are retried at the fast cadence
-///   (≤ `refusedRetryCap`) without counting, unless the last session died young; after the window
+///   (≤ `refusedRetryCap`) without counting, unless the last two sessions or more died young; after the window
 ///   they join the backoff.
 /// - Local trouble (`localTemporary`, `resources`) has fixed short retries of its own and never
 ///   touches `failures`.
@@ -144,7 +144,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     private var everUp = false
     private var upSince: Instant?
     /// The last session ended before `provenAfter`: refusals get no fast cadence until one lives.
-    private var lastSessionDiedYoung = false
+    private var youngDeaths = 0
     /// The current session carried traffic (`sessionProven`).
     private var proven = false
     /// After a proven session is lost: until when one young death is still part of that outage.
@@ -211,10 +211,11 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
             failures += 1
             return scheduleBackoff(.remote, now, &random)
         case .refused:
-            // Fast unless the last session died young (a server that crashes on every session
-            // and restarts must not get the fast cadence); a transport hiccup as the server went
-            // away (the port still open for a moment) is no such evidence.
-            if !lastSessionDiedYoung && outageStart.duration(to: now) < policy.fastWindow {
+            // Fast unless the last sessions died young, twice in a row or more (a server that
+            // crashes on every session and restarts must not get the fast cadence; one short
+            // session, say a server stopped just after we connected, is forgiven); a transport
+            // hiccup as the server went away (the port still open for a moment) is no evidence.
+            if youngDeaths < 2 && outageStart.duration(to: now) < policy.fastWindow {
                 return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now, step: policy.refusedRetryCap)
             }
             failures += 1
@@ -233,7 +234,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         if proven || (upSince.map { $0.duration(to: now) >= policy.provenAfter } ?? false) {
             // The server worked: this is an outage, not a server that drops us. Try again now.
             failures = 0
-            lastSessionDiedYoung = false
+            youngDeaths = 0
             graceUntil = now.advanced(by: policy.fastWindow)
             graceUsed = false
             enter(.connecting, now)
@@ -247,7 +248,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         }
         // Died young: evidence against the server (it may accept and drop every session).
         failures += 1
-        lastSessionDiedYoung = true
+        youngDeaths += 1
         return scheduleBackoff(.remote, now, &random)
     }
 
@@ -265,7 +266,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         case .down, .connecting:
             return .none
         case .up, .backoff, .failed:
-            if state == .failed { failures = 0; authenticationFailures = 0; lastSessionDiedYoung = false }
+            if state == .failed { failures = 0; authenticationFailures = 0; youngDeaths = 0 }
             enter(.connecting, now)
             return .connect
         }
@@ -303,7 +304,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         guard state == .down else { return .none }
         failures = 0
         authenticationFailures = 0
-        lastSessionDiedYoung = false
+        youngDeaths = 0
         enter(.connecting, now)
         return .connect
     }

@@ -74,6 +74,8 @@ extension TunnelDriver {
         case .hostKey: stage = "host key"
         case .authentication: stage = "authentication"
         case .local: stage = "credentials"
+        case .localTemporary: stage = failure.message.hasPrefix("cannot record the new host key") ? "host key" : "credentials"
+        case .resources: stage = preflightStage ?? probe.stage
         case .refused: stage = "connect"
         case .transport:
             stage = failure.message.hasPrefix("cannot resolve") ? "resolve" : preflightStage ?? probe.stage

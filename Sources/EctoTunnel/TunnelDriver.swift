@@ -79,7 +79,7 @@ final class TunnelDriver {
     /// accept failed for want of resources: the listener is not watched until `until`.
     var acceptBackoff: (until: Instant, pause: Duration)?
     var refusedTotal: UInt64 = 0
-    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0))
+    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0))
     /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
@@ -639,7 +639,7 @@ final class TunnelDriver {
                 if group.report(lane: lane, up: up, connections: count) && isPrimary { group.primaryCameUp() }
             }
         }
-        let snapshot = (count, bytesIn, bytesOut)
+        let snapshot = (count, bytesIn, bytesOut, clientsRefused)
         if !notify && snapshot == published { return }
         published = snapshot
         let machine = self.machine

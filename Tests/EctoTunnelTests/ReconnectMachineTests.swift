@@ -322,10 +322,20 @@ struct TestInstant: InstantProtocol, Sendable {
         _ = machine.connected(now: .zero)
         _ = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(200)), random: &random)
         #expect(machine.failures == 1)
+        // One young death is forgiven for the cadence (a server stopped just after we connected).
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(2)))
-        guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random) else { return }
+        guard case .waitUntil(let fast) = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random) else { return }
+        #expect(TestInstant(offset: .seconds(2)).duration(to: fast) <= policy.refusedRetryCap)
+        // A second one in a row is not.
+        _ = machine.deadlineReached(now: fast)
+        _ = machine.connected(now: fast)
+        _ = machine.sessionLost(message: "reset", now: fast.advanced(by: .milliseconds(200)), random: &random)
         #expect(machine.failures == 2)
-        #expect(TestInstant(offset: .seconds(2)).duration(to: at) >= .seconds(1))
+        let later = fast.advanced(by: .seconds(5))
+        _ = machine.deadlineReached(now: later)
+        guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "refused", now: later, random: &random) else { return }
+        #expect(machine.failures == 3)
+        #expect(later.duration(to: at) >= .seconds(2))
     }
 
     /// A simulated server for the machine, in milliseconds.

@@ -51,6 +51,10 @@ public enum Metrics {
             "ecto_tunnel_channel_refusals_total", "counter",
             "Channel opens the SSH server refused (nothing listening on remote, as seen from the server, or forwarding not allowed).",
             per { "\($0.refusedTotal)" })
+        family(
+            "ecto_tunnel_clients_refused_total", "counter",
+            "Local clients refused at once: over max_clients, or file descriptors down to the daemon's reserve.",
+            per { "\($0.clientsRefused)" })
         family("ecto_tunnel_reconnects_total", "counter", "SSH sessions established after the first one.", per { "\($0.reconnects)" })
         family(
             "ecto_tunnel_last_change_timestamp_seconds", "gauge", "Unix time of the tunnel's last state change.",

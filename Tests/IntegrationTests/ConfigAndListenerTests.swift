@@ -63,21 +63,21 @@ struct ConfigAndListenerTests {
         let (path, result) = try checkConfig(in: directory, text)
         #expect(result.status == 1, "\(result)")
         let expected = [
-            "\(path):12: tunnels.open.identity_file: UNPROTECTED PRIVATE KEY: permissions 0644",
-            "\(path):18: tunnels.locked.identity_file: \(locked.privatePath) is encrypted: set identity_passphrase_file",
-            "\(path):24: tunnels.pub.identity_file: \(good.publicPath): this is a public key",
-            "\(path):30: tunnels.putty.identity_file: \(putty): a PuTTY key",
+            "\(path):12: tunnels.open.identity_file: permissions 0644 for \"\(open.privatePath)\" are too open",
+            "\(path):18: tunnels.locked.identity_file: \"\(locked.privatePath)\" is encrypted: set identity_passphrase_file",
+            "\(path):24: tunnels.pub.identity_file: \"\(good.publicPath)\": this is a public key",
+            "\(path):30: tunnels.putty.identity_file: \"\(putty)\": a PuTTY key",
             "\(path):37: tunnels.loose.identity_passphrase_file: UNPROTECTED PASSPHRASE FILE: permissions 0644",
         ]
         for line in expected { #expect(result.stderr.contains(line), "\(line)\nin:\n\(result.stderr)") }
         #expect(!result.stderr.contains("tunnels.ok.") && !result.stderr.contains("tunnels.rsa."), "\(result.stderr)")
 
-        // Only the RSA key (a warning: OpenSSH 8.8+ refuses its ssh-rsa signatures) and no host entry: passes.
+        // The RSA key is usable (rsa-sha2 signatures): no warning about it; no host entry is a warning only.
         let rsaOnly = try directory.write("rsa.toml", table("rsa", port: 18007, ["identity_file = \"\(rsa.privatePath)\""])
             .replacingOccurrences(of: "KNOWN_HOSTS", with: directory.file("known_hosts")))
         let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", rsaOnly])
         #expect(warned.status == 0, "\(warned)")
-        #expect(warned.stdout.contains("warning: \(rsaOnly):6: tunnels.rsa.identity_file:") && warned.stdout.contains("RSA key"), "\(warned.stdout)")
+        #expect(!warned.stdout.contains("tunnels.rsa.identity_file:"), "\(warned.stdout)")
         #expect(warned.stdout.contains("tunnels.rsa.known_hosts:") && warned.stdout.contains("has no entry for gw.example.net"), "\(warned.stdout)")
 
         // The daemon says the same at start, with file:line and key.

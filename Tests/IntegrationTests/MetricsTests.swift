@@ -79,6 +79,7 @@ struct MetricsTests {
         #expect(value("ecto_tunnel_last_change_timestamp_seconds", "a").map { abs($0 - status.since.timeIntervalSince1970) < 1 } == true)
         #expect(value("ecto_tunnel_change_in_progress", "a") == 0)
         #expect(value("ecto_tunnel_channel_refusals_total", "b") == 1)
+        #expect(value("ecto_tunnel_clients_refused_total", "a") == Double(status.clientsRefused) && status.clientsRefused == 0)
         let counters = Set(samples.filter { $0.type == "counter" }.map(\.family))
         #expect(counters.isSuperset(of: ["ecto_tunnel_received_bytes", "ecto_tunnel_sent_bytes", "ecto_tunnel_reconnects"]), "\(counters)")
     }

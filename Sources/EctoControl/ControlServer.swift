@@ -220,10 +220,9 @@ public final class ControlServer: Sendable {
         var nextSerial: UInt64 = 1
         var limits: Limits { server.limits }
 
-        /// accept failed for want of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): the listener is
-        /// left out of poll until `until` (50 ms, doubling to 1 s while it keeps failing) instead
-        /// of spinning on a socket that stays readable; said once per episode.
-        var acceptPause: (until: ContinuousClock.Instant, length: Duration)?
+        /// accept failed for want of resources: the listener is left out of poll for a while
+        /// instead of spinning on a socket that stays readable; said once per episode.
+        var acceptBackoff = AcceptBackoff()
 
         init(server: ControlServer) { self.server = server }
 
@@ -232,7 +231,7 @@ public final class ControlServer: Sendable {
             while true {
                 fds.removeAll(keepingCapacity: true)
                 fds.append(pollfd(fd: server.wakeFD, events: Int16(POLLIN), revents: 0))
-                let paused = acceptPause.map { clock.now < $0.until } ?? false
+                let paused = acceptBackoff.isPaused(now: clock.now)
                 // A negative fd is ignored by poll: the slot stays, so the offsets below hold.
                 fds.append(pollfd(fd: paused ? -1 : server.listenFD, events: Int16(POLLIN), revents: 0))
                 let ordered = Array(clients.values)
@@ -283,7 +282,7 @@ public final class ControlServer: Sendable {
 
         func timeout() -> Int32 {
             var deadlines = clients.values.filter({ $0.phase != .subscribed && $0.phase != .waiting }).map(\.deadline)
-            if let pause = acceptPause, clock.now < pause.until { deadlines.append(pause.until) }
+            if let wakeUp = acceptBackoff.wakeUp(now: clock.now) { deadlines.append(wakeUp) }
             guard let earliest = deadlines.min() else { return -1 }
             let wait = clock.now.duration(to: earliest)
             if wait <= .zero { return 0 }
@@ -297,14 +296,11 @@ public final class ControlServer: Sendable {
                     let code = errno
                     if code == EINTR || code == ECONNABORTED { continue }
                     if code != EAGAIN && code != EWOULDBLOCK {
-                        let length = min(.seconds(1), (acceptPause?.length ?? .milliseconds(25)) * 2)
-                        if acceptPause == nil {
+                        if acceptBackoff.failed(now: clock.now).started {
                             server.logger.error(
                                 "control socket accept failed: \(String(cString: strerror(code))); pausing accepts (up to 1 s at a time) until it works again")
                         }
-                        acceptPause = (clock.now.advanced(by: length), length)
-                    } else if acceptPause != nil {
-                        acceptPause = nil  // accepted until the backlog was empty: the episode is over
+                    } else if acceptBackoff.drained() {
                         server.logger.info("control socket accepting again")
                     }
                     return

@@ -76,8 +76,8 @@ final class TunnelDriver {
     var clientsRefused: UInt64 = 0
     /// An episode of refused clients or paused accepts (logged once at its start and its end).
     var refusalEpisode: (start: Instant, refused: Int)?
-    /// accept failed for want of resources: the listener is not watched until `until`.
-    var acceptBackoff: (until: Instant, pause: Duration)?
+    /// accept failed for want of resources: the listener is not watched for a while.
+    var acceptBackoff = AcceptBackoff()
     var refusedTotal: UInt64 = 0
     var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0))
     /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
@@ -230,7 +230,7 @@ final class TunnelDriver {
     /// socket are compared with what is registered, clients only when queued by
     /// `interestChanged` (accepted, readiness reported, serviced by a pass).
     private func syncInterest() {
-        let paused = acceptBackoff.map { clock.now < $0.until } ?? false
+        let paused = acceptBackoff.isPaused(now: clock.now)
         let listener = stopping == nil && listenFD >= 0 && !paused ? Registration(fd: listenFD, events: .input) : nil
         update(&listenerRegistration, to: listener, token: Token.listener)
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
@@ -344,7 +344,7 @@ final class TunnelDriver {
     private func pollTimeout() -> Int32 {
         var earliest = Self.earlier(attemptDeadline, backoffUntil)
         earliest = Self.earlier(earliest, stopping?.deadline)
-        if let pause = acceptBackoff, clock.now < pause.until { earliest = Self.earlier(earliest, pause.until) }
+        earliest = Self.earlier(earliest, acceptBackoff.wakeUp(now: clock.now))
         if case .established(let session) = phase {
             earliest = Self.earlier(earliest, nextKeepalive)
             earliest = Self.earlier(earliest, livenessProbe?.deadline)
@@ -731,7 +731,7 @@ final class TunnelDriver {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }
-        if acceptBackoff != nil { acceptBackoff = nil }  // accepted until the backlog was empty
+        _ = acceptBackoff.drained()  // accepted until the backlog was empty
     }
 
     /// Why a newly accepted client is refused, or nil to admit it.
@@ -767,16 +767,14 @@ final class TunnelDriver {
         logger.info("admitting clients again; \(episode.refused) refused over \(formatSeconds(episode.start.duration(to: now)))")
     }
 
-    /// Stops watching the listener for a while after accept failed: 50 ms, doubling to 1 s while it
-    /// keeps failing. The descriptor table is re-read, since the limit may have been changed.
+    /// Stops watching the listener for a while after accept failed (`AcceptBackoff`). The limit
+    /// is read again at the start of an episode: it may have been changed under us.
     private func pauseAccepting(_ now: Instant, reason: String) {
-        let pause = min(.seconds(1), (acceptBackoff?.pause ?? .milliseconds(25)) * 2)
-        if acceptBackoff == nil {
-            DescriptorLimit.refresh()
-            logger.warning("accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time")
-            if refusalEpisode == nil { refusalEpisode = (now, 0) }
-        }
-        acceptBackoff = (now.advanced(by: pause), pause)
+        let (pause, started) = acceptBackoff.failed(now: now)
+        guard started else { return }
+        DescriptorLimit.refresh()
+        logger.warning("accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time")
+        if refusalEpisode == nil { refusalEpisode = (now, 0) }
     }
 
     /// With several sessions: clients held by this one while it has no session go to one that is

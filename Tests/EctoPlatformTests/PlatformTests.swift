@@ -108,3 +108,28 @@ import Glibc
         #expect(seen.withLock { $0 } == ["control", "a rather long t", "tunnel aünïc"])
     }
 }
+
+@Suite struct AcceptBackoffTests {
+    @Test func pausesGrowFrom50MillisecondsTo1SecondAndAnEmptiedBacklogEndsTheEpisode() {
+        var backoff = AcceptBackoff()
+        let start = ContinuousClock.now
+        #expect(!backoff.isPaused(now: start) && backoff.wakeUp(now: start) == nil)
+        var pauses: [Duration] = []
+        var starts: [Bool] = []
+        for _ in 0..<7 {
+            let (pause, started) = backoff.failed(now: start)
+            pauses.append(pause)
+            starts.append(started)
+        }
+        #expect(pauses == [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+        #expect(starts == [true, false, false, false, false, false, false], "one log line per episode")
+        #expect(backoff.isPaused(now: start) && backoff.wakeUp(now: start) == start.advanced(by: .seconds(1)))
+        #expect(!backoff.isPaused(now: start.advanced(by: .seconds(1))), "watched again when the pause ends")
+        let ended = backoff.drained()
+        let endedAgain = backoff.drained()
+        #expect(ended)
+        #expect(!endedAgain, "no episode left to end")
+        let next = backoff.failed(now: start)
+        #expect(next.pause == .milliseconds(50) && next.started, "a new episode starts small")
+    }
+}

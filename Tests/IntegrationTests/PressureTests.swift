@@ -68,13 +68,7 @@ struct PressureTests {
         for client in clients { client.close() }
         try fixture.server.start()
         let back = ContinuousClock.now
-        let served = try await offload { () -> Duration? in
-            while back.duration(to: .now) < .seconds(5) {
-                if (try? echoRoundTrip(port: port, seed: 77, count: 1000)) == true { return back.duration(to: .now) }
-                usleep(20_000)
-            }
-            return nil
-        }
+        let served = try await firstEcho(port: port, seed: 77, since: back, within: .seconds(5))
         print("[figure] after the flood: first echo \(served?.ms ?? "none") after sshd listened again")
         let recovery = try #require(served, "no service within 5 s; log:\n\(fixture.daemonLog.suffix(3000))")
         #expect(recovery <= .seconds(1))
@@ -107,15 +101,8 @@ struct PressureTests {
         for client in clients { client.close() }
         // Room again: the tunnel serves new clients.
         try Subprocess.run("prlimit", ["--pid", "\(pid)", "--nofile=4096:"]).check()
-        let served = try await offload { () -> Bool in
-            let deadline = ContinuousClock.now.advanced(by: .seconds(5))
-            while ContinuousClock.now < deadline {
-                if (try? echoRoundTrip(port: port, seed: 2, count: 1000)) == true { return true }
-                usleep(50_000)
-            }
-            return false
-        }
-        #expect(served, "log:\n\(fixture.daemonLog.suffix(2000))")
+        let served = try await firstEcho(port: port, seed: 2, since: .now, within: .seconds(5))
+        #expect(served != nil, "log:\n\(fixture.daemonLog.suffix(2000))")
     }
 
     @Test("max_clients: one client over the cap is refused at once, counted in status, and logged once")
@@ -195,13 +182,7 @@ struct PressureTests {
             try await Task.sleep(for: .milliseconds(500))
             try fixture.server.start()
             let listening = ContinuousClock.now
-            let recovered = try await offload { () -> Duration? in
-                while listening.duration(to: .now) < .seconds(10) {
-                    if (try? echoRoundTrip(port: port, seed: UInt64(round), count: 1000)) == true { return listening.duration(to: .now) }
-                    usleep(10_000)
-                }
-                return nil
-            }
+            let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
             let recovery = try #require(recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
             recoveries.append(recovery)
             try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
@@ -258,6 +239,18 @@ struct PressureTests {
         #expect(result.status == 2)
         #expect(took < .seconds(7))
         #expect(result.stderr.contains("did not answer within 5 s"), "\(result.stderr)")
+    }
+}
+
+/// Repeats a 1,000-byte echo through the tunnel at `port` until one succeeds; returns how long
+/// after `since` that was, or nil if none did within `within` of it.
+func firstEcho(port: UInt16, seed: UInt64, since: ContinuousClock.Instant, within: Duration) async throws -> Duration? {
+    try await offload { () -> Duration? in
+        while since.duration(to: .now) < within {
+            if (try? echoRoundTrip(port: port, seed: seed, count: 1000)) == true { return since.duration(to: .now) }
+            usleep(10_000)
+        }
+        return nil
     }
 }
 

@@ -16,6 +16,9 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include "CEctoLinux.h"
 
 int ecto_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
@@ -199,4 +202,52 @@ void ecto_set_thread_name(const char *name) {
 
 int ecto_thread_id(void) {
     return (int)syscall(SYS_gettid);
+}
+
+int ecto_spawn(char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int stderr_fd, int new_group, int *pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attributes;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attributes);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    for (int target = 0; target < 3 && rc == 0; target++) {
+        if (fds[target] < 0) {
+            rc = posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0);
+        } else {
+            /* dup2 onto itself would keep close-on-exec set; glibc clears it for that case. */
+            rc = posix_spawn_file_actions_adddup2(&actions, fds[target], target);
+        }
+    }
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGHUP);
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_group) {
+        flags |= POSIX_SPAWN_SETPGROUP;
+        posix_spawnattr_setpgroup(&attributes, 0);
+    }
+    if (rc == 0) rc = posix_spawnattr_setsigmask(&attributes, &none);
+    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attributes, &defaults);
+    if (rc == 0) rc = posix_spawnattr_setflags(&attributes, flags);
+    pid_t child = 0;
+    if (rc == 0) rc = posix_spawnp(&child, argv[0], &actions, &attributes, argv, envp);
+    posix_spawnattr_destroy(&attributes);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc == 0) *pid = child;
+    return rc;
+}
+
+int ecto_socketpair(int fds[2], int nonblocking) {
+    int type = SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0);
+    return socketpair(AF_UNIX, type, 0, fds) == 0 ? 0 : errno;
 }

@@ -110,6 +110,10 @@ public enum ConfigLoader {
 struct KeySpec {
     enum Kind {
         case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe
+        /// A list of `[user@]host[:port]` (`jump`).
+        case targets
+        /// A command line with ssh's `%` tokens (`proxy_command`).
+        case command
         /// `positive`: zero is not allowed.
         case duration(positive: Bool)
         case int(ClosedRange<Int>)
@@ -133,6 +137,8 @@ struct KeySpec {
         case .fingerprint: return "a string \"SHA256:...\""
         case .bool: return "true or false"
         case .probe: return "a string \"tcp\", \"http:/PATH\" or \"websocket:/PATH\""
+        case .targets: return "an array of strings \"[user@]host[:port]\" (first hop first)"
+        case .command: return "a string (a command line; tokens %h %p %r %n %%)"
         case .duration: return "a duration (seconds as a number, or a string like \"500ms\", \"15s\", \"2m\", \"1m30s\")"
         case .int(let r): return r.upperBound == Int.max ? "an integer ≥ \(r.lowerBound)" : "an integer \(r.lowerBound)-\(r.upperBound)"
         }
@@ -165,6 +171,8 @@ struct KeySpec {
         KeySpec(name: "probe_interval", kind: .duration(positive: false)),
         KeySpec(name: "sessions", kind: .int(TunnelDefaults.sessionsRange)),
         KeySpec(name: "max_clients", kind: .int(TunnelDefaults.maxClientsRange)),
+        KeySpec(name: "jump", kind: .targets),
+        KeySpec(name: "proxy_command", kind: .command),
     ]
 
     static let byName: [String: KeySpec] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
@@ -212,6 +220,7 @@ private struct Validator {
         case target(SSHTarget)
         case probe(ProbeSpec)
         case paths([String])
+        case targets([SSHTarget])
     }
 
     /// A value and where it came from, for messages.
@@ -235,6 +244,7 @@ private struct Validator {
         var endpoint: Endpoint? { if case .endpoint(let e) = value { return e } else { return nil } }
         var target: SSHTarget? { if case .target(let t) = value { return t } else { return nil } }
         var probe: ProbeSpec? { if case .probe(let p) = value { return p } else { return nil } }
+        var targets: [SSHTarget]? { if case .targets(let t) = value { return t } else { return nil } }
         var paths: [String]? {
             if case .paths(let p) = value { return p }
             if case .string(let s) = value { return [s] }
@@ -472,6 +482,32 @@ private struct Validator {
             }
             return make(.paths(paths))
         }
+        if case .targets = spec.kind {
+            guard case .array(let items) = node.value else {
+                typeError(e, spec, keyPath)
+                return nil
+            }
+            if items.count > TunnelDefaults.maxJumpHosts {
+                error(e.line, keyPath, "\(items.count) jump hosts: at most \(TunnelDefaults.maxJumpHosts) are supported")
+                return nil
+            }
+            var hops: [SSHTarget] = []
+            for (index, item) in items.enumerated() {
+                guard case .string(let text) = item.value else {
+                    error(e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    return nil
+                }
+                do {
+                    hops.append(try SSHTarget.parse(text))
+                } catch {
+                    self.error(
+                        e.line, keyPath,
+                        "hop \(index + 1), \(TOMLWriter.quote(text)), is not a valid jump host: \(error.message) (expected [user@]host[:port])")
+                    return nil
+                }
+            }
+            return make(.targets(hops))
+        }
         guard case .string(let s) = node.value else {
             typeError(e, spec, keyPath)
             return nil
@@ -537,7 +573,13 @@ private struct Validator {
                 self.error(e.line, keyPath, error.message)
                 return nil
             }
-        case .bool, .duration, .int:
+        case .command:
+            if let problem = ProxyCommandLine.problem(s) {
+                error(e.line, keyPath, "\(q) is not a usable proxy command: \(problem)")
+                return nil
+            }
+            return make(.string(s))
+        case .bool, .duration, .int, .targets:
             return nil  // handled above
         }
     }
@@ -749,6 +791,30 @@ private struct Validator {
                 "backoff_max (\(DurationSyntax.format(backoffMax))) must be at least backoff_initial (\(DurationSyntax.format(backoffInitial)))")
         }
 
+        // How the target is reached: jump hosts or a proxy command, not both. A tunnel that sets
+        // either overrides both from [defaults].
+        let tunnelSetsRoute = s.present.contains("jump") || s.present.contains("proxy_command")
+        let jumpSetting = tunnelSetsRoute ? s["jump"] : d["jump"]
+        let proxySetting = tunnelSetsRoute ? s["proxy_command"] : d["proxy_command"]
+        var jump: [SSHTarget] = []
+        if let jumpSetting, let proxySetting, !(jumpSetting.targets ?? []).isEmpty {
+            let later = jumpSetting.origin.line >= proxySetting.origin.line ? jumpSetting.origin : proxySetting.origin
+            error(later, "set either jump or proxy_command, not both (ssh's ProxyJump and ProxyCommand are exclusive too)")
+        } else if let hops = jumpSetting?.targets {
+            for hop in hops {
+                var hop = hop
+                if hop.user == nil {
+                    if env.user.isEmpty {
+                        error(jumpSetting!.origin, "no user given for jump host \(hop.host) and the login name is unknown; write it as user@\(hop.host)")
+                    } else {
+                        hop.user = env.user  // as ssh: the local user, not the target's
+                    }
+                }
+                jump.append(hop)
+            }
+        }
+        let proxyCommand = proxySetting?.string
+
         // Listening.
         let allowNonLoopback = pick("allow_non_loopback")?.bool ?? false
         if let local = s["local"], let ep = local.endpoint, !allowNonLoopback, !ep.isLoopback {
@@ -789,6 +855,8 @@ private struct Validator {
             probeInterval: dur("probe_interval", TunnelDefaults.probeInterval),
             sessions: pick("sessions")?.int ?? TunnelDefaults.sessions,
             maxClients: pick("max_clients")?.int ?? TunnelDefaults.maxClients,
+            jump: jump,
+            proxyCommand: proxyCommand,
             line: t.line)
     }
 

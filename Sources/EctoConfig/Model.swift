@@ -61,6 +61,12 @@ public struct TunnelConfig: Sendable, Equatable {
     /// Local clients served or held at once; one more is refused at once (a reset) and counted
     /// (`clients_refused`), so no local user can exhaust the daemon's descriptors.
     public var maxClients: Int
+    /// Jump hosts (`jump`, ssh's `ProxyJump`), first hop first, each with its user filled in;
+    /// empty: the target is reached directly (or through `proxyCommand`).
+    public var jump: [SSHTarget]
+    /// `proxy_command` (ssh's `ProxyCommand`) as written, tokens `%h %p %r %n %%` not yet expanded
+    /// (`ProxyCommandLine`); nil: the target is reached directly (or through `jump`).
+    public var proxyCommand: String?
     /// Line of the `[tunnels.NAME]` header (1-based).
     public var line: Int
 
@@ -92,6 +98,8 @@ public struct TunnelConfig: Sendable, Equatable {
         probeInterval: Duration = TunnelDefaults.probeInterval,
         sessions: Int = TunnelDefaults.sessions,
         maxClients: Int = TunnelDefaults.maxClients,
+        jump: [SSHTarget] = [],
+        proxyCommand: String? = nil,
         line: Int = 0
     ) {
         self.name = name
@@ -120,6 +128,8 @@ public struct TunnelConfig: Sendable, Equatable {
         self.probeInterval = probeInterval
         self.sessions = sessions
         self.maxClients = maxClients
+        self.jump = jump
+        self.proxyCommand = proxyCommand
         self.line = line
     }
 }
@@ -146,6 +156,9 @@ public enum TunnelDefaults {
     public static let drainTimeout: Duration = .seconds(300)
     public static let probeInterval: Duration = .seconds(60)
     public static let sessions = 1
+    /// Jump hosts one tunnel may chain (`jump`); ssh sets no limit, but every hop costs a session,
+    /// a relay and a handshake per reconnect, and no real setup needs more.
+    public static let maxJumpHosts = 8
     /// The private keys ssh tries when none is configured, in this order (relative to `~`).
     public static let identityFiles = [".ssh/id_ed25519", ".ssh/id_ecdsa", ".ssh/id_rsa"]
     /// More than 16 sessions buys nothing on any machine we know (one core each at full speed)

@@ -110,6 +110,9 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     /// `refused` (the SSH port refuses connections), `local` (this machine: a busy port, a missing
     /// key file, descriptors or memory running out; a short fixed retry). Null unless in backoff.
     public var retryCause: String?
+    /// With jump hosts: the hop that failed the last attempt or ended the last session, e.g.
+    /// `hop 1/2 (ops@bastion:22)`, while the tunnel is not up; absent otherwise.
+    public var hop: String?
     /// A change of this tunnel being pre-flighted now (`target`, `reload`); absent otherwise.
     public var change: ChangeReport?
 
@@ -139,7 +142,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         case name, state, enabled, target, local, remote, connections
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
         case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
-        case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause"
+        case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause", hop
     }
 
     public init(from decoder: Decoder) throws {
@@ -163,6 +166,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         clientsRefused = try c.decodeIfPresent(UInt64.self, forKey: .clientsRefused) ?? 0
         retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
         retryCause = try c.decodeIfPresent(String.self, forKey: .retryCause)
+        hop = try c.decodeIfPresent(String.self, forKey: .hop)
         change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
     }
 
@@ -187,6 +191,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(clientsRefused, forKey: .clientsRefused)
         try c.encode(retryAt, forKey: .retryAt)
         try c.encode(retryCause, forKey: .retryCause)
+        try c.encodeIfPresent(hop, forKey: .hop)
         try c.encodeIfPresent(change, forKey: .change)
     }
 

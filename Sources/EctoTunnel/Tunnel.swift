@@ -261,6 +261,7 @@ public final class Tunnel: Sendable {
         if status.state != .up, let first = up.min(by: { $0.since < $1.since }) {
             status.state = .up
             status.since = first.since
+            status.hop = nil
         }
         return status
     }

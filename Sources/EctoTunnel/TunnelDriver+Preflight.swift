@@ -86,7 +86,8 @@ extension TunnelDriver {
     private var preflightStage: String? {
         switch phase {
         case .idle: return nil
-        case .connectingTCP: return "connect"
+        case .resolving: return "resolve"
+        case .connectingTCP, .jumping: return "connect"
         case .handshaking: return "handshake"
         case .authenticating: return "authentication"
         case .established: return "channel"

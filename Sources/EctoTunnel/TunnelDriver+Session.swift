@@ -23,18 +23,17 @@ extension TunnelDriver {
         let now = clock.now
         attemptDeadline = now.advanced(by: config.connectTimeout)
         logger.debug("connecting")
-        let addresses: [sockaddr_storage]
-        do {
-            addresses = try SocketAddress.resolve(host: config.target.host, port: config.target.port)
-        } catch {
-            attemptFailed(AttemptFailure(.transport, "cannot resolve \(config.target.host): \(error.operation)"))
+        failedHop = nil
+        if let command = config.proxyCommand {
+            startProxy(command)
             return
         }
-        connect(addresses, from: 0, lastErrno: 0)
+        // getaddrinfo runs on a resolver thread; `resolved` continues with `connect`.
+        startResolve()
     }
 
     /// Tries `addresses[index...]` in order until a connect is in flight or succeeded.
-    private func connect(_ addresses: [sockaddr_storage], from start: Int, lastErrno: Int32) {
+    func connect(_ addresses: [sockaddr_storage], from start: Int, lastErrno: Int32) {
         var lastErrno = lastErrno
         for index in start..<addresses.count {
             var address = addresses[index]
@@ -49,7 +48,7 @@ extension TunnelDriver {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, addressLength) }
             }
             if rc == 0 {
-                startHandshake(fd)
+                connected(tcp: fd)
                 return
             }
             if errno == EINPROGRESS {
@@ -68,7 +67,8 @@ extension TunnelDriver {
         case EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL: kind = .resources
         default: kind = .transport
         }
-        attemptFailed(AttemptFailure(kind, "cannot connect to \(config.target.host):\(config.target.port): \(reason)"))
+        if !config.jump.isEmpty { failedHop = "hop 1/\(config.jump.count) (\(firstHost))" }
+        attemptFailed(AttemptFailure(kind, "cannot connect to \(config.jump.isEmpty ? "" : "jump host ")\(firstHost.host):\(firstHost.port): \(reason)"))
     }
 
     /// TCP-level liveness on the SSH socket, on top of the SSH keepalives. TCP_USER_TIMEOUT (how
@@ -87,7 +87,7 @@ extension TunnelDriver {
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, Int32(clamping: 2 * Int(interval) * config.keepaliveCountMax * 1000))
     }
 
-    private func startHandshake(_ fd: Int32) {
+    func startHandshake(_ fd: Int32) {
         let session: SSHSession
         do {
             session = try SSHSession(socket: fd)
@@ -114,13 +114,13 @@ extension TunnelDriver {
     /// Advances whatever the session is doing, after epoll said something about its socket.
     func advanceSession(sshEvents: EpollEvents) {
         switch phase {
-        case .idle:
+        case .idle, .resolving, .jumping:
             return
         case .connectingTCP(let fd, let addresses, let index):
             guard !sshEvents.isEmpty else { return }
             let code = Posix.socketError(fd)
             if code == 0 {
-                startHandshake(fd)
+                connected(tcp: fd)
                 advanceSession(sshEvents: [])
             } else {
                 Posix.close(fd)
@@ -212,6 +212,8 @@ extension TunnelDriver {
     }
 
     func attemptFailed(_ failure: AttemptFailure) {
+        var failure = failure
+        failure.message += proxyExitNote()
         guard stopping == nil else {
             teardownSession(reason: "stopping", graceful: false)
             return
@@ -237,6 +239,7 @@ extension TunnelDriver {
     }
 
     func sessionLost(_ message: String) {
+        let message = message + proxyExitNote()
         logger.warning("session lost: \(message)")
         teardownSession(reason: message, graceful: false)
         guard stopping == nil else { return }
@@ -249,6 +252,12 @@ extension TunnelDriver {
     func teardownSession(reason: String, graceful: Bool) {
         switch phase {
         case .idle:
+            endCarrier()
+            return
+        case .resolving, .jumping:
+            endCarrier()
+            phase = .idle
+            attemptDeadline = nil
             return
         case .connectingTCP(let fd, _, _):
             Posix.close(fd)
@@ -260,6 +269,7 @@ extension TunnelDriver {
                 _ = try? session.disconnect(reason: reason)
             }
             session.abandon()
+            endCarrier()
         }
         for connection in connections.values {
             switch connection.phase {

@@ -27,6 +27,11 @@ final class TunnelDriver {
     enum Phase {
         /// No session (backoff, down, failed, or about to connect).
         case idle
+        /// The first host's name is being resolved on a helper thread (`HostResolver`); the
+        /// answer comes through the inbox with this ticket.
+        case resolving(ticket: UInt64)
+        /// The jump hosts are being connected (`carrier` holds the `JumpChain`).
+        case jumping
         /// Non-blocking TCP connect to `addresses[index]` in flight on `fd`.
         case connectingTCP(fd: Int32, addresses: [sockaddr_storage], index: Int)
         /// SSH handshake (banner, key exchange) in flight.
@@ -59,6 +64,13 @@ final class TunnelDriver {
         didSet { if oldValue != listenFD { forget(&listenerRegistration) } }
     }
     var attemptDeadline: Instant?
+    /// What carries the session when it is not a plain TCP connection: the jump hosts' chain or the
+    /// proxy command (`TunnelDriver+Route.swift`); it lives as long as the session.
+    var carrier: Carrier?
+    /// The last resolve started (`Phase.resolving`); an answer with another ticket is stale.
+    var resolveTicket: UInt64 = 0
+    /// The jump host that failed the last attempt or ended the last session (status `hop`).
+    var failedHop: String?
     var backoffUntil: Instant?
     var nextKeepalive: Instant?
     var connections: [UInt64: ForwardedConnection] = [:]
@@ -125,6 +137,12 @@ final class TunnelDriver {
         static let wakeup = UInt64.max
         static let listener = UInt64.max - 1
         static let ssh = UInt64.max - 2
+        /// The proxy command's stderr.
+        static let proxyStderr = UInt64.max - 3
+        /// Jump hop `i`: its session socket is `chain - 2i`, its relay socket `chain - 2i - 1`.
+        static let chain = UInt64.max - 16
+        /// Every token from here up is a fixed descriptor's; below are clients (connection ids).
+        static let lowestFixed = chain - 2 * UInt64(TunnelDefaults.maxJumpHosts)
     }
 
     init(
@@ -181,17 +199,20 @@ final class TunnelDriver {
             var wakeup = false
             var listenerReady = false
             var sshEvents: EpollEvents = []
+            var carrierReady = false
             for event in ready {
                 switch event.token {
                 case Token.wakeup: wakeup = true
                 case Token.listener: listenerReady = true
                 case Token.ssh: sshEvents = event.readiness
+                case Token.lowestFixed...Token.proxyStderr: carrierReady = true
                 default: continue
                 }
             }
             if wakeup {
                 handle.wakeup.drain()
                 for command in handle.takeCommands() { handleCommand(command) }
+                for (ticket, result) in handle.takeResolutions() { resolved(ticket: ticket, result) }
             }
             if stallForTests && handle.pongs > 0 { Self.stallForever(logger) }
             if crashForTests && handle.pongs > 0 {
@@ -206,6 +227,7 @@ final class TunnelDriver {
             // A registration dropped since the wait (listener closed or handed over, session
             // replaced) makes its readiness stale.
             if listenerReady && listenerRegistration != nil { acceptClients(now) }
+            if carrier != nil { serviceCarrier(readiness: carrierReady) }
             advanceSession(sshEvents: sshRegistration != nil ? sshEvents : [])
             if preflight != nil { checkPreflight() }
             publish(notify: false)
@@ -234,6 +256,7 @@ final class TunnelDriver {
         let listener = stopping == nil && listenFD >= 0 && !paused ? Registration(fd: listenFD, events: .input) : nil
         update(&listenerRegistration, to: listener, token: Token.listener)
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
+        if carrier != nil { syncCarrierInterest() }
         guard let poller, !interestQueue.isEmpty else { return }
         let sessionUp = isEstablished
         for connection in interestQueue {
@@ -259,7 +282,7 @@ final class TunnelDriver {
     /// has something half-sent.
     private func sshInterest() -> Registration? {
         switch phase {
-        case .idle:
+        case .idle, .resolving, .jumping:
             return nil
         case .connectingTCP(let fd, _, _):
             return Registration(fd: fd, events: .output)
@@ -294,7 +317,7 @@ final class TunnelDriver {
 
     private static func socket(of phase: Phase) -> Int32 {
         switch phase {
-        case .idle: return -1
+        case .idle, .resolving, .jumping: return -1
         case .connectingTCP(let fd, _, _): return fd
         case .handshaking(let session), .authenticating(let session, _), .established(let session): return session.socket
         }
@@ -314,7 +337,7 @@ final class TunnelDriver {
     }
 
     private func dispatchReadiness(_ ready: UnsafeBufferPointer<ecto_epoll_event>) {
-        for event in ready where event.token < Token.ssh {
+        for event in ready where event.token < Token.lowestFixed {
             guard let connection = connections[event.token], !connection.clientClosed else { continue }
             let events = event.readiness
             if !events.isDisjoint(with: [.input, .hangUp, .error]) { connection.clientReadable = true }
@@ -350,6 +373,7 @@ final class TunnelDriver {
             earliest = Self.earlier(earliest, livenessProbe?.deadline)
             earliest = Self.earlier(earliest, deadPeerDeadline(session))
         }
+        if case .chain(let chain)? = carrier { earliest = Self.earlier(earliest, chain.nextDeadline()) }
         // Clients are held only while no session is up, and then they are all there is.
         if counters.held > 0 {
             for connection in connections.values where connection.phase == .held && !connection.clientClosed {
@@ -538,7 +562,13 @@ final class TunnelDriver {
         }
         if let at = attemptDeadline, now >= at {
             attemptDeadline = nil
-            attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
+            if case .resolving = phase {
+                // The lookup thread may still hang; its late answer is ignored (stale ticket).
+                let host = config.jump.first?.host ?? config.target.host
+                attemptFailed(AttemptFailure(.transport, "cannot resolve \(host): no answer within connect_timeout (\(config.connectTimeout))"))
+            } else {
+                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
+            }
         }
         for connection in connections.values where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {
             logger.warning(
@@ -661,6 +691,7 @@ final class TunnelDriver {
             status.clientsRefused = clientsRefused
             status.retryAt = machine.retryAt.map { Date().addingTimeInterval(seconds(now.duration(to: $0))) }
             status.retryCause = machine.retryCause
+            status.hop = machine.state == .up ? nil : failedHop
         }
     }
 

@@ -47,6 +47,8 @@ public final class TunnelHandle: Sendable {
     public let name: String
     let wakeup: WakeupFD
     private let inbox = Mutex<[TunnelCommand]>([])
+    /// Answers of `HostResolver` lookups (ticket, addresses or error), taken with the commands.
+    private let resolutions = Mutex<[(UInt64, Result<ResolvedAddresses, SystemError>)]>([])
     private let statusBox: Mutex<TunnelStatus>
     private let finished = DispatchSemaphore(value: 0)
     private let finishedFlag = Mutex(false)
@@ -135,6 +137,19 @@ public final class TunnelHandle: Sendable {
         inbox.withLock { commands in
             defer { commands.removeAll(keepingCapacity: true) }
             return commands
+        }
+    }
+
+    /// From a `HostResolver` thread: the answer to lookup `ticket`.
+    func postResolution(ticket: UInt64, _ result: Result<ResolvedAddresses, SystemError>) {
+        resolutions.withLock { $0.append((ticket, result)) }
+        wakeup.signal()
+    }
+
+    func takeResolutions() -> [(UInt64, Result<ResolvedAddresses, SystemError>)] {
+        resolutions.withLock { answers in
+            defer { answers.removeAll() }
+            return answers
         }
     }
 

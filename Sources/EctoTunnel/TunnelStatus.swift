@@ -37,6 +37,9 @@ public struct TunnelStatus: Sendable, Equatable {
     /// What the pending retry waits for (state `backoff`): the server, a refusing SSH port, or
     /// this machine.
     public var retryCause: RetryCause?
+    /// With jump hosts: the hop that failed the last attempt or ended the last session
+    /// (`hop 1/2 (ops@bastion:22)`), while the tunnel is not up; nil otherwise.
+    public var hop: String?
     /// Sessions of earlier configurations (an old target) still finishing their connections.
     public var draining: [Draining]
     /// SSH sessions configured (`sessions`) and how many of them are up.

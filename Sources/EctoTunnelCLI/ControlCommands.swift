@@ -359,6 +359,7 @@ enum StatusTable {
                 bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
             ])
             notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+            if let hop = t.hop { notes[index, default: []].append("  ↳ jump host down: \(hop)") }
             if let change = t.change {
                 notes[index, default: []].append(
                     "  ↳ changing to \(change.target): pre-flight \(change.stage) (\(duration(now.timeIntervalSince(change.started))))")

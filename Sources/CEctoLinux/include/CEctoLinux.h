@@ -57,4 +57,13 @@ void ecto_set_thread_name(const char *name);
 /* The calling thread's kernel thread id (gettid). */
 int ecto_thread_id(void);
 
+/* Starts `argv[0]` (looked up in PATH when it has no "/") with posix_spawnp: stdin, stdout and
+ * stderr on the given descriptors (-1: /dev/null), every other descriptor closed in the child
+ * (closefrom 3, whatever its close-on-exec flag), no blocked signals, SIGPIPE at its default, and
+ * with `new_group` in a process group of its own (so the whole group can be killed).
+ * Returns 0 and sets *pid, or an errno value. */
+int ecto_spawn(char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int stderr_fd, int new_group, int *pid);
+/* socketpair(AF_UNIX, SOCK_STREAM) with both ends close-on-exec (and non-blocking when asked). */
+int ecto_socketpair(int fds[2], int nonblocking);
+
 #endif

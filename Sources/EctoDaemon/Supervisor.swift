@@ -471,8 +471,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         if status.state == .backoff {
             report.retryAt = status.retryAt
             report.retryCause = status.retryCause?.rawValue
-            report.hop = status.hop
         }
+        report.hop = status.hop
         report.change = status.change.map { ChangeReport(target: $0.target, stage: $0.stage, started: $0.started) }
         return report
     }

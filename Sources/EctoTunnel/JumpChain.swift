@@ -295,19 +295,35 @@ final class JumpChain {
     }
 
     /// Moves bytes both ways between the hop's channel and its relay socket, then its keepalive
-    /// and dead-peer checks.
+    /// and dead-peer checks. A call that left a half-sent packet goes first, and nothing else
+    /// runs on the session until it completed.
     private func relay(_ hop: Hop, _ channel: SSHChannel) throws {
         let session = hop.session
-        if let call = hop.pending {
-            hop.pending = nil
-            switch call {
-            case .open: break
-            case .read: break  // repeated by the read below
-            case .write: break  // repeated by the write below
-            case .keepalive: guard try keepalive(hop, force: true) else { return }
-            }
+        let pending = hop.pending
+        hop.pending = nil
+        switch pending {
+        case .keepalive?:
+            guard try keepalive(hop, force: true) else { return }
+        case .write?:
+            guard try pushToChannel(hop, channel) else { return }
+        case .read?, .open?, nil:
+            break
         }
-        // Channel → relay (towards the next session).
+        guard try pullFromChannel(hop, channel) else { return }
+        guard try pushToChannel(hop, channel) else { return }
+        guard try keepalive(hop) else { return }
+        if let deadline = deadPeerDeadline(hop), clock.now >= deadline {
+            let silence = Double(session.nanosSinceLastReceive) / 1e9
+            throw HopFailure(
+                failure: AttemptFailure(
+                    .transport,
+                    "\(hop.name): dead peer: nothing received for \(fixed(silence, decimals: 1)) s (keepalive \(base.keepaliveInterval) × \(base.keepaliveCountMax))"
+                ))
+        }
+    }
+
+    /// Channel → relay (towards the next session). False when a half-sent packet ends the pass.
+    private func pullFromChannel(_ hop: Hop, _ channel: SSHChannel) throws -> Bool {
         var budget = 4 * chunk
         while budget > 0 {
             if hop.toRelay.isEmpty {
@@ -322,9 +338,9 @@ final class JumpChain {
                 switch result {
                 case .wouldBlock:
                     hop.toRelay.bytes.removeAll(keepingCapacity: true)
-                    if session.blockDirections.contains(.outbound) {
+                    if hop.session.blockDirections.contains(.outbound) {
                         hop.pending = .read
-                        return
+                        return false
                     }
                 case .done(let n):
                     hop.toRelay.bytes.removeSubrange(n...)
@@ -334,7 +350,7 @@ final class JumpChain {
                                 .transport, "\(hop.name) closed the connection to \(hop.next.host):\(hop.next.port)"))
                     }
                 }
-                if hop.toRelay.isEmpty { break }
+                if hop.toRelay.isEmpty { return true }
                 progress = true
             }
             let written: IOResult<Int>
@@ -347,14 +363,19 @@ final class JumpChain {
             }
             guard case .done(let n) = written else {
                 hop.relayWriteBlocked = true
-                break
+                return true
             }
             hop.relayWriteBlocked = false
             hop.toRelay.consume(n)
             budget -= n
         }
-        // Relay → channel (from the next session).
-        budget = 4 * chunk
+        progress = true  // budget spent with more to move
+        return true
+    }
+
+    /// Relay → channel (from the next session). False when a half-sent packet ends the pass.
+    private func pushToChannel(_ hop: Hop, _ channel: SSHChannel) throws -> Bool {
+        var budget = 4 * chunk
         while budget > 0 {
             if hop.toChannel.isEmpty {
                 hop.toChannel.bytes = [UInt8](repeating: 0, count: chunk)
@@ -373,14 +394,14 @@ final class JumpChain {
                         // The next session's end closed: only when we tear it down.
                         throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): the relayed session ended"))
                     }
-                    break
+                    return true
                 }
                 hop.toChannel.bytes.removeSubrange(n...)
                 progress = true
             }
             // A write blocked only by the peer's window is not parked: the window adjust
             // arrives with a read, and the socket's input wakes us for it.
-            guard channel.writeWindow > 0 else { break }
+            guard channel.writeWindow > 0 else { return true }
             let result: SSHResult<Int>
             do {
                 result = try hop.toChannel.bytes[hop.toChannel.offset...].withUnsafeBytes { buffer throws(SSHError) in
@@ -390,25 +411,18 @@ final class JumpChain {
                 throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): \(error.description)"))
             }
             guard case .done(let n) = result else {
-                if session.blockDirections.contains(.outbound) {
+                if hop.session.blockDirections.contains(.outbound) {
                     hop.pending = .write
-                    return
+                    return false
                 }
-                break
+                return true
             }
             hop.toChannel.consume(n)
             budget -= n
-            if n == 0 { break }
+            if n == 0 { return true }
         }
-        guard try keepalive(hop) else { return }
-        if let deadline = deadPeerDeadline(hop), clock.now >= deadline {
-            let silence = Double(session.nanosSinceLastReceive) / 1e9
-            throw HopFailure(
-                failure: AttemptFailure(
-                    .transport,
-                    "\(hop.name): dead peer: nothing received for \(fixed(silence, decimals: 1)) s (keepalive \(base.keepaliveInterval) × \(base.keepaliveCountMax))"
-                ))
-        }
+        progress = true
+        return true
     }
 
     /// Sends the hop's keepalive when due (and the send queue has room; see the driver's rule 3).

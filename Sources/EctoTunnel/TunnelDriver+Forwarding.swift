@@ -20,6 +20,7 @@ import Glibc
 extension TunnelDriver {
     func pump(_ session: SSHSession, socketReadable: Bool) {
         session.beginPass()
+        awaitingSendRoom = false
         do {
             try runPass(session, socketReadable: socketReadable)
             // Bytes waiting with no channel to read them through: let libssh2 take them in.
@@ -150,8 +151,8 @@ extension TunnelDriver {
             case .write: return try pushToChannel(connection, session)
             case .read: return try pullFromChannel(connection, session)
             case .pull: return try collectArrivals(session, through: connection)
-            case .sendEOF: return try sendEOF(connection, session)
-            default: return try closeChannel(connection, session)
+            case .sendEOF: return try sendEOF(connection, session, retrying: true)
+            default: return try closeChannel(connection, session, retrying: true)
             }
         }
     }
@@ -399,8 +400,9 @@ extension TunnelDriver {
         return true
     }
 
-    private func sendEOF(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+    private func sendEOF(_ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false) throws(SSHError) -> Bool {
         guard let channel = connection.channel, !connection.eofSent else { return true }
+        guard retrying || hasSendRoom(session, connection) else { return true }
         do {
             guard case .done = try channel.sendEOF() else { return !stalled(.sendEOF(connection.id), session) }
         } catch {
@@ -414,11 +416,12 @@ extension TunnelDriver {
     }
 
     /// Closes and frees a connection's channel; removes the connection once done.
-    private func closeChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+    private func closeChannel(_ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false) throws(SSHError) -> Bool {
         guard let channel = connection.channel else {
             connections[connection.id] = nil
             return true
         }
+        guard retrying || hasSendRoom(session, connection) else { return true }
         do {
             guard case .done = try channel.close() else { return !stalled(.close(connection.id), session) }
             guard case .done = try channel.free() else { return !stalled(.close(connection.id), session) }
@@ -430,6 +433,20 @@ extension TunnelDriver {
         connections[connection.id] = nil
         progress = true
         return true
+    }
+
+    /// libssh2 1.10 builds the EOF and close packets in a buffer on its own stack, and a half-sent
+    /// packet may only be continued with the very same buffer address; a retry from another call
+    /// path (another stack depth) fails with "unable to send" and ends the session. So those two
+    /// are sent only when the kernel's send queue has room for them, as keepalives are: then they
+    /// go out whole. Without room the connection waits for the socket to drain (`awaitingSendRoom`
+    /// adds output to the SSH socket's epoll interest). Rare on TCP (its send buffer grows), common
+    /// on the socketpair of a jump chain or proxy command.
+    private func hasSendRoom(_ session: SSHSession, _ connection: ForwardedConnection) -> Bool {
+        if ecto_send_queue_room(session.socket) >= 4096 { return true }
+        awaitingSendRoom = true
+        schedule(connection)
+        return false
     }
 
     /// Ends one connection after an error on either side; the session goes on.

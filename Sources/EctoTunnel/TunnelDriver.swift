@@ -60,6 +60,8 @@ final class TunnelDriver {
         didSet { if Self.socket(of: oldValue) != Self.socket(of: phase) { forget(&sshRegistration) } }
     }
     var pending: PendingCall?
+    /// An EOF or close waits for room in the SSH socket's send queue (`hasSendRoom`).
+    var awaitingSendRoom = false
     var listenFD: Int32 = -1 {
         didSet { if oldValue != listenFD { forget(&listenerRegistration) } }
     }
@@ -287,7 +289,7 @@ final class TunnelDriver {
         case .connectingTCP(let fd, _, _):
             return Registration(fd: fd, events: .output)
         case .handshaking(let session), .authenticating(let session, _), .established(let session):
-            let outbound = pending != nil || session.blockDirections.contains(.outbound)
+            let outbound = pending != nil || awaitingSendRoom || session.blockDirections.contains(.outbound)
             return Registration(fd: session.socket, events: outbound ? [.input, .output] : .input)
         }
     }

@@ -813,7 +813,24 @@ private struct Validator {
                 jump.append(hop)
             }
         }
-        let proxyCommand = proxySetting?.string
+        var proxyCommand = proxySetting?.string
+        if jumpSetting == nil && proxySetting == nil, let ssh, let aliasOrigin = s["ssh_host"]?.origin {
+            // An ssh_host alias reached through ProxyJump or ProxyCommand is reached the same way.
+            switch SSHConfigImport.route(ssh, environment: env) {
+            case .none:
+                break
+            case .jump(let hops, _):
+                jump = hops.map { hop in
+                    var hop = hop
+                    if hop.user == nil && !env.user.isEmpty { hop.user = env.user }
+                    return hop
+                }
+            case .proxyCommand(let command, _):
+                proxyCommand = command
+            case .unusable(let setting, let value, let origin, let reason):
+                error(aliasOrigin, "\(setting) \(TOMLWriter.quote(value)) at \(origin.abbreviated(home: env.home)): \(reason)")
+            }
+        }
 
         // Listening.
         let allowNonLoopback = pick("allow_non_loopback")?.bool ?? false

@@ -13,8 +13,10 @@
 /// | `ConnectTimeout` | `connect_timeout` |
 /// | `StrictHostKeyChecking accept-new` | `host_key_policy = "accept-new"` (`yes`/`ask`: the default, strict) |
 ///
+/// | `ProxyJump a,b` (or `ProxyCommand`, whichever comes first; `none`: neither) | `jump = ["a", "b"]` (each alias's HostName, User, Port applied) / `proxy_command` |
+///
 /// `StrictHostKeyChecking no`/`off` is not carried over (ecto-tunnel never turns host key checks
-/// off), nor are `ProxyJump`, `ProxyCommand`, `CertificateFile` and the other settings listed in
+/// off), nor are `CertificateFile` and the other settings listed in
 /// `cannotCarryOver`: each is reported as an `UnsupportedSetting` with its file and line.
 public enum SSHConfigImport {
     /// The port local and remote get when the alias has no `LocalForward`: OpenClaw's gateway port.
@@ -192,9 +194,22 @@ public enum SSHConfigImport {
             }
         }
 
+        // jump hosts or a proxy command (the first of the two wins, as in ssh)
+        switch route(s, environment: environment) {
+        case .none:
+            break
+        case .jump(let hops, let origin):
+            keys.append(ImportedKey(key: "jump", value: .strings(hops.map(\.description)), origin: origin))
+        case .proxyCommand(let command, let origin):
+            keys.append(ImportedKey(key: "proxy_command", value: .string(command), origin: origin))
+        case .unusable(let setting, let value, let origin, let reason):
+            unsupported.append(UnsupportedSetting(setting: setting, value: value, location: origin, reason: reason))
+        }
+
         // everything else
         for d in s.otherDirectives {
             let k = d.keyword.lowercased()
+            if k == "proxyjump" || k == "proxycommand" { continue }  // above
             if let reason = cannotCarryOver[k] {
                 unsupported.append(
                     UnsupportedSetting(
@@ -267,10 +282,60 @@ public enum SSHConfigImport {
         return (local, remote)
     }
 
+    /// How ssh would reach the host besides connecting to it: `ProxyJump` or `ProxyCommand`,
+    /// whichever comes first (ssh ignores the later one), `none` for neither.
+    public enum Route: Equatable, Sendable {
+        case none
+        /// Each hop with its Host block's HostName, User and Port applied, as ssh does.
+        case jump([SSHTarget], origin: SettingLocation)
+        case proxyCommand(String, origin: SettingLocation)
+        case unusable(setting: String, value: String, origin: SettingLocation, reason: String)
+    }
+
+    /// The route of resolved settings (`import ssh-config`, and `ssh_host` aliases in the loader).
+    public static func route(_ s: SSHHostSettings, environment: ConfigEnvironment) -> Route {
+        guard
+            let d = s.otherDirectives.first(where: {
+                let k = $0.keyword.lowercased()
+                return k == "proxyjump" || k == "proxycommand"
+            })
+        else { return .none }
+        let origin = SettingLocation(file: d.file, line: d.line)
+        let value = d.arguments.joined(separator: " ")
+        if value.lowercased() == "none" { return .none }
+        if d.keyword.lowercased() == "proxycommand" {
+            if let problem = ProxyCommandLine.problem(value) {
+                return .unusable(setting: d.keyword, value: value, origin: origin, reason: "cannot be carried over: \(problem)")
+            }
+            return .proxyCommand(value, origin: origin)
+        }
+        var hops: [SSHTarget] = []
+        for piece in value.split(separator: ",") {
+            let item = String(piece.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            var text = item
+            if text.hasPrefix("ssh://") { text.removeFirst(6) }
+            guard var hop = try? SSHTarget.parse(text) else {
+                return .unusable(setting: d.keyword, value: value, origin: origin, reason: "\"\(item)\" is not [user@]host[:port]")
+            }
+            // A hop named by a Host alias gets that block's HostName, User and Port, as in ssh.
+            let alias = SSHClientConfig.resolve(host: hop.host, environment: environment)
+            let hostPart = text.split(separator: "@").last.map(String.init) ?? text
+            let explicitPort = hostPart.hasPrefix("[") ? hostPart.contains("]:") : hostPart.contains(":")
+            if let name = alias.hostName?.value { hop.host = name }
+            if hop.user == nil, let user = alias.user?.value { hop.user = user }
+            if !explicitPort, let p = alias.port, let port = try? HostSyntax.parsePort(p.value) { hop.port = port }
+            hops.append(hop)
+        }
+        if hops.isEmpty || hops.count > TunnelDefaults.maxJumpHosts {
+            return .unusable(
+                setting: d.keyword, value: value, origin: origin,
+                reason: "between 1 and \(TunnelDefaults.maxJumpHosts) jump hosts are supported")
+        }
+        return .jump(hops, origin: origin)
+    }
+
     /// ssh settings a tunnel would need but ecto-tunnel cannot reproduce (lowercased keyword → why).
     public static let cannotCarryOver: [String: String] = [
-        "proxyjump": "jump hosts are not supported: the tunnel connects to the target directly",
-        "proxycommand": "proxy commands are not supported: the tunnel connects to the target directly",
         "certificatefile": "SSH certificates are not supported: use a plain key (identity_file) or the agent",
         "remoteforward": "remote forwards (-R) are not supported: ecto-tunnel makes LocalForward tunnels only",
         "dynamicforward": "SOCKS forwards (-D) are not supported: ecto-tunnel makes LocalForward tunnels only",

@@ -33,6 +33,8 @@ public enum ImportedValue: Sendable, Equatable, CustomStringConvertible {
     case string(String)
     case integer(Int)
     case bool(Bool)
+    /// An array of strings (`jump`).
+    case strings([String])
 
     /// The value in TOML syntax.
     public var toml: String {
@@ -40,6 +42,7 @@ public enum ImportedValue: Sendable, Equatable, CustomStringConvertible {
         case .string(let s): return TOMLWriter.quote(s)
         case .integer(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
+        case .strings(let list): return "[" + list.map(TOMLWriter.quote).joined(separator: ", ") + "]"
         }
     }
 

@@ -66,11 +66,11 @@ import Testing
         // Grouped by file, in the order the files were first read, then by line.
         #expect(
             listed == [
-                "ProxyJump@/home/alice/.ssh/config:14",
                 "CertificateFile@/home/alice/.ssh/config:15",
                 "ControlMaster@/home/alice/.ssh/conf.d/10-extra:3",
             ])
-        #expect(imp.unsupported[0].description.contains("jump hosts are not supported"))
+        // ProxyJump is carried over (a tunnel that connected straight to the inner host was wrong).
+        #expect(imp.value(forKey: "jump") == .strings(["bastion.example.net:22"]))
         // Compression is irrelevant for a tunnel: not listed. The second forward is a note.
         #expect(!listed.contains { $0.hasPrefix("Compression") })
         #expect(imp.notes.contains { $0.contains("LocalForward localhost:9000 db.internal:5432") && $0.contains("9000") })
@@ -94,7 +94,8 @@ import Testing
         let strict = try #require(imp.unsupported.first { $0.setting == "StrictHostKeyChecking" })
         #expect(strict.location.line == 20)
         #expect(strict.reason.contains("never turns host key checking off"))
-        #expect(imp.unsupported.contains { $0.setting == "ProxyCommand" && $0.location.line == 22 })
+        #expect(!imp.unsupported.contains { $0.setting == "ProxyCommand" })
+        #expect(imp.value(forKey: "proxy_command") == .string("nc %h %p"))
         // "*:8080" listens everywhere: allowed only with allow_non_loopback, and said so.
         #expect(imp.value(forKey: "local") == .string("0.0.0.0:8080"))
         #expect(imp.value(forKey: "allow_non_loopback") == .bool(true))
@@ -349,5 +350,43 @@ import Testing
         #expect(r.skipped.count == 2)
         #expect(r.skipped[0].contains("source \"file\""))
         #expect(r.skipped[1].contains("$NOPE, which is not set"))
+    }
+
+    @Test func proxyJumpHopsGetTheirHostBlocksAndTheFirstOfJumpOrCommandWins() throws {
+        var sys = FakeSystem()
+        sys.files["/home/alice/.ssh/config"] = """
+            Host inner
+                HostName 10.9.0.5
+                ProxyJump ops@edge:2200, relay
+                ProxyCommand nc %h %p
+
+            Host relay
+                HostName relay.example.net
+                User jump
+                Port 2201
+
+            Host edge
+                HostName edge.example.net
+
+            Host direct
+                HostName direct.example.net
+                ProxyJump none
+            """
+        let imp = try SSHConfigImport.importHost("inner", environment: sys.environment)
+        #expect(imp.value(forKey: "jump") == .strings(["ops@edge.example.net:2200", "jump@relay.example.net:2201"]))
+        #expect(imp.value(forKey: "proxy_command") == nil)
+        #expect(imp.unsupported.isEmpty)
+        let direct = try SSHConfigImport.importHost("direct", environment: sys.environment)
+        #expect(direct.value(forKey: "jump") == nil && direct.value(forKey: "proxy_command") == nil)
+        // The written table loads, and a tunnel naming the alias (ssh_host) gets the same hops.
+        let text = """
+            [tunnels.byalias]
+            ssh_host = "inner"
+            local = "127.0.0.1:18789"
+            remote = "127.0.0.1:18789"
+            """
+        let config = try parseConfig(text, sys)
+        #expect(config.tunnels[0].jump.map(\.description) == ["ops@edge.example.net:2200", "jump@relay.example.net:2201"])
+        #expect(config.tunnels[0].target.host == "10.9.0.5")
     }
 }

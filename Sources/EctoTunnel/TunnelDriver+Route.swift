@@ -178,6 +178,24 @@ extension TunnelDriver {
         }
     }
 
+    /// The socket of this machine's own network connection for `session`: hop 1's with jump hosts,
+    /// none with a proxy command (the command owns its connection), else the session's.
+    func networkSocket(of session: SSHSession) -> Int32? {
+        switch carrier {
+        case .chain(let chain)?: return chain.hops.first?.session.socket
+        case .proxy?: return nil
+        case nil: return session.socket
+        }
+    }
+
+    /// With jump hosts still being connected: which hop the attempt was at (for a timeout), and
+    /// that hop becomes the status's `hop`.
+    func chainProgressNote() -> String {
+        guard case .chain(let chain)? = carrier, !chain.ready, let hop = chain.hops.last else { return "" }
+        failedHop = hop.name
+        return " at \(hop.name)"
+    }
+
     /// How the proxy command ended, when it already did (for the message of a lost session).
     func proxyExitNote() -> String {
         guard case .proxy(let proxy)? = carrier, let exit = proxy.exitIfEnded() else { return "" }

@@ -425,7 +425,9 @@ final class TunnelDriver {
             handle.pong()
             return
         case .networkChanged(let reason):
-            if case .established(let session) = phase, let local = Listener.localAddressIfGone(of: session.socket) {
+            if case .established(let session) = phase, let fd = networkSocket(of: session),
+                let local = Listener.localAddressIfGone(of: fd)
+            {
                 // Our end of the SSH connection no longer exists: nothing will ever arrive on it.
                 sessionLost("\(reason): the local address \(local) of the SSH connection is gone")
             } else if case .established(let session) = phase, livenessProbe == nil {
@@ -569,7 +571,7 @@ final class TunnelDriver {
                 let host = config.jump.first?.host ?? config.target.host
                 attemptFailed(AttemptFailure(.transport, "cannot resolve \(host): no answer within connect_timeout (\(config.connectTimeout))"))
             } else {
-                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
+                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)\(chainProgressNote())"))
             }
         }
         for connection in connections.values where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {

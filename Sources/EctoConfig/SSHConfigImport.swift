@@ -195,7 +195,7 @@ public enum SSHConfigImport {
         }
 
         // jump hosts or a proxy command (the first of the two wins, as in ssh)
-        switch route(s, environment: environment) {
+        switch route(s, environment: environment, configPath: configPath) {
         case .none:
             break
         case .jump(let hops, let origin):
@@ -293,7 +293,8 @@ public enum SSHConfigImport {
     }
 
     /// The route of resolved settings (`import ssh-config`, and `ssh_host` aliases in the loader).
-    public static func route(_ s: SSHHostSettings, environment: ConfigEnvironment) -> Route {
+    /// `configPath`: the ssh config the hops' Host blocks are read from (default `~/.ssh/config`).
+    public static func route(_ s: SSHHostSettings, environment: ConfigEnvironment, configPath: String? = nil) -> Route {
         guard
             let d = s.otherDirectives.first(where: {
                 let k = $0.keyword.lowercased()
@@ -318,7 +319,9 @@ public enum SSHConfigImport {
                 return .unusable(setting: d.keyword, value: value, origin: origin, reason: "\"\(item)\" is not [user@]host[:port]")
             }
             // A hop named by a Host alias gets that block's HostName, User and Port, as in ssh.
-            let alias = SSHClientConfig.resolve(host: hop.host, environment: environment)
+            let alias = SSHClientConfig.resolve(
+                host: hop.host, environment: environment,
+                configPath: configPath ?? SSHClientConfig.defaultPath(environment: environment))
             let hostPart = text.split(separator: "@").last.map(String.init) ?? text
             let explicitPort = hostPart.hasPrefix("[") ? hostPart.contains("]:") : hostPart.contains(":")
             if let name = alias.hostName?.value { hop.host = name }

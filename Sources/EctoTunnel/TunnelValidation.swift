@@ -104,20 +104,24 @@ public enum TunnelValidation {
     }
 
     private static func checkKnownHosts(_ tunnel: TunnelConfig, problem: (String, String, Bool) -> Void) {
-        guard tunnel.hostKeyPolicy == .strict, tunnel.hostKeyFingerprint == nil,
-            FileManager.default.fileExists(atPath: tunnel.knownHosts)
+        // Every jump host's key is checked under its own name; host_key_fingerprint pins the target only.
+        var hosts = tunnel.jump.map { (host: $0.host, port: $0.port, key: "jump") }
+        if tunnel.hostKeyFingerprint == nil { hosts.append((tunnel.target.host, tunnel.target.port, "known_hosts")) }
+        guard tunnel.hostKeyPolicy == .strict, !hosts.isEmpty, FileManager.default.fileExists(atPath: tunnel.knownHosts)
         else { return }
         guard let known = try? KnownHostsFile.load(path: tunnel.knownHosts) else {
             problem("known_hosts", "cannot read \(tunnel.knownHosts)", false)
             return
         }
-        let name = KnownHostsFile.lookupName(host: tunnel.target.host, port: Int(tunnel.target.port))
-        if known.entries(forHost: tunnel.target.host, port: Int(tunnel.target.port)).isEmpty {
-            let port = tunnel.target.port == 22 ? "" : "-p \(tunnel.target.port) "
+        for (host, port, key) in hosts where known.entries(forHost: host, port: Int(port)).isEmpty {
+            let name = KnownHostsFile.lookupName(host: host, port: Int(port))
+            let portOption = port == 22 ? "" : "-p \(port) "
+            let what = key == "jump" ? "the jump host \(name)" : name
             problem(
-                "known_hosts",
-                "\(tunnel.knownHosts) has no entry for \(name): the daemon will refuse the server's key (host_key_policy = \"strict\"). "
-                    + "Add it after checking its fingerprint (ssh-keyscan \(port)\(tunnel.target.host) | ssh-keygen -lf -), or let `ecto-tunnel connect` do it",
+                key,
+                "\(tunnel.knownHosts) has no entry for \(what): the daemon will refuse the server's key (host_key_policy = \"strict\"). "
+                    + "Add it after checking its fingerprint (ssh-keyscan \(portOption)\(host) | ssh-keygen -lf -)"
+                    + (key == "jump" ? "" : ", or let `ecto-tunnel connect` do it"),
                 true)
         }
     }

@@ -526,9 +526,9 @@ struct ImportSSHConfig: ParsableCommand {
         abstract: "Make a tunnel from a Host in ~/.ssh/config.",
         discussion: """
             Reads HostName, User, Port, IdentityFile, LocalForward, ServerAliveInterval, \
-            ServerAliveCountMax, UserKnownHostsFile, StrictHostKeyChecking accept-new and Include; \
-            lists what cannot be carried over (ProxyJump, ProxyCommand, certificates, …) with \
-            file:line. Prints the [tunnels.NAME] table; --write adds it to the config.
+            ServerAliveCountMax, UserKnownHostsFile, StrictHostKeyChecking accept-new, ProxyJump \
+            (as jump, each hop through its own Host block) or ProxyCommand (as proxy_command), and \
+            Include; lists what cannot be carried over (certificates, …) with file:line. Prints the [tunnels.NAME] table; --write adds it to the config.
             Exit status: 0, or 1 when the host gives no usable target or forward.
             """)
 

@@ -250,4 +250,79 @@ struct JumpTests {
         // Each run was killed and reaped with its attempt: no zombies pile up.
         #expect(ProcessTree.descendants(of: pid, includingZombies: true).count <= 1)
     }
+
+    @Test("check: jump and proxy_command together are an error with file:line and key; a jump host missing from known_hosts is a warning")
+    func checkRouteKeys() throws {
+        let directory = try TestDirectory()
+        defer { directory.cleanup() }
+        let (path, result) = try checkConfig(
+            in: directory,
+            """
+            [tunnels.t]
+            target = "ops@10.0.5.20"
+            local = "127.0.0.1:18789"
+            remote = "127.0.0.1:18789"
+            known_hosts = "KNOWN_HOSTS"
+            jump = ["bastion.example.net"]
+            proxy_command = "nc %h %p"
+
+            """)
+        #expect(result.status == 1)
+        #expect(
+            result.stderr.contains("\(path):7: tunnels.t.proxy_command: set either jump or proxy_command, not both"),
+            "\(result.stderr)")
+        let knownHosts = try directory.write("known_hosts", "10.0.5.20 \(try KeyPair.generate(type: "ed25519", in: directory, name: "k").publicLine)\n")
+        let good = try directory.write(
+            "good.toml",
+            """
+            [tunnels.t]
+            target = "ops@10.0.5.20"
+            local = "127.0.0.1:18789"
+            remote = "127.0.0.1:18789"
+            known_hosts = "\(knownHosts)"
+            jump = ["bastion.example.net:2200"]
+
+            """)
+        let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", good])
+        #expect(warned.stdout.contains("tunnels.t.jump:") && warned.stdout.contains("[bastion.example.net]:2200"), "\(warned.stdout)\(warned.stderr)")
+    }
+
+    @Test("import ssh-config of a Host behind a ProxyJump writes jump, and the tunnel goes through the bastion")
+    func importProxyJumpEndToEnd() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let bastion = try Self.bastion(fixture)
+        defer { bastion.cleanup() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let port = try FreePort.probe()
+        let sshConfig = try fixture.directory.write(
+            "ssh_config",
+            """
+            Host bastion
+                HostName 127.0.0.1
+                Port \(bastion.port)
+                User \(bastion.user)
+
+            Host gw
+                HostName 127.0.0.1
+                Port \(fixture.server.port)
+                User \(fixture.server.user)
+                ProxyJump bastion
+                LocalForward \(port) 127.0.0.1:\(echo.port)
+                IdentityFile \(fixture.clientKey.privatePath)
+                UserKnownHostsFile \(fixture.knownHosts)
+
+            """)
+        try fixture.writeConfig("")
+        let imported = try fixture.runCLI(["import", "ssh-config", "gw", "--ssh-config", sshConfig, "--write", "--config", fixture.configPath])
+        #expect(imported.status == 0, "\(imported.stdout)\(imported.stderr)")
+        let written = (try? String(contentsOfFile: fixture.configPath, encoding: .utf8)) ?? ""
+        #expect(written.contains("jump = [\"\(bastion.user)@127.0.0.1:\(bastion.port)\"]"), "\(written)")
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected")
+        #expect(try await offload { try echoRoundTrip(port: port, seed: 61, count: 1 << 20) })
+        #expect(bastion.log().contains("Accepted publickey"), "the session went through the bastion")
+    }
 }
+

@@ -43,6 +43,22 @@ struct JumpTests {
         let (code, report) = try fixture.statusJSON()
         #expect(code == 0)
         #expect(report?.tunnels.first?.hop == nil)
+        // Idle means asleep, also with three sessions and two relays on the thread.
+        let pid = try #require(fixture.daemon?.pid)
+        try await Task.sleep(for: .milliseconds(300))
+        let before = Self.cpuTicks(pid)
+        try await Task.sleep(for: .seconds(2))
+        let used = Self.cpuTicks(pid) - before
+        #expect(used <= 5, "\(used) CPU ticks (1/100 s) in 2 s of idling")
+    }
+
+    /// utime + stime of a process, in clock ticks.
+    static func cpuTicks(_ pid: pid_t) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
     @Test("laptop → bastion → gateway in network namespaces: only the bastion reaches the gateway; killing the bastion mid-stream cuts it without a corrupted byte and the chain recovers")

@@ -32,6 +32,10 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 GIB = 1 << 30
 CIPHER, MAC = "aes128-ctr", "hmac-sha2-256"  # what libssh2 1.10 negotiates with OpenSSH 9.2 (design.md §5)
 VARIANTS = ["direct", "ecto", "ssh", "bare"]  # + "multi" (--sessions N, default 4) and "base" (--ecto-baseline)
+# The jump path (unless --no-jump): ecto-tunnel with `jump = [bastion]` and `ssh -J bastion`, through a
+# second sshd on loopback as the bastion, measured in these tests only.
+JUMP_VARIANTS = ["ejump", "sjump"]
+JUMP_TESTS = {"up", "down", "rtt", "conn1"}
 
 _used_ports = set()
 
@@ -199,8 +203,16 @@ class Bench:
         with open(self.path("host_key.pub")) as f:
             hostkey = " ".join(f.read().split()[:2])
         self.ssh_port = free_port()
+        self.bastion_port = free_port()
         with open(self.path("known_hosts"), "w") as f:
             f.write("[127.0.0.1]:%d %s\n" % (self.ssh_port, hostkey))
+            f.write("[127.0.0.1]:%d %s\n" % (self.bastion_port, hostkey))
+        # For `ssh -J`: its jump ssh reads the same -F file (not our -o options).
+        with open(self.path("ssh_config"), "w") as f:
+            f.write("\n".join([
+                "Host *", "  IdentityFile " + self.path("id_ed25519"), "  IdentitiesOnly yes", "  BatchMode yes",
+                "  StrictHostKeyChecking yes", "  UserKnownHostsFile " + self.path("known_hosts"),
+                "  Ciphers " + CIPHER, "  MACs " + MAC, "  ServerAliveInterval 15", ""]))
 
     def start_sshd(self):
         try:
@@ -211,6 +223,13 @@ class Bench:
                                 "-o", "ListenAddress=127.0.0.1", "-p", str(self.ssh_port)], stderr_name="sshd.log")
         if not wait_for(lambda: listening(self.ssh_port), 5, 0.001):
             raise RuntimeError("sshd did not listen; see " + self.path("sshd.log"))
+
+    def start_bastion(self):
+        """A second sshd (same config) as the jump host of the jump variants."""
+        self.spawn(["/usr/sbin/sshd", "-f", self.path("sshd_config"), "-D", "-e",
+                    "-o", "ListenAddress=127.0.0.1", "-p", str(self.bastion_port)], stderr_name="bastion.log")
+        if not wait_for(lambda: listening(self.bastion_port), 5, 0.001):
+            raise RuntimeError("bastion sshd did not listen; see " + self.path("bastion.log"))
 
     def kill_sshd(self):
         victims = [self.sshd.pid] + children_of(self.sshd.pid)
@@ -235,7 +254,7 @@ class Bench:
         env.pop("SSH_AUTH_SOCK", None)
         return env
 
-    def start_ecto(self, name="ecto", binary=None, tunnels=3, sessions=1):
+    def start_ecto(self, name="ecto", binary=None, tunnels=3, sessions=1, jump=False):
         user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
         self.user = user
         locals_ = [free_port() for _ in range(tunnels)]
@@ -244,9 +263,10 @@ class Bench:
         with open(conf, "w") as f:
             for i, port in enumerate(locals_):
                 f.write('[tunnels.bench%d]\ntarget = "%s@127.0.0.1:%d"\nlocal = "127.0.0.1:%d"\n'
-                        'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n%s\n'
+                        'remote = "127.0.0.1:%d"\nidentity_file = "%s"\nknown_hosts = "%s"\n%s%s\n'
                         % (i, user, self.ssh_port, port, self.svc_port, self.path("id_ed25519"),
-                           self.path("known_hosts"), "sessions = %d\n" % sessions if sessions > 1 else ""))
+                           self.path("known_hosts"), "sessions = %d\n" % sessions if sessions > 1 else "",
+                           'jump = ["%s@127.0.0.1:%d"]\n' % (user, self.bastion_port) if jump else ""))
         # Each daemon its own control socket: the default one is per user, and a second daemon
         # (base, multi, another engineer's bench) refuses to start on a socket that answers.
         p = self.spawn([binary or self.args.ecto_bin, "run", "--config", conf, "--socket", self.path(name + ".sock")],
@@ -270,6 +290,18 @@ class Bench:
         self.pids["ssh"] = p.pid
         if not wait_for(lambda: self.probe(locals_[0]), 10, 0.05):
             raise RuntimeError("ssh -L did not come up; see " + self.path("ssh.log"))
+
+    def start_ssh_jump(self):
+        """`ssh -N -J user@bastion -L …`, its options from an -F file the jump ssh reads too."""
+        port = free_port()
+        self.ports["sjump"] = port
+        argv = ["ssh", "-N", "-F", self.path("ssh_config"), "-p", str(self.ssh_port), "-o", "ExitOnForwardFailure=yes",
+                "-J", "%s@127.0.0.1:%d" % (self.user, self.bastion_port),
+                "-L", "127.0.0.1:%d:127.0.0.1:%d" % (port, self.svc_port), "%s@127.0.0.1" % self.user]
+        p = self.spawn(argv, stderr_name="sjump.log", env=self.env())
+        self.pids["sjump"] = p.pid
+        if not wait_for(lambda: self.probe(port), 10, 0.05):
+            raise RuntimeError("ssh -J did not come up; see " + self.path("sjump.log"))
 
     def start_bare(self):
         port = free_port()
@@ -300,6 +332,10 @@ class Bench:
             self.start_ecto("base", self.args.ecto_baseline, tunnels=1)
         self.start_ssh()
         self.start_bare()
+        if not self.args.no_jump:
+            self.start_bastion()
+            self.start_ecto("ejump", tunnels=1, jump=True)
+            self.start_ssh_jump()
         self.sampler = RSSSampler(self.pids)
         self.sampler.start()
         time.sleep(1)
@@ -431,14 +467,16 @@ class Bench:
     def run(self):
         runs = self.args.runs
         tests = self.tests()
-        variants = VARIANTS + [v for v in ("multi", "base") if v in self.ports]
+        variants = VARIANTS + [v for v in ["multi", "base"] + JUMP_VARIANTS if v in self.ports]
         raw = {name: {v: [] for v in variants} for name, _, _ in tests}
         idle = []
         for r in range(runs):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for name, mode, opts in tests:
                 for v in order:
-                    if v not in self.ports or (v not in self.args.variants.split(",") and v not in ("multi", "base")):
+                    if v not in self.ports or (v not in self.args.variants.split(",") and v not in ["multi", "base"] + JUMP_VARIANTS):
+                        continue
+                    if v in JUMP_VARIANTS and name not in JUMP_TESTS:
                         continue
                     res = self.measured(v, mode, *opts)
                     raw[name][v].append(res)
@@ -586,6 +624,19 @@ def table(rows, base=False, sessions=0):
     return "\n".join(lines)
 
 
+def jump_table(rows):
+    """The jump path's extra cost: ecto-tunnel direct vs through one jump host, ssh -L vs ssh -J."""
+    head = ["figure", "unit", "ecto", "ecto jump", "ssh -L", "ssh -J", "jump/ecto", "ecto jump/ssh -J"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, unit, vals in rows:
+        if vals.get("ejump") is None and vals.get("sjump") is None:
+            continue
+        cells = [label, unit] + [fmt(vals.get(v)) for v in ("ecto", "ejump", "ssh", "sjump")] + [
+            ratio(vals.get("ejump"), vals.get("ecto")), ratio(vals.get("ejump"), vals.get("sjump"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -595,6 +646,8 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=None)
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--no-recovery", action="store_true")
+    ap.add_argument("--no-jump", action="store_true",
+                    help="skip the jump path (ecto-tunnel with jump = [bastion] and ssh -J through a second sshd)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
     ap.add_argument("--sessions", type=int, default=4,
                     help="also measure ecto-tunnel with one tunnel of `sessions = N` (column 'multi'; 0 or 1: not)")
@@ -638,6 +691,9 @@ def main():
     print()
     print("median of %d run(s); %s" % (args.runs, "quick" if args.quick else "full"))
     print(text)
+    if not args.no_jump:
+        print("\njump path (one jump host: a second sshd on loopback; ssh -J's CPU is its main process only)")
+        print(jump_table(rows))
     out = args.json or os.path.join(ROOT, "bench-results", "bench-%s.json" % started.strftime("%Y%m%dT%H%M%SZ"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,

@@ -114,7 +114,9 @@ extension TunnelDriver {
         case nil:
             return
         case .proxy(let proxy):
-            if readiness { proxy.readErrors(logger) }
+            // At the end of its stderr (closed, or the command ended) the descriptor leaves epoll:
+            // level-triggered, an EOF would wake the loop for ever.
+            if readiness, proxy.readErrors(logger) { proxy.closeErrors(poller: poller) }
         case .chain(let chain):
             let due = chain.nextDeadline().map { clock.now >= $0 } ?? false
             guard readiness || chain.progress || due || !chain.ready else { return }
@@ -230,20 +232,38 @@ final class ProxyProcess {
         return exit
     }
 
-    /// Reads what its stderr holds now (up to 64 KiB) and logs the complete lines.
-    func readErrors(_ logger: Logger) {
-        guard stderrFD >= 0 else { return }
+    /// Reads what its stderr holds now (up to 64 KiB) and logs the complete lines. True at its end
+    /// (EOF or an error).
+    @discardableResult
+    func readErrors(_ logger: Logger) -> Bool {
+        guard stderrFD >= 0 else { return false }
         var buffer = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<16 {
-            let result = try? buffer.withUnsafeMutableBytes { bytes throws(SystemError) in try Posix.read(stderrFD, bytes) }
-            guard case .done(let n)? = result else { return }  // nothing more now (or an error: EOF follows)
+            let result: IOResult<Int>
+            do {
+                result = try buffer.withUnsafeMutableBytes { bytes throws(SystemError) in try Posix.read(stderrFD, bytes) }
+            } catch {
+                flushErrors(logger, final: true)
+                return true
+            }
+            guard case .done(let n) = result else { return false }  // nothing more now
             if n == 0 {
                 flushErrors(logger, final: true)
-                return
+                return true
             }
             partial += buffer[0..<n]
             flushErrors(logger, final: false)
         }
+        return false
+    }
+
+    /// Stops reading its stderr (at its end, or when the session ends).
+    func closeErrors(poller: Epoll?) {
+        guard stderrFD >= 0 else { return }
+        if registered { poller?.remove(stderrFD) }
+        registered = false
+        Posix.close(stderrFD)
+        stderrFD = -1
     }
 
     private func flushErrors(_ logger: Logger, final: Bool) {
@@ -273,11 +293,7 @@ final class ProxyProcess {
     func end(poller: Epoll?, logger: Logger) {
         readErrors(logger)
         flushErrors(logger, final: true)
-        if stderrFD >= 0 {
-            if registered { poller?.remove(stderrFD) }
-            Posix.close(stderrFD)
-            stderrFD = -1
-        }
+        closeErrors(poller: poller)
         let ended = exit ?? Spawn.terminate(pid)
         if linesDropped > 0 { logger.warning("proxy_command stderr: \(linesDropped) more lines not logged") }
         logger.debug("proxy command ended: \(ended.map { "\($0)" } ?? "unknown")", metadata: ["proxy.pid": "\(pid)"])

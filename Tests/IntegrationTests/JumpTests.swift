@@ -240,6 +240,29 @@ struct JumpTests {
         }
     }
 
+    @Test("a proxy command that closes its stderr and goes on: the tunnel works and the daemon idles asleep")
+    func proxyCommandClosesStderr() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let port = try FreePort.probe()
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port,
+                extra: ["proxy_command = \"sh -c 'echo starting >&2; exec 2>&-; exec socat - TCP:%h:%p'\""]))
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected")
+        #expect(fixture.daemonLog.contains("proxy_command stderr: starting"))
+        #expect(try await offload { try echoRoundTrip(port: port, seed: 53, count: 1 << 20) })
+        let pid = try #require(fixture.daemon?.pid)
+        try await Task.sleep(for: .milliseconds(300))
+        let before = Self.cpuTicks(pid)
+        try await Task.sleep(for: .seconds(2))
+        let used = Self.cpuTicks(pid) - before
+        #expect(used <= 5, "\(used) CPU ticks (1/100 s) in 2 s of idling")
+    }
+
     @Test("a proxy command that exits at once: backoff, its stderr in the log tagged, no storm")
     func proxyCommandExitsAtOnce() async throws {
         let fixture = try TunnelFixture()

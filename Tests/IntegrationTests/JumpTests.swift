@@ -16,29 +16,34 @@ struct JumpTests {
         return server
     }
 
-    @Test("two jump hosts on loopback: three sessions in a chain, 8 MiB each way intact, each hop in sshd's log")
-    func twoHopChain() async throws {
+    @Test("three jump hosts on loopback: four sessions in a chain, 8 MiB each way intact, each hop in sshd's log, idle asleep")
+    func threeHopChain() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let first = try Self.bastion(fixture)
         defer { first.cleanup() }
         let second = try Self.bastion(fixture)
         defer { second.cleanup() }
+        let third = try Self.bastion(fixture)
+        defer { third.cleanup() }
         let echo = try EchoServer()
         defer { echo.stop() }
         let port = try FreePort.probe()
         try fixture.writeConfig(
             fixture.tunnel(
                 localPort: port, remotePort: echo.port,
-                extra: ["jump = [\"\(first.user)@127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\"]"]))
+                extra: [
+                    "jump = [\"\(first.user)@127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\", \"127.0.0.1:\(third.port)\"]"
+                ]))
         try fixture.startDaemon()
         try await fixture.waitForLog("] connected")
-        #expect(fixture.daemonLog.contains("through 2 hops"))
+        #expect(fixture.daemonLog.contains("through 3 hops"))
         let intact = (try? await offload { try echoRoundTrip(port: port, seed: 41, count: 8 << 20) }) ?? false
         #expect(intact, "\(fixture.daemonLog)")
         // Each hop forwarded the next one's connection: its sshd says so.
         #expect(first.log().contains("direct-tcpip") || first.log().contains("Connection from"), "\(first.logTail())")
         #expect(second.log().contains("Accepted publickey"), "\(second.logTail())")
+        #expect(third.log().contains("Accepted publickey"), "\(third.logTail())")
         #expect(fixture.server.log().contains("Accepted publickey"))
         let (code, report) = try fixture.statusJSON()
         #expect(code == 0)

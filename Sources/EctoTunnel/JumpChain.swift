@@ -54,8 +54,8 @@ final class JumpChain {
         var relayFD: Int32 = -1
         /// Channel → relay bytes not yet written to `relayFD`, and relay → channel bytes not yet
         /// written to the channel.
-        var toRelay = PendingBytes()
-        var toChannel = PendingBytes()
+        let toRelay = Chunk()
+        let toChannel = Chunk()
         var relayWriteBlocked = false
         var nextKeepalive: Instant?
         var registeredSession: EpollEvents?
@@ -75,16 +75,34 @@ final class JumpChain {
         var isRelaying: Bool { if case .relaying = stage { return true } else { return false } }
     }
 
-    /// Bytes read but not yet written on (at most one chunk).
-    struct PendingBytes {
-        var bytes: [UInt8] = []
-        var offset = 0
-        var isEmpty: Bool { offset >= bytes.count }
-        mutating func consume(_ n: Int) {
-            offset += n
-            if offset >= bytes.count {
-                bytes.removeAll(keepingCapacity: true)
-                offset = 0
+    /// One direction's bytes in flight: filled by one read, emptied by writes. Its 64 KiB are
+    /// allocated with the hop and kept (no allocation per read).
+    final class Chunk {
+        static let size = 64 * 1024
+        private let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: Chunk.size, alignment: 16)
+        private var start = 0
+        private var end = 0
+
+        deinit { storage.deallocate() }
+
+        var isEmpty: Bool { start >= end }
+
+        /// Reads into the (empty) chunk: `body` returns how many bytes it put there.
+        func fill<E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) {
+            precondition(isEmpty, "a chunk is filled only when empty")
+            let n = try body(storage)
+            start = 0
+            end = n
+        }
+
+        /// The bytes not yet written on.
+        var pending: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[start..<end]) }
+
+        func consume(_ n: Int) {
+            start += n
+            if start >= end {
+                start = 0
+                end = 0
             }
         }
     }
@@ -110,7 +128,6 @@ final class JumpChain {
     /// The index of the hop being built (the last one in `hops` until all relay).
     var building: Int { hops.count - 1 }
     var ready = false
-    private let chunk = 64 * 1024
 
     init(config: TunnelConfig, logger: Logger) {
         self.base = config
@@ -324,26 +341,26 @@ final class JumpChain {
 
     /// Channel → relay (towards the next session). False when a half-sent packet ends the pass.
     private func pullFromChannel(_ hop: Hop, _ channel: SSHChannel) throws -> Bool {
-        var budget = 4 * chunk
+        var budget = 4 * Chunk.size
         while budget > 0 {
             if hop.toRelay.isEmpty {
-                hop.toRelay.bytes = [UInt8](repeating: 0, count: chunk)
-                let result: SSHResult<Int>
+                var result: SSHResult<Int> = .wouldBlock
                 do {
-                    result = try hop.toRelay.bytes.withUnsafeMutableBytes { buffer throws(SSHError) in try channel.read(into: buffer) }
-                } catch let error as SSHError {
-                    hop.toRelay.bytes.removeAll(keepingCapacity: true)
+                    try hop.toRelay.fill { buffer throws(SSHError) -> Int in
+                        result = try channel.read(into: buffer)
+                        if case .done(let n) = result { return n }
+                        return 0
+                    }
+                } catch {
                     throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): \(error.description)"))
                 }
                 switch result {
                 case .wouldBlock:
-                    hop.toRelay.bytes.removeAll(keepingCapacity: true)
                     if hop.session.blockDirections.contains(.outbound) {
                         hop.pending = .read
                         return false
                     }
                 case .done(let n):
-                    hop.toRelay.bytes.removeSubrange(n...)
                     if n == 0 && channel.isEOF {
                         throw HopFailure(
                             failure: AttemptFailure(
@@ -355,9 +372,7 @@ final class JumpChain {
             }
             let written: IOResult<Int>
             do {
-                written = try hop.toRelay.bytes[hop.toRelay.offset...].withUnsafeBytes { buffer throws(SystemError) in
-                    try Posix.write(hop.relayFD, buffer)
-                }
+                written = try Posix.write(hop.relayFD, hop.toRelay.pending)
             } catch {
                 throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): relay: \(error)"))
             }
@@ -375,28 +390,26 @@ final class JumpChain {
 
     /// Relay → channel (from the next session). False when a half-sent packet ends the pass.
     private func pushToChannel(_ hop: Hop, _ channel: SSHChannel) throws -> Bool {
-        var budget = 4 * chunk
+        var budget = 4 * Chunk.size
         while budget > 0 {
             if hop.toChannel.isEmpty {
-                hop.toChannel.bytes = [UInt8](repeating: 0, count: chunk)
-                let read: IOResult<Int>
+                var read: IOResult<Int> = .wouldBlock
                 do {
-                    read = try hop.toChannel.bytes.withUnsafeMutableBytes { buffer throws(SystemError) in
-                        try Posix.read(hop.relayFD, buffer)
+                    try hop.toChannel.fill { buffer throws(SystemError) -> Int in
+                        read = try Posix.read(hop.relayFD, buffer)
+                        if case .done(let n) = read { return n }
+                        return 0
                     }
                 } catch {
-                    hop.toChannel.bytes.removeAll(keepingCapacity: true)
                     throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): relay: \(error)"))
                 }
                 guard case .done(let n) = read, n > 0 else {
-                    hop.toChannel.bytes.removeAll(keepingCapacity: true)
                     if case .done = read {
                         // The next session's end closed: only when we tear it down.
                         throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): the relayed session ended"))
                     }
                     return true
                 }
-                hop.toChannel.bytes.removeSubrange(n...)
                 progress = true
             }
             // A write blocked only by the peer's window is not parked: the window adjust
@@ -404,10 +417,8 @@ final class JumpChain {
             guard channel.writeWindow > 0 else { return true }
             let result: SSHResult<Int>
             do {
-                result = try hop.toChannel.bytes[hop.toChannel.offset...].withUnsafeBytes { buffer throws(SSHError) in
-                    try channel.write(buffer)
-                }
-            } catch let error as SSHError {
+                result = try channel.write(hop.toChannel.pending)
+            } catch {
                 throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): \(error.description)"))
             }
             guard case .done(let n) = result else {

@@ -36,7 +36,7 @@ extension TunnelDriver {
         progress = true
         switch result {
         case .failure(let error):
-            attemptFailed(AttemptFailure(.transport, "cannot resolve \(firstHost.host): \(error.operation)"))
+            attemptFailed(AttemptFailure(.transport, "cannot resolve \(firstHost.host): \(error.operation)"), hop: firstHopName)
         case .success(let answer):
             connect(answer.addresses, from: 0, lastErrno: 0)
         }
@@ -127,11 +127,10 @@ extension TunnelDriver {
                 logger.info("jump: reached \(config.target.host):\(config.target.port) through \(config.jump.count) hop\(config.jump.count == 1 ? "" : "s")")
                 startHandshake(fd)
             case .failed(let failure, let hop):
-                failedHop = hop
                 if isEstablished {
-                    sessionLost(failure.message)
+                    sessionLost(failure.message, hop: hop)
                 } else {
-                    attemptFailed(failure)
+                    attemptFailed(failure, hop: hop)
                 }
                 return
             }
@@ -190,12 +189,22 @@ extension TunnelDriver {
         }
     }
 
-    /// With jump hosts still being connected: which hop the attempt was at (for a timeout), and
-    /// that hop becomes the status's `hop`.
-    func chainProgressNote() -> String {
-        guard case .chain(let chain)? = carrier, !chain.ready, let hop = chain.hops.last else { return "" }
-        failedHop = hop.name
-        return " at \(hop.name)"
+    /// With jump hosts still being connected: the hop the attempt was at (for a timeout).
+    var hopBeingConnected: String? {
+        guard case .chain(let chain)? = carrier, !chain.ready else { return nil }
+        return chain.hops.last?.name
+    }
+
+    /// How `status` names hop 1 before its session exists (resolve, connect).
+    var firstHopName: String? { config.jump.isEmpty ? nil : "hop 1/\(config.jump.count) (\(firstHost))" }
+
+    /// For a session lost with no hop to blame (the target's own session found the silence
+    /// first): the first hop that has been silent for more than two keepalive intervals, if any,
+    /// since a silent hop silences everything behind it.
+    func silentHop() -> String? {
+        guard case .chain(let chain)? = carrier, config.keepaliveInterval > .zero else { return nil }
+        let limit = UInt64(2 * seconds(config.keepaliveInterval) * 1e9)
+        return chain.hops.first(where: { $0.isRelaying && $0.session.nanosSinceLastReceive > limit })?.name
     }
 
     /// How the proxy command ended, when it already did (for the message of a lost session).

@@ -23,7 +23,6 @@ extension TunnelDriver {
         let now = clock.now
         attemptDeadline = now.advanced(by: config.connectTimeout)
         logger.debug("connecting")
-        failedHop = nil
         if let command = config.proxyCommand {
             startProxy(command)
             return
@@ -67,8 +66,9 @@ extension TunnelDriver {
         case EMFILE, ENFILE, ENOBUFS, ENOMEM, EADDRNOTAVAIL: kind = .resources
         default: kind = .transport
         }
-        if !config.jump.isEmpty { failedHop = "hop 1/\(config.jump.count) (\(firstHost))" }
-        attemptFailed(AttemptFailure(kind, "cannot connect to \(config.jump.isEmpty ? "" : "jump host ")\(firstHost.host):\(firstHost.port): \(reason)"))
+        attemptFailed(
+            AttemptFailure(kind, "cannot connect to \(config.jump.isEmpty ? "" : "jump host ")\(firstHost.host):\(firstHost.port): \(reason)"),
+            hop: firstHopName)
     }
 
     /// TCP-level liveness on the SSH socket, on top of the SSH keepalives. TCP_USER_TIMEOUT (how
@@ -193,6 +193,7 @@ extension TunnelDriver {
 
     private func established(_ session: SSHSession) {
         attemptDeadline = nil
+        failedHop = nil
         let now = clock.now
         if config.keepaliveInterval > .zero {
             session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
@@ -211,7 +212,9 @@ extension TunnelDriver {
         progress = true
     }
 
-    func attemptFailed(_ failure: AttemptFailure) {
+    /// `hop`: the jump host it failed at (status `hop`), if it did.
+    func attemptFailed(_ failure: AttemptFailure, hop: String? = nil) {
+        failedHop = hop
         var failure = failure
         failure.message += proxyExitNote()
         guard stopping == nil else {
@@ -238,7 +241,9 @@ extension TunnelDriver {
         perform(action, logged: true)
     }
 
-    func sessionLost(_ message: String) {
+    /// `hop`: the jump host that ended it (status `hop`), if one did.
+    func sessionLost(_ message: String, hop: String? = nil) {
+        failedHop = hop ?? silentHop()
         let message = message + proxyExitNote()
         logger.warning("session lost: \(message)")
         teardownSession(reason: message, graceful: false)

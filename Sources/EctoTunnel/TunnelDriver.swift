@@ -568,10 +568,15 @@ final class TunnelDriver {
             attemptDeadline = nil
             if case .resolving = phase {
                 // The lookup thread may still hang; its late answer is ignored (stale ticket).
-                let host = config.jump.first?.host ?? config.target.host
-                attemptFailed(AttemptFailure(.transport, "cannot resolve \(host): no answer within connect_timeout (\(config.connectTimeout))"))
+                attemptFailed(
+                    AttemptFailure(.transport, "cannot resolve \(firstHost.host): no answer within connect_timeout (\(config.connectTimeout))"),
+                    hop: firstHopName)
+            } else if let hop = hopBeingConnected {
+                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"), hop: hop)
+            } else if case .connectingTCP = phase, let hop = firstHopName {
+                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"), hop: hop)
             } else {
-                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)\(chainProgressNote())"))
+                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
             }
         }
         for connection in connections.values where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {

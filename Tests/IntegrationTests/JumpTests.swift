@@ -142,6 +142,65 @@ struct JumpTests {
         #expect(again.firstMismatch == nil && again.received >= 16 << 20, "after recovery: \(again)")
     }
 
+    @Test("a silent bastion (blackholed path): keepalives find the dead chain, a client held meanwhile is served once the path is back")
+    func blackholedBastion() async throws {
+        let fixture = try FaultFixture(lab: true)
+        defer { fixture.cleanup() }
+        let lab = try #require(fixture.lab)
+        let gateway = try SSHServer(port: 2222, namespace: lab.serverNamespace, listenAddress: "127.0.0.1")
+        defer { gateway.cleanup() }
+        try gateway.authorize(fixture.clientKey)
+        try gateway.writeKnownHosts(to: fixture.knownHosts, host: "127.0.0.1", append: true)
+        try gateway.start()
+        let echo = try await fixture.serverSide { try EchoServer() }
+        try fixture.writeConfig(
+            """
+            [tunnels.t]
+            target = "\(gateway.user)@127.0.0.1:2222"
+            jump = ["\(fixture.target)"]
+            local = "127.0.0.1:\(fixture.localPort)"
+            remote = "127.0.0.1:\(echo.port)"
+            known_hosts = "\(fixture.knownHosts)"
+            identity_file = "\(fixture.clientKey.privatePath)"
+            backoff_initial = "200ms"
+            backoff_max = "1s"
+            keepalive_interval = 1
+            keepalive_count_max = 3
+            connect_timeout = "3s"
+            hold_timeout = "30s"
+
+            """)
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected")
+        let port = fixture.localPort
+        try lab.blackhole()
+        let lostAt = ContinuousClock.now
+        try await fixture.waitForLog("session lost", timeout: .seconds(10))
+        let detection = lostAt.duration(to: .now)
+        #expect(detection < .seconds(6), "dead chain found after \(detection) (keepalive 1 s × 3)")
+        #expect(fixture.daemonLog.contains("dead peer"), "\(fixture.daemonLog)")
+        // Whichever session found the silence first, status blames hop 1 (the silent one).
+        let status = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["status", "--json"],
+            extraEnvironment: ["ECTO_TUNNEL_SOCKET": fixture.directory.file("control.sock")], timeout: .seconds(10))
+        let report = try? ControlProtocol.decoder().decode(StatusReport.self, from: Data(status.stdout.utf8))
+        #expect(report?.tunnels.first?.hop?.hasPrefix("hop 1/1") == true, "\(status.stdout)")
+        // A client arriving now is held; the path comes back; it is served on the new chain.
+        let held = Task {
+            try await fixture.clientSide { () -> Bool in
+                let client = try TCPClient.connect(port: port, ioTimeout: .seconds(25))
+                defer { client.close() }
+                try client.sendPattern(seed: 71, count: 100_000)
+                try client.shutdownWrite()
+                return try client.receivePattern(seed: 71).isIntact(count: 100_000)
+            }
+        }
+        try await Task.sleep(for: .seconds(2))
+        try lab.unblackhole()
+        #expect(try await held.value, "the held client was served intact after recovery")
+        #expect(fixture.daemonLog.occurrences(of: "] connected") >= 2)
+    }
+
     @Test("a bastion with AllowTcpForwarding no: backoff naming the hop, a handful of attempts, no storm")
     func bastionRefusesForwarding() async throws {
         let fixture = try TunnelFixture()

@@ -82,7 +82,20 @@ def wait_for(pred, timeout, step=0.01):
 
 
 def proc_cpu(pid):
-    """utime + stime of the process (all threads), seconds."""
+    """CPU time of the process (all its threads), seconds, to the nanosecond: the sum of each
+    thread's on-CPU time from /proc/PID/task/TID/schedstat. utime + stime from /proc/PID/stat
+    count in clock ticks (10 ms): a 2,000-connection test costs 20-30 ticks, so a tick is 4 %
+    of the figure. The forwarders' threads live as long as the process, so none is missed; where
+    schedstat is missing, the ticks are used."""
+    try:
+        total = 0
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        if total > 0:
+            return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -328,6 +341,9 @@ class Bench:
         self.start_ecto()
         if self.args.sessions > 1:
             self.start_ecto("multi", tunnels=1, sessions=self.args.sessions)
+        for n in self.sweep():
+            if self.sweep_variant(n) not in self.ports:
+                self.start_ecto(self.sweep_variant(n), tunnels=1, sessions=n)
         if self.args.ecto_baseline:
             self.start_ecto("base", self.args.ecto_baseline, tunnels=1)
         self.start_ssh()
@@ -341,6 +357,18 @@ class Bench:
         time.sleep(1)
         self.idle_rss_fresh = {n: proc_rss_kib(p) for n, p in self.pids.items()}
         self.sessions_up_since = time.monotonic()
+
+    def sweep(self):
+        """The `sessions = N` values of the cores table (--sessions-sweep)."""
+        return [int(x) for x in self.args.sessions_sweep.split(",") if x.strip()] if self.args.sessions_sweep else []
+
+    def sweep_variant(self, n):
+        """The daemon that measures `sessions = n`: the main one for 1, the 'multi' one when it has n."""
+        if n == 1:
+            return "ecto"
+        if n == self.args.sessions:
+            return "multi"
+        return "s%d" % n
 
     def cleanup(self):
         if getattr(self, "sampler", None):
@@ -412,7 +440,7 @@ class Bench:
             ("down4", "down", ["--bytes", nbytes, "--streams", 4]),
             ("rtt", "rtt", ["--count", 2000 if q else 10000, "--size", 64]),
             ("conn1", "connrate", ["--count", 200 if q else 1000, "--clients", 1]),
-            ("conn8", "connrate", ["--count", 400 if q else 2000, "--clients", 8]),
+            ("conn8", "connrate", ["--count", self.args.conn_count or (400 if q else 2000), "--clients", 8]),
             ("conc1000", "concurrent", ["--conns", 1000, "--size", 1024, "--rounds", 2 if q else 4,
                                         "--hold-ms", 300]),
         ]
@@ -467,14 +495,18 @@ class Bench:
     def run(self):
         runs = self.args.runs
         tests = self.tests()
-        variants = VARIANTS + [v for v in ["multi", "base"] + JUMP_VARIANTS if v in self.ports]
+        extra = [v for v in self.ports if v.startswith("s") and v[1:].isdigit()]  # sweep daemons: 4 streams only
+        variants = VARIANTS + [v for v in ["multi", "base"] + JUMP_VARIANTS if v in self.ports] + extra
         raw = {name: {v: [] for v in variants} for name, _, _ in tests}
         idle = []
         for r in range(runs):
             order = variants[r % len(variants):] + variants[:r % len(variants)]
             for name, mode, opts in tests:
                 for v in order:
-                    if v not in self.ports or (v not in self.args.variants.split(",") and v not in ["multi", "base"] + JUMP_VARIANTS):
+                    if v not in self.ports or (v not in self.args.variants.split(",")
+                                               and v not in ["multi", "base"] + JUMP_VARIANTS + extra):
+                        continue
+                    if v in extra and name not in ("up4", "down4"):
                         continue
                     if v in JUMP_VARIANTS and name not in JUMP_TESTS:
                         continue
@@ -606,6 +638,30 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
+def sweep_table(raw, sweep, variant_of):
+    """4 parallel streams through one tunnel of `sessions = N`, beside ssh -L in the same run."""
+    if not sweep or "up4" not in raw or "down4" not in raw:
+        return [], ""
+    def m(test, v, fn):
+        return med([fn(r) for r in raw[test].get(v, []) if "error" not in r])
+    mb = lambda r: r.get("mb_per_s")
+    cores = lambda r: r["fwd_cpu_s"] / r["seconds"] if r.get("fwd_cpu_s") is not None and r.get("seconds") else None
+    per_gib = lambda r: r["fwd_cpu_s"] / (r["bytes"] / GIB) if r.get("fwd_cpu_s") is not None and r.get("bytes") else None
+    rows = []
+    lines = ["| forwarder | up 4 streams MB/s | down 4 streams MB/s | up / ssh | down / ssh | cores busy up / down | CPU per GiB up / down (s) |",
+             "|---|---|---|---|---|---|---|"]
+    ssh_up, ssh_down = m("up4", "ssh", mb), m("down4", "ssh", mb)
+    for label, v in [("ssh -L (one process)", "ssh")] + [("ecto sessions = %d" % n, variant_of(n)) for n in sweep]:
+        up, down = m("up4", v, mb), m("down4", v, mb)
+        cu, cd = m("up4", v, cores), m("down4", v, cores)
+        gu, gd = m("up4", v, per_gib), m("down4", v, per_gib)
+        rows.append({"forwarder": label, "variant": v, "up_mb_s": up, "down_mb_s": down, "cores_up": cu, "cores_down": cd,
+                     "cpu_per_gib_up": gu, "cpu_per_gib_down": gd})
+        lines.append("| %s | %s | %s | %s | %s | %s / %s | %s / %s |" % (
+            label, fmt(up), fmt(down), ratio(up, ssh_up), ratio(down, ssh_down), fmt(cu), fmt(cd), fmt(gu), fmt(gd)))
+    return rows, "\n".join(lines)
+
+
 def table(rows, base=False, sessions=0):
     head = ["figure", "unit", "direct", "ecto", "ssh -L", "bare C", "ecto/ssh", "ecto/bare"]
     if sessions > 1:
@@ -643,6 +699,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 128 MiB, short idle window")
     ap.add_argument("--bytes", type=int, help="bytes per bulk transfer (default 1 GiB; quick 128 MiB)")
     ap.add_argument("--only", help="comma-separated tests: up,down,up4,down4,rtt,conn1,conn8,conc1000")
+    ap.add_argument("--conn-count", type=int, default=None,
+                    help="connections in the 8-client connection test (default 2000; quick 400): more for a profile")
     ap.add_argument("--idle-seconds", type=float, default=None)
     ap.add_argument("--no-idle", action="store_true")
     ap.add_argument("--no-recovery", action="store_true")
@@ -651,6 +709,9 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
     ap.add_argument("--sessions", type=int, default=4,
                     help="also measure ecto-tunnel with one tunnel of `sessions = N` (column 'multi'; 0 or 1: not)")
+    ap.add_argument("--sessions-sweep", default="1,2,4",
+                    help="the cores table: 4 parallel streams through one tunnel of sessions = N for each N "
+                         "(the up4/down4 tests; '' to skip)")
     ap.add_argument("--bare-buf", type=int, default=65536, help="bare forwarder's buffer per direction")
     ap.add_argument("--perf-dir", help="record each forwarder with `perf record -e cpu-clock` into this dir")
     ap.add_argument("--perf-callgraph", action="store_true", help="with --perf-dir: DWARF call graphs")
@@ -691,6 +752,10 @@ def main():
     print()
     print("median of %d run(s); %s" % (args.runs, "quick" if args.quick else "full"))
     print(text)
+    sweep_rows, sweep_text = sweep_table(raw, bench.sweep(), bench.sweep_variant)
+    if sweep_text:
+        print("\ncores: 4 parallel streams, one tunnel of sessions = N (%d CPUs here)" % os.cpu_count())
+        print(sweep_text)
     if not args.no_jump:
         print("\njump path (one jump host: a second sshd on loopback; ssh -J's CPU is its main process only)")
         print(jump_table(rows))
@@ -707,6 +772,7 @@ def main():
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "loadavg_before": load0,
                         "loadavg_after": os.getloadavg()},
             "table": [{"figure": l, "unit": u, "values": v} for l, u, v in rows],
+            "sessions_sweep": sweep_rows,
             "raw": raw, "idle": idle, "recovery": rec, "recovery_second_outage": rec_fast, "idle_rss_fresh_kib": fresh,
         }, f, indent=1)
     print("\nwrote " + out)

@@ -58,3 +58,14 @@ public func fixed(_ value: Double, decimals: Int) -> String {
     }
     return String(decoding: buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
+
+/// A duration as the log says it: "0.42 s" (two decimals below 10 s), "12 s", "5 min 3 s", "2 h 1 min".
+/// The one human form for durations in messages (config syntax has its own: `DurationSyntax`).
+public func spoken(_ duration: Duration) -> String {
+    let total = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    if total < 10 { return fixed(total, decimals: 2) + " s" }
+    let seconds = Int(total.rounded())
+    if seconds < 60 { return "\(seconds) s" }
+    if seconds < 3600 { return "\(seconds / 60) min" + (seconds % 60 == 0 ? "" : " \(seconds % 60) s") }
+    return "\(seconds / 3600) h" + ((seconds % 3600) / 60 == 0 ? "" : " \((seconds % 3600) / 60) min")
+}

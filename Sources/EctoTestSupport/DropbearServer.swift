@@ -19,6 +19,8 @@ public final class DropbearServer: @unchecked Sendable {
     public let hostPublicKey: String
     public let logPath: String
     private let home: String
+    private let passwdHome: String
+    private let hostKey: String
     private var process: Subprocess?
 
     /// Starts dropbear with an ed25519 host key; `authorized` keys may log in.
@@ -41,22 +43,10 @@ public final class DropbearServer: @unchecked Sendable {
             guard let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir else {
                 throw TestSupportError(.serverFailed, "no passwd entry for uid \(getuid())")
             }
-            let passwdHome = String(cString: dir)
+            passwdHome = String(cString: dir)
+            self.hostKey = hostKey
             port = try FreePort.probe()
-            let script = """
-                mount --bind '\(home)' '\(passwdHome)' || exit 97
-                exec dropbear -F -E -s -P '\(directory.file("dropbear.pid"))' -r '\(hostKey)' -p 127.0.0.1:\(port)
-                """
-            let process = try Subprocess(
-                "unshare", ["--mount", "--propagation", "private", "sh", "-c", script],
-                stdoutPath: logPath, stderrPath: logPath, newProcessGroup: true)
-            self.process = process
-            try waitUntilBlocking(timeout: timeout, "dropbear listening on 127.0.0.1:\(port)") {
-                guard process.isRunning else {
-                    throw TestSupportError(.serverFailed, "dropbear exited: \(readFileString(logPath) ?? "")")
-                }
-                return (try? TCPClient.connect(port: port)).map { $0.close(); return true } ?? false
-            }
+            try start(timeout: timeout)
         } catch {
             _ = process?.terminate(grace: .seconds(1))
             directory.cleanup()
@@ -66,18 +56,51 @@ public final class DropbearServer: @unchecked Sendable {
 
     deinit { stop() }
 
+    /// Starts dropbear on `port` (again, after `kill()`); returns once it accepts connections.
+    public func start(timeout: Duration = .seconds(5)) throws {
+        if process?.isRunning == true { return }
+        let script = """
+            mount --bind '\(home)' '\(passwdHome)' || exit 97
+            exec dropbear -F -E -s -P '\(directory.file("dropbear.pid"))' -r '\(hostKey)' -p 127.0.0.1:\(port)
+            """
+        let process = try Subprocess(
+            "unshare", ["--mount", "--propagation", "private", "sh", "-c", script],
+            stdoutPath: logPath, stderrPath: logPath, appendOutput: true, newProcessGroup: true)
+        self.process = process
+        let logPath = logPath, port = port
+        try waitUntilBlocking(timeout: timeout, "dropbear listening on 127.0.0.1:\(port)") {
+            guard process.isRunning else {
+                throw TestSupportError(.serverFailed, "dropbear exited: \(readFileString(logPath) ?? "")")
+            }
+            return (try? TCPClient.connect(port: port)).map { $0.close(); return true } ?? false
+        }
+    }
+
+    /// SIGKILL to dropbear and every session process: a crash. Each connection's process calls
+    /// setsid(), so killing dropbear's process group would leave the sessions running; they are
+    /// found as its descendants (frozen first, so none forks meanwhile). The directory stays;
+    /// `start()` brings it back on the same port.
+    public func kill() {
+        guard let process else { return }
+        let sessions = ProcessTree.freeze(process.pid)
+        for pid in sessions {
+            Glibc.kill(pid, SIGKILL)
+            Glibc.kill(pid, SIGCONT)
+        }
+        process.kill()
+        _ = Reaping.waitGone(sessions, timeout: .seconds(2))
+        self.process = nil
+    }
+
     /// The known_hosts line for `[127.0.0.1]:PORT`.
     public var knownHostsLine: String { "[127.0.0.1]:\(port) \(hostPublicKey)\n" }
 
     public func log() -> String { readFileString(logPath) ?? "" }
 
-    /// Stops dropbear (and its session processes: they share its process group) and removes its
+    /// Kills dropbear and its session processes (`kill()`) and removes its
     /// directory. Idempotent.
     public func stop() {
-        if let process {
-            _ = process.terminate(grace: .seconds(2))
-            self.process = nil
-        }
+        kill()
         directory.cleanup()
     }
 }

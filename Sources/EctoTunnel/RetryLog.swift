@@ -1,3 +1,5 @@
+import EctoPlatform
+
 /// Decides which failed attempts of an outage the log shows, so that a tunnel retrying forever
 /// does not flood it: the first failure of an outage (and any failure whose reason differs from
 /// the last one shown) is logged in full; repeats of the same reason are counted and summed up in
@@ -31,14 +33,14 @@ public struct RetryLog<Instant: InstantProtocol & Sendable>: Sendable where Inst
             shownReason = reason
             shownStep = step
             lastLine = now
-            return "connection attempt failed: \(reason); retrying in \(Self.format(next))"
+            return "connection attempt failed: \(reason); retrying in \(spoken(next))"
         }
         let grew = shownStep.map { step > $0 } ?? true
         let due = lastLine.map { $0.duration(to: now) >= summaryEvery } ?? true
         guard grew || due else { return nil }
         shownStep = step
         lastLine = now
-        return "still failing (\(reason)): \(attempts) attempts in \(Self.format(start.duration(to: now))), next in \(Self.format(next))"
+        return "still failing (\(reason)): \(attempts) attempts in \(spoken(start.duration(to: now))), next in \(spoken(next))"
     }
 
     /// The session is up again: a line summing up the outage when more than one attempt failed
@@ -46,23 +48,10 @@ public struct RetryLog<Instant: InstantProtocol & Sendable>: Sendable where Inst
     public mutating func recovered(now: Instant) -> String? {
         defer { self = RetryLog(summaryEvery: summaryEvery) }
         guard attempts > 1, let outageStart else { return nil }
-        return "\(attempts) failed attempts over \(Self.format(outageStart.duration(to: now))) before this connection"
+        return "\(attempts) failed attempts over \(spoken(outageStart.duration(to: now))) before this connection"
     }
 
     /// Forget the outage without a line (the tunnel was disabled or is stopping).
     public mutating func reset() { self = RetryLog(summaryEvery: summaryEvery) }
 
-    /// "0.42 s", "12 s", "5 min 3 s", "2 h 1 min".
-    static func format(_ duration: Duration) -> String {
-        let total = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        if total < 10 {
-            let hundredths = Int((total * 100).rounded())
-            let fraction = hundredths % 100
-            return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction) s"
-        }
-        let seconds = Int(total.rounded())
-        if seconds < 60 { return "\(seconds) s" }
-        if seconds < 3600 { return "\(seconds / 60) min" + (seconds % 60 == 0 ? "" : " \(seconds % 60) s") }
-        return "\(seconds / 3600) h" + ((seconds % 3600) / 60 == 0 ? "" : " \((seconds % 3600) / 60) min")
-    }
 }

@@ -834,6 +834,4 @@ func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
-func formatSeconds(_ duration: Duration) -> String {
-    fixed(seconds(duration), decimals: 2) + " s"
-}
+func formatSeconds(_ duration: Duration) -> String { spoken(duration) }

@@ -46,6 +46,17 @@ import Glibc
     @Test func hugeValues() {
         #expect(fixed(1e70, decimals: 1) == String(format: "%.1f", 1e70))
     }
+
+    @Test("spoken durations: two decimals below 10 s, then whole seconds, minutes, hours")
+    func spokenDurations() {
+        #expect(spoken(.milliseconds(420)) == "0.42 s")
+        #expect(spoken(.milliseconds(9_994)) == "9.99 s")
+        #expect(spoken(.milliseconds(12_400)) == "12 s")
+        #expect(spoken(.seconds(60)) == "1 min")
+        #expect(spoken(.seconds(303)) == "5 min 3 s")
+        #expect(spoken(.seconds(7_260)) == "2 h 1 min")
+        #expect(spoken(.seconds(7_205)) == "2 h")
+    }
 }
 
 @Suite struct PathArithmetic {

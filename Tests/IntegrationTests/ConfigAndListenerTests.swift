@@ -49,17 +49,21 @@ struct ConfigAndListenerTests {
         let rsa = try KeyPair.generate(type: "rsa", in: directory, name: "id_rsa")
         let putty = try directory.write("id_putty", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n", mode: 0o600)
         let looseSecret = try directory.write("passphrase", "secret\n", mode: 0o644)
-        func table(_ name: String, port: Int, _ lines: [String]) -> String {
-            (["[tunnels.\(name)]", "target = \"ops@gw.example.net:22\"", "local = \"127.0.0.1:\(port)\"", "remote = \"127.0.0.1:1\"",
+        // The daemon below starts these tunnels: every address is ours on loopback (free ports for the
+        // listeners; the target is a free port nobody listens on, so its connects are refused at once).
+        let closedTarget = try FreePort.probe()
+        func table(_ name: String, port: UInt16, _ lines: [String]) -> String {
+            (["[tunnels.\(name)]", "target = \"ops@127.0.0.1:\(closedTarget)\"", "local = \"127.0.0.1:\(port)\"", "remote = \"127.0.0.1:1\"",
               "known_hosts = \"KNOWN_HOSTS\""] + lines).joined(separator: "\n") + "\n"
         }
-        let text = table("ok", port: 18001, ["identity_file = \"\(good.privatePath)\""])
-            + table("open", port: 18002, ["identity_file = \"\(open.privatePath)\""])
-            + table("locked", port: 18003, ["identity_file = \"\(locked.privatePath)\""])
-            + table("pub", port: 18004, ["identity_file = \"\(good.publicPath)\""])
-            + table("putty", port: 18005, ["identity_file = \"\(putty)\""])
-            + table("loose", port: 18006, ["identity_file = \"\(locked.privatePath)\"", "identity_passphrase_file = \"\(looseSecret)\""])
-            + table("rsa", port: 18007, ["identity_file = \"\(rsa.privatePath)\""])
+        let ports = try (0..<7).map { _ in try FreePort.probe() }
+        let text = table("ok", port: ports[0], ["identity_file = \"\(good.privatePath)\""])
+            + table("open", port: ports[1], ["identity_file = \"\(open.privatePath)\""])
+            + table("locked", port: ports[2], ["identity_file = \"\(locked.privatePath)\""])
+            + table("pub", port: ports[3], ["identity_file = \"\(good.publicPath)\""])
+            + table("putty", port: ports[4], ["identity_file = \"\(putty)\""])
+            + table("loose", port: ports[5], ["identity_file = \"\(locked.privatePath)\"", "identity_passphrase_file = \"\(looseSecret)\""])
+            + table("rsa", port: ports[6], ["identity_file = \"\(rsa.privatePath)\""])
         let (path, result) = try checkConfig(in: directory, text)
         #expect(result.status == 1, "\(result)")
         let expected = [
@@ -73,12 +77,12 @@ struct ConfigAndListenerTests {
         #expect(!result.stderr.contains("tunnels.ok.") && !result.stderr.contains("tunnels.rsa."), "\(result.stderr)")
 
         // The RSA key is usable (rsa-sha2 signatures): no warning about it; no host entry is a warning only.
-        let rsaOnly = try directory.write("rsa.toml", table("rsa", port: 18007, ["identity_file = \"\(rsa.privatePath)\""])
+        let rsaOnly = try directory.write("rsa.toml", table("rsa", port: ports[6], ["identity_file = \"\(rsa.privatePath)\""])
             .replacingOccurrences(of: "KNOWN_HOSTS", with: directory.file("known_hosts")))
         let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", rsaOnly])
         #expect(warned.status == 0, "\(warned)")
         #expect(!warned.stdout.contains("tunnels.rsa.identity_file:"), "\(warned.stdout)")
-        #expect(warned.stdout.contains("tunnels.rsa.known_hosts:") && warned.stdout.contains("has no entry for gw.example.net"), "\(warned.stdout)")
+        #expect(warned.stdout.contains("tunnels.rsa.known_hosts:") && warned.stdout.contains("has no entry for [127.0.0.1]:\(closedTarget)"), "\(warned.stdout)")
 
         // The daemon says the same at start, with file:line and key.
         let socket = directory.file("control.sock")

@@ -193,6 +193,47 @@ struct PressureTests {
         }
     }
 
+    @Test("dropbear crashes and restarts 8 times, 0.5 s away each time: every recovery within 1 s of dropbear listening")
+    func eightShortDropbearOutages() async throws {
+        let fixture = try TunnelFixture()
+        let dropbear = try DropbearServer(authorized: [fixture.clientKey])
+        defer {
+            fixture.cleanup()
+            dropbear.stop()
+        }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let port = try FreePort.probe()
+        let knownHosts = try fixture.directory.write("known_hosts_dropbear", dropbear.knownHostsLine)
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port,
+                extra: [
+                    "target = \"\(dropbear.user)@127.0.0.1:\(dropbear.port)\"", "known_hosts = \"\(knownHosts)\"",
+                    "backoff_initial = \"1s\"", "backoff_max = \"60s\"",
+                ]))
+        try fixture.startDaemon(arguments: ["--log-level", "info"])
+        try await fixture.waitForLog("] connected")
+        var recoveries: [Duration] = []
+        for round in 1...8 {
+            dropbear.kill()
+            try await fixture.waitForLog("session lost", count: round)
+            try await Task.sleep(for: .milliseconds(500))
+            try dropbear.start()
+            let listening = ContinuousClock.now
+            let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
+            let recovery = try #require(recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
+            recoveries.append(recovery)
+            try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
+        }
+        print("[figure] 8 dropbear restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after dropbear listened again (contract ≤ 1000 ms)")
+        for (round, recovery) in recoveries.enumerated() {
+            #expect(recovery <= .seconds(1), "round \(round + 1): \(recovery.ms)")
+        }
+        let report = try #require(try fixture.statusJSON().report?.tunnels.first)
+        #expect(report.state == "up" && report.reconnects == 8, "\(report.state) reconnects \(report.reconnects)")
+    }
+
     @Test("a permanent refused-connect outage of 2 minutes: the log gets a handful of lines, not one per attempt")
     func permanentOutageLogVolume() async throws {
         let fixture = try TunnelFixture()

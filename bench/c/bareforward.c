@@ -348,10 +348,14 @@ int main(int argc, char **argv) {
         }
         int m = 0;
         pf[m++] = (struct pollfd){.fd = lfd, .events = POLLIN};
-        short sev = POLLIN;
-        /* Only while a half-sent packet waits: libssh2's block directions can stay stale after
-           the blocking handshake, and POLLOUT on an idle socket is always ready (a busy loop
-           when no connection ever came). */
+        /* Input only while a channel exists or an open is in flight: libssh2 1.10 reads the
+           transport only inside channel calls, so a packet the server sends to a session without
+           channels (OpenSSH's hostkeys-00@openssh.com right after authentication) would stay
+           unread and keep the socket readable: a busy loop from the start until the first
+           connection. The next channel open takes it in. POLLHUP/POLLERR still come. */
+        short sev = (g_nconns > 0 || g_pending_op != OP_NONE) ? POLLIN : 0;
+        /* Output only while a half-sent packet waits: libssh2's block directions can stay stale
+           after the blocking handshake, and POLLOUT on an idle socket is always ready. */
         if (g_pending_op != OP_NONE && (libssh2_session_block_directions(g_s) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
             sev |= POLLOUT;
         pf[m++] = (struct pollfd){.fd = g_sock, .events = sev};

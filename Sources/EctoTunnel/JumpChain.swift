@@ -125,6 +125,8 @@ final class JumpChain {
     private(set) var hops: [Hop] = []
     /// A pass moved bytes or changed a stage: run another without sleeping.
     var progress = false
+    /// The last pass wrote bytes towards the tunnel's own session (its socket is readable now).
+    var deliveredInward = false
     /// The index of the hop being built (the last one in `hops` until all relay).
     var building: Int { hops.count - 1 }
     var ready = false
@@ -184,6 +186,7 @@ final class JumpChain {
     /// Runs every hop once: the one being built advances its stage, the others relay.
     func pass() -> Outcome {
         progress = false
+        deliveredInward = false
         for hop in hops {
             hop.session.beginPass()
             do {
@@ -381,6 +384,7 @@ final class JumpChain {
                 return true
             }
             hop.relayWriteBlocked = false
+            if n > 0 && hop.index == hop.count - 1 { deliveredInward = true }
             hop.toRelay.consume(n)
             budget -= n
         }

@@ -108,18 +108,21 @@ extension TunnelDriver {
     // MARK: Serving the carrier
 
     /// Runs the chain's pass (when something of it is ready, it asked for another pass, or a
-    /// keepalive or dead-peer deadline came) and reads the proxy command's stderr.
-    func serviceCarrier(readiness: Bool) {
+    /// keepalive or dead-peer deadline came) and reads the proxy command's stderr. True when the
+    /// chain delivered bytes to the tunnel's own session (its socket has input now).
+    @discardableResult
+    func serviceCarrier(readiness: Bool) -> Bool {
         switch carrier {
         case nil:
-            return
+            return false
         case .proxy(let proxy):
             // At the end of its stderr (closed, or the command ended) the descriptor leaves epoll:
             // level-triggered, an EOF would wake the loop for ever.
             if readiness, proxy.readErrors(logger) { proxy.closeErrors(poller: poller) }
+            return false
         case .chain(let chain):
             let due = chain.nextDeadline().map { clock.now >= $0 } ?? false
-            guard readiness || chain.progress || due || !chain.ready else { return }
+            guard readiness || chain.progress || due || !chain.ready else { return false }
             switch chain.pass() {
             case .working:
                 break
@@ -132,9 +135,18 @@ extension TunnelDriver {
                 } else {
                     attemptFailed(failure, hop: hop)
                 }
-                return
+                return false
             }
             if chain.progress { progress = true }
+            return chain.deliveredInward
+        }
+    }
+
+    /// Bytes the tunnel's own session has sent so far (0 without one).
+    var sessionBytesSent: UInt64 {
+        switch phase {
+        case .handshaking(let session), .authenticating(let session, _), .established(let session): return session.bytesSent
+        default: return 0
         }
     }
 

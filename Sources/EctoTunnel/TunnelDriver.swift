@@ -229,8 +229,13 @@ final class TunnelDriver {
             // A registration dropped since the wait (listener closed or handed over, session
             // replaced) makes its readiness stale.
             if listenerReady && listenerRegistration != nil { acceptClients(now) }
-            if carrier != nil { serviceCarrier(readiness: carrierReady) }
-            advanceSession(sshEvents: sshRegistration != nil ? sshEvents : [])
+            // The chain relays in the same turn what the session reads and writes: bytes it put on
+            // the session's socket are read now (not after another epoll_wait), and bytes the
+            // session sent are carried on now.
+            let relayed = carrier != nil && serviceCarrier(readiness: carrierReady)
+            let sentBefore = sessionBytesSent
+            advanceSession(sshEvents: sshRegistration != nil ? (relayed ? sshEvents.union(.input) : sshEvents) : [])
+            if carrier != nil && sessionBytesSent != sentBefore { serviceCarrier(readiness: true) }
             if preflight != nil { checkPreflight() }
             publish(notify: false)
             // A driver retired before its own predecessor handed over waits for that hand-over,

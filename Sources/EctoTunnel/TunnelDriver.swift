@@ -93,7 +93,10 @@ final class TunnelDriver {
     /// accept failed for want of resources: the listener is not watched for a while.
     var acceptBackoff = AcceptBackoff()
     var refusedTotal: UInt64 = 0
-    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0))
+    /// What the last status update carried of the counters (a pass that changed none of them
+    /// publishes nothing). `refusedTotal` is among them: a channel refused in the same pass that
+    /// accepted its client changes no other counter.
+    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0), refusedTotal: UInt64(0))
     /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
@@ -683,7 +686,7 @@ final class TunnelDriver {
                 if group.report(lane: lane, up: up, connections: count) && isPrimary { group.primaryCameUp() }
             }
         }
-        let snapshot = (count, bytesIn, bytesOut, clientsRefused)
+        let snapshot = (count, bytesIn, bytesOut, clientsRefused, refusedTotal)
         if !notify && snapshot == published { return }
         published = snapshot
         let machine = self.machine

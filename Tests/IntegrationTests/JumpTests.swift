@@ -304,6 +304,51 @@ struct JumpTests {
         }
     }
 
+    @Test("proxy_command = ssh -W %h:%p through a bastion: the classic ProxyCommand, run without a shell")
+    func proxyCommandThroughSSHW() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let bastion = try Self.bastion(fixture)
+        defer { bastion.cleanup() }
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let port = try FreePort.probe()
+        let command = [
+            "ssh", "-F", "/dev/null", "-i", fixture.clientKey.privatePath, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(fixture.knownHosts)", "-p", "\(bastion.port)",
+            "-W", "%h:%p", "\(bastion.user)@127.0.0.1",
+        ].joined(separator: " ")
+        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["proxy_command = \"\(command)\""]))
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected")
+        #expect(fixture.daemonLog.contains("proxy.arguments=[\"ssh\""), "run directly, not through /bin/sh")
+        #expect(try await offload { try echoRoundTrip(port: port, seed: 54, count: 4 << 20) })
+        #expect(bastion.log().contains("Accepted publickey"))
+    }
+
+    @Test("host_key_policy = accept-new records a new jump host under its own name and port, then trusts it")
+    func acceptNewRecordsTheHop() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        let bastion = try SSHServer()
+        defer { bastion.cleanup() }
+        try bastion.authorize(fixture.clientKey)
+        try bastion.start()  // not in known_hosts
+        let echo = try EchoServer()
+        defer { echo.stop() }
+        let port = try FreePort.probe()
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port,
+                extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]", "host_key_policy = \"accept-new\""]))
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected")
+        #expect(fixture.daemonLog.contains("permanently added jump host [127.0.0.1]:\(bastion.port)"), "\(fixture.daemonLog)")
+        let known = (try? String(contentsOfFile: fixture.knownHosts, encoding: .utf8)) ?? ""
+        #expect(known.contains("[127.0.0.1]:\(bastion.port) \(bastion.hostPublicKey)"), "\(known)")
+        #expect(try await offload { try echoRoundTrip(port: port, seed: 55, count: 100_000) })
+    }
+
     @Test("a proxy command that closes its stderr and goes on: the tunnel works and the daemon idles asleep")
     func proxyCommandClosesStderr() async throws {
         let fixture = try TunnelFixture()

@@ -791,45 +791,49 @@ private struct Validator {
                 "backoff_max (\(DurationSyntax.format(backoffMax))) must be at least backoff_initial (\(DurationSyntax.format(backoffInitial)))")
         }
 
-        // How the target is reached: jump hosts or a proxy command, not both. A tunnel that sets
-        // either overrides both from [defaults].
+        // How the target is reached: jump hosts or a proxy command, not both. Precedence as for
+        // the other keys: the tunnel's own (either key overrides both), then the ssh_host alias's
+        // ProxyJump or ProxyCommand, then [defaults].
         let tunnelSetsRoute = s.present.contains("jump") || s.present.contains("proxy_command")
-        let jumpSetting = tunnelSetsRoute ? s["jump"] : d["jump"]
-        let proxySetting = tunnelSetsRoute ? s["proxy_command"] : d["proxy_command"]
+        var sshRoute = SSHConfigImport.Route.none
+        if !tunnelSetsRoute, let ssh { sshRoute = SSHConfigImport.route(ssh, environment: env) }
+        let useDefaults = !tunnelSetsRoute && sshRoute == .none
+        let jumpSetting = tunnelSetsRoute ? s["jump"] : useDefaults ? d["jump"] : nil
+        let proxySetting = tunnelSetsRoute ? s["proxy_command"] : useDefaults ? d["proxy_command"] : nil
         var jump: [SSHTarget] = []
+        var hopsOrigin = jumpSetting?.origin
+        var hops = jumpSetting?.targets ?? []
+        var proxyCommand = proxySetting?.string
         if let jumpSetting, let proxySetting, !(jumpSetting.targets ?? []).isEmpty {
             let later = jumpSetting.origin.line >= proxySetting.origin.line ? jumpSetting.origin : proxySetting.origin
             error(later, "set either jump or proxy_command, not both (ssh's ProxyJump and ProxyCommand are exclusive too)")
-        } else if let hops = jumpSetting?.targets {
-            for hop in hops {
-                var hop = hop
-                if hop.user == nil {
-                    if env.user.isEmpty {
-                        error(jumpSetting!.origin, "no user given for jump host \(hop.host) and the login name is unknown; write it as user@\(hop.host)")
-                    } else {
-                        hop.user = env.user  // as ssh: the local user, not the target's
-                    }
-                }
-                jump.append(hop)
-            }
+            hops = []
         }
-        var proxyCommand = proxySetting?.string
-        if jumpSetting == nil && proxySetting == nil, let ssh, let aliasOrigin = s["ssh_host"]?.origin {
-            // An ssh_host alias reached through ProxyJump or ProxyCommand is reached the same way.
-            switch SSHConfigImport.route(ssh, environment: env) {
-            case .none:
+        if let aliasOrigin = s["ssh_host"]?.origin {
+            switch sshRoute {
+            case .none, .turnedOff:
                 break
-            case .jump(let hops, _):
-                jump = hops.map { hop in
-                    var hop = hop
-                    if hop.user == nil && !env.user.isEmpty { hop.user = env.user }
-                    return hop
-                }
+            case .jump(let fromSSH, _):
+                hops = fromSSH
+                hopsOrigin = aliasOrigin
             case .proxyCommand(let command, _):
                 proxyCommand = command
             case .unusable(let setting, let value, let origin, let reason):
                 error(aliasOrigin, "\(setting) \(TOMLWriter.quote(value)) at \(origin.abbreviated(home: env.home)): \(reason)")
             }
+        }
+        for hop in hops {
+            var hop = hop
+            if hop.user == nil {
+                if env.user.isEmpty {
+                    if let hopsOrigin {
+                        error(hopsOrigin, "no user given for jump host \(hop.host) and the login name is unknown; write it as user@\(hop.host)")
+                    }
+                } else {
+                    hop.user = env.user  // as ssh: the local user, not the target's
+                }
+            }
+            jump.append(hop)
         }
 
         // Listening.

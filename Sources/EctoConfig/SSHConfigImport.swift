@@ -196,7 +196,7 @@ public enum SSHConfigImport {
 
         // jump hosts or a proxy command (the first of the two wins, as in ssh)
         switch route(s, environment: environment, configPath: configPath) {
-        case .none:
+        case .none, .turnedOff:
             break
         case .jump(let hops, let origin):
             keys.append(ImportedKey(key: "jump", value: .strings(hops.map(\.description)), origin: origin))
@@ -285,7 +285,10 @@ public enum SSHConfigImport {
     /// How ssh would reach the host besides connecting to it: `ProxyJump` or `ProxyCommand`,
     /// whichever comes first (ssh ignores the later one), `none` for neither.
     public enum Route: Equatable, Sendable {
+        /// Neither keyword applies.
         case none
+        /// `ProxyJump none` or `ProxyCommand none`: explicitly direct (beats `[defaults]`).
+        case turnedOff
         /// Each hop with its Host block's HostName, User and Port applied, as ssh does.
         case jump([SSHTarget], origin: SettingLocation)
         case proxyCommand(String, origin: SettingLocation)
@@ -303,7 +306,7 @@ public enum SSHConfigImport {
         else { return .none }
         let origin = SettingLocation(file: d.file, line: d.line)
         let value = d.arguments.joined(separator: " ")
-        if value.lowercased() == "none" { return .none }
+        if value.lowercased() == "none" { return .turnedOff }
         if d.keyword.lowercased() == "proxycommand" {
             if let problem = ProxyCommandLine.problem(value) {
                 return .unusable(setting: d.keyword, value: value, origin: origin, reason: "cannot be carried over: \(problem)")

@@ -388,5 +388,16 @@ import Testing
         let config = try parseConfig(text, sys)
         #expect(config.tunnels[0].jump.map(\.description) == ["ops@edge.example.net:2200", "jump@relay.example.net:2201"])
         #expect(config.tunnels[0].target.host == "10.9.0.5")
+        // ~/.ssh/config comes before [defaults]; the tunnel's own key before both.
+        let withDefaults = try parseConfig("[defaults]\njump = [\"bastion.example.net\"]\n\n" + text, sys)
+        #expect(withDefaults.tunnels[0].jump.map(\.host) == ["edge.example.net", "relay.example.net"])
+        let own = try parseConfig(text + "\njump = []\n", sys)
+        #expect(own.tunnels[0].jump.isEmpty)
+        let turnedOff = try parseConfig(
+            "[defaults]\njump = [\"bastion.example.net\"]\n\n" + text.replacingOccurrences(of: "\"inner\"", with: "\"direct\""), sys)
+        #expect(turnedOff.tunnels[0].jump.isEmpty, "ProxyJump none beats [defaults]")
+        let plain = try parseConfig(
+            "[defaults]\njump = [\"bastion.example.net\"]\n\n" + text.replacingOccurrences(of: "\"inner\"", with: "\"edge\""), sys)
+        #expect(plain.tunnels[0].jump.map { $0.host } == ["bastion.example.net"], "no ProxyJump: [defaults] applies")
     }
 }

@@ -3,6 +3,7 @@ import EctoConfig
 import EctoControl
 import EctoPlatform
 import EctoProbe
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -124,7 +125,7 @@ final class ProbeRunner: Sendable {
         let result = Prober.run(spec, endpoint: config.local, options: ProbeOptions(token: credentials.token?.value))
         let latency = Double(result.latency.components.seconds) * 1000 + Double(result.latency.components.attoseconds) / 1e15
         let report = GatewayReport(
-            ok: result.ok, outcome: result.outcome.rawValue, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
+            ok: result.ok, outcome: result.outcome, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
             probe: spec.description, checked: Date(), tokenSource: credentials.token.map { "\($0.source)" } ?? "none")
         let previous = state.withLock { state -> GatewayReport? in
             defer { state.results[tunnel.name] = report }

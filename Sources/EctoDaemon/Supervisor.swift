@@ -1,6 +1,7 @@
 import EctoConfig
 import EctoControl
 import EctoPlatform
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -114,7 +115,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     }
 
     /// A tunnel's report with its latest probe result.
-    func report(_ tunnel: Tunnel) -> TunnelReport {
+    func report(_ tunnel: Tunnel) -> TunnelStatus {
         var report = Self.report(tunnel.status)
         report.gateway = probes?.result(for: tunnel.name)
         return report
@@ -450,7 +451,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     /// Waits briefly (≤ 1 s) until the driver has acted on a command, for an answer that shows
     /// the effect rather than the state before it.
-    private func settle(_ tunnel: Tunnel, until done: (TunnelStatus) -> Bool) -> TunnelReport {
+    private func settle(_ tunnel: Tunnel, until done: (TunnelStatus) -> Bool) -> TunnelStatus {
         let deadline = ContinuousClock.now.advanced(by: .seconds(1))
         var status = tunnel.status
         while !done(status) && ContinuousClock.now < deadline {
@@ -460,19 +461,13 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         return Self.report(status)
     }
 
-    static func report(_ status: TunnelStatus) -> TunnelReport {
-        var report = TunnelReport(
-            name: status.name, state: status.state.rawValue, enabled: status.enabled, target: status.target,
-            local: status.local, remote: status.remote, connections: status.connections, bytesIn: status.bytesIn,
-            bytesOut: status.bytesOut, reconnects: status.reconnects, since: status.since, lastError: status.lastError,
-            draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) },
-            sessions: status.sessions, sessionsUp: status.sessionsUp)
-        report.clientsRefused = status.clientsRefused
-        if status.state == .backoff {
-            report.retryAt = status.retryAt
-            report.retryCause = status.retryCause?.rawValue
-        }
-        report.change = status.change.map { ChangeReport(target: $0.target, stage: $0.stage, started: $0.started) }
+    /// A driver's status as the control protocol publishes it: the status contract has retry
+    /// details only in `backoff` (the encoding leaves them out otherwise) and no probe result yet.
+    static func report(_ status: TunnelStatus) -> TunnelStatus {
+        var report = status
+        let retry = status.pendingRetry
+        report.retryAt = retry.at
+        report.retryCause = retry.cause
         return report
     }
 

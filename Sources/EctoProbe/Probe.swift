@@ -1,6 +1,7 @@
 import EctoConfig
 import EctoHostKeys
 import EctoPlatform
+import EctoStatus
 import Glibc
 
 /// End-to-end probes: is the service behind a tunnel answering? A probe connects to the tunnel's
@@ -252,24 +253,8 @@ public struct ProbeOptions: Sendable, Equatable {
 
 /// What a probe found. `description` never contains the token.
 public struct ProbeResult: Sendable, Equatable, CustomStringConvertible {
-    public enum Outcome: String, Sendable, Equatable {
-        /// The service answered (any HTTP status but 401/403 for http; 101 for websocket; open
-        /// connection for tcp).
-        case up
-        /// The gateway answers but refused the token (HTTP 401 or 403), or wants one and none was
-        /// sent: not "ok", and not "down" either.
-        case tokenRefused = "token-refused"
-        /// Nothing listens on the local address: the daemon or the tunnel is down.
-        case refused
-        /// The tunnel accepted, then closed or reset the connection: the remote port does not answer.
-        case closedByTunnel = "closed-by-tunnel"
-        /// No connection or answer before the deadline.
-        case timeout
-        /// Something answered, but not what the probe expects (not HTTP, no WebSocket, bad accept key).
-        case protocolError = "protocol-error"
-        /// A local error (resolution, socket).
-        case error
-    }
+    /// The outcome, as the status contract names it (`gateway.outcome`).
+    public typealias Outcome = ProbeOutcome
 
     public var outcome: Outcome
     /// From the start of the connect to the answer.

@@ -1,17 +1,4 @@
-/// The state of a tunnel, as in the status contract.
-public enum TunnelState: String, Sendable, Codable, CaseIterable {
-    /// A session is being established (TCP connect, handshake, host key, authentication).
-    case connecting
-    /// The session is established and forwarding.
-    case up
-    /// The last attempt failed; the next one is scheduled.
-    case backoff
-    /// Disabled by the operator (or by the config).
-    case down
-    /// Needs the operator: host key unknown/changed, authentication refused repeatedly, bad local
-    /// setup (key file, busy port). No automatic retries (except re-binding a busy port).
-    case failed
-}
+import EctoStatus
 
 /// Why an attempt or a session failed, as far as the retry policy cares.
 public enum FailureKind: Sendable, Equatable {
@@ -39,16 +26,6 @@ public enum FailureKind: Sendable, Equatable {
     /// This process ran out of something (file descriptors, kernel buffers, memory): a fixed retry
     /// every `Policy.resourceRetry`, never the server's backoff count.
     case resources
-}
-
-/// What a pending retry waits for, in status (`retry_cause`).
-public enum RetryCause: String, Sendable, Codable, Equatable {
-    /// The server or the network: exponential backoff (or the fast refused cadence).
-    case remote
-    /// Connections refused by the SSH port (sshd down or restarting).
-    case refused
-    /// Something on this machine (`FailureKind.localTemporary`, `.resources`).
-    case local
 }
 
 /// What the owner of a `ReconnectMachine` must do next.

@@ -6,6 +6,7 @@ import EctoHostKeys
 import EctoPlatform
 import EctoProbe
 import EctoSSH
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -322,24 +323,28 @@ struct Connect: ParsableCommand {
         step(5, "daemon: \(noSystemd ? "" : "no systemd user manager here; ")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
     }
 
-    private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelReport {
+    private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelStatus {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
-        var last: TunnelReport?
-        while ContinuousClock.now < deadline {
+        var last: TunnelStatus?
+        polling: while ContinuousClock.now < deadline {
             if let answer = try? ControlClient(path: global.socketPath).request("GET", "/v1/tunnels/\(pathComponent(name))"),
                 case .success(let report) = answer.decode(StatusReport.self), let tunnel = report.tunnels.first
             {
                 last = tunnel
-                if tunnel.state == "up" { break }
-                if tunnel.state == "failed" {
+                switch tunnel.state {
+                case .up:
+                    break polling
+                case .failed:
                     printError("the tunnel failed: \(tunnel.lastError ?? "unknown error")")
                     throw ExitCode(ControlExit.refused)
+                case .connecting, .backoff, .down:
+                    break
                 }
             }
             usleep(100_000)
         }
-        guard let up = last, up.state == "up" else {
-            printError("the tunnel is not up after \(Int(timeout)) s: \(last.map { "\($0.state), \($0.lastError ?? "no error yet")" } ?? "no answer from the daemon"); it keeps retrying (ecto-tunnel status)")
+        guard let up = last, up.state == .up else {
+            printError("the tunnel is not up after \(Int(timeout)) s: \(last.map { "\($0.state.rawValue), \($0.lastError ?? "no error yet")" } ?? "no answer from the daemon"); it keeps retrying (ecto-tunnel status)")
             throw ExitCode(ControlExit.notUp)
         }
         // The gateway, through the tunnel, with this run's token: HTTP first (does it answer at
@@ -375,7 +380,7 @@ struct Connect: ParsableCommand {
         return up
     }
 
-    private func printSummary(_ report: TunnelReport, localPort: UInt16, credentials: GatewayCredentials) {
+    private func printSummary(_ report: TunnelStatus, localPort: UInt16, credentials: GatewayCredentials) {
         let base = "127.0.0.1:\(localPort)"
         // The example references the token where it really comes from (a variable it can name,
         // else $TOKEN with a note); printed only with --show-token.

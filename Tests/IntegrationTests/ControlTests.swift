@@ -3,6 +3,7 @@ import EctoTestSupport
 import Foundation
 import Glibc
 import Testing
+import EctoStatus
 
 /// The control socket and the CLI over it, against the real daemon and a real sshd.
 @Suite("Control socket and CLI", .serialized)
@@ -12,7 +13,7 @@ struct ControlTests {
         try fixture.statusJSON(extra)
     }
 
-    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelReport {
+    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelStatus {
         let (_, report) = try statusJSON(fixture, [name])
         return try #require(report?.tunnels.first, "no status for \(name)")
     }
@@ -53,7 +54,7 @@ struct ControlTests {
         #expect(status.version == 1)
         #expect(status.tunnels.map(\.name) == ["a", "b", "dead"], "config order")
         let a = try #require(status.tunnels.first)
-        #expect(a.state == "up" && a.enabled && a.target == fixture.target)
+        #expect(a.state == .up && a.enabled && a.target == fixture.target)
         #expect(a.local == "127.0.0.1:\(portA)" && a.remote == "127.0.0.1:\(echo.port)")
         #expect(a.bytesIn == 100_000 && a.bytesOut == 100_000, "\(a)")
         #expect(a.lastError == nil && a.connections == 0)
@@ -165,7 +166,7 @@ struct ControlTests {
         #expect(result.stdout.contains("up on \(newTarget)"), "\(result.stdout)")
 
         let during = try tunnelReport(fixture, "t")
-        #expect(during.target == newTarget && during.state == "up")
+        #expect(during.target == newTarget && during.state == .up)
         let stillRunning = during.draining.first?.connections == 1
         #expect(stillRunning, "the transfer still runs on the old session: \(during)")
         #expect(during.draining.first?.target == fixture.target)
@@ -206,7 +207,7 @@ struct ControlTests {
         #expect(result.status == 3, "\(result)")
         #expect(result.stderr.contains("not up on \(nowhere)") && result.stderr.contains("Connection refused"), "\(result.stderr)")
         let report = try tunnelReport(fixture, "t")
-        #expect(report.target == nowhere && report.state != "up")
+        #expect(report.target == nowhere && report.state != .up)
         #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8).contains("target = \"\(nowhere)\""))
         // Clients are held (not refused) while the tunnel retries.
         let client = try TCPClient.connect(port: port, ioTimeout: .seconds(5))
@@ -241,19 +242,19 @@ struct ControlTests {
         let bBefore = try tunnelReport(fixture, "b")
 
         #expect(try fixture.runCLI(["down", "a"]).status == 0)
-        #expect(try tunnelReport(fixture, "a").state == "down")
+        #expect(try tunnelReport(fixture, "a").state == .down)
         #expect(throws: (any Error).self, "a's port is closed while down") { try TCPClient.connect(port: portA, ioTimeout: .seconds(2)) }
         #expect(try heldStillEchoes(2))
 
         #expect(try fixture.runCLI(["up", "a"]).status == 0)
-        try await waitUntil(timeout: .seconds(10), "a up again") { (try? self.tunnelReport(fixture, "a").state) == "up" }
+        try await waitUntil(timeout: .seconds(10), "a up again") { (try? self.tunnelReport(fixture, "a").state) == .up }
         #expect(try echoRoundTrip(port: portA, seed: 3, count: 1000))
 
         let aBefore = try tunnelReport(fixture, "a")
         #expect(try fixture.runCLI(["reconnect", "a"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "a reconnected") {
             guard let a = try? self.tunnelReport(fixture, "a") else { return false }
-            return a.state == "up" && a.reconnects == aBefore.reconnects + 1
+            return a.state == .up && a.reconnects == aBefore.reconnects + 1
         }
         #expect(try heldStillEchoes(4))
 
@@ -266,7 +267,7 @@ struct ControlTests {
         #expect(reload.stdout.contains("added c; changed a; 1 unchanged"), "\(reload.stdout)")
         try await waitUntil(timeout: .seconds(10), "a and c up") {
             guard let report = try? self.statusJSON(fixture).report else { return false }
-            return report.tunnels.map(\.name) == ["a", "b", "c"] && report.tunnels.allSatisfy { $0.state == "up" }
+            return report.tunnels.map(\.name) == ["a", "b", "c"] && report.tunnels.allSatisfy { $0.state == .up }
         }
         #expect(try echoRoundTrip(port: portC, seed: 5, count: 1000))
         #expect(try echoRoundTrip(port: portA, seed: 6, count: 1000), "a's listener was handed over")

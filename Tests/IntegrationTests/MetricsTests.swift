@@ -2,6 +2,7 @@ import EctoControl
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 /// `GET /v1/metrics`, read with curl over the control socket (the documented example) and parsed
 /// by the real Prometheus text parser (`prometheus_client` from PyPI, scripts/install-deps.sh).
@@ -56,7 +57,7 @@ struct MetricsTests {
         #expect(try fixture.runCLI(["down", "a"]).status == 0)
         #expect(try fixture.runCLI(["up", "a"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "a up again") {
-            (try? fixture.statusJSON(["a"]).report?.tunnels.first?.state) == "up"
+            (try? fixture.statusJSON(["a"]).report?.tunnels.first?.state) == .up
         }
         try await waitUntil(timeout: .seconds(10), "b's refusal counted") {
             ((try? self.scrape(fixture)) ?? []).contains { $0.name == "ecto_tunnel_channel_refusals_total" && $0.labels["tunnel"] == "b" && $0.value == 1 }

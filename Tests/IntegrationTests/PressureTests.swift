@@ -211,11 +211,11 @@ struct PressureTests {
         let log = String(fixture.daemonLog.dropFirst(logBefore))
         let lines = log.split(separator: "\n")
         let report = try #require(try fixture.statusJSON().report?.tunnels.first)
-        print("[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause ?? "-")")
+        print("[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause?.rawValue ?? "-")")
         #expect(lines.count <= 12, "log:\n\(log)")
         #expect(log.occurrences(of: "connection attempt failed") == 1)
         #expect(log.occurrences(of: "still failing") >= 3)
-        #expect(report.state == "backoff" && report.retryCause == "refused")
+        #expect(report.state == .backoff && report.retryCause == .refused)
         // The next attempt is never further away than backoff_max. (Recovery after the server
         // returns is simulated in ReconnectMachineTests.aServerRefusingForTenMinutes…: in full runs
         // the throwaway sshd restarted after 2 minutes has been seen not to accept again.)

@@ -263,22 +263,25 @@ public struct ControlFailure: Error, Sendable, Equatable {
 }
 
 /// What the daemon offers the control server: the server routes and encodes, the registry acts.
-/// Methods are called on the control server's thread, one at a time.
+/// Methods are called on the control server's thread, one at a time, and must return at once:
+/// whatever waits (probes, a driver acting on a command, a pre-flight) answers later through
+/// `reply`, from any thread, while the control thread serves the other clients.
 public protocol ControlRegistry: AnyObject, Sendable {
-    /// `deep`: run every enabled tunnel's probe now (a `tcp` probe where none is configured).
-    func status(deep: Bool) -> StatusReport
+    /// A snapshot of every tunnel, in config order.
+    func status() -> StatusReport
+    /// Runs every enabled tunnel's probe now (a `tcp` probe where none is configured); answers
+    /// through `reply` once all ran or their deadline passed.
+    func deepStatus(reply: @escaping @Sendable (StatusReport) -> Void)
     func version() -> VersionReport
     /// Answers through `reply` (any thread), once the new target's pre-flight has a verdict.
     func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
-    func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
+    /// Answers through `reply` once the driver acted on it (briefly awaited) or at once for an
+    /// unknown tunnel.
+    func setEnabled(tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// `GET /v1/metrics`: the Prometheus text exposition format (version 0.0.4).
     func metrics() -> String
-    /// `tunnel` nil: every enabled tunnel.
-    func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
+    /// `tunnel` nil: every enabled tunnel. Answers through `reply` once the drivers acted on it.
+    func reconnect(tunnel: String?, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// Answers through `reply` (any thread), once every changed tunnel's pre-flight has a verdict.
     func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void)
-}
-
-extension ControlRegistry {
-    public func status() -> StatusReport { status(deep: false) }
 }

@@ -526,19 +526,22 @@ enum Router {
             case .failure(let failure): return .json(failure.status, failure.report)
             }
         }
-        func result<T: Encodable>(_ value: Result<T, ControlFailure>) -> Outcome {
-            Outcome(response: response(value))
+        /// Every tunnel, or only `name` (404 when there is none); with `deep`, answered once the
+        /// probes ran (deferred: the control thread does not wait for them).
+        @Sendable func filtered(_ report: StatusReport, only name: String?) -> HTTPResponse {
+            guard let name else { return .json(200, report) }
+            var report = report
+            report.tunnels = report.tunnels.filter { $0.name == name }
+            if report.tunnels.isEmpty { return .error(404, "no tunnel named \(name)") }
+            return .json(200, report)
+        }
+        func statusOutcome(only name: String?) -> Outcome {
+            guard deep else { return Outcome(response: filtered(registry.status(), only: name)) }
+            return Outcome { deliver in registry.deepStatus { deliver(filtered($0, only: name)) } }
         }
         switch rest.count {
         case 1 where rest[0] == "status":
-            return method("GET") {
-                var report = registry.status(deep: deep)
-                if let name = request.query["tunnel"] {
-                    report.tunnels = report.tunnels.filter { $0.name == name }
-                    if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(name)")) }
-                }
-                return Outcome(response: .json(200, report))
-            }
+            return method("GET") { statusOutcome(only: request.query["tunnel"]) }
         case 1 where rest[0] == "metrics":
             return method("GET") {
                 Outcome(
@@ -564,14 +567,9 @@ enum Router {
                 return Outcome { deliver in registry.reload(decoded) { deliver(response($0)) } }
             }
         case 1 where rest[0] == "reconnect":
-            return method("POST") { result(registry.reconnect(tunnel: nil)) }
+            return method("POST") { Outcome { deliver in registry.reconnect(tunnel: nil) { deliver(response($0)) } } }
         case 2 where rest[0] == "tunnels":
-            return method("GET") {
-                var report = registry.status(deep: deep)
-                report.tunnels = report.tunnels.filter { $0.name == rest[1] }
-                if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(rest[1])")) }
-                return Outcome(response: .json(200, report))
-            }
+            return method("GET") { statusOutcome(only: rest[1]) }
         case 3 where rest[0] == "tunnels":
             let name = rest[1]
             switch rest[2] {
@@ -585,9 +583,11 @@ enum Router {
                     }
                     return Outcome { deliver in registry.setTarget(tunnel: name, decoded) { deliver(response($0)) } }
                 }
-            case "up": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: true)) }
-            case "down": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: false)) }
-            case "reconnect": return method("POST") { result(registry.reconnect(tunnel: name)) }
+            case "up", "down":
+                let enabled = rest[2] == "up"
+                return method("POST") { Outcome { deliver in registry.setEnabled(tunnel: name, enabled: enabled) { deliver(response($0)) } } }
+            case "reconnect":
+                return method("POST") { Outcome { deliver in registry.reconnect(tunnel: name) { deliver(response($0)) } } }
             default: break
             }
         default:

@@ -9,6 +9,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import Synchronization
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,6 +35,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     var onStateChange: @Sendable () -> Void = {}
     /// End-to-end probes (`probe`); created by `start`.
     private var probes: ProbeRunner?
+    /// Answers waiting until drivers acted on a command (`settle`).
+    private let settling = Mutex<[SettleWaiter]>([])
 
     init(configPath: String, stopGrace: Duration, logger: Logger) {
         self.configPath = configPath
@@ -60,6 +64,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     private func startTunnel(_ config: TunnelConfig) throws(SystemError) -> Tunnel {
         try Tunnel.start(config: config, logger: logger) { [weak self] tunnel in
             guard let self else { return }
+            self.checkSettling()
             self.publish(.changed(self.report(tunnel)))
             self.probes?.poke()
             self.onStateChange()
@@ -106,12 +111,16 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     // MARK: ControlRegistry
 
-    func status(deep: Bool) -> StatusReport {
-        let tunnels = allTunnels
-        if deep {
-            probes?.probeNow(tunnels.filter { $0.status.state == .up })
+    func status() -> StatusReport {
+        StatusReport(tunnels: allTunnels.map(report))
+    }
+
+    func deepStatus(reply: @escaping @Sendable (StatusReport) -> Void) {
+        let up = allTunnels.filter { $0.status.state == .up }
+        guard let probes else { return reply(status()) }
+        probes.probeNow(up) { [weak self] in
+            reply(self?.status() ?? StatusReport(tunnels: []))
         }
-        return StatusReport(tunnels: tunnels.map(report))
     }
 
     /// A tunnel's report with its latest probe result.
@@ -129,26 +138,30 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         VersionReport(pid: getpid(), config: configPath)
     }
 
-    func setEnabled(tunnel name: String, enabled: Bool) -> Result<ActionReport, ControlFailure> {
-        guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+    func setEnabled(tunnel name: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
+        guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         tunnel.send(enabled ? .enable : .disable)
-        let report = settle(tunnel) { $0.enabled == enabled }
         logger.notice("tunnel \(name) \(enabled ? "enabled" : "disabled") by the operator")
-        return .success(ActionReport(message: "\(name): \(enabled ? "up (enabled)" : "down (disabled)")", tunnels: [report]))
+        let message = "\(name): \(enabled ? "up (enabled)" : "down (disabled)")"
+        settle([tunnel], until: { $0.enabled == enabled }) { reports in
+            reply(.success(ActionReport(message: message, tunnels: reports)))
+        }
     }
 
-    func reconnect(tunnel name: String?) -> Result<ActionReport, ControlFailure> {
+    func reconnect(tunnel name: String?, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
         var targets: [Tunnel]
         if let name {
-            guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+            guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
             targets = [tunnel]
         } else {
             targets = allTunnels.filter { $0.status.enabled }
         }
         for tunnel in targets { tunnel.send(.reconnect) }
-        let reports = targets.map { tunnel in settle(tunnel) { $0.state != .up } }
         let names = targets.map(\.name).joined(separator: ", ")
-        return .success(ActionReport(message: targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)", tunnels: reports))
+        let message = targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)"
+        settle(targets, until: { $0.state != .up }) { reports in
+            reply(.success(ActionReport(message: message, tunnels: reports)))
+        }
     }
 
     func setTarget(
@@ -449,16 +462,29 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         return ControlFailure(404, "no tunnel named \(name)" + (known.isEmpty ? "" : " (tunnels: \(known.joined(separator: ", ")))"))
     }
 
-    /// Waits briefly (≤ 1 s) until the driver has acted on a command, for an answer that shows
-    /// the effect rather than the state before it.
-    private func settle(_ tunnel: Tunnel, until done: (TunnelStatus) -> Bool) -> TunnelStatus {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(1))
-        var status = tunnel.status
-        while !done(status) && ContinuousClock.now < deadline {
-            usleep(5_000)
-            status = tunnel.status
+    /// Answers `then` once every tunnel's status satisfies `done` (the drivers acted on a
+    /// command), or after 1 s with the statuses as they are, for an answer that shows the effect
+    /// rather than the state before it. Nothing waits: the condition is checked now, on every
+    /// state change the tunnels report (`startTunnel`), and once at the deadline.
+    private func settle(
+        _ tunnels: [Tunnel], until done: @escaping @Sendable (TunnelStatus) -> Bool,
+        then: @escaping @Sendable ([TunnelStatus]) -> Void
+    ) {
+        let waiter = SettleWaiter(tunnels: tunnels, done: done, then: then)
+        settling.withLock { $0.append(waiter) }
+        waiter.check(force: false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+            waiter.check(force: true)
+            self?.settling.withLock { $0.removeAll { $0.answered } }
         }
-        return Self.report(status)
+    }
+
+    /// A tunnel changed: answers the settle waits whose condition now holds.
+    private func checkSettling() {
+        let waiting = settling.withLock { $0 }
+        guard !waiting.isEmpty else { return }
+        for waiter in waiting { waiter.check(force: false) }
+        settling.withLock { $0.removeAll { $0.answered } }
     }
 
     /// A driver's status as the control protocol publishes it: the status contract has retry
@@ -537,5 +563,34 @@ public enum AtomicFile {
             fsync(dirFD)
             close(dirFD)
         }
+    }
+}
+
+/// One answer waiting until some tunnels' statuses satisfy a condition (`Supervisor.settle`).
+/// Checked from driver threads (state changes), the control thread and a timer; `Mutex` makes the
+/// answer go out once.
+final class SettleWaiter: Sendable {
+    private let tunnels: [Tunnel]
+    private let done: @Sendable (TunnelStatus) -> Bool
+    private let then: @Sendable ([TunnelStatus]) -> Void
+    private let state = Mutex(false)
+
+    init(tunnels: [Tunnel], done: @escaping @Sendable (TunnelStatus) -> Bool, then: @escaping @Sendable ([TunnelStatus]) -> Void) {
+        self.tunnels = tunnels
+        self.done = done
+        self.then = then
+    }
+
+    var answered: Bool { state.withLock { $0 } }
+
+    /// Answers if every status satisfies the condition, or anyway with `force` (the deadline).
+    func check(force: Bool) {
+        let statuses = tunnels.map(\.status)
+        guard force || statuses.allSatisfy(done) else { return }
+        let first = state.withLock { answered -> Bool in
+            defer { answered = true }
+            return !answered
+        }
+        if first { then(statuses.map(Supervisor.report)) }
     }
 }

@@ -347,6 +347,53 @@ struct ControlTests {
         #expect(try fixture.runCLI(["status"]).status == 0)
     }
 
+    @Test("status --deep whose probe hangs does not hold up other clients: plain status, down and up answer meanwhile")
+    func deepStatusDoesNotStallTheControlSocket() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        // The remote end: a listener that never accepts. The SSH server's connect succeeds (the
+        // kernel's backlog), the probe's HTTP request is never answered: it hangs until its 5 s
+        // timeout, with one connection open through the tunnel meanwhile.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(silent, 8) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
+        }
+        let localPort = try FreePort.probe()
+        try fixture.writeConfig(
+            fixture.tunnel("g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port), extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
+                + fixture.tunnel("e", localPort: try FreePort.probe(), remotePort: 9))
+        try fixture.startDaemon()
+        try await fixture.waitForLog("] connected", count: 2)
+        #expect(try tunnelReport(fixture, "g").connections == 0)
+
+        let deep = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["status", "--deep", "--json"],
+            extraEnvironment: ["ECTO_TUNNEL_SOCKET": fixture.socketPath])
+        // Another client's plain status sees the deep request's probe in flight: it was answered
+        // while the deep one waits.
+        try await waitUntil(timeout: .seconds(4), "plain status to show the probe's connection") {
+            (try? self.tunnelReport(fixture, "g").connections) == 1
+        }
+        #expect(deep.isRunning, "the deep status still waits for its probe")
+        // Commands that wait for a driver (down, up) are answered meanwhile too.
+        #expect(try fixture.runCLI(["down", "e"]).status == 0)
+        #expect(try fixture.runCLI(["up", "e"]).status == 0)
+        #expect(deep.isRunning, "the probe hangs until its timeout")
+        #expect(await deep.waitExit(timeout: .seconds(30)) == 3, "gateway down: exit 3")
+        let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(deep.stdout().utf8))
+        let gateway = try #require(report.tunnels.first { $0.name == "g" }?.gateway)
+        #expect(gateway.outcome == .timeout, "\(gateway)")
+    }
+
     @Test("SO_PEERCRED: a daemon of another user refuses even root")
     func peerCredentials() async throws {
         let directory = try TestDirectory(prefix: "ecto-cred")

@@ -13,7 +13,7 @@
 #                man page, completions, docs (scripts/deb.sh; Version from Sources/EctoPlatform/Version.swift)
 #   make install PREFIX=~/.local   the same files without a package, no root for a PREFIX you own
 #                (DESTDIR= stages them); make uninstall PREFIX=... removes them (scripts/install.sh)
-#   make units   re-renders units/ from Sources/EctoTunnelCLI/UnitTemplates.swift (their one source)
+#   make units   re-renders units/ from Sources/EctoOperator/UnitTemplates.swift (their one source)
 
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)

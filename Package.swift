@@ -35,7 +35,7 @@ let package = Package(
         // The only module that touches libssh2 pointers.
         .target(name: "EctoSSH", dependencies: ["CLibSSH2", "CLibCrypto", "EctoHostKeys"]),
         // Config value types, TOML parser with line-numbered errors, ~/.ssh/config lookup.
-        .target(name: "EctoConfig", dependencies: ["EctoHostKeys"]),
+        .target(name: "EctoConfig", dependencies: ["EctoHostKeys", "EctoPlatform"]),
         // The status of a tunnel, one value type on both sides of the control socket (the status contract).
         .target(name: "EctoStatus"),
         // Session driver threads, event loop, forwarding, reconnect state machine, backoff.
@@ -59,10 +59,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Operator workflows the CLI drives: host key fetch and trust (the daemon's policy), the
+        // background daemon, the systemd installer, waiting until a tunnel is up.
+        .target(
+            name: "EctoOperator",
+            dependencies: [
+                "EctoTunnel", "EctoSSH", "EctoHostKeys", "EctoConfig", "EctoControl", "EctoStatus", "EctoProbe", "EctoPlatform",
+                "CEctoLinux",
+            ]
+        ),
         .executableTarget(
             name: "EctoTunnelCLI",
             dependencies: [
-                "EctoDaemon", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys", "EctoPlatform", "EctoStatus",
+                "EctoDaemon", "EctoOperator", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys", "EctoPlatform", "EctoStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -79,6 +88,7 @@ let package = Package(
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl", "EctoStatus"]),
         .testTarget(name: "EctoStatusTests", dependencies: ["EctoStatus", "EctoControl"]),
         .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon", "EctoStatus"]),
+        .testTarget(name: "EctoOperatorTests", dependencies: ["EctoOperator", "EctoTunnel", "EctoHostKeys", "EctoPlatform"]),
         .testTarget(name: "EctoProbeTests", dependencies: ["EctoProbe", "EctoTestSupport", "EctoConfig"]),
         .testTarget(
             name: "IntegrationTests",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import EctoControl
+import EctoOperator
 import EctoPlatform
 import EctoStatus
 #if canImport(FoundationEssentials)
@@ -212,41 +213,31 @@ struct Target: ParsableCommand {
         print(result.message)
         guard !noWait, let wanted = result.tunnels.first?.target else { return }
         let start = ContinuousClock.now
-        let deadline = start.advanced(by: .milliseconds(Int64(wait * 1000)))
-        var last: TunnelStatus?
-        while ContinuousClock.now < deadline {
+        let outcome = try TunnelWait.untilUp(target: wanted, stopWhenDisabled: true, timeout: .milliseconds(Int64(wait * 1000))) {
             let report = try call(global, "GET", "/v1/tunnels/\(pathComponent(tunnel))", as: StatusReport.self)
-            guard let current = report.tunnels.first else { break }
-            last = current
-            if current.target == wanted {
-                switch current.state {
-                case .up:
-                    let took = start.duration(to: .now)
-                    var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
-                    let draining = current.draining.reduce(0) { $0 + $1.connections }
-                    if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
-                    print(line)
-                    return
-                case .failed:
-                    printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
-                    throw ExitCode(ControlExit.refused)
-                case .connecting, .backoff, .down:
-                    break
-                }
-            }
-            if !current.enabled {
-                print("\(tunnel) is down (disabled); `ecto-tunnel up \(tunnel)` connects it to \(wanted)")
-                return
-            }
-            usleep(100_000)
+            return report.tunnels.first.map { .status($0) } ?? .gone
         }
-        var line = "\(tunnel): not up on \(wanted) after \(Int(wait)) s"
-        if let last {
-            line += "; state \(last.state.rawValue)"
-            if let error = last.lastError { line += ", last error: \(error)" }
+        switch outcome {
+        case .up(let current):
+            let took = start.duration(to: .now)
+            var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
+            let draining = current.draining.reduce(0) { $0 + $1.connections }
+            if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
+            print(line)
+        case .failed(let current):
+            printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
+            throw ExitCode(ControlExit.refused)
+        case .disabled:
+            print("\(tunnel) is down (disabled); `ecto-tunnel up \(tunnel)` connects it to \(wanted)")
+        case .notUp(let last):
+            var line = "\(tunnel): not up on \(wanted) after \(Int(wait)) s"
+            if let last {
+                line += "; state \(last.state.rawValue)"
+                if let error = last.lastError { line += ", last error: \(error)" }
+            }
+            printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
+            throw ExitCode(ControlExit.notUp)
         }
-        printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
-        throw ExitCode(ControlExit.notUp)
     }
 }
 

@@ -1,3 +1,4 @@
+import EctoPlatform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,31 +33,14 @@ enum ChildProcess {
         _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
         defer { close(readEnd) }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The child starts with no blocked signals and SIGPIPE at its default, whatever we set.
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var pid: pid_t = 0
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let pid: pid_t
+        do {
+            pid = try Spawn.start(executable, arguments, stdout: .descriptor(writeEnd), stderr: .stdout)
+        } catch {
+            close(writeEnd)
+            throw SpawnFailure(code: error.code)
+        }
         close(writeEnd)
-        guard rc == 0 else { throw SpawnFailure(code: rc) }
 
         var output: [UInt8] = []
         var exitStatus: Int32?

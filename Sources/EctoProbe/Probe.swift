@@ -3,6 +3,11 @@ import EctoHostKeys
 import EctoPlatform
 import EctoStatus
 import Glibc
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// End-to-end probes: is the service behind a tunnel answering? A probe connects to the tunnel's
 /// LOCAL endpoint, so it goes through the daemon's listener, the SSH session and the server's
@@ -176,7 +181,7 @@ public enum Prober {
 
     /// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
     public static func websocketAccept(forKey key: String) -> String {
-        ProbeBase64.encode(Digest.sha1(Array((key + websocketGUID).utf8)))
+        Data(Digest.sha1(Array((key + websocketGUID).utf8))).base64EncodedString()
     }
 
     static func websocket(_ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions)
@@ -185,7 +190,7 @@ public enum Prober {
         var nonce = [UInt8](repeating: 0, count: 16)
         var rng = SystemRandomNumberGenerator()
         for i in nonce.indices { nonce[i] = rng.next() }
-        let key = ProbeBase64.encode(nonce)
+        let key = Data(nonce).base64EncodedString()
         let req = request(
             path: path, endpoint: endpoint, token: options.token,
             extra: ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: \(key)", "Sec-WebSocket-Version: 13"])
@@ -304,24 +309,3 @@ struct HTTPHead {
     func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
 }
 
-/// Standard base64 with padding (for the WebSocket key and accept value).
-enum ProbeBase64 {
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out = ""
-        var i = 0
-        while i < bytes.count {
-            let b0 = UInt32(bytes[i])
-            let b1 = i + 1 < bytes.count ? UInt32(bytes[i + 1]) : 0
-            let b2 = i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0
-            let n = b0 << 16 | b1 << 8 | b2
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(i + 1 < bytes.count ? alphabet[Int(n >> 6 & 63)] : "=")
-            out.append(i + 2 < bytes.count ? alphabet[Int(n & 63)] : "=")
-            i += 3
-        }
-        return out
-    }
-}

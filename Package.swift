@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(name: "EctoTunnelTests", dependencies: ["EctoTunnel", "EctoStatus"]),
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl", "EctoStatus"]),
         .testTarget(name: "EctoStatusTests", dependencies: ["EctoStatus", "EctoControl"]),
-        .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon", "EctoStatus"]),
+        .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon", "EctoStatus", "EctoControl", "EctoConfig"]),
         .testTarget(name: "EctoOperatorTests", dependencies: ["EctoOperator", "EctoTunnel", "EctoHostKeys", "EctoPlatform"]),
         .testTarget(name: "EctoProbeTests", dependencies: ["EctoProbe", "EctoTestSupport", "EctoConfig"]),
         .testTarget(

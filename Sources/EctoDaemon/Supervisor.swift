@@ -18,23 +18,44 @@ import Glibc
 /// Desired state (the config) against actual state (the tunnels), and every operation that
 /// changes either: the control socket's registry and the target of SIGHUP.
 ///
-/// Operations come from the control thread and the signal loop; one lock serialises them (they
-/// are short: a config parse, a file write, messages to driver threads).
+/// Operations come from the control thread, the signal loop and pre-flight threads; they run
+/// one at a time under `state`, a `Mutex` (they are short: a config parse, a file write,
+/// messages to driver threads). Nothing that may come back into the supervisor (`onStateChange`,
+/// which asks for `statuses()`) is called while it is held.
+///
+/// `@unchecked Sendable`: the mutable state is in `state` and `probeRunner` (both `Mutex`);
+/// `publish` and `onStateChange` are set once by `Daemon` before `start`, before any other thread
+/// can reach the supervisor, and only read afterwards.
 final class Supervisor: ControlRegistry, @unchecked Sendable {
-    private let lock = RecursiveLock()
+    /// The running tunnels.
+    private struct State {
+        /// Tunnel names in config order.
+        var order: [String] = []
+        var tunnels: [String: Tunnel] = [:]
+        /// Tunnels removed by a reload, still finishing their connections.
+        var departing: [Tunnel] = []
+
+        /// Every current tunnel, in config order.
+        var all: [Tunnel] { order.compactMap { tunnels[$0] } }
+    }
+
+    private let state = Mutex(State())
+    /// Serialises the operations that change tunnels (`setTarget`, `reload`, the commit or
+    /// abandon after a pre-flight): held for a whole operation, while `state` is taken only for
+    /// each read or write of the tunnels, so that `onStateChange` and `statuses()` never wait
+    /// for an operation.
+    private let operations = Mutex(())
     private let logger: Logger
     private let stopGrace: Duration
-    private(set) var configPath: String
-    private var order: [String] = []
-    private var tunnels: [String: Tunnel] = [:]
-    /// Tunnels removed by a reload, still finishing their connections.
-    private var departing: [Tunnel] = []
+    let configPath: String
     /// Where state changes go (the control server's event stream). Set before `start`.
     var publish: @Sendable (ControlEvent) -> Void = { _ in }
-    /// Called after any tunnel's state changes (for sd_notify STATUS=, say).
+    /// Called after any tunnel's state changes (for sd_notify STATUS=, say). Set before `start`;
+    /// never called with `state` held (it asks for `statuses()`).
     var onStateChange: @Sendable () -> Void = {}
     /// End-to-end probes (`probe`); created by `start`.
-    private var probes: ProbeRunner?
+    private let probeRunner = Mutex<ProbeRunner?>(nil)
+    private var probes: ProbeRunner? { probeRunner.withLock { $0 } }
     /// Answers waiting until drivers acted on a command (`settle`).
     private let settling = Mutex<[SettleWaiter]>([])
 
@@ -47,17 +68,17 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     // MARK: Life cycle
 
     func start(_ config: Config) throws(SystemError) {
-        lock.lock()
-        defer { lock.unlock() }
         let probes = ProbeRunner(tunnels: { [weak self] in self?.allTunnels ?? [] }, logger: logger) { [weak self] name in
             guard let self, let tunnel = self.lookup(name) else { return }
             self.publish(.changed(self.report(tunnel)))
         }
-        self.probes = probes
+        probeRunner.withLock { $0 = probes }
         probes.start()
-        for tunnel in config.tunnels {
-            tunnels[tunnel.name] = try startTunnel(tunnel)
-            order.append(tunnel.name)
+        try state.withLock { (state) throws(SystemError) in
+            for tunnel in config.tunnels {
+                state.tunnels[tunnel.name] = try startTunnel(tunnel)
+                state.order.append(tunnel.name)
+            }
         }
     }
 
@@ -74,9 +95,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     /// Stops every tunnel and waits (bounded by the grace period) for their threads.
     func stopAll() {
         probes?.stop()
-        lock.lock()
-        let all = order.compactMap { tunnels[$0] } + departing
-        lock.unlock()
+        let all = state.withLock { $0.all + $0.departing }
         for tunnel in all { tunnel.stop(grace: stopGrace) }
         let deadline = ContinuousClock.now.advanced(by: stopGrace + .seconds(2))
         for tunnel in all {
@@ -92,21 +111,14 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         for tunnel in allTunnels { tunnel.send(.networkChanged(reason: reason)) }
     }
 
-    private var allTunnels: [Tunnel] {
-        lock.lock()
-        defer { lock.unlock() }
-        return order.compactMap { tunnels[$0] }
-    }
+    private var allTunnels: [Tunnel] { state.withLock { $0.all } }
 
     /// Every tunnel's status, in config order.
     func statuses() -> [TunnelStatus] { allTunnels.map(\.status) }
 
     /// Every driver thread's handle (current and draining), for the watchdog.
     func drivers() -> [TunnelHandle] {
-        lock.lock()
-        let all = order.compactMap { tunnels[$0] } + departing
-        lock.unlock()
-        return all.flatMap(\.drivers)
+        state.withLock { $0.all + $0.departing }.flatMap(\.drivers)
     }
 
     // MARK: ControlRegistry
@@ -167,9 +179,14 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     func setTarget(
         tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
     ) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let tunnel = tunnels[name] else { return reply(.failure(unknown(name))) }
+        operations.withLock { _ in setTargetLocked(tunnel: name, request, reply: reply) }
+    }
+
+    /// `setTarget` under `operations`.
+    private func setTargetLocked(
+        tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
+        guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         let target: SSHTarget
         do {
             target = try SSHTarget.parse(request.target)
@@ -231,7 +248,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         let force = request.force ?? false
         let configPath = self.configPath
         let logger = self.logger
-        /// Saves the edit (if the file is still what it was) and switches. Under the lock.
+        /// Saves the edit (if the file is still what it was) and switches. Under `operations`.
         let apply: @Sendable (Tunnel.Candidate?) -> Result<String, ControlFailure> = { [weak self, edited, alsoChanged] candidate in
             guard let self else { return .failure(ControlFailure(503, "the daemon is stopping")) }
             let now = try? String(contentsOfFile: configPath, encoding: .utf8)
@@ -273,8 +290,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         logger.info("tunnel \(name): pre-flighting the new target \(target) while \(running.target) keeps serving")
         awaitVerdicts([candidate]) { [weak self] verdicts in
             guard let self else { return }
-            self.lock.lock()
-            defer { self.lock.unlock() }
+            self.operations.withLock { _ in
             switch verdicts[0] {
             case .passed:
                 reply(apply(candidate).map { ActionReport(message: $0 + "; the new session was proven first", tunnels: [Self.report(tunnel.status)]) })
@@ -296,12 +312,16 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                             "\(name): not switched to \(target): \(stage) failed: \(why). The tunnel stays on \(running.target) and \(configPath) is unchanged (--force switches anyway).",
                             stage: stage)))
             }
+            }
         }
     }
 
     func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
-        lock.lock()
-        defer { lock.unlock() }
+        operations.withLock { _ in reloadLocked(request, reply: reply) }
+    }
+
+    /// `reload` under `operations`.
+    private func reloadLocked(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
         let config: Config
         do {
             config = try ConfigLoader.load(path: configPath)
@@ -317,15 +337,19 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         var failed: [ChangeFailure] = []
         var proving: [(tunnel: Tunnel, candidate: Tunnel.Candidate)] = []
         let newNames = Set(config.tunnels.map(\.name))
-        for name in order where !newNames.contains(name) {
-            guard let tunnel = tunnels.removeValue(forKey: name) else { continue }
+        let leaving = state.withLock { state -> [Tunnel] in
+            let names = state.order.filter { !newNames.contains($0) }
+            let leaving = names.compactMap { state.tunnels.removeValue(forKey: $0) }
+            state.departing += leaving
+            return leaving
+        }
+        for tunnel in leaving {
             tunnel.stop(grace: min(stopGrace, tunnel.config.drainTimeout))
-            departing.append(tunnel)
-            removed.append(name)
-            publish(.removed(name))
+            removed.append(tunnel.name)
+            publish(.removed(tunnel.name))
         }
         for tunnelConfig in config.tunnels {
-            if let tunnel = tunnels[tunnelConfig.name] {
+            if let tunnel = lookup(tunnelConfig.name) {
                 if tunnel.config.sameSettings(as: tunnelConfig) {
                     unchanged.append(tunnelConfig.name)
                     continue
@@ -349,7 +373,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 }
             } else {
                 do {
-                    tunnels[tunnelConfig.name] = try startTunnel(tunnelConfig)
+                    let started = try startTunnel(tunnelConfig)
+                    state.withLock { $0.tunnels[tunnelConfig.name] = started }
                     added.append(tunnelConfig.name)
                 } catch {
                     logger.error("reload: cannot start tunnel \(tunnelConfig.name): \(error)")
@@ -357,9 +382,11 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 }
             }
         }
-        order = config.tunnels.map(\.name).filter { tunnels[$0] != nil }
+        state.withLock { state in
+            state.order = config.tunnels.map(\.name).filter { state.tunnels[$0] != nil }
+            state.departing.removeAll { $0.wait(timeout: .zero) }
+        }
         probes?.poke()
-        departing.removeAll { $0.wait(timeout: .zero) }
         onStateChange()
         let configPath = self.configPath
         let warnings = config.warnings.map(Self.problem)
@@ -383,10 +410,10 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         logger.info("reload: pre-flighting the new settings of \(names) while their sessions keep serving")
         awaitVerdicts(proving.map(\.candidate)) { [weak self, changed, failed, proving] verdicts in
             guard let self else { return }
-            self.lock.lock()
             var changed = changed
             var failed = failed
             var forced: [ChangeFailure] = []
+            self.operations.withLock { _ in
             for ((tunnel, candidate), verdict) in zip(proving, verdicts) {
                 switch verdict {
                 case .passed:
@@ -406,8 +433,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     }
                 }
             }
+            }
             self.onStateChange()
-            self.lock.unlock()
             finish(changed, failed, forced)
         }
     }
@@ -451,11 +478,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     // MARK: Helpers
 
-    private func lookup(_ name: String) -> Tunnel? {
-        lock.lock()
-        defer { lock.unlock() }
-        return tunnels[name]
-    }
+    private func lookup(_ name: String) -> Tunnel? { state.withLock { $0.tunnels[name] } }
 
     private func unknown(_ name: String) -> ControlFailure {
         let known = allTunnels.map(\.name)

@@ -32,7 +32,7 @@ struct ControlTests {
             fixture.tunnel("a", localPort: portA, remotePort: echo.port) + fixture.tunnel("b", localPort: portB, remotePort: echo.port)
                 + dead)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         #expect(try echoRoundTrip(port: portA, seed: 1, count: 100_000))
 
         let table = try fixture.runCLI(["status"])
@@ -139,7 +139,7 @@ struct ControlTests {
             """
         try fixture.writeConfig(original + "\n")
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         func directTCPIP(_ server: SSHServer) -> Int { server.log().components(separatedBy: "server_request_direct_tcpip").count - 1 }
 
         // The transfer sends half, waits until the retarget is done, then sends the rest: it is
@@ -229,7 +229,7 @@ struct ControlTests {
         let tunnelB = fixture.tunnel("b", localPort: portB, remotePort: echo.port)
         try fixture.writeConfig(tunnelA + tunnelB)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
 
         // A connection on b stays open through everything done to a.
         let held = try TCPClient.connect(port: portB, ioTimeout: .seconds(10))
@@ -372,7 +372,7 @@ struct ControlTests {
             fixture.tunnel("g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port), extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
                 + fixture.tunnel("e", localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["g", "e"])
         #expect(try tunnelReport(fixture, "g").connections == 0)
 
         let deep = try Subprocess(

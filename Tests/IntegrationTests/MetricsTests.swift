@@ -48,7 +48,7 @@ struct MetricsTests {
             fixture.tunnel("a", localPort: portA, remotePort: echo.port)
                 + fixture.tunnel("b", localPort: portB, remotePort: closed))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         #expect(try echoRoundTrip(port: portA, seed: 9, count: 10_000))
         if let client = try? TCPClient.connect(port: portB, ioTimeout: .seconds(5)) {
             _ = try? client.receive(exactly: 1)  // closed by the tunnel once the server refuses the channel

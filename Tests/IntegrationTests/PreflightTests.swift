@@ -42,7 +42,7 @@ struct PreflightTests {
         let original = "# comment kept\n" + fixture.tunnel(localPort: port, remotePort: sink.port)
         try fixture.writeConfig(original)
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         // A transfer that is in flight across every change below.
         let halfway = DispatchSemaphore(value: 0)
@@ -124,7 +124,7 @@ struct PreflightTests {
         let tunnelB = fixture.tunnel("b", localPort: portB, remotePort: echo.port)
         try fixture.writeConfig(tunnelA + tunnelB)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         let held = try TCPClient.connect(port: portB, ioTimeout: .seconds(10))
         defer { held.close() }
         try held.sendAll([1, 2, 3])

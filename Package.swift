@@ -88,6 +88,7 @@ let package = Package(
         .testTarget(name: "EctoControlTests", dependencies: ["EctoControl", "EctoStatus"]),
         .testTarget(name: "EctoStatusTests", dependencies: ["EctoStatus", "EctoControl"]),
         .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon", "EctoStatus", "EctoControl", "EctoConfig"]),
+        .testTarget(name: "EctoTunnelCLITests", dependencies: ["EctoTunnelCLI", "EctoStatus"]),
         .testTarget(name: "EctoOperatorTests", dependencies: ["EctoOperator", "EctoTunnel", "EctoHostKeys", "EctoPlatform"]),
         .testTarget(name: "EctoProbeTests", dependencies: ["EctoProbe", "EctoTestSupport", "EctoConfig"]),
         .testTarget(

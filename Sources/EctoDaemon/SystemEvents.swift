@@ -47,7 +47,7 @@ final class SystemEvents: Sendable {
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
         finished.wait()
-        for fd in [routeFD, clockFD, wakeFD] where fd >= 0 { close(fd) }
+        for fd in [routeFD, clockFD, wakeFD] where fd >= 0 { Syscall.close(fd) }
     }
 
     private static func nanos(_ clock: clockid_t) -> Int64 {
@@ -76,8 +76,8 @@ final class SystemEvents: Sendable {
                 let left = ContinuousClock.now.duration(to: since.advanced(by: debounce))
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
             }
-            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
-            if ready < 0 && errno != EINTR { break }
+            guard (try? Syscall.blocking("poll", { fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) } })) != nil
+            else { break }
             if fds[1].revents != 0 {
                 while true {
                     let n = recv(routeFD, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))

@@ -1,5 +1,6 @@
 import EctoConfig
 import EctoHostKeys
+import EctoPlatform
 import EctoSSH
 import EctoTunnel
 #if canImport(Glibc)
@@ -37,7 +38,7 @@ public enum HostKeyTrust {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
             let message = String(cString: strerror(errno))
-            close(fd)
+            Syscall.close(fd)
             throw FetchFailure(description: message)
         }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -45,7 +46,7 @@ public enum HostKeyTrust {
         do {
             session = try SSHSession(socket: fd)  // owns and closes fd from here
         } catch {
-            close(fd)
+            Syscall.close(fd)
             throw FetchFailure(description: error.description)
         }
         if let order = HostKeyVerifier.algorithmPreference(

@@ -28,20 +28,18 @@ public enum AtomicFile {
         let bytes = Array(text.utf8)
         var offset = 0
         while ok && offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
+            do {
+                offset += try Syscall.blocking("write") { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) } }
+            } catch {
                 ok = false
-                problem = "write \(temporary): \(String(cString: strerror(errno)))"
-            } else {
-                offset += n
+                problem = "write \(temporary): \(error.message)"
             }
         }
         if ok && fsync(fd) != 0 {
             ok = false
             problem = "fsync \(temporary): \(String(cString: strerror(errno)))"
         }
-        close(fd)
+        Syscall.close(fd)
         if ok && rename(temporary, path) != 0 {
             ok = false
             problem = "rename to \(path): \(String(cString: strerror(errno)))"
@@ -53,7 +51,7 @@ public enum AtomicFile {
         let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirFD >= 0 {
             fsync(dirFD)
-            close(dirFD)
+            Syscall.close(dirFD)
         }
     }
 }

@@ -132,11 +132,28 @@ struct Connect: ParsableCommand {
         if let keyPath { table += "identity_file = \"\(keyPath)\"\n" }
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
         let previous = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
-        let changed = try writeTunnel(table, to: configPath)
+        let changed = try runOperator { _ in try ConnectWorkflow.writeTunnel(table, name: name, to: configPath) }
         step(4, "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
 
         // 5. Daemon.
-        try ensureDaemon(configPath: configPath, changed: changed, previous: previous)
+        let daemon = try runOperator { out in
+            try ConnectWorkflow.ensureDaemon(
+                configPath: configPath, socket: global.socketPath, socketOption: global.socket, tunnel: name, restart: restart,
+                noSystemd: noSystemd, changed: changed, previous: previous, out: out)
+        }
+        switch daemon {
+        case .restartedService: step(5, "daemon: restarted \(UnitPaths.serviceName)")
+        case .restartedInBackground(let pid): step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+        case .reloaded(let pid, let applied): step(5, "daemon: running (pid \(pid)); " + (applied ? "reloaded" : "nothing to reload"))
+        case .installed: break  // the installer said what it did
+        case .refusedByPreflight(let pid, let failure):
+            step(5, "daemon: running (pid \(pid)); the new settings of \(name) failed their pre-flight")
+            printError(
+                "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
+            throw ExitCode(ControlExit.refused)
+        case .startedInBackground(let pid, let noUserManager):
+            step(5, "daemon: \(noUserManager ? "no systemd user manager here; " : "")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+        }
 
         // 6. Wait for the tunnel and the gateway: probed from here, with the token resolved here.
         let credentials = resolveCredentials()
@@ -266,70 +283,6 @@ struct Connect: ParsableCommand {
         print("      added to \(shownPath)")
     }
 
-    /// Writes (or rewrites) the tunnel's table; true when the file changed.
-    private func writeTunnel(_ table: String, to path: String) throws -> Bool {
-        let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        let text: String
-        do {
-            text = try ConfigEditor.addTunnel(table, named: name, to: old, replace: true)
-            let config = try ConfigLoader.parse(text: text, path: path)
-            // The checks of `check` and the daemon: refuse now what the daemon would refuse later.
-            let report = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment, text: text)
-            let ours = report.errors.filter { $0.key?.hasPrefix("tunnels.\(name).") == true }
-            if !ours.isEmpty { throw ConfigErrors(ours) }
-        } catch {
-            printError("cannot add [tunnels.\(name)] to \(path):\n\(error)")
-            throw ExitCode(ControlExit.refused)
-        }
-        if text == old { return false }
-        do {
-            try writeConfigFile(path, text)
-        } catch {
-            printError("cannot write \(path): \(error)")
-            throw ExitCode(ControlExit.refused)
-        }
-        return true
-    }
-
-    private func ensureDaemon(configPath: String, changed: Bool, previous: String) throws {
-        if let version = runningDaemon(global.socketPath) {
-            if restart {
-                if let systemd = serviceManaging(version.pid) {
-                    try runOperator { _ in try systemd.run(["restart", UnitPaths.serviceName]).orFail("systemctl --user restart") }
-                    step(5, "daemon: restarted \(UnitPaths.serviceName)")
-                } else {
-                    terminateAndWait(version.pid)
-                    let pid = try runOperator { _ in try BackgroundDaemon.start(configPath: configPath, socket: global.socketPath) }
-                    step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
-                }
-                return
-            }
-            if version.config != configPath {
-                printError("the daemon on \(global.socketPath) (pid \(version.pid)) runs another config (\(version.config)); pass --config \(version.config) or stop it")
-                throw ExitCode(ControlExit.refused)
-            }
-            let reload = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)
-            if let failure = reload.failed.first(where: { $0.tunnel == name }) {
-                // The running tunnel keeps its session: put the file back as it was, so that it
-                // says what runs.
-                if changed { try? writeConfigFile(configPath, previous) }
-                step(5, "daemon: running (pid \(version.pid)); the new settings of \(name) failed their pre-flight")
-                printError(
-                    "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
-                throw ExitCode(ControlExit.refused)
-            }
-            step(5, "daemon: running (pid \(version.pid)); " + (changed || !reload.changed.isEmpty || !reload.added.isEmpty ? "reloaded" : "nothing to reload"))
-            return
-        }
-        if !noSystemd, UserManager.probe() != nil {
-            step(5, "daemon: installing the systemd user service")
-            try runOperator { try ServiceInstaller.install(configPath: configPath, socket: global.socket, out: $0) }
-            return
-        }
-        let pid = try runOperator { _ in try BackgroundDaemon.start(configPath: configPath, socket: global.socketPath) }
-        step(5, "daemon: \(noSystemd ? "" : "no systemd user manager here; ")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
-    }
-
     private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelStatus {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         let outcome = TunnelWait.untilUp(timeout: ContinuousClock.now.duration(to: deadline)) {
@@ -438,52 +391,13 @@ struct Disconnect: ParsableCommand {
 
     func run() throws {
         let path = global.configPath
-        guard let old = try? String(contentsOfFile: path, encoding: .utf8) else {
-            printError("cannot read \(path)")
-            throw ExitCode(ControlExit.refused)
-        }
-        let text: String
-        let config: Config
-        do {
-            guard try ConfigLoader.parse(text: old, path: path).tunnels.contains(where: { $0.name == tunnel }) else {
-                printError("no tunnel named \(tunnel) in \(path)")
-                throw ExitCode(ControlExit.refused)
-            }
-            if purge {
-                text = try ConfigEditor.removeTunnel(named: tunnel, from: old)
-            } else {
-                text = try ConfigEditor.setValue("__ecto_false__", forKey: "enabled", inTunnel: tunnel, in: old)
-                    .replacing("\"__ecto_false__\"", with: "false")
-            }
-            config = try ConfigLoader.parse(text: text, path: path)
-        } catch let error as ConfigErrors {
-            printError("cannot edit \(path):\n\(error.description)")
-            throw ExitCode(ControlExit.refused)
-        }
-        if text != old {
-            do {
-                try writeConfigFile(path, text)
-            } catch {
-                printError("cannot write \(path): \(error)")
-                throw ExitCode(ControlExit.refused)
-            }
-        }
+        let config = try runOperator { _ in try DisconnectWorkflow.edit(configPath: path, tunnel: tunnel, purge: purge) }
         print(purge ? "removed [tunnels.\(tunnel)] from \(path)" : "disabled [tunnels.\(tunnel)] in \(path) (enabled = false)")
-        guard let version = runningDaemon(global.socketPath) else {
-            print("no daemon is running")
-            return
-        }
-        if config.tunnels.contains(where: \.enabled) {
-            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)  // other changed tunnels are pre-flighted
-            print("daemon (pid \(version.pid)) reloaded; its other tunnels keep running")
-            return
-        }
-        if let systemd = serviceManaging(version.pid) {
-            try runOperator { _ in try systemd.run(["disable", "--now", UnitPaths.serviceName]).orFail("systemctl --user disable --now") }
-            print("no enabled tunnel left: stopped and disabled \(UnitPaths.serviceName)")
-        } else {
-            terminateAndWait(version.pid)
-            print("no enabled tunnel left: stopped the daemon (pid \(version.pid))")
+        switch try runOperator({ _ in try DisconnectWorkflow.applyToDaemon(config, socket: global.socketPath) }) {
+        case .notRunning: print("no daemon is running")
+        case .reloaded(let pid): print("daemon (pid \(pid)) reloaded; its other tunnels keep running")
+        case .stoppedService: print("no enabled tunnel left: stopped and disabled \(UnitPaths.serviceName)")
+        case .stoppedInBackground(let pid): print("no enabled tunnel left: stopped the daemon (pid \(pid))")
         }
     }
 }
@@ -508,15 +422,7 @@ func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, 
         return
     }
     let path = global.configPath
-    let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    do {
-        let text = try ConfigEditor.addTunnel(imported.tableText(home: home), named: imported.name, to: old, replace: replace)
-        _ = try ConfigLoader.parse(text: text, path: path)
-        try writeConfigFile(path, text)
-    } catch let error as ConfigErrors {
-        printError("not written to \(path):\n\(error.description)")
-        throw ExitCode(ControlExit.refused)
-    }
+    try runOperator { _ in try ImportWorkflow.write(imported, configPath: path, replace: replace, home: home) }
     print("written to \(path); apply it with: ecto-tunnel reload")
 }
 

@@ -140,7 +140,7 @@ struct SessionsTests {
         defer { fixture.cleanup() }
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["sessions = 3"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         try await Task.sleep(for: .seconds(1))
         let log = fixture.daemonLog
         #expect(log.components(separatedBy: "connection attempt failed").count - 1 == 3, "three tries in all, not nine: \(log)")

@@ -117,6 +117,13 @@ final class TunnelFixture: @unchecked Sendable {
     /// Waits until every tunnel in `names` (every configured one when nil) is up, as the daemon
     /// itself says on `GET /v1/events` (its snapshot, then each change): the event, not a log line.
     func waitForUp(_ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
+        try await waitForState(.up, names, timeout: timeout)
+    }
+
+    /// Waits until every tunnel in `names` (every configured one when nil) is in `wanted`, on
+    /// `GET /v1/events`. The daemon logs a state's reason before it publishes the state, so the
+    /// log holds it once this returns.
+    func waitForState(_ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
         let socket = socketPath
         let deadline = ContinuousClock.now.advanced(by: timeout)
         let reached = try await offload { () -> Bool in
@@ -134,8 +141,8 @@ final class TunnelFixture: @unchecked Sendable {
                         case .removed:
                             if let name = event.name { states[name] = nil }
                         }
-                        let wanted = names ?? Array(states.keys)
-                        done = !wanted.isEmpty && wanted.allSatisfy { states[$0] == .up }
+                        let tunnels = names ?? Array(states.keys)
+                        done = !tunnels.isEmpty && tunnels.allSatisfy { states[$0] == wanted }
                         return !done && ContinuousClock.now < deadline
                     }
                 } catch {
@@ -147,7 +154,7 @@ final class TunnelFixture: @unchecked Sendable {
         }
         guard reached else {
             throw TestSupportError(
-                .timeout, "tunnels \(names?.joined(separator: ", ") ?? "(all)") not up within \(timeout) (GET /v1/events)\n--- daemon log:\n\(daemonLog)")
+                .timeout, "tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events)\n--- daemon log:\n\(daemonLog)")
         }
     }
 

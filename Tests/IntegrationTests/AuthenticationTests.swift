@@ -132,7 +132,7 @@ struct ClientAuthenticationTests {
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port, identity: false))
         try fixture.startDaemon(environment: agent.environment)
         try await fixture.waitForLog("authenticated with an ssh-agent key")
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains(fixture.clientKey.fingerprint))
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 8, count: 50_000) })
     }
@@ -169,7 +169,7 @@ struct ClientAuthenticationTests {
                 localPort: localPort, remotePort: echo.port,
                 extra: ["identity_file = \"\(key.privatePath)\"", "identity_passphrase_file = \"\(passphraseFile)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 10, count: 1000) })
         #expect(!fixture.daemonLog.contains("correct horse"), "the passphrase must never be logged")
     }

@@ -234,7 +234,7 @@ struct OperatorFlowTests {
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: gateway.port, extra: ["probe = \"websocket:/\""]))
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "", "HOME": fixture.directory.path])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let refused = try fixture.runCLI(["status", "--deep"])
         #expect(refused.status == 4, "\(refused)")
         #expect(refused.stdout.contains("TOKEN REFUSED") && refused.stdout.contains("gateway token: none found"), "\(refused.stdout)")
@@ -244,7 +244,7 @@ struct OperatorFlowTests {
         _ = fixture.daemon?.terminate(grace: .seconds(5))
 
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "deep-token", "HOME": fixture.directory.path])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let ok = try fixture.runCLI(["status", "--deep"])
         #expect(ok.status == 0, "\(ok)")
         #expect(ok.stdout.contains("gateway token: from $OPENCLAW_GATEWAY_TOKEN"), "\(ok.stdout)")

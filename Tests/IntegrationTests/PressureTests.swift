@@ -19,7 +19,7 @@ struct PressureTests {
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["hold_timeout = \"120s\""]))
         let daemon = try fixture.startDaemon(arguments: ["--log-level", "info"], launcher: ["prlimit", "--nofile=1024:1024"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let pid = daemon.pid
         #expect(ProcessTree.softDescriptorLimit(pid) == 1024)
 
@@ -174,7 +174,7 @@ struct PressureTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         var recoveries: [Duration] = []
         for round in 1...8 {
             fixture.server.kill()
@@ -203,7 +203,7 @@ struct PressureTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         fixture.server.stop()
         try await fixture.waitForLog("session lost")
         let logBefore = fixture.daemonLog.count

@@ -238,7 +238,7 @@ struct DefaultIdentityTests {
                 localPort: localPort, remotePort: echo.port, identity: false,
                 extra: ["identity_file = \"\(key.privatePath)\"", "identities_only = true"]))
         try fixture.startDaemon(environment: agent.environment)
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("ssh.auth=rsa-sha2-512 ssh.auth_attempts=1"), "\(fixture.daemonLog)")
     }
 

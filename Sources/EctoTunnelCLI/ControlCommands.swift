@@ -12,19 +12,20 @@ import Foundation
 import Glibc
 #endif
 
-/// Exit codes of the commands that talk to the daemon (the command-line contract).
+/// Exit codes of the commands that talk to the daemon (the command-line contract); the same
+/// numbers `EctoOperator` puts in its failures (`OperatorExit`).
 enum ControlExit {
     /// Done; for `status`: every enabled tunnel is up.
     static let ok: Int32 = 0
     /// The daemon refused (unknown tunnel, bad target, config errors) or something failed.
-    static let refused: Int32 = 1
+    static let refused = OperatorExit.refused
     /// No daemon answers on the control socket.
-    static let noDaemon: Int32 = 2
+    static let noDaemon = OperatorExit.noDaemon
     /// `status`: some enabled tunnel is not up. `target`: saved, but not up within --wait.
-    static let notUp: Int32 = 3
+    static let notUp = OperatorExit.notUp
     /// `connect`, `status --deep`: the tunnel is up and the gateway answers, but it refused the
     /// token (HTTP 401/403), or wants one and none was found.
-    static let tokenRefused: Int32 = 4
+    static let tokenRefused = OperatorExit.tokenRefused
 }
 
 func printError(_ message: String) {

@@ -31,9 +31,9 @@ let package = Package(
         // threads (pthread), printf-style number formatting, whitespace trimming, path arithmetic.
         .target(name: "EctoPlatform", dependencies: ["CEctoLinux"]),
         // Pure Swift: digests, SSH key blobs, fingerprints, OpenSSH known_hosts.
-        .target(name: "EctoHostKeys"),
+        .target(name: "EctoHostKeys", dependencies: ["EctoPlatform"]),
         // The only module that touches libssh2 pointers.
-        .target(name: "EctoSSH", dependencies: ["CLibSSH2", "CLibCrypto", "EctoHostKeys"]),
+        .target(name: "EctoSSH", dependencies: ["CLibSSH2", "CLibCrypto", "EctoHostKeys", "EctoPlatform"]),
         // Config value types, TOML parser with line-numbered errors, ~/.ssh/config lookup.
         .target(name: "EctoConfig", dependencies: ["EctoHostKeys", "EctoPlatform"]),
         // The status of a tunnel, one value type on both sides of the control socket (the status contract).

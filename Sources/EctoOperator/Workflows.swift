@@ -39,6 +39,54 @@ public func controlRequest<T: Decodable>(
 /// Steps 4 and 5 of `ecto-tunnel connect`: the tunnel's table in the config, and a daemon that
 /// runs it.
 public enum ConnectWorkflow {
+    /// Step 1: `[user@]host[:port]`, or a Host alias of `~/.ssh/config` (its HostName, User, Port;
+    /// the settings are returned for the key and known_hosts). The user defaults to ours.
+    public static func resolveTarget(_ target: String) throws(OperatorFailure) -> (SSHTarget, SSHHostSettings?) {
+        let looksExplicit = target.contains("@") || target.contains(":")
+        if !looksExplicit {
+            let settings = SSHClientConfig.resolve(host: target, environment: .current)
+            if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil {
+                let host = settings.hostName?.value ?? target
+                let port = settings.port.flatMap { UInt16($0.value) } ?? 22
+                return (SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port), settings)
+            }
+        }
+        do {
+            var parsed = try SSHTarget.parse(target)
+            if parsed.user == nil { parsed.user = ConfigEnvironment.current.user }
+            return (parsed, nil)
+        } catch {
+            throw OperatorFailure("invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)")
+        }
+    }
+
+    /// Step 2: the key: `explicit` (--identity), else the alias's IdentityFile, else ssh's
+    /// defaults; nil when only an ssh-agent is there. Judged as the daemon will use it.
+    public static func pickKey(
+        explicit: String?, alias: SSHHostSettings?, agent: Bool, home: String, target sshTarget: SSHTarget
+    ) throws(OperatorFailure) -> String? {
+        let candidates = [explicit, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
+        let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
+        for path in candidates where !FileManager.default.fileExists(atPath: path) {
+            throw OperatorFailure("the key \(path) does not exist")
+        }
+        guard let path = (candidates + defaults).first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            if agent { return nil }
+            throw OperatorFailure(
+                """
+                no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa or ~/.ssh/id_rsa.
+                  Create one and install it on the gateway host:
+                    ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
+                    ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(sshTarget.port) \(sshTarget.user.map { $0 + "@" } ?? "")\(sshTarget.host)
+                """)
+        }
+        // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
+        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys) {
+            throw OperatorFailure("cannot use \(path): \(problem)")
+        }
+        return path
+    }
+
     /// Writes (or rewrites) `[tunnels.NAME]` in the config at `path`, refusing what `check` and the
     /// daemon would refuse for it; true when the file changed.
     public static func writeTunnel(_ table: String, name: String, to path: String) throws(OperatorFailure) -> Bool {

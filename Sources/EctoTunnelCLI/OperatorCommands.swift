@@ -106,12 +106,14 @@ struct Connect: ParsableCommand {
         }
 
         // 1. Target.
-        let (sshTarget, aliasSettings) = try resolveTarget(home: home)
+        let (sshTarget, aliasSettings) = try runOperator { _ in try ConnectWorkflow.resolveTarget(target) }
         step(1, "target \(sshTarget)" + (aliasSettings != nil ? " (from ~/.ssh/config Host \(target))" : ""))
 
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
-        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent, target: sshTarget)
+        let keyPath = try runOperator { _ in
+            try ConnectWorkflow.pickKey(explicit: identity, alias: aliasSettings, agent: agent, home: home, target: sshTarget)
+        }
         step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
@@ -170,52 +172,6 @@ struct Connect: ParsableCommand {
     }
 
     private func step(_ n: Int, _ text: String) { print("[\(n)/6] \(text)") }
-
-    private func resolveTarget(home: String) throws -> (SSHTarget, SSHHostSettings?) {
-        let looksExplicit = target.contains("@") || target.contains(":")
-        if !looksExplicit {
-            let settings = SSHClientConfig.resolve(host: target, environment: .current)
-            if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil {
-                let host = settings.hostName?.value ?? target
-                let port = settings.port.flatMap { UInt16($0.value) } ?? 22
-                return (SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port), settings)
-            }
-        }
-        do {
-            var parsed = try SSHTarget.parse(target)
-            if parsed.user == nil { parsed.user = ConfigEnvironment.current.user }
-            return (parsed, nil)
-        } catch {
-            printError("invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)")
-            throw ExitCode(ControlExit.refused)
-        }
-    }
-
-    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool, target sshTarget: SSHTarget) throws -> String? {
-        let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
-        let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
-        for path in candidates where !FileManager.default.fileExists(atPath: path) {
-            printError("the key \(path) does not exist")
-            throw ExitCode(ControlExit.refused)
-        }
-        guard let path = (candidates + defaults).first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            if agent { return nil }
-            printError(
-                """
-                no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa or ~/.ssh/id_rsa.
-                  Create one and install it on the gateway host:
-                    ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
-                    ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(sshTarget.port) \(sshTarget.user.map { $0 + "@" } ?? "")\(sshTarget.host)
-                """)
-            throw ExitCode(ControlExit.refused)
-        }
-        // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
-        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys) {
-            printError("cannot use \(path): \(problem)")
-            throw ExitCode(ControlExit.refused)
-        }
-        return path
-    }
 
     private func trustHostKey(_ sshTarget: SSHTarget, knownHostsPath: String, home: String) throws {
         let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)

@@ -13,7 +13,9 @@
 #                man page, completions, docs (scripts/deb.sh; Version from Sources/EctoPlatform/Version.swift)
 #   make install PREFIX=~/.local   the same files without a package, no root for a PREFIX you own
 #                (DESTDIR= stages them); make uninstall PREFIX=... removes them (scripts/install.sh)
-#   make units   re-renders units/ from Sources/EctoTunnelCLI/UnitTemplates.swift (their one source)
+#   make units   re-renders units/ from Sources/EctoOperator/UnitTemplates.swift (their one source)
+#   make format        rewrites Sources/, Tests/ and Package.swift with swift-format (.swift-format: 4 spaces,
+#                      120 columns, as swift-nio keeps one); make format-check fails on any difference (CI runs it)
 
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
@@ -24,7 +26,7 @@ CONFIGURATION ?= debug
 # otherwise run them in parallel inside the test process).
 SWIFT_TEST_FLAGS ?= --no-parallel
 
-.PHONY: all deps build test test-deb demo man completions bench bench-build clean dist-build deb install uninstall units
+.PHONY: all deps build test test-deb demo man completions bench bench-build clean dist-build deb install uninstall units format format-check
 
 all: build
 
@@ -110,6 +112,15 @@ install: dist-build
 
 uninstall:
 	./scripts/install.sh --uninstall --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+
+SWIFT_FORMAT ?= swift-format
+FORMAT_PATHS = Sources Tests Package.swift
+
+format:
+	$(SWIFT_FORMAT) format --configuration .swift-format --in-place --recursive --parallel $(FORMAT_PATHS)
+
+format-check:
+	$(SWIFT_FORMAT) lint --configuration .swift-format --strict --recursive --parallel $(FORMAT_PATHS)
 
 units: build
 	for unit in ecto-tunnel.service ecto-tunnel@.service; do \

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <linux/sockios.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -32,6 +33,7 @@ int ecto_eventfd(unsigned int initial, int flags) {
 const int ECTO_EFD_NONBLOCK = EFD_NONBLOCK;
 const int ECTO_EFD_CLOEXEC = EFD_CLOEXEC;
 const short ECTO_POLLRDHUP = POLLRDHUP;
+const short ECTO_POSIX_SPAWN_SETSID = POSIX_SPAWN_SETSID;
 
 int ecto_route_monitor_open(void) {
     int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);

@@ -1,12 +1,11 @@
+import EctoPlatform
+
 /// Reads and validates the ecto-tunnel config file. See docs/config.md.
 public enum ConfigLoader {
     /// `$XDG_CONFIG_HOME/ecto-tunnel/config.toml` when XDG_CONFIG_HOME is set to an absolute path,
     /// else `~/.config/ecto-tunnel/config.toml`.
     public static func defaultPath(environment: ConfigEnvironment = .current) -> String {
-        if let xdg = environment.variables["XDG_CONFIG_HOME"], xdg.hasPrefix("/") {
-            return SSHClientConfig.joinPath(xdg, "ecto-tunnel/config.toml")
-        }
-        return SSHClientConfig.joinPath(environment.home, ".config/ecto-tunnel/config.toml")
+        SSHClientConfig.joinPath(XDG.configHome(environment.variables, home: environment.home), "ecto-tunnel/config.toml")
     }
 
     /// Reads the file at `path` and validates it. A missing or unreadable file gives one error at line 0.

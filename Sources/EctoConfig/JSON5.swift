@@ -6,7 +6,13 @@
 /// (`0x1F`), a leading or trailing decimal point (`.5`, `5.`), an explicit `+` sign, `Infinity`,
 /// `-Infinity` and `NaN`. Errors name the line and column (1-based, in Unicode scalars).
 ///
-/// Foundation's `JSONSerialization` accepts none of the above, hence this parser.
+/// Why not FoundationEssentials' `JSONDecoder` with `allowsJSON5` (issue 14 asked): it parses the
+/// same syntax, but it gives neither the line of each member nor a line:column for errors, and
+/// the import needs both: every setting it takes is reported with its `file:line` (`import
+/// openclaw`'s table notes, the daemon's `token_source` in status, e.g. `gateway.remote.token
+/// (~/.openclaw/openclaw.json:12)`), and a broken file is reported as `file:line: column: what`.
+/// `JSON5Tests` checks the values against `JSONDecoder.allowsJSON5` on the same documents, and
+/// the positions and errors on their own.
 
 /// A parsed JSON5 value. Objects keep their members in file order, each with its position.
 public indirect enum JSON5Value: Sendable, Equatable {

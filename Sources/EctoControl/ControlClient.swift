@@ -1,3 +1,4 @@
+import EctoPlatform
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -85,7 +86,7 @@ public struct ControlClient: Sendable {
     public func request(_ method: String, _ target: String, body: Data? = nil) throws(ControlClientError) -> ControlAnswer {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         let fd = try open()
-        defer { Glibc.close(fd) }
+        defer { Syscall.close(fd) }
         UnixSocket.setTimeout(fd, seconds: timeout)
         var head = "\(method) \(target) HTTP/1.1\r\nHost: ecto-tunnel\r\n"
         if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
@@ -102,15 +103,19 @@ public struct ControlClient: Sendable {
             let left = ContinuousClock.now.duration(to: deadline)
             var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let waitMs = left <= .zero ? 0 : Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-            let polled = poll(&ready, 1, waitMs)
-            if polled < 0 && errno == EINTR { continue }
-            if polled == 0 { throw .noAnswer(path: path, seconds: timeout) }
-            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            if n == 0 { break }
-            if n < 0 {
-                if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
-                throw .protocolError(String(cString: strerror(errno)))
+            let n: Int
+            do {
+                if try Syscall.blocking("poll", { poll(&ready, 1, waitMs) }) == 0 { throw ControlClientError.noAnswer(path: path, seconds: timeout) }
+                switch try Syscall.nonBlocking("recv", { buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }) {
+                case .done(let count): n = count
+                case .wouldBlock: continue
+                }
+            } catch let error as ControlClientError {
+                throw error
+            } catch {
+                throw .protocolError("\(error)")
             }
+            if n == 0 { break }
             received.append(contentsOf: buffer[0..<n])
             if received.count > 64 << 20 { throw .protocolError("answer larger than 64 MiB") }
         }
@@ -124,7 +129,7 @@ public struct ControlClient: Sendable {
     /// daemon goes away (then throws).
     public func followEvents(_ handler: (ControlEvent) -> Bool) throws(ControlClientError) {
         let fd = try open()
-        defer { Glibc.close(fd) }
+        defer { Syscall.close(fd) }
         do {
             try UnixSocket.writeAll(fd, Array("GET /v1/events HTTP/1.1\r\nHost: ecto-tunnel\r\n\r\n".utf8))
         } catch {
@@ -135,12 +140,13 @@ public struct ControlClient: Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         let decoder = ControlProtocol.decoder()
         while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { throw .noDaemon(path: path, reason: "the daemon closed the event stream") }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .protocolError(String(cString: strerror(errno)))
+            let n: Int
+            do {
+                n = try Syscall.blocking("recv") { buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) } }
+            } catch {
+                throw .protocolError(error.message)
             }
+            if n == 0 { throw .noDaemon(path: path, reason: "the daemon closed the event stream") }
             pending.append(contentsOf: buffer[0..<n])
             if !headDone {
                 guard let (status, bodyStart) = Self.parseHead(pending) else { continue }

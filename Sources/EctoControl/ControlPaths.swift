@@ -1,3 +1,4 @@
+import EctoPlatform
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -9,12 +10,12 @@ import Glibc
 
 /// Where the control socket lives.
 public enum ControlPaths {
-    /// `ECTO_TUNNEL_SOCKET`, else `$XDG_RUNTIME_DIR/ecto-tunnel/control.sock`, else
+    /// `ECTO_TUNNEL_SOCKET`, else `$XDG_RUNTIME_DIR/ecto-tunnel/control.sock` (when absolute, `XDG`), else
     /// `/run/user/UID/ecto-tunnel/control.sock` when that runtime directory exists, else
     /// `/tmp/ecto-tunnel-UID/control.sock` (a directory we create 0700 and check we own).
     public static func defaultSocket(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let explicit = environment["ECTO_TUNNEL_SOCKET"], !explicit.isEmpty { return explicit }
-        if let runtime = environment["XDG_RUNTIME_DIR"], !runtime.isEmpty {
+        if let runtime = XDG.runtimeDirectory(environment) {
             return runtime + "/ecto-tunnel/control.sock"
         }
         let uid = geteuid()

@@ -1,4 +1,5 @@
 import EctoPlatform
+import EctoStatus
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -33,185 +34,19 @@ public enum ControlProtocol {
     }
 }
 
-/// A session of an earlier target that still carries connections after a retarget or a reload.
-public struct DrainingSession: Codable, Sendable, Equatable {
-    public var target: String
-    public var connections: Int
-
-    public init(target: String, connections: Int) {
-        self.target = target
-        self.connections = connections
-    }
-}
-
-/// The end-to-end check of the service behind a tunnel (the `probe` key), apart from the SSH state.
-public struct GatewayReport: Codable, Sendable, Equatable {
-    /// The service answered.
-    public var ok: Bool
-    /// `up`, `token-refused` (HTTP 401/403: the gateway answers but refused the token, or wants
-    /// one and none was found), `refused`, `closed-by-tunnel`, `timeout`, `protocol-error`, `error`.
-    public var outcome: String
-    /// One line, e.g. "HTTP 200 in 3.1 ms".
-    public var detail: String
-    public var latencyMs: Double
-    /// The probe that ran, e.g. "http:/health".
-    public var probe: String
-    public var checked: Date
-    /// Where the daemon's probe took the gateway token from (`$OPENCLAW_GATEWAY_TOKEN`,
-    /// `gateway.remote.token (~/.openclaw/openclaw.json:12)`, …), or `none`; never the token.
-    public var tokenSource: String?
-
-    public init(ok: Bool, outcome: String, detail: String, latencyMs: Double, probe: String, checked: Date, tokenSource: String? = nil) {
-        self.ok = ok
-        self.outcome = outcome
-        self.detail = detail
-        self.latencyMs = latencyMs
-        self.probe = probe
-        self.checked = checked
-        self.tokenSource = tokenSource
-    }
-
-    /// The gateway answers but refused the token.
-    public var tokenRefused: Bool { outcome == "token-refused" }
-
-    enum CodingKeys: String, CodingKey {
-        case ok, outcome, detail, latencyMs = "latency_ms", probe, checked, tokenSource = "token_source"
-    }
-}
-
-/// One tunnel, as `status --json` prints it (the status contract in design.md, plus additions).
-public struct TunnelReport: Codable, Sendable, Equatable {
-    public var name: String
-    /// `connecting`, `up`, `backoff`, `down` (disabled) or `failed` (needs the operator).
-    public var state: String
-    public var enabled: Bool
-    public var target: String
-    public var local: String
-    public var remote: String
-    public var connections: Int
-    public var bytesIn: UInt64
-    public var bytesOut: UInt64
-    public var reconnects: Int
-    /// When the tunnel entered its current state.
-    public var since: Date
-    public var lastError: String?
-    /// Sessions to earlier targets still finishing their connections (empty most of the time).
-    public var draining: [DrainingSession]
-    /// The latest probe of the service behind the tunnel (null: no probe configured or not run yet).
-    public var gateway: GatewayReport?
-    /// SSH sessions configured for the tunnel (`sessions`), and how many are up.
-    public var sessions: Int
-    public var sessionsUp: Int
-    /// Local clients refused at once since start (`max_clients`, or file descriptors running low).
-    public var clientsRefused: UInt64 = 0
-    /// When the next connection attempt is due (state `backoff`; null otherwise).
-    public var retryAt: Date?
-    /// What that retry waits for: `remote` (the server or the network, exponential backoff),
-    /// `refused` (the SSH port refuses connections), `local` (this machine: a busy port, a missing
-    /// key file, descriptors or memory running out; a short fixed retry). Null unless in backoff.
-    public var retryCause: String?
-    /// With jump hosts: the hop that failed the last attempt or ended the last session, e.g.
-    /// `hop 1/2 (ops@bastion:22)`, while the tunnel is not up; absent otherwise.
-    public var hop: String?
-    /// A change of this tunnel being pre-flighted now (`target`, `reload`); absent otherwise.
-    public var change: ChangeReport?
-
-    public init(
-        name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
-        bytesIn: UInt64, bytesOut: UInt64, reconnects: Int, since: Date, lastError: String?,
-        draining: [DrainingSession] = [], sessions: Int = 1, sessionsUp: Int? = nil
-    ) {
-        self.name = name
-        self.state = state
-        self.enabled = enabled
-        self.target = target
-        self.local = local
-        self.remote = remote
-        self.connections = connections
-        self.bytesIn = bytesIn
-        self.bytesOut = bytesOut
-        self.reconnects = reconnects
-        self.since = since
-        self.lastError = lastError
-        self.draining = draining
-        self.sessions = sessions
-        self.sessionsUp = sessionsUp ?? (state == "up" ? 1 : 0)
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case name, state, enabled, target, local, remote, connections
-        case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
-        case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
-        case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause", hop
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        state = try c.decode(String.self, forKey: .state)
-        enabled = try c.decode(Bool.self, forKey: .enabled)
-        target = try c.decode(String.self, forKey: .target)
-        local = try c.decode(String.self, forKey: .local)
-        remote = try c.decode(String.self, forKey: .remote)
-        connections = try c.decode(Int.self, forKey: .connections)
-        bytesIn = try c.decode(UInt64.self, forKey: .bytesIn)
-        bytesOut = try c.decode(UInt64.self, forKey: .bytesOut)
-        reconnects = try c.decode(Int.self, forKey: .reconnects)
-        since = try c.decode(Date.self, forKey: .since)
-        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
-        draining = try c.decodeIfPresent([DrainingSession].self, forKey: .draining) ?? []
-        gateway = try c.decodeIfPresent(GatewayReport.self, forKey: .gateway)
-        sessions = try c.decodeIfPresent(Int.self, forKey: .sessions) ?? 1
-        sessionsUp = try c.decodeIfPresent(Int.self, forKey: .sessionsUp) ?? (state == "up" ? 1 : 0)
-        clientsRefused = try c.decodeIfPresent(UInt64.self, forKey: .clientsRefused) ?? 0
-        retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
-        retryCause = try c.decodeIfPresent(String.self, forKey: .retryCause)
-        hop = try c.decodeIfPresent(String.self, forKey: .hop)
-        change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(state, forKey: .state)
-        try c.encode(enabled, forKey: .enabled)
-        try c.encode(target, forKey: .target)
-        try c.encode(local, forKey: .local)
-        try c.encode(remote, forKey: .remote)
-        try c.encode(connections, forKey: .connections)
-        try c.encode(bytesIn, forKey: .bytesIn)
-        try c.encode(bytesOut, forKey: .bytesOut)
-        try c.encode(reconnects, forKey: .reconnects)
-        try c.encode(since, forKey: .since)
-        try c.encode(lastError, forKey: .lastError)  // null when there is none: the contract has the key
-        try c.encode(draining, forKey: .draining)
-        try c.encode(gateway, forKey: .gateway)
-        try c.encode(sessions, forKey: .sessions)
-        try c.encode(sessionsUp, forKey: .sessionsUp)
-        try c.encode(clientsRefused, forKey: .clientsRefused)
-        try c.encode(retryAt, forKey: .retryAt)
-        try c.encode(retryCause, forKey: .retryCause)
-        try c.encodeIfPresent(hop, forKey: .hop)
-        try c.encodeIfPresent(change, forKey: .change)
-    }
-
-    /// Up, or deliberately down: what `status` counts as healthy.
-    public var isHealthy: Bool { !enabled || state == "up" }
-}
-
 /// `GET /v1/status`: every tunnel, in config order.
 public struct StatusReport: Codable, Sendable, Equatable {
     public var version: Int
     /// The daemon's ecto-tunnel version (`EctoVersion.current`); absent from daemons before 0.1.0.
     public var daemonVersion: String?
-    public var tunnels: [TunnelReport]
+    public var tunnels: [TunnelStatus]
 
     enum CodingKeys: String, CodingKey {
         case version, tunnels
         case daemonVersion = "daemon_version"
     }
 
-    public init(tunnels: [TunnelReport], daemonVersion: String? = EctoVersion.current) {
+    public init(tunnels: [TunnelStatus], daemonVersion: String? = EctoVersion.current) {
         self.version = ControlProtocol.version
         self.daemonVersion = daemonVersion
         self.tunnels = tunnels
@@ -272,21 +107,6 @@ public struct ChangeFailure: Codable, Sendable, Equatable {
     }
 }
 
-/// A change of a running tunnel being pre-flighted (`TunnelReport.change`).
-public struct ChangeReport: Codable, Sendable, Equatable {
-    /// The target being proven.
-    public var target: String
-    /// starting, resolve, connect, handshake, authentication, channel, switching, failed at STAGE.
-    public var stage: String
-    public var started: Date
-
-    public init(target: String, stage: String, started: Date) {
-        self.target = target
-        self.stage = stage
-        self.started = started
-    }
-}
-
 /// `POST /v1/tunnels/NAME/target`.
 public struct TargetRequest: Codable, Sendable, Equatable {
     /// `[user@]host[:port]`.
@@ -322,9 +142,9 @@ public struct ActionReport: Codable, Sendable, Equatable {
     public var ok: Bool
     /// One sentence for the operator, e.g. "gateway: target set to ops@b:22 (written to …)".
     public var message: String
-    public var tunnels: [TunnelReport]
+    public var tunnels: [TunnelStatus]
 
-    public init(message: String, tunnels: [TunnelReport]) {
+    public init(message: String, tunnels: [TunnelStatus]) {
         self.ok = true
         self.message = message
         self.tunnels = tunnels
@@ -414,15 +234,15 @@ public struct ControlEvent: Codable, Sendable, Equatable {
 
     public var event: Kind
     public var time: Date
-    public var tunnels: [TunnelReport]?
-    public var tunnel: TunnelReport?
+    public var tunnels: [TunnelStatus]?
+    public var tunnel: TunnelStatus?
     public var name: String?
 
     public static func snapshot(_ status: StatusReport) -> ControlEvent {
         ControlEvent(event: .snapshot, time: Date(), tunnels: status.tunnels, tunnel: nil, name: nil)
     }
 
-    public static func changed(_ tunnel: TunnelReport) -> ControlEvent {
+    public static func changed(_ tunnel: TunnelStatus) -> ControlEvent {
         ControlEvent(event: .tunnel, time: Date(), tunnels: nil, tunnel: tunnel, name: tunnel.name)
     }
 
@@ -443,22 +263,25 @@ public struct ControlFailure: Error, Sendable, Equatable {
 }
 
 /// What the daemon offers the control server: the server routes and encodes, the registry acts.
-/// Methods are called on the control server's thread, one at a time.
+/// Methods are called on the control server's thread, one at a time, and must return at once:
+/// whatever waits (probes, a driver acting on a command, a pre-flight) answers later through
+/// `reply`, from any thread, while the control thread serves the other clients.
 public protocol ControlRegistry: AnyObject, Sendable {
-    /// `deep`: run every enabled tunnel's probe now (a `tcp` probe where none is configured).
-    func status(deep: Bool) -> StatusReport
+    /// A snapshot of every tunnel, in config order.
+    func status() -> StatusReport
+    /// Runs every enabled tunnel's probe now (a `tcp` probe where none is configured); answers
+    /// through `reply` once all ran or their deadline passed.
+    func deepStatus(reply: @escaping @Sendable (StatusReport) -> Void)
     func version() -> VersionReport
     /// Answers through `reply` (any thread), once the new target's pre-flight has a verdict.
     func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
-    func setEnabled(tunnel: String, enabled: Bool) -> Result<ActionReport, ControlFailure>
+    /// Answers through `reply` once the driver acted on it (briefly awaited) or at once for an
+    /// unknown tunnel.
+    func setEnabled(tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// `GET /v1/metrics`: the Prometheus text exposition format (version 0.0.4).
     func metrics() -> String
-    /// `tunnel` nil: every enabled tunnel.
-    func reconnect(tunnel: String?) -> Result<ActionReport, ControlFailure>
+    /// `tunnel` nil: every enabled tunnel. Answers through `reply` once the drivers acted on it.
+    func reconnect(tunnel: String?, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// Answers through `reply` (any thread), once every changed tunnel's pre-flight has a verdict.
     func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void)
-}
-
-extension ControlRegistry {
-    public func status() -> StatusReport { status(deep: false) }
 }

@@ -67,14 +67,14 @@ public final class ControlServer: Sendable {
         }
         if rc != 0 {
             let code = errno
-            Glibc.close(fd)
+            Syscall.close(fd)
             throw ControlSocketError(code, "bind \(path)")
         }
         // Owner-only. The directory (0700) already keeps others out; this is the second lock.
         chmod(path, 0o600)
         if listen(fd, 128) != 0 {
             let code = errno
-            Glibc.close(fd)
+            Syscall.close(fd)
             unlink(path)
             throw ControlSocketError(code, "listen \(path)")
         }
@@ -85,7 +85,7 @@ public final class ControlServer: Sendable {
         let wake = ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC)
         if wake < 0 {
             let code = errno
-            Glibc.close(fd)
+            Syscall.close(fd)
             unlink(path)
             throw ControlSocketError(code, "eventfd")
         }
@@ -117,8 +117,8 @@ public final class ControlServer: Sendable {
         if stat(path, &info) == 0 && UInt64(info.st_dev) == identity.dev && UInt64(info.st_ino) == identity.ino {
             unlink(path)
         }
-        Glibc.close(listenFD)
-        Glibc.close(wakeFD)
+        Syscall.close(listenFD)
+        Syscall.close(wakeFD)
     }
 
     /// The answer to a deferred request (any thread); dropped if its client has gone.
@@ -181,7 +181,7 @@ public final class ControlServer: Sendable {
         var uid: UInt32 = 0
         var pid: Int32 = 0
         let holder = ecto_peer_credentials(fd, &uid, &pid) == 0 ? " (pid \(pid))" : ""
-        Glibc.close(fd)
+        Syscall.close(fd)
         throw ControlSocketError(0, "another ecto-tunnel daemon\(holder) is already listening on \(path); stop it first, or pass a different --socket")
     }
 
@@ -245,9 +245,12 @@ public final class ControlServer: Sendable {
                     }
                     fds.append(pollfd(fd: client.fd, events: events | ECTO_POLLRDHUP, revents: 0))
                 }
-                let rc = poll(&fds, nfds_t(fds.count), timeout())
-                if rc < 0 && errno != EINTR {
-                    server.logger.critical("control socket poll failed: \(String(cString: strerror(errno)))")
+                let wait = timeout()
+                let rc: Int32
+                do {
+                    rc = try Syscall.blocking("poll") { poll(&fds, nfds_t(fds.count), wait) }
+                } catch {
+                    server.logger.critical("control socket \(error)")
                     break
                 }
                 if fds[0].revents != 0 {
@@ -276,7 +279,7 @@ public final class ControlServer: Sendable {
                 if fds[1].revents != 0 { acceptClients() }
                 expire()
             }
-            for client in clients.values { Glibc.close(client.fd) }
+            for client in clients.values { Syscall.close(client.fd) }
             clients.removeAll()
         }
 
@@ -291,17 +294,22 @@ public final class ControlServer: Sendable {
 
         func acceptClients() {
             for _ in 0..<64 {
-                let fd = ecto_accept4(server.listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
-                if fd < 0 {
-                    let code = errno
-                    if code == EINTR || code == ECONNABORTED { continue }
-                    if code != EAGAIN && code != EWOULDBLOCK {
-                        if acceptBackoff.failed(now: clock.now).started {
-                            server.logger.error(
-                                "control socket accept failed: \(String(cString: strerror(code))); pausing accepts (up to 1 s at a time) until it works again")
-                        }
-                    } else if acceptBackoff.drained() {
-                        server.logger.info("control socket accepting again")
+                let fd: Int32
+                do {
+                    let listenFD = server.listenFD
+                    switch try Syscall.nonBlocking("accept4", { ecto_accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)) }) {
+                    case .done(let accepted):
+                        fd = accepted
+                    case .wouldBlock:
+                        if acceptBackoff.drained() { server.logger.info("control socket accepting again") }
+                        return
+                    }
+                } catch where error.code == ECONNABORTED {
+                    continue  // the client gave up while queued
+                } catch {
+                    if acceptBackoff.failed(now: clock.now).started {
+                        server.logger.error(
+                            "control socket accept failed: \(error.message); pausing accepts (up to 1 s at a time) until it works again")
                     }
                     return
                 }
@@ -353,13 +361,13 @@ public final class ControlServer: Sendable {
 
         func readRequest(_ client: Client) {
             while true {
-                let n = scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if n == 0 { close(client); return }  // gave up before finishing the request
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno != EAGAIN && errno != EWOULDBLOCK { close(client) }
-                    return
+                let n: Int
+                switch try? Syscall.nonBlocking("recv", { scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }) {
+                case .done(let count)?: n = count
+                case .wouldBlock?: return
+                case nil: close(client); return  // reset
                 }
+                if n == 0 { close(client); return }  // gave up before finishing the request
                 switch client.parser.feed(scratch[0..<n]) {
                 case .incomplete:
                     continue
@@ -410,15 +418,16 @@ public final class ControlServer: Sendable {
 
         func flush(_ client: Client) {
             while client.pendingBytes > 0 {
-                let n = client.output.withUnsafeBytes {
-                    Glibc.send(client.fd, $0.baseAddress! + client.sent, client.pendingBytes, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                let sent = try? Syscall.nonBlocking("send") {
+                    client.output.withUnsafeBytes {
+                        Glibc.send(client.fd, $0.baseAddress! + client.sent, client.pendingBytes, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    }
                 }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno != EAGAIN && errno != EWOULDBLOCK { close(client) }
-                    return
+                switch sent {
+                case .done(let n)?: client.sent += n
+                case .wouldBlock?: return
+                case nil: close(client); return  // the client is gone
                 }
-                client.sent += n
             }
             client.output.removeAll(keepingCapacity: client.phase == .subscribed)
             client.sent = 0
@@ -434,9 +443,11 @@ public final class ControlServer: Sendable {
         /// Reads and drops input. False at EOF or error (the client is gone) or past the cap.
         func discard(_ client: Client) -> Bool {
             while true {
-                let n = scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                let read = try? Syscall.nonBlocking("recv") {
+                    scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                }
+                guard case .done(let n)? = read else { return read != nil }  // would block: still there; error: gone
                 if n == 0 { return false }
-                if n < 0 { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR }
                 client.discarded += n
                 if client.discarded > 64 << 20 { return false }
             }
@@ -474,7 +485,7 @@ public final class ControlServer: Sendable {
 
         func close(_ client: Client) {
             guard clients.removeValue(forKey: client.fd) != nil else { return }
-            Glibc.close(client.fd)
+            Syscall.close(client.fd)
         }
     }
 }
@@ -526,19 +537,22 @@ enum Router {
             case .failure(let failure): return .json(failure.status, failure.report)
             }
         }
-        func result<T: Encodable>(_ value: Result<T, ControlFailure>) -> Outcome {
-            Outcome(response: response(value))
+        /// Every tunnel, or only `name` (404 when there is none); with `deep`, answered once the
+        /// probes ran (deferred: the control thread does not wait for them).
+        @Sendable func filtered(_ report: StatusReport, only name: String?) -> HTTPResponse {
+            guard let name else { return .json(200, report) }
+            var report = report
+            report.tunnels = report.tunnels.filter { $0.name == name }
+            if report.tunnels.isEmpty { return .error(404, "no tunnel named \(name)") }
+            return .json(200, report)
+        }
+        func statusOutcome(only name: String?) -> Outcome {
+            guard deep else { return Outcome(response: filtered(registry.status(), only: name)) }
+            return Outcome { deliver in registry.deepStatus { deliver(filtered($0, only: name)) } }
         }
         switch rest.count {
         case 1 where rest[0] == "status":
-            return method("GET") {
-                var report = registry.status(deep: deep)
-                if let name = request.query["tunnel"] {
-                    report.tunnels = report.tunnels.filter { $0.name == name }
-                    if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(name)")) }
-                }
-                return Outcome(response: .json(200, report))
-            }
+            return method("GET") { statusOutcome(only: request.query["tunnel"]) }
         case 1 where rest[0] == "metrics":
             return method("GET") {
                 Outcome(
@@ -564,14 +578,9 @@ enum Router {
                 return Outcome { deliver in registry.reload(decoded) { deliver(response($0)) } }
             }
         case 1 where rest[0] == "reconnect":
-            return method("POST") { result(registry.reconnect(tunnel: nil)) }
+            return method("POST") { Outcome { deliver in registry.reconnect(tunnel: nil) { deliver(response($0)) } } }
         case 2 where rest[0] == "tunnels":
-            return method("GET") {
-                var report = registry.status(deep: deep)
-                report.tunnels = report.tunnels.filter { $0.name == rest[1] }
-                if report.tunnels.isEmpty { return Outcome(response: .error(404, "no tunnel named \(rest[1])")) }
-                return Outcome(response: .json(200, report))
-            }
+            return method("GET") { statusOutcome(only: rest[1]) }
         case 3 where rest[0] == "tunnels":
             let name = rest[1]
             switch rest[2] {
@@ -585,9 +594,11 @@ enum Router {
                     }
                     return Outcome { deliver in registry.setTarget(tunnel: name, decoded) { deliver(response($0)) } }
                 }
-            case "up": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: true)) }
-            case "down": return method("POST") { result(registry.setEnabled(tunnel: name, enabled: false)) }
-            case "reconnect": return method("POST") { result(registry.reconnect(tunnel: name)) }
+            case "up", "down":
+                let enabled = rest[2] == "up"
+                return method("POST") { Outcome { deliver in registry.setEnabled(tunnel: name, enabled: enabled) { deliver(response($0)) } } }
+            case "reconnect":
+                return method("POST") { Outcome { deliver in registry.reconnect(tunnel: name) { deliver(response($0)) } } }
             default: break
             }
         default:

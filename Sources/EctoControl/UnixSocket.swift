@@ -1,4 +1,5 @@
 import CEctoLinux
+import EctoPlatform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,7 +55,7 @@ enum UnixSocket {
         }
         if rc != 0 {
             let code = errno
-            Glibc.close(fd)
+            Syscall.close(fd)
             throw ControlSocketError(code, "connect \(path)")
         }
         return fd
@@ -69,12 +70,13 @@ enum UnixSocket {
     static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(ControlSocketError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ControlSocketError(errno, "write to the control socket")
+            do {
+                offset += try Syscall.blocking("send") {
+                    bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch {
+                throw ControlSocketError(error.code, "write to the control socket")
             }
-            offset += n
         }
     }
 }

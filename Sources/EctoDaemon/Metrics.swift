@@ -1,4 +1,5 @@
 import EctoControl
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials

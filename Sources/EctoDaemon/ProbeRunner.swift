@@ -3,6 +3,7 @@ import EctoConfig
 import EctoControl
 import EctoPlatform
 import EctoProbe
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -58,8 +59,12 @@ final class ProbeRunner: Sendable {
     /// The latest result for `name`, if any.
     func result(for name: String) -> GatewayReport? { state.withLock { $0.results[name] } }
 
-    /// Runs the probes of `selected` now, in parallel (bounded by the probe timeout), and records them.
-    func probeNow(_ selected: [Tunnel]) {
+    /// Runs the probes of `selected` now, in parallel, each on a thread of its own, records them,
+    /// then calls `then` (on another thread) once all ran, or after 15 s with those that did.
+    /// Returns at once: the caller (the control thread, for `status --deep`) does not wait.
+    func probeNow(_ selected: [Tunnel], then: @escaping @Sendable () -> Void) {
+        let once = Mutex<(@Sendable () -> Void)?>(then)
+        let finish: @Sendable () -> Void = { once.withLock { pending in defer { pending = nil }; return pending }?() }
         let group = DispatchGroup()
         for tunnel in selected {
             group.enter()
@@ -68,7 +73,8 @@ final class ProbeRunner: Sendable {
                 group.leave()
             }
         }
-        _ = group.wait(timeout: .now() + 15)
+        group.notify(queue: .global(), execute: finish)
+        DispatchQueue.global().asyncAfter(deadline: .now() + 15, execute: finish)
     }
 
     private func loop() {
@@ -124,7 +130,7 @@ final class ProbeRunner: Sendable {
         let result = Prober.run(spec, endpoint: config.local, options: ProbeOptions(token: credentials.token?.value))
         let latency = Double(result.latency.components.seconds) * 1000 + Double(result.latency.components.attoseconds) / 1e15
         let report = GatewayReport(
-            ok: result.ok, outcome: result.outcome.rawValue, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
+            ok: result.ok, outcome: result.outcome, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
             probe: spec.description, checked: Date(), tokenSource: credentials.token.map { "\($0.source)" } ?? "none")
         let previous = state.withLock { state -> GatewayReport? in
             defer { state.results[tunnel.name] = report }

@@ -1,6 +1,7 @@
 import EctoConfig
 import EctoControl
 import EctoPlatform
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -8,6 +9,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import Synchronization
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,23 +18,46 @@ import Glibc
 /// Desired state (the config) against actual state (the tunnels), and every operation that
 /// changes either: the control socket's registry and the target of SIGHUP.
 ///
-/// Operations come from the control thread and the signal loop; one lock serialises them (they
-/// are short: a config parse, a file write, messages to driver threads).
+/// Operations come from the control thread, the signal loop and pre-flight threads; they run
+/// one at a time under `state`, a `Mutex` (they are short: a config parse, a file write,
+/// messages to driver threads). Nothing that may come back into the supervisor (`onStateChange`,
+/// which asks for `statuses()`) is called while it is held.
+///
+/// `@unchecked Sendable`: the mutable state is in `state` and `probeRunner` (both `Mutex`);
+/// `publish` and `onStateChange` are set once by `Daemon` before `start`, before any other thread
+/// can reach the supervisor, and only read afterwards.
 final class Supervisor: ControlRegistry, @unchecked Sendable {
-    private let lock = RecursiveLock()
+    /// The running tunnels.
+    private struct State {
+        /// Tunnel names in config order.
+        var order: [String] = []
+        var tunnels: [String: Tunnel] = [:]
+        /// Tunnels removed by a reload, still finishing their connections.
+        var departing: [Tunnel] = []
+
+        /// Every current tunnel, in config order.
+        var all: [Tunnel] { order.compactMap { tunnels[$0] } }
+    }
+
+    private let state = Mutex(State())
+    /// Serialises the operations that change tunnels (`setTarget`, `reload`, the commit or
+    /// abandon after a pre-flight): held for a whole operation, while `state` is taken only for
+    /// each read or write of the tunnels, so that `onStateChange` and `statuses()` never wait
+    /// for an operation.
+    private let operations = Mutex(())
     private let logger: Logger
     private let stopGrace: Duration
-    private(set) var configPath: String
-    private var order: [String] = []
-    private var tunnels: [String: Tunnel] = [:]
-    /// Tunnels removed by a reload, still finishing their connections.
-    private var departing: [Tunnel] = []
+    let configPath: String
     /// Where state changes go (the control server's event stream). Set before `start`.
     var publish: @Sendable (ControlEvent) -> Void = { _ in }
-    /// Called after any tunnel's state changes (for sd_notify STATUS=, say).
+    /// Called after any tunnel's state changes (for sd_notify STATUS=, say). Set before `start`;
+    /// never called with `state` held (it asks for `statuses()`).
     var onStateChange: @Sendable () -> Void = {}
     /// End-to-end probes (`probe`); created by `start`.
-    private var probes: ProbeRunner?
+    private let probeRunner = Mutex<ProbeRunner?>(nil)
+    private var probes: ProbeRunner? { probeRunner.withLock { $0 } }
+    /// Answers waiting until drivers acted on a command (`settle`).
+    private let settling = Mutex<[SettleWaiter]>([])
 
     init(configPath: String, stopGrace: Duration, logger: Logger) {
         self.configPath = configPath
@@ -42,23 +68,24 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     // MARK: Life cycle
 
     func start(_ config: Config) throws(SystemError) {
-        lock.lock()
-        defer { lock.unlock() }
         let probes = ProbeRunner(tunnels: { [weak self] in self?.allTunnels ?? [] }, logger: logger) { [weak self] name in
             guard let self, let tunnel = self.lookup(name) else { return }
             self.publish(.changed(self.report(tunnel)))
         }
-        self.probes = probes
+        probeRunner.withLock { $0 = probes }
         probes.start()
-        for tunnel in config.tunnels {
-            tunnels[tunnel.name] = try startTunnel(tunnel)
-            order.append(tunnel.name)
+        try state.withLock { (state) throws(SystemError) in
+            for tunnel in config.tunnels {
+                state.tunnels[tunnel.name] = try startTunnel(tunnel)
+                state.order.append(tunnel.name)
+            }
         }
     }
 
     private func startTunnel(_ config: TunnelConfig) throws(SystemError) -> Tunnel {
         try Tunnel.start(config: config, logger: logger) { [weak self] tunnel in
             guard let self else { return }
+            self.checkSettling()
             self.publish(.changed(self.report(tunnel)))
             self.probes?.poke()
             self.onStateChange()
@@ -68,9 +95,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     /// Stops every tunnel and waits (bounded by the grace period) for their threads.
     func stopAll() {
         probes?.stop()
-        lock.lock()
-        let all = order.compactMap { tunnels[$0] } + departing
-        lock.unlock()
+        let all = state.withLock { $0.all + $0.departing }
         for tunnel in all { tunnel.stop(grace: stopGrace) }
         let deadline = ContinuousClock.now.advanced(by: stopGrace + .seconds(2))
         for tunnel in all {
@@ -86,35 +111,32 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         for tunnel in allTunnels { tunnel.send(.networkChanged(reason: reason)) }
     }
 
-    private var allTunnels: [Tunnel] {
-        lock.lock()
-        defer { lock.unlock() }
-        return order.compactMap { tunnels[$0] }
-    }
+    private var allTunnels: [Tunnel] { state.withLock { $0.all } }
 
     /// Every tunnel's status, in config order.
     func statuses() -> [TunnelStatus] { allTunnels.map(\.status) }
 
     /// Every driver thread's handle (current and draining), for the watchdog.
     func drivers() -> [TunnelHandle] {
-        lock.lock()
-        let all = order.compactMap { tunnels[$0] } + departing
-        lock.unlock()
-        return all.flatMap(\.drivers)
+        state.withLock { $0.all + $0.departing }.flatMap(\.drivers)
     }
 
     // MARK: ControlRegistry
 
-    func status(deep: Bool) -> StatusReport {
-        let tunnels = allTunnels
-        if deep {
-            probes?.probeNow(tunnels.filter { $0.status.state == .up })
+    func status() -> StatusReport {
+        StatusReport(tunnels: allTunnels.map(report))
+    }
+
+    func deepStatus(reply: @escaping @Sendable (StatusReport) -> Void) {
+        let up = allTunnels.filter { $0.status.state == .up }
+        guard let probes else { return reply(status()) }
+        probes.probeNow(up) { [weak self] in
+            reply(self?.status() ?? StatusReport(tunnels: []))
         }
-        return StatusReport(tunnels: tunnels.map(report))
     }
 
     /// A tunnel's report with its latest probe result.
-    func report(_ tunnel: Tunnel) -> TunnelReport {
+    func report(_ tunnel: Tunnel) -> TunnelStatus {
         var report = Self.report(tunnel.status)
         report.gateway = probes?.result(for: tunnel.name)
         return report
@@ -128,34 +150,43 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         VersionReport(pid: getpid(), config: configPath)
     }
 
-    func setEnabled(tunnel name: String, enabled: Bool) -> Result<ActionReport, ControlFailure> {
-        guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+    func setEnabled(tunnel name: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
+        guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         tunnel.send(enabled ? .enable : .disable)
-        let report = settle(tunnel) { $0.enabled == enabled }
         logger.notice("tunnel \(name) \(enabled ? "enabled" : "disabled") by the operator")
-        return .success(ActionReport(message: "\(name): \(enabled ? "up (enabled)" : "down (disabled)")", tunnels: [report]))
+        let message = "\(name): \(enabled ? "up (enabled)" : "down (disabled)")"
+        settle([tunnel], until: { $0.enabled == enabled }) { reports in
+            reply(.success(ActionReport(message: message, tunnels: reports)))
+        }
     }
 
-    func reconnect(tunnel name: String?) -> Result<ActionReport, ControlFailure> {
+    func reconnect(tunnel name: String?, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
         var targets: [Tunnel]
         if let name {
-            guard let tunnel = lookup(name) else { return .failure(unknown(name)) }
+            guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
             targets = [tunnel]
         } else {
             targets = allTunnels.filter { $0.status.enabled }
         }
         for tunnel in targets { tunnel.send(.reconnect) }
-        let reports = targets.map { tunnel in settle(tunnel) { $0.state != .up } }
         let names = targets.map(\.name).joined(separator: ", ")
-        return .success(ActionReport(message: targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)", tunnels: reports))
+        let message = targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)"
+        settle(targets, until: { $0.state != .up }) { reports in
+            reply(.success(ActionReport(message: message, tunnels: reports)))
+        }
     }
 
     func setTarget(
         tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
     ) {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let tunnel = tunnels[name] else { return reply(.failure(unknown(name))) }
+        operations.withLock { _ in setTargetLocked(tunnel: name, request, reply: reply) }
+    }
+
+    /// `setTarget` under `operations`.
+    private func setTargetLocked(
+        tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
+        guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         let target: SSHTarget
         do {
             target = try SSHTarget.parse(request.target)
@@ -217,7 +248,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         let force = request.force ?? false
         let configPath = self.configPath
         let logger = self.logger
-        /// Saves the edit (if the file is still what it was) and switches. Under the lock.
+        /// Saves the edit (if the file is still what it was) and switches. Under `operations`.
         let apply: @Sendable (Tunnel.Candidate?) -> Result<String, ControlFailure> = { [weak self, edited, alsoChanged] candidate in
             guard let self else { return .failure(ControlFailure(503, "the daemon is stopping")) }
             let now = try? String(contentsOfFile: configPath, encoding: .utf8)
@@ -259,8 +290,7 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         logger.info("tunnel \(name): pre-flighting the new target \(target) while \(running.target) keeps serving")
         awaitVerdicts([candidate]) { [weak self] verdicts in
             guard let self else { return }
-            self.lock.lock()
-            defer { self.lock.unlock() }
+            self.operations.withLock { _ in
             switch verdicts[0] {
             case .passed:
                 reply(apply(candidate).map { ActionReport(message: $0 + "; the new session was proven first", tunnels: [Self.report(tunnel.status)]) })
@@ -282,12 +312,16 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                             "\(name): not switched to \(target): \(stage) failed: \(why). The tunnel stays on \(running.target) and \(configPath) is unchanged (--force switches anyway).",
                             stage: stage)))
             }
+            }
         }
     }
 
     func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
-        lock.lock()
-        defer { lock.unlock() }
+        operations.withLock { _ in reloadLocked(request, reply: reply) }
+    }
+
+    /// `reload` under `operations`.
+    private func reloadLocked(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
         let config: Config
         do {
             config = try ConfigLoader.load(path: configPath)
@@ -303,15 +337,19 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         var failed: [ChangeFailure] = []
         var proving: [(tunnel: Tunnel, candidate: Tunnel.Candidate)] = []
         let newNames = Set(config.tunnels.map(\.name))
-        for name in order where !newNames.contains(name) {
-            guard let tunnel = tunnels.removeValue(forKey: name) else { continue }
+        let leaving = state.withLock { state -> [Tunnel] in
+            let names = state.order.filter { !newNames.contains($0) }
+            let leaving = names.compactMap { state.tunnels.removeValue(forKey: $0) }
+            state.departing += leaving
+            return leaving
+        }
+        for tunnel in leaving {
             tunnel.stop(grace: min(stopGrace, tunnel.config.drainTimeout))
-            departing.append(tunnel)
-            removed.append(name)
-            publish(.removed(name))
+            removed.append(tunnel.name)
+            publish(.removed(tunnel.name))
         }
         for tunnelConfig in config.tunnels {
-            if let tunnel = tunnels[tunnelConfig.name] {
+            if let tunnel = lookup(tunnelConfig.name) {
                 if tunnel.config.sameSettings(as: tunnelConfig) {
                     unchanged.append(tunnelConfig.name)
                     continue
@@ -335,7 +373,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 }
             } else {
                 do {
-                    tunnels[tunnelConfig.name] = try startTunnel(tunnelConfig)
+                    let started = try startTunnel(tunnelConfig)
+                    state.withLock { $0.tunnels[tunnelConfig.name] = started }
                     added.append(tunnelConfig.name)
                 } catch {
                     logger.error("reload: cannot start tunnel \(tunnelConfig.name): \(error)")
@@ -343,9 +382,11 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 }
             }
         }
-        order = config.tunnels.map(\.name).filter { tunnels[$0] != nil }
+        state.withLock { state in
+            state.order = config.tunnels.map(\.name).filter { state.tunnels[$0] != nil }
+            state.departing.removeAll { $0.wait(timeout: .zero) }
+        }
         probes?.poke()
-        departing.removeAll { $0.wait(timeout: .zero) }
         onStateChange()
         let configPath = self.configPath
         let warnings = config.warnings.map(Self.problem)
@@ -369,10 +410,10 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         logger.info("reload: pre-flighting the new settings of \(names) while their sessions keep serving")
         awaitVerdicts(proving.map(\.candidate)) { [weak self, changed, failed, proving] verdicts in
             guard let self else { return }
-            self.lock.lock()
             var changed = changed
             var failed = failed
             var forced: [ChangeFailure] = []
+            self.operations.withLock { _ in
             for ((tunnel, candidate), verdict) in zip(proving, verdicts) {
                 switch verdict {
                 case .passed:
@@ -392,8 +433,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     }
                 }
             }
+            }
             self.onStateChange()
-            self.lock.unlock()
             finish(changed, failed, forced)
         }
     }
@@ -437,43 +478,45 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     // MARK: Helpers
 
-    private func lookup(_ name: String) -> Tunnel? {
-        lock.lock()
-        defer { lock.unlock() }
-        return tunnels[name]
-    }
+    private func lookup(_ name: String) -> Tunnel? { state.withLock { $0.tunnels[name] } }
 
     private func unknown(_ name: String) -> ControlFailure {
         let known = allTunnels.map(\.name)
         return ControlFailure(404, "no tunnel named \(name)" + (known.isEmpty ? "" : " (tunnels: \(known.joined(separator: ", ")))"))
     }
 
-    /// Waits briefly (≤ 1 s) until the driver has acted on a command, for an answer that shows
-    /// the effect rather than the state before it.
-    private func settle(_ tunnel: Tunnel, until done: (TunnelStatus) -> Bool) -> TunnelReport {
-        let deadline = ContinuousClock.now.advanced(by: .seconds(1))
-        var status = tunnel.status
-        while !done(status) && ContinuousClock.now < deadline {
-            usleep(5_000)
-            status = tunnel.status
+    /// Answers `then` once every tunnel's status satisfies `done` (the drivers acted on a
+    /// command), or after 1 s with the statuses as they are, for an answer that shows the effect
+    /// rather than the state before it. Nothing waits: the condition is checked now, on every
+    /// state change the tunnels report (`startTunnel`), and once at the deadline.
+    private func settle(
+        _ tunnels: [Tunnel], until done: @escaping @Sendable (TunnelStatus) -> Bool,
+        then: @escaping @Sendable ([TunnelStatus]) -> Void
+    ) {
+        let waiter = SettleWaiter(tunnels: tunnels, done: done, then: then)
+        settling.withLock { $0.append(waiter) }
+        waiter.check(force: false)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(1)) { [weak self] in
+            waiter.check(force: true)
+            self?.settling.withLock { $0.removeAll { $0.answered } }
         }
-        return Self.report(status)
     }
 
-    static func report(_ status: TunnelStatus) -> TunnelReport {
-        var report = TunnelReport(
-            name: status.name, state: status.state.rawValue, enabled: status.enabled, target: status.target,
-            local: status.local, remote: status.remote, connections: status.connections, bytesIn: status.bytesIn,
-            bytesOut: status.bytesOut, reconnects: status.reconnects, since: status.since, lastError: status.lastError,
-            draining: status.draining.map { DrainingSession(target: $0.target, connections: $0.connections) },
-            sessions: status.sessions, sessionsUp: status.sessionsUp)
-        report.clientsRefused = status.clientsRefused
-        if status.state == .backoff {
-            report.retryAt = status.retryAt
-            report.retryCause = status.retryCause?.rawValue
-        }
-        report.hop = status.hop
-        report.change = status.change.map { ChangeReport(target: $0.target, stage: $0.stage, started: $0.started) }
+    /// A tunnel changed: answers the settle waits whose condition now holds.
+    private func checkSettling() {
+        let waiting = settling.withLock { $0 }
+        guard !waiting.isEmpty else { return }
+        for waiter in waiting { waiter.check(force: false) }
+        settling.withLock { $0.removeAll { $0.answered } }
+    }
+
+    /// A driver's status as the control protocol publishes it: the status contract has retry
+    /// details only in `backoff` (the encoding leaves them out otherwise) and no probe result yet.
+    static func report(_ status: TunnelStatus) -> TunnelStatus {
+        var report = status
+        let retry = status.pendingRetry
+        report.retryAt = retry.at
+        report.retryCause = retry.cause
         return report
     }
 
@@ -490,58 +533,31 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     }
 }
 
-/// Replacing a file so that readers see the old or the new content, never a mix: a temporary
-/// file in the same directory with the same mode and owner, fsync, rename, fsync the directory.
-public enum AtomicFile {
-    public struct Failure: Error, CustomStringConvertible {
-        public var description: String
+/// One answer waiting until some tunnels' statuses satisfy a condition (`Supervisor.settle`).
+/// Checked from driver threads (state changes), the control thread and a timer; `Mutex` makes the
+/// answer go out once.
+final class SettleWaiter: Sendable {
+    private let tunnels: [Tunnel]
+    private let done: @Sendable (TunnelStatus) -> Bool
+    private let then: @Sendable ([TunnelStatus]) -> Void
+    private let state = Mutex(false)
+
+    init(tunnels: [Tunnel], done: @escaping @Sendable (TunnelStatus) -> Bool, then: @escaping @Sendable ([TunnelStatus]) -> Void) {
+        self.tunnels = tunnels
+        self.done = done
+        self.then = then
     }
 
-    public static func replace(path requested: String, with text: String) throws(Failure) {
-        // Through a symlink (dotfile managers): replace the file it points to, keep the link.
-        let path = Path.resolvingSymlinks(requested)
-        var info = stat()
-        let exists = stat(path, &info) == 0
-        let directory = Path.directory(of: path).isEmpty ? "." : Path.directory(of: path)
-        let name = Path.lastComponent(of: path)
-        let temporary = "\(directory)/.\(name).ecto-tunnel-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, exists ? info.st_mode & 0o7777 : 0o600)
-        guard fd >= 0 else { throw Failure(description: "create \(temporary): \(String(cString: strerror(errno)))") }
-        var ok = true
-        var problem = ""
-        if exists {
-            fchmod(fd, info.st_mode & 0o7777)
-            if geteuid() == 0 { fchown(fd, info.st_uid, info.st_gid) }
+    var answered: Bool { state.withLock { $0 } }
+
+    /// Answers if every status satisfies the condition, or anyway with `force` (the deadline).
+    func check(force: Bool) {
+        let statuses = tunnels.map(\.status)
+        guard force || statuses.allSatisfy(done) else { return }
+        let first = state.withLock { answered -> Bool in
+            defer { answered = true }
+            return !answered
         }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while ok && offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                ok = false
-                problem = "write \(temporary): \(String(cString: strerror(errno)))"
-            } else {
-                offset += n
-            }
-        }
-        if ok && fsync(fd) != 0 {
-            ok = false
-            problem = "fsync \(temporary): \(String(cString: strerror(errno)))"
-        }
-        close(fd)
-        if ok && rename(temporary, path) != 0 {
-            ok = false
-            problem = "rename to \(path): \(String(cString: strerror(errno)))"
-        }
-        guard ok else {
-            unlink(temporary)
-            throw Failure(description: problem)
-        }
-        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 {
-            fsync(dirFD)
-            close(dirFD)
-        }
+        if first { then(statuses.map(Supervisor.report)) }
     }
 }

@@ -14,9 +14,13 @@ import Glibc
 /// `onChange`. One thread, asleep in poll until the kernel has news.
 final class SystemEvents: Sendable {
     // The fds are created in init and closed only after the thread ended (`stop` joins it).
-    private let routeFD: Int32
-    private let clockFD: Int32
-    private let wakeFD: Int32
+    /// The rtnetlink socket; nil when network change monitoring is unavailable.
+    private let routeFD: Descriptor?
+    /// The cancel-on-set realtime timerfd; nil when resume detection is unavailable.
+    private let clockFD: Descriptor?
+    /// The eventfd that wakes the thread to stop; nil if it could not be made (then `stop`
+    /// cannot wake it and waits for the next event).
+    private let wakeFD: Descriptor?
     private let onChange: @Sendable (String) -> Void
     private let logger: Logger
     private let stopRequested = Mutex(false)
@@ -28,11 +32,11 @@ final class SystemEvents: Sendable {
         self.logger = logger
         self.onChange = onChange
         self.debounce = debounce
-        routeFD = ecto_route_monitor_open()
-        if routeFD < 0 { logger.warning("network change monitoring unavailable: \(String(cString: strerror(errno)))") }
-        clockFD = ecto_clock_change_timer_open()
-        if clockFD < 0 { logger.warning("resume detection unavailable: \(String(cString: strerror(errno)))") }
-        wakeFD = ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC)
+        routeFD = Descriptor(rawValue: ecto_route_monitor_open())
+        if routeFD == nil { logger.warning("network change monitoring unavailable: \(String(cString: strerror(errno)))") }
+        clockFD = Descriptor(rawValue: ecto_clock_change_timer_open())
+        if clockFD == nil { logger.warning("resume detection unavailable: \(String(cString: strerror(errno)))") }
+        wakeFD = Descriptor(rawValue: ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC))
     }
 
     func start() {
@@ -45,9 +49,9 @@ final class SystemEvents: Sendable {
     func stop() {
         stopRequested.withLock { $0 = true }
         var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        if let wakeFD { _ = write(wakeFD.rawValue, &one, 8) }
         finished.wait()
-        for fd in [routeFD, clockFD, wakeFD] where fd >= 0 { close(fd) }
+        for fd in [routeFD, clockFD, wakeFD] { fd?.close() }
     }
 
     private static func nanos(_ clock: clockid_t) -> Int64 {
@@ -67,21 +71,22 @@ final class SystemEvents: Sendable {
         defer { buffer.deallocate() }
         while !stopRequested.withLock({ $0 }) {
             var fds = [
-                pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: routeFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: clockFD, events: Int16(POLLIN), revents: 0),
+                // A negative fd is poll's "ignore this entry": what is unavailable is not watched.
+                pollfd(fd: wakeFD?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: routeFD?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: clockFD?.rawValue ?? -1, events: Int16(POLLIN), revents: 0),
             ]
             var timeout: Int32 = -1
             if let since = pendingSince {
                 let left = ContinuousClock.now.duration(to: since.advanced(by: debounce))
                 timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
             }
-            let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) }
-            if ready < 0 && errno != EINTR { break }
-            if fds[1].revents != 0 {
+            guard (try? Syscall.blocking("poll", { fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) } })) != nil
+            else { break }
+            if fds[1].revents != 0, let routeFD {
                 while true {
-                    let n = recv(routeFD, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-                    if n <= 0 { break }
+                    let read = try? Syscall.nonBlocking("recv") { recv(routeFD.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }
+                    guard case .done(let n)? = read, n > 0 else { break }
                     let changes = Int(ecto_route_monitor_count_changes(buffer.baseAddress, n))
                     if changes > 0 {
                         pendingCount += changes
@@ -89,10 +94,10 @@ final class SystemEvents: Sendable {
                     }
                 }
             }
-            if fds[2].revents != 0 {
+            if fds[2].revents != 0, let clockFD {
                 var expirations: UInt64 = 0
-                _ = read(clockFD, &expirations, 8)  // ECANCELED: the realtime clock was set
-                _ = ecto_clock_change_timer_rearm(clockFD)
+                _ = read(clockFD.rawValue, &expirations, 8)  // ECANCELED: the realtime clock was set
+                _ = ecto_clock_change_timer_rearm(clockFD.rawValue)
                 let suspended = Self.suspendedNanos()
                 let slept = suspended - lastSuspended
                 lastSuspended = suspended

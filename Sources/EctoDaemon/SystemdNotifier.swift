@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import EctoPlatform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,7 +25,8 @@ public final class SystemdNotifier: Sendable {
     /// The watchdog interval systemd expects pings within (`WATCHDOG_USEC`, honoured only when
     /// `WATCHDOG_PID` is unset or names this process), or nil when no watchdog is configured.
     public let watchdogInterval: Duration?
-    private let fd: Int32
+    /// The datagram socket; nil when notifications are off or the socket could not be made.
+    private let socket: Descriptor?
     private let address: sockaddr_un?
     private let addressLength: socklen_t
 
@@ -36,7 +38,7 @@ public final class SystemdNotifier: Sendable {
             path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path)
         else {
             socketPath = nil
-            fd = -1
+            socket = nil
             address = nil
             addressLength = 0
             return
@@ -53,15 +55,15 @@ public final class SystemdNotifier: Sendable {
         socketPath = path
         address = addr
         addressLength = socklen_t(length)
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        socket = Descriptor(rawValue: Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
     }
 
     deinit {
-        if fd >= 0 { close(fd) }
+        socket?.close()
     }
 
     /// True when messages go somewhere.
-    public var isEnabled: Bool { socketPath != nil && fd >= 0 }
+    public var isEnabled: Bool { socketPath != nil && socket != nil }
 
     /// `WATCHDOG_USEC` as a duration if it applies to `pid` (see `sd_watchdog_enabled(3)`).
     static func watchdogInterval(environment: [String: String], pid: pid_t) -> Duration? {
@@ -76,7 +78,7 @@ public final class SystemdNotifier: Sendable {
     /// it could not be sent (or notifications are off).
     @discardableResult
     public func notify(_ message: String) -> Bool {
-        guard isEnabled, var addr = address else { return false }
+        guard isEnabled, let fd = socket?.rawValue, var addr = address else { return false }
         var bytes = Array(message.utf8)
         let length = addressLength
         let sent = withUnsafeMutablePointer(to: &addr) { addrPointer in
@@ -88,11 +90,7 @@ public final class SystemdNotifier: Sendable {
                     header.msg_namelen = length
                     header.msg_iov = iovPointer
                     header.msg_iovlen = 1
-                    while true {
-                        let result = sendmsg(fd, &header, Int32(MSG_NOSIGNAL))
-                        if result < 0 && errno == EINTR { continue }
-                        return result
-                    }
+                    return (try? Syscall.blocking("sendmsg") { sendmsg(fd, &header, Int32(MSG_NOSIGNAL)) }) ?? -1
                 }
             }
         }

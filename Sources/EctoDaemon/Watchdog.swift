@@ -1,5 +1,6 @@
 import Dispatch
 import EctoPlatform
+import EctoStatus
 import EctoTunnel
 import Logging
 import Synchronization

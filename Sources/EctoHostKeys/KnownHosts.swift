@@ -1,3 +1,5 @@
+import EctoPlatform
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -107,11 +109,11 @@ public struct KnownHostsFile: Sendable {
         var bytes = [UInt8]()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                let err = errno
-                if err == EINTR { continue }
-                throw HostKeyError("cannot read \(path): \(errorText(err))")
+            let n: Int
+            do {
+                n = try Syscall.blocking("read") { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            } catch {
+                throw HostKeyError("cannot read \(path): \(errorText(error.code))")
             }
             if n == 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
@@ -315,9 +317,10 @@ public struct KnownHostsFile: Sendable {
         let fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
         if fd < 0 { throw HostKeyError("cannot open \(path) for appending: \(errorText(errno))") }
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            let err = errno
-            if err != EINTR { throw HostKeyError("cannot lock \(path): \(errorText(err))") }
+        do {
+            _ = try Syscall.blocking("flock") { flock(fd, LOCK_EX) }
+        } catch {
+            throw HostKeyError("cannot lock \(path): \(errorText(error.code))")
         }
 
         guard fstat(fd, &st) == 0 else { throw HostKeyError("cannot stat \(path): \(errorText(errno))") }
@@ -335,13 +338,11 @@ public struct KnownHostsFile: Sendable {
         data.append(0x0a)
         var written = 0
         while written < data.count {
-            let n = data.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                let err = errno
-                if err == EINTR { continue }
-                throw HostKeyError("cannot write \(path): \(errorText(err))")
+            do {
+                written += try Syscall.blocking("write") { data.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) } }
+            } catch {
+                throw HostKeyError("cannot write \(path): \(errorText(error.code))")
             }
-            written += n
         }
         if fsync(fd) != 0 { throw HostKeyError("cannot fsync \(path): \(errorText(errno))") }
         if !existed {

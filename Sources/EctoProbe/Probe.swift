@@ -1,7 +1,13 @@
 import EctoConfig
 import EctoHostKeys
 import EctoPlatform
+import EctoStatus
 import Glibc
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// End-to-end probes: is the service behind a tunnel answering? A probe connects to the tunnel's
 /// LOCAL endpoint, so it goes through the daemon's listener, the SSH session and the server's
@@ -175,7 +181,7 @@ public enum Prober {
 
     /// `Sec-WebSocket-Accept` for a key (RFC 6455 §4.2.2).
     public static func websocketAccept(forKey key: String) -> String {
-        ProbeBase64.encode(Digest.sha1(Array((key + websocketGUID).utf8)))
+        Data(Digest.sha1(Array((key + websocketGUID).utf8))).base64EncodedString()
     }
 
     static func websocket(_ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions)
@@ -184,7 +190,7 @@ public enum Prober {
         var nonce = [UInt8](repeating: 0, count: 16)
         var rng = SystemRandomNumberGenerator()
         for i in nonce.indices { nonce[i] = rng.next() }
-        let key = ProbeBase64.encode(nonce)
+        let key = Data(nonce).base64EncodedString()
         let req = request(
             path: path, endpoint: endpoint, token: options.token,
             extra: ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: \(key)", "Sec-WebSocket-Version: 13"])
@@ -252,24 +258,8 @@ public struct ProbeOptions: Sendable, Equatable {
 
 /// What a probe found. `description` never contains the token.
 public struct ProbeResult: Sendable, Equatable, CustomStringConvertible {
-    public enum Outcome: String, Sendable, Equatable {
-        /// The service answered (any HTTP status but 401/403 for http; 101 for websocket; open
-        /// connection for tcp).
-        case up
-        /// The gateway answers but refused the token (HTTP 401 or 403), or wants one and none was
-        /// sent: not "ok", and not "down" either.
-        case tokenRefused = "token-refused"
-        /// Nothing listens on the local address: the daemon or the tunnel is down.
-        case refused
-        /// The tunnel accepted, then closed or reset the connection: the remote port does not answer.
-        case closedByTunnel = "closed-by-tunnel"
-        /// No connection or answer before the deadline.
-        case timeout
-        /// Something answered, but not what the probe expects (not HTTP, no WebSocket, bad accept key).
-        case protocolError = "protocol-error"
-        /// A local error (resolution, socket).
-        case error
-    }
+    /// The outcome, as the status contract names it (`gateway.outcome`).
+    public typealias Outcome = ProbeOutcome
 
     public var outcome: Outcome
     /// From the start of the connect to the answer.
@@ -319,24 +309,3 @@ struct HTTPHead {
     func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
 }
 
-/// Standard base64 with padding (for the WebSocket key and accept value).
-enum ProbeBase64 {
-    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-
-    static func encode(_ bytes: [UInt8]) -> String {
-        var out = ""
-        var i = 0
-        while i < bytes.count {
-            let b0 = UInt32(bytes[i])
-            let b1 = i + 1 < bytes.count ? UInt32(bytes[i + 1]) : 0
-            let b2 = i + 2 < bytes.count ? UInt32(bytes[i + 2]) : 0
-            let n = b0 << 16 | b1 << 8 | b2
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(i + 1 < bytes.count ? alphabet[Int(n >> 6 & 63)] : "=")
-            out.append(i + 2 < bytes.count ? alphabet[Int(n & 63)] : "=")
-            i += 3
-        }
-        return out
-    }
-}

@@ -1,4 +1,5 @@
 import EctoConfig
+import EctoPlatform
 import Glibc
 
 /// A non-blocking TCP client socket with one deadline for everything (connect, send, receive),
@@ -32,7 +33,7 @@ final class ProbeSocket {
         self.deadline = deadline
     }
 
-    deinit { close(fd) }
+    deinit { Syscall.close(fd) }
 
     /// The address to connect to for a tunnel's local endpoint: a wildcard listen address
     /// (`0.0.0.0`, `::`) is reached through loopback.
@@ -102,10 +103,11 @@ final class ProbeSocket {
             var entry = pollfd(fd: fd, events: events, revents: 0)
             let (seconds, attoseconds) = remaining.components
             let ms = Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
-            let n = poll(&entry, 1, max(ms, 1))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system(call: "poll", errno: errno)
+            let n: Int32
+            do {
+                n = try Syscall.blocking("poll") { poll(&entry, 1, max(ms, 1)) }
+            } catch {
+                throw .system(call: error.operation, errno: error.code)
             }
             if n > 0 { return entry.revents }
         }
@@ -114,17 +116,17 @@ final class ProbeSocket {
     func sendAll(_ bytes: [UInt8]) throws(Failure) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                offset += n
-            } else if n < 0 && errno == EINTR {
-                continue
-            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                try wait(for: Int16(POLLOUT))
-            } else if n < 0 && (errno == ECONNRESET || errno == EPIPE) {
+            let sent: SyscallResult<Int>
+            do {
+                sent = try Syscall.nonBlocking("send") { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }
+            } catch where error.code == ECONNRESET || error.code == EPIPE {
                 throw .closed(reset: true)
-            } else {
-                throw .system(call: "send", errno: errno)
+            } catch {
+                throw .system(call: error.operation, errno: error.code)
+            }
+            switch sent {
+            case .done(let n): offset += n
+            case .wouldBlock: try wait(for: Int16(POLLOUT))
             }
         }
     }
@@ -134,14 +136,17 @@ final class ProbeSocket {
     func receive(max: Int = 4096, until: ContinuousClock.Instant? = nil) throws(Failure) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: max)
         while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 { return Array(buffer[0..<n]) }
-            if n == 0 { return [] }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN, EWOULDBLOCK: try wait(for: Int16(POLLIN), until: until)
-            case ECONNRESET: throw .closed(reset: true)
-            default: throw .system(call: "recv", errno: errno)
+            let received: SyscallResult<Int>
+            do {
+                received = try Syscall.nonBlocking("recv") { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
+            } catch where error.code == ECONNRESET {
+                throw .closed(reset: true)
+            } catch {
+                throw .system(call: error.operation, errno: error.code)
+            }
+            switch received {
+            case .done(let n): return Array(buffer[0..<n])  // empty: the peer closed (EOF)
+            case .wouldBlock: try wait(for: Int16(POLLIN), until: until)
             }
         }
     }

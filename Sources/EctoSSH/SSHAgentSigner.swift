@@ -1,3 +1,5 @@
+import EctoPlatform
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,9 +62,9 @@ public enum SSHAgentSigner {
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
+            guard let n = try? Syscall.blocking("send", { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }),
+                n > 0
+            else { return false }
             offset += n
         }
         return true
@@ -72,9 +74,9 @@ public enum SSHAgentSigner {
         var buffer = [UInt8](repeating: 0, count: count)
         var offset = 0
         while offset < count {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return nil }
+            guard let n = try? Syscall.blocking("recv", { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) } }),
+                n > 0
+            else { return nil }
             offset += n
         }
         return buffer

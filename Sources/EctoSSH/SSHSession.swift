@@ -340,3 +340,20 @@ private let ectoSignCallback: ecto_sign_fn = { _, signature, signatureLength, da
         return -1
     }
 }
+
+extension SSHSession {
+    /// The handshake for a short-lived caller that owns no event loop (the operator's host key
+    /// fetch): the same non-blocking call the session drivers make, repeated after `poll` says the
+    /// socket moved, until it completes. False when `deadline` passed first.
+    public func handshake(until deadline: ContinuousClock.Instant) throws(SSHError) -> Bool {
+        while true {
+            beginPass()  // the transport hook answers EAGAIN until the next pass
+            if case .done = try handshake() { return true }
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { return false }
+            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
+            _ = poll(&pfd, 1, max(1, min(milliseconds, 100)))
+        }
+    }
+}

@@ -239,8 +239,20 @@ public final class NetworkLab: @unchecked Sendable {
         return try result.withLock { $0! }.get()
     }
 
-    /// Joins `namespace` on the current thread, then runs `body`. Only for threads that end after.
+    /// Joins `namespace` on the current thread, runs `body`, then returns the thread to the
+    /// namespace it came from. Only for threads that end after.
+    ///
+    /// The return matters although the thread ends: the caller resumes its continuation (or
+    /// signals) from this thread, and a thread the runtime creates from here for its pools
+    /// (libdispatch's workers, which run Swift concurrency's tasks on Linux) inherits this
+    /// thread's namespace for good. Left in the lab's namespace, such a pool thread later ran
+    /// unrelated tests' code there: servers and `systemd --user` spawned from it could not be
+    /// reached from the rest of the test process (SystemdTests' echo after a watchdog restart
+    /// failed whenever FaultInjectionTests ran first in the same process).
     private static func enter<T>(_ namespace: String, then body: () throws -> T) throws -> T {
+        let original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        guard original >= 0 else { throw TestSupportError.system("open(/proc/thread-self/ns/net)") }
+        defer { close(original) }
         let fd = open("/run/netns/\(namespace)", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw TestSupportError.system("open(/run/netns/\(namespace))") }
         defer { close(fd) }
@@ -249,6 +261,12 @@ public final class NetworkLab: @unchecked Sendable {
         }
         guard setns(fd, LinuxCalls.cloneNewNet) == 0 else {
             throw TestSupportError.system("setns(\(namespace), CLONE_NEWNET)")
+        }
+        defer {
+            if setns(original, LinuxCalls.cloneNewNet) != 0 {
+                // Never resume anyone from inside the lab: better to stop here, loudly.
+                fatalError("cannot return the thread to its network namespace: \(String(cString: strerror(errno)))")
+            }
         }
         return try body()
     }

@@ -99,9 +99,8 @@ enum Credentials {
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            guard let n = try? Syscall.blocking("read", { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) } }), n > 0
+            else { break }
             offset += n
         }
         let result = Array(bytes[0..<offset])

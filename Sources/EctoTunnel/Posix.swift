@@ -3,17 +3,6 @@ import CEctoLinux
 import Glibc
 #endif
 
-/// An errno value with its name and message, thrown by the syscall layer.
-public struct SystemError: Error, Sendable, CustomStringConvertible {
-    public var code: Int32
-    public var operation: String
-    public init(_ code: Int32, _ operation: String) {
-        self.code = code
-        self.operation = operation
-    }
-    public var description: String { "\(operation): \(String(cString: strerror(code))) (errno \(code))" }
-}
-
 /// The result of a non-blocking syscall: progress, or "try again when ready" as a value.
 enum IOResult<T> {
     case wouldBlock

@@ -1,17 +1,4 @@
-/// The state of a tunnel, as in the status contract.
-public enum TunnelState: String, Sendable, Codable, CaseIterable {
-    /// A session is being established (TCP connect, handshake, host key, authentication).
-    case connecting
-    /// The session is established and forwarding.
-    case up
-    /// The last attempt failed; the next one is scheduled.
-    case backoff
-    /// Disabled by the operator (or by the config).
-    case down
-    /// Needs the operator: host key unknown/changed, authentication refused repeatedly, bad local
-    /// setup (key file, busy port). No automatic retries (except re-binding a busy port).
-    case failed
-}
+import EctoStatus
 
 /// Why an attempt or a session failed, as far as the retry policy cares.
 public enum FailureKind: Sendable, Equatable {
@@ -39,16 +26,6 @@ public enum FailureKind: Sendable, Equatable {
     /// This process ran out of something (file descriptors, kernel buffers, memory): a fixed retry
     /// every `Policy.resourceRetry`, never the server's backoff count.
     case resources
-}
-
-/// What a pending retry waits for, in status (`retry_cause`).
-public enum RetryCause: String, Sendable, Codable, Equatable {
-    /// The server or the network: exponential backoff (or the fast refused cadence).
-    case remote
-    /// Connections refused by the SSH port (sshd down or restarting).
-    case refused
-    /// Something on this machine (`FailureKind.localTemporary`, `.resources`).
-    case local
 }
 
 /// What the owner of a `ReconnectMachine` must do next.
@@ -119,8 +96,31 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         }
     }
 
+    /// A retry that is scheduled: when, why, and the nominal wait of the rule that scheduled it.
+    public struct Retry: Sendable, Equatable {
+        public var at: Instant
+        public var cause: RetryCause
+        /// The nominal (un-jittered) wait: the fast cadence, a backoff step, or a fixed local wait.
+        /// A log line is worth writing when it grows.
+        public var step: Duration
+    }
+
+    /// Where the tunnel is, with the data that exists only there (the status contract's states).
+    private enum Phase: Sendable {
+        /// An attempt is under way, or about to start (the owner starts it on `.connect`).
+        case connecting
+        /// The session is established since `since`; `proven`: it carried traffic (a channel opened).
+        case up(since: Instant, proven: Bool)
+        /// The last attempt or session failed; `retry` says when the next attempt is due and why.
+        case backoff(Retry)
+        /// Disabled by the operator or the config: no attempts until `enable`.
+        case down
+        /// Needs the operator: no automatic attempts until `reconnectNow` or `enable`.
+        case failed
+    }
+
     public let policy: Policy
-    public private(set) var state: TunnelState
+    private var phase: Phase
     /// Evidence against the server since it last proved itself (see the type's rules).
     public private(set) var failures = 0
     /// Consecutive authentication refusals.
@@ -131,70 +131,97 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     public private(set) var since: Instant
     /// The last failure, for status.
     public private(set) var lastError: String?
-    /// When the pending retry is due (state `backoff`).
-    public private(set) var retryAt: Instant?
-    /// What the pending retry waits for (state `backoff`).
-    public private(set) var retryCause: RetryCause?
-    /// The nominal (un-jittered) wait of the rule that scheduled the pending retry: the fast
-    /// cadence, a backoff step, or a fixed local wait. A log line is worth writing when it grows.
-    public private(set) var retryStep: Duration?
     /// When the current outage began: the first failure or loss since the last session (nil while
     /// up, or before the first attempt failed).
     public private(set) var outageStart: Instant?
     private var everUp = false
-    private var upSince: Instant?
     /// The last session ended before `provenAfter`: refusals get no fast cadence until one lives.
     private var youngDeaths = 0
-    /// The current session carried traffic (`sessionProven`).
-    private var proven = false
     /// After a proven session is lost: until when one young death is still part of that outage.
     private var graceUntil: Instant?
     private var graceUsed = false
 
     public init(policy: Policy, enabled: Bool, now: Instant) {
         self.policy = policy
-        self.state = enabled ? .connecting : .down
+        self.phase = enabled ? .connecting : .down
         self.since = now
     }
 
-    private mutating func enter(_ newState: TunnelState, _ now: Instant) {
-        if newState != state { since = now }
-        state = newState
-        if newState != .backoff {
-            retryAt = nil
-            retryCause = nil
-            retryStep = nil
+    /// The state, as in the status contract.
+    public var state: TunnelState {
+        switch phase {
+        case .connecting: .connecting
+        case .up: .up
+        case .backoff: .backoff
+        case .down: .down
+        case .failed: .failed
         }
-        if newState == .up || newState == .down { outageStart = nil }
+    }
+
+    /// The pending retry (state `backoff`; nil otherwise).
+    public var retry: Retry? {
+        if case .backoff(let retry) = phase { return retry }
+        return nil
+    }
+
+    /// When the pending retry is due (state `backoff`).
+    public var retryAt: Instant? { retry?.at }
+    /// What the pending retry waits for (state `backoff`).
+    public var retryCause: RetryCause? { retry?.cause }
+    /// The nominal wait of the rule that scheduled the pending retry (state `backoff`).
+    public var retryStep: Duration? { retry?.step }
+
+    private mutating func enter(_ newPhase: Phase, _ now: Instant) {
+        let before = state
+        phase = newPhase
+        if state != before { since = now }
+        if state == .up || state == .down { outageStart = nil }
     }
 
     /// The first action after creation: connect if enabled.
     public func initialAction() -> ReconnectAction<Instant> { state == .connecting ? .connect : .none }
 
-    /// The attempt succeeded: the session is up.
+    /// The attempt succeeded: the session is up. A duplicate (already up) changes nothing. Only an
+    /// attempt connects, and the owner tears the attempt down when the machine leaves
+    /// `connecting` for `backoff`, `down` or `failed`: `connected` there is a bug in the owner.
     public mutating func connected(now: Instant) -> ReconnectAction<Instant> {
-        guard state == .connecting else { return .none }
+        switch phase {
+        case .connecting:
+            break
+        case .up:
+            return .none  // a duplicate
+        case .backoff, .down, .failed:
+            assertionFailure("connected in state \(state): only an attempt (state connecting) connects")
+            return .none
+        }
         if everUp { reconnects += 1 }
         everUp = true
-        upSince = now
-        proven = false
         authenticationFailures = 0
-        enter(.up, now)
+        enter(.up(since: now, proven: false), now)
         return .none
     }
 
     /// The session carried traffic (a channel opened): the server works, whatever the session's
     /// age. A server that accepts and then drops every session never gets this far.
     public mutating func sessionProven() {
-        guard state == .up else { return }
-        proven = true
+        switch phase {
+        case .up(let since, _):
+            phase = .up(since: since, proven: true)
+        case .connecting, .backoff, .down, .failed:
+            break  // stale: a channel of a session already given up
+        }
     }
 
     /// The attempt failed before the session was up.
     public mutating func attemptFailed(_ kind: FailureKind, message: String, now: Instant, random: inout some RandomNumberGenerator)
         -> ReconnectAction<Instant>
     {
-        guard state == .connecting else { return .none }
+        switch phase {
+        case .connecting:
+            break
+        case .up, .backoff, .down, .failed:
+            return .none  // stale: the attempt was abandoned (disabled, reconnect, local failure) before it ended
+        }
         lastError = message
         let outageStart = self.outageStart ?? now
         self.outageStart = outageStart
@@ -228,10 +255,12 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
 
     /// An established session ended (dead peer, reset, server shutdown).
     public mutating func sessionLost(message: String, now: Instant, random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
-        guard state == .up else { return .none }
+        guard case .up(let upSince, let proven) = phase else {
+            return .none  // stale: the session was already given up (disabled, reconnect, local failure)
+        }
         lastError = message
         outageStart = now
-        if proven || (upSince.map { $0.duration(to: now) >= policy.provenAfter } ?? false) {
+        if proven || upSince.duration(to: now) >= policy.provenAfter {
             // The server worked: this is an outage, not a server that drops us. Try again now.
             failures = 0
             youngDeaths = 0
@@ -252,21 +281,33 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return scheduleBackoff(.remote, now, &random)
     }
 
-    /// The backoff deadline passed.
+    /// The backoff deadline passed. A timer that fires early (before `retryAt`) changes nothing;
+    /// in another state it is stale (the backoff was ended by a reconnect, a network change or the
+    /// operator) and is ignored.
     public mutating func deadlineReached(now: Instant) -> ReconnectAction<Instant> {
-        guard state == .backoff, let retryAt, now >= retryAt else { return .none }
-        enter(.connecting, now)
-        return .connect
+        switch phase {
+        case .backoff(let retry):
+            guard now >= retry.at else { return .none }  // early: the retry is not due yet
+            enter(.connecting, now)
+            return .connect
+        case .connecting, .up, .down, .failed:
+            return .none
+        }
     }
 
     /// Reconnect now, skipping any backoff: an operator's `reconnect`, a resume from suspend, a
     /// network change. A `failed` tunnel is retried too (the operator asked), a `down` one is not.
     public mutating func reconnectNow(now: Instant) -> ReconnectAction<Instant> {
-        switch state {
+        switch phase {
         case .down, .connecting:
             return .none
-        case .up, .backoff, .failed:
-            if state == .failed { failures = 0; authenticationFailures = 0; youngDeaths = 0 }
+        case .failed:
+            failures = 0
+            authenticationFailures = 0
+            youngDeaths = 0
+            enter(.connecting, now)
+            return .connect
+        case .up, .backoff:
             enter(.connecting, now)
             return .connect
         }
@@ -275,9 +316,13 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     /// Hint that the network changed or the machine resumed: in backoff, retry at once (the cause
     /// may be gone); when up, the owner should probe the session (not our decision to drop it).
     public mutating func networkChanged(now: Instant) -> ReconnectAction<Instant> {
-        guard state == .backoff else { return .none }
-        enter(.connecting, now)
-        return .connect
+        switch phase {
+        case .backoff:
+            enter(.connecting, now)
+            return .connect
+        case .connecting, .up, .down, .failed:
+            return .none
+        }
     }
 
     /// Our own side broke outside any attempt (the local port is taken by another process): from
@@ -285,23 +330,26 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     /// `message` as the reason; `deadlineReached` then asks for a new attempt, which begins by
     /// trying the local side again.
     public mutating func localFailure(message: String, now: Instant) -> ReconnectAction<Instant> {
-        guard state != .down else { return .none }
-        if state == .failed { return .none }  // the operator's problem stays the reason shown
-        lastError = message
-        if outageStart == nil { outageStart = now }
-        return schedule(policy.localRetry, .local, now, step: policy.localRetry)
+        switch phase {
+        case .down, .failed:
+            return .none  // disabled, or the operator's problem stays the reason shown
+        case .connecting, .up, .backoff:
+            lastError = message
+            if outageStart == nil { outageStart = now }
+            return schedule(policy.localRetry, .local, now, step: policy.localRetry)
+        }
     }
 
     /// The operator disabled the tunnel.
     public mutating func disable(now: Instant) -> ReconnectAction<Instant> {
-        guard state != .down else { return .none }
+        if case .down = phase { return .none }  // already disabled
         enter(.down, now)
         return .disconnect
     }
 
     /// The operator enabled the tunnel.
     public mutating func enable(now: Instant) -> ReconnectAction<Instant> {
-        guard state == .down else { return .none }
+        guard case .down = phase else { return .none }  // already enabled
         failures = 0
         authenticationFailures = 0
         youngDeaths = 0
@@ -325,10 +373,7 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     /// Waits `delay`, in state `backoff`; `step` is the nominal wait of the rule applied.
     private mutating func schedule(_ delay: Duration, _ cause: RetryCause, _ now: Instant, step: Duration) -> ReconnectAction<Instant> {
         let at = now.advanced(by: delay)
-        enter(.backoff, now)
-        retryAt = at
-        retryCause = cause
-        retryStep = step
+        enter(.backoff(Retry(at: at, cause: cause, step: step)), now)
         return .waitUntil(at)
     }
 }

@@ -1,4 +1,5 @@
 import EctoConfig
+import EctoStatus
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -202,7 +203,7 @@ public final class Tunnel: Sendable {
         state.withLock { state in
             var status = Self.combine(state.current.map(\.status))
             var counters = state.carried
-            var draining: [TunnelStatus.Draining] = []
+            var draining: [DrainingSession] = []
             state.retiring.removeAll { entry in
                 let old = entry.handle.status
                 if entry.handle.isFinished {

@@ -1,4 +1,5 @@
 import EctoPlatform
+import EctoStatus
 #if canImport(Glibc)
 import Glibc
 #endif

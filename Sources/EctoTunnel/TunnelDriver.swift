@@ -73,7 +73,6 @@ final class TunnelDriver {
     var resolveTicket: UInt64 = 0
     /// The jump host that failed the last attempt or ended the last session (status `hop`).
     var failedHop: String?
-    var backoffUntil: Instant?
     var nextKeepalive: Instant?
     var connections: [UInt64: ForwardedConnection] = [:]
     /// Open clients and held connections, counted as they change (`ForwardedConnection.counters`).
@@ -375,7 +374,7 @@ final class TunnelDriver {
 
     /// Milliseconds until the earliest deadline, or -1 (sleep until woken).
     private func pollTimeout() -> Int32 {
-        var earliest = Self.earlier(attemptDeadline, backoffUntil)
+        var earliest = Self.earlier(attemptDeadline, machine.retryAt)
         earliest = Self.earlier(earliest, stopping?.deadline)
         earliest = Self.earlier(earliest, acceptBackoff.wakeUp(now: clock.now))
         if case .established(let session) = phase {
@@ -568,8 +567,7 @@ final class TunnelDriver {
     }
 
     private func handleTimers(_ now: Instant) {
-        if let at = backoffUntil, now >= at {
-            backoffUntil = nil
+        if let at = machine.retryAt, now >= at {
             perform(machine.deadlineReached(now: now))
         }
         if let at = attemptDeadline, now >= at {
@@ -642,7 +640,6 @@ final class TunnelDriver {
         case .none:
             break
         case .connect:
-            backoffUntil = nil
             if !isPrimary, let group, !group.primaryUp {
                 // Secondary sessions follow the primary (see `SessionGroup`).
                 waitingForPrimary = true
@@ -652,14 +649,12 @@ final class TunnelDriver {
             }
         case .waitUntil(let at):
             teardownSession(reason: "backoff", graceful: false)
-            backoffUntil = at
             if !logged {
                 logger.info("retrying in \(formatSeconds(clock.now.duration(to: at)))", metadata: ["failures": "\(machine.failures)"])
             }
         case .giveUp:
             retryLog.reset()
             teardownSession(reason: "failed", graceful: false)
-            backoffUntil = nil
             for connection in connections.values where connection.phase == .held || connection.phase == .queued {
                 drop(connection, reason: nil)
             }
@@ -669,7 +664,6 @@ final class TunnelDriver {
             teardownSession(reason: "disabled", graceful: true)
             for connection in connections.values { drop(connection, reason: nil) }
             closeListener()
-            backoffUntil = nil
             logger.info("tunnel disabled")
         }
         publish(notify: true)

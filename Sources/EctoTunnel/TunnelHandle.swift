@@ -1,6 +1,7 @@
 import CEctoLinux
 import Dispatch
 import EctoConfig
+import EctoStatus
 import EctoPlatform
 import Logging
 import Synchronization

@@ -1,6 +1,8 @@
 import ArgumentParser
 import EctoControl
+import EctoOperator
 import EctoPlatform
+import EctoStatus
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -10,19 +12,20 @@ import Foundation
 import Glibc
 #endif
 
-/// Exit codes of the commands that talk to the daemon (the command-line contract).
+/// Exit codes of the commands that talk to the daemon (the command-line contract); the same
+/// numbers `EctoOperator` puts in its failures (`OperatorExit`).
 enum ControlExit {
     /// Done; for `status`: every enabled tunnel is up.
     static let ok: Int32 = 0
     /// The daemon refused (unknown tunnel, bad target, config errors) or something failed.
-    static let refused: Int32 = 1
+    static let refused = OperatorExit.refused
     /// No daemon answers on the control socket.
-    static let noDaemon: Int32 = 2
+    static let noDaemon = OperatorExit.noDaemon
     /// `status`: some enabled tunnel is not up. `target`: saved, but not up within --wait.
-    static let notUp: Int32 = 3
+    static let notUp = OperatorExit.notUp
     /// `connect`, `status --deep`: the tunnel is up and the gateway answers, but it refused the
     /// token (HTTP 401/403), or wants one and none was found.
-    static let tokenRefused: Int32 = 4
+    static let tokenRefused = OperatorExit.tokenRefused
 }
 
 func printError(_ message: String) {
@@ -117,7 +120,7 @@ struct Status: ParsableCommand {
 
     private func follow() throws -> Never {
         let client = ControlClient(path: global.socketPath)
-        var tunnels: [TunnelReport] = []
+        var tunnels: [TunnelStatus] = []
         let interactive = isatty(STDOUT_FILENO) == 1
         do {
             try client.followEvents { event in
@@ -211,37 +214,31 @@ struct Target: ParsableCommand {
         print(result.message)
         guard !noWait, let wanted = result.tunnels.first?.target else { return }
         let start = ContinuousClock.now
-        let deadline = start.advanced(by: .milliseconds(Int64(wait * 1000)))
-        var last: TunnelReport?
-        while ContinuousClock.now < deadline {
+        let outcome = try TunnelWait.untilUp(target: wanted, stopWhenDisabled: true, timeout: .milliseconds(Int64(wait * 1000))) {
             let report = try call(global, "GET", "/v1/tunnels/\(pathComponent(tunnel))", as: StatusReport.self)
-            guard let current = report.tunnels.first else { break }
-            last = current
-            if current.target == wanted && current.state == "up" {
-                let took = start.duration(to: .now)
-                var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
-                let draining = current.draining.reduce(0) { $0 + $1.connections }
-                if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
-                print(line)
-                return
-            }
-            if current.target == wanted && current.state == "failed" {
-                printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
-                throw ExitCode(ControlExit.refused)
-            }
-            if !current.enabled {
-                print("\(tunnel) is down (disabled); `ecto-tunnel up \(tunnel)` connects it to \(wanted)")
-                return
-            }
-            usleep(100_000)
+            return report.tunnels.first.map { .status($0) } ?? .gone
         }
-        var line = "\(tunnel): not up on \(wanted) after \(Int(wait)) s"
-        if let last {
-            line += "; state \(last.state)"
-            if let error = last.lastError { line += ", last error: \(error)" }
+        switch outcome {
+        case .up(let current):
+            let took = start.duration(to: .now)
+            var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
+            let draining = current.draining.reduce(0) { $0 + $1.connections }
+            if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
+            print(line)
+        case .failed(let current):
+            printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
+            throw ExitCode(ControlExit.refused)
+        case .disabled:
+            print("\(tunnel) is down (disabled); `ecto-tunnel up \(tunnel)` connects it to \(wanted)")
+        case .notUp(let last):
+            var line = "\(tunnel): not up on \(wanted) after \(Int(wait)) s"
+            if let last {
+                line += "; state \(last.state.rawValue)"
+                if let error = last.lastError { line += ", last error: \(error)" }
+            }
+            printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
+            throw ExitCode(ControlExit.notUp)
         }
-        printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
-        throw ExitCode(ControlExit.notUp)
     }
 }
 
@@ -343,20 +340,16 @@ struct Reload: ParsableCommand {
 
 /// The human status table.
 enum StatusTable {
-    static func render(_ tunnels: [TunnelReport], now: Date, deep: Bool = false) -> String {
+    static func render(_ tunnels: [TunnelStatus], now: Date, deep: Bool = false) -> String {
         if tunnels.isEmpty { return "no tunnels configured\n" }
         let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY", "LAST ERROR"]
         var rows: [[String]] = []
         var notes: [Int: [String]] = [:]
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
-            var state = t.state == "up" ? "up" : "\(t.state) \(age)"
-            // A retry that waits on this machine, not the server (busy port, missing key, no descriptors).
-            if t.state == "backoff" && t.retryCause == "local" { state = "backoff (local) \(age)" }
-            if t.sessions > 1 && t.state == "up" { state += " \(t.sessionsUp)/\(t.sessions)" }
             rows.append([
-                t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
-                bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
+                t.name, stateCell(t, age: age), t.target, "\(t.local) → \(t.remote)", t.state == .up ? age : "-",
+                "\(t.connections)", bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
             ])
             notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
             if let hop = t.hop { notes[index, default: []].append("  ↳ jump host down: \(hop)") }
@@ -376,7 +369,7 @@ enum StatusTable {
         for (index, row) in rows.enumerated() {
             out += line(row) + "\n"
             for note in notes[index] ?? [] { out += note + "\n" }
-            if let g = tunnels[index].gateway, tunnels[index].state == "up", !g.ok {
+            if let g = tunnels[index].gateway, tunnels[index].state == .up, !g.ok {
                 out += "  ↳ gateway (\(g.probe)): \(g.detail)\n"
             }
             if deep, let g = tunnels[index].gateway, let source = g.tokenSource {
@@ -386,16 +379,32 @@ enum StatusTable {
         return out
     }
 
-    /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
-    static func gateway(_ t: TunnelReport) -> String {
-        guard let g = t.gateway, t.state == "up" else { return "-" }
-        if g.tokenRefused { return "TOKEN REFUSED" }
-        return g.ok ? "ok \(fixed(g.latencyMs, decimals: 1)) ms" : "DOWN (\(g.outcome))"
+    /// "up" (with "2/3" when not every session is), "backoff 12s", "backoff (local) 3s" for a retry
+    /// that waits on this machine, not the server (busy port, missing key, no descriptors).
+    static func stateCell(_ t: TunnelStatus, age: String) -> String {
+        switch t.state {
+        case .up:
+            return t.sessions > 1 ? "up \(t.sessionsUp)/\(t.sessions)" : "up"
+        case .backoff where t.retryCause == .local:
+            return "backoff (local) \(age)"
+        case .connecting, .backoff, .down, .failed:
+            return "\(t.state.rawValue) \(age)"
+        }
     }
 
-    static func eventLine(_ t: TunnelReport, at time: Date) -> String {
-        var text = "\(timestamp(time)) \(t.name) \(t.state) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
-        if let error = t.lastError, t.state != "up" { text += " error=\(error)" }
+    /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.
+    static func gateway(_ t: TunnelStatus) -> String {
+        guard let g = t.gateway, t.state == .up else { return "-" }
+        switch g.outcome {
+        case .up: return "ok \(fixed(g.latencyMs, decimals: 1)) ms"
+        case .tokenRefused: return "TOKEN REFUSED"
+        case .refused, .closedByTunnel, .timeout, .protocolError, .error: return "DOWN (\(g.outcome.rawValue))"
+        }
+    }
+
+    static func eventLine(_ t: TunnelStatus, at time: Date) -> String {
+        var text = "\(timestamp(time)) \(t.name) \(t.state.rawValue) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
+        if let error = t.lastError, t.state != .up { text += " error=\(error)" }
         if let change = t.change { text += " changing-to=\(change.target) preflight=\(change.stage.replacing(" ", with: "-"))" }
         return text
     }

@@ -96,9 +96,8 @@ struct StderrLogHandler: LogHandler {
 func writeStandardError(_ text: String) {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return }
+        guard let written = try? Syscall.blocking("write", { bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }), written > 0
+        else { return }
         bytes = bytes.dropFirst(written)
     }
 }

@@ -3,9 +3,11 @@ import EctoConfig
 import EctoControl
 import EctoDaemon
 import EctoHostKeys
+import EctoOperator
 import EctoPlatform
 import EctoProbe
 import EctoSSH
+import EctoStatus
 import EctoTunnel
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -28,8 +30,9 @@ struct Connect: ParsableCommand {
             ~/.ssh/id_ecdsa); an ssh-agent (SSH_AUTH_SOCK) is tried first by the daemon;
             3. host key: fetched from the server and shown by fingerprint. A key already in \
             known_hosts is used; an unknown one must be confirmed (interactively, or with --yes, or \
-            with --fingerprint SHA256:… for scripts) and is then added to known_hosts; a changed key \
-            is refused;
+            with --fingerprint SHA256:… for scripts) and is then added to known_hosts; a changed key, \
+            or a key of a type known_hosts does not have for the host, is refused (the daemon's own \
+            host key policy decides);
             4. config: writes [tunnels.NAME] (default name gateway, local 127.0.0.1:18789 → remote \
             127.0.0.1:18789; --port, or OPENCLAW_GATEWAY_PORT, sets both; --remote-port the remote \
             one; an http probe of the gateway); re-running rewrites the same table, nothing else;
@@ -103,12 +106,14 @@ struct Connect: ParsableCommand {
         }
 
         // 1. Target.
-        let (sshTarget, aliasSettings) = try resolveTarget(home: home)
+        let (sshTarget, aliasSettings) = try runOperator { _ in try ConnectWorkflow.resolveTarget(target) }
         step(1, "target \(sshTarget)" + (aliasSettings != nil ? " (from ~/.ssh/config Host \(target))" : ""))
 
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
-        let keyPath = try pickKey(home: home, alias: aliasSettings, agent: agent, target: sshTarget)
+        let keyPath = try runOperator { _ in
+            try ConnectWorkflow.pickKey(explicit: identity, alias: aliasSettings, agent: agent, home: home, target: sshTarget)
+        }
         step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
@@ -129,11 +134,28 @@ struct Connect: ParsableCommand {
         if let keyPath { table += "identity_file = \"\(keyPath)\"\n" }
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
         let previous = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
-        let changed = try writeTunnel(table, to: configPath)
+        let changed = try runOperator { _ in try ConnectWorkflow.writeTunnel(table, name: name, to: configPath) }
         step(4, "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
 
         // 5. Daemon.
-        try ensureDaemon(configPath: configPath, changed: changed, previous: previous)
+        let daemon = try runOperator { out in
+            try ConnectWorkflow.ensureDaemon(
+                configPath: configPath, socket: global.socketPath, socketOption: global.socket, tunnel: name, restart: restart,
+                noSystemd: noSystemd, changed: changed, previous: previous, out: out)
+        }
+        switch daemon {
+        case .restartedService: step(5, "daemon: restarted \(UnitPaths.serviceName)")
+        case .restartedInBackground(let pid): step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+        case .reloaded(let pid, let applied): step(5, "daemon: running (pid \(pid)); " + (applied ? "reloaded" : "nothing to reload"))
+        case .installed: break  // the installer said what it did
+        case .refusedByPreflight(let pid, let failure):
+            step(5, "daemon: running (pid \(pid)); the new settings of \(name) failed their pre-flight")
+            printError(
+                "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
+            throw ExitCode(ControlExit.refused)
+        case .startedInBackground(let pid, let noUserManager):
+            step(5, "daemon: \(noUserManager ? "no systemd user manager here; " : "")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+        }
 
         // 6. Wait for the tunnel and the gateway: probed from here, with the token resolved here.
         let credentials = resolveCredentials()
@@ -151,83 +173,43 @@ struct Connect: ParsableCommand {
 
     private func step(_ n: Int, _ text: String) { print("[\(n)/6] \(text)") }
 
-    private func resolveTarget(home: String) throws -> (SSHTarget, SSHHostSettings?) {
-        let looksExplicit = target.contains("@") || target.contains(":")
-        if !looksExplicit {
-            let settings = SSHClientConfig.resolve(host: target, environment: .current)
-            if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil {
-                let host = settings.hostName?.value ?? target
-                let port = settings.port.flatMap { UInt16($0.value) } ?? 22
-                return (SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port), settings)
-            }
-        }
-        do {
-            var parsed = try SSHTarget.parse(target)
-            if parsed.user == nil { parsed.user = ConfigEnvironment.current.user }
-            return (parsed, nil)
-        } catch {
-            printError("invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)")
-            throw ExitCode(ControlExit.refused)
-        }
-    }
-
-    private func pickKey(home: String, alias: SSHHostSettings?, agent: Bool, target sshTarget: SSHTarget) throws -> String? {
-        let candidates = [identity, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
-        let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
-        for path in candidates where !FileManager.default.fileExists(atPath: path) {
-            printError("the key \(path) does not exist")
-            throw ExitCode(ControlExit.refused)
-        }
-        guard let path = (candidates + defaults).first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            if agent { return nil }
-            printError(
-                """
-                no key: neither an ssh-agent (SSH_AUTH_SOCK) nor ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa or ~/.ssh/id_rsa.
-                  Create one and install it on the gateway host:
-                    ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519
-                    ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(sshTarget.port) \(sshTarget.user.map { $0 + "@" } ?? "")\(sshTarget.host)
-                """)
-            throw ExitCode(ControlExit.refused)
-        }
-        // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
-        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys) {
-            printError("cannot use \(path): \(problem)")
-            throw ExitCode(ControlExit.refused)
-        }
-        return path
-    }
-
     private func trustHostKey(_ sshTarget: SSHTarget, knownHostsPath: String, home: String) throws {
+        let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)
         let key: HostKey
         do {
-            key = try HostKeyFetcher.fetch(host: sshTarget.host, port: sshTarget.port, timeout: .seconds(10))
+            key = try HostKeyTrust.fetch(host: sshTarget.host, port: sshTarget.port, knownHosts: known, timeout: .seconds(10))
         } catch {
             printError("cannot reach \(sshTarget.host):\(sshTarget.port) to read its host key: \(error)")
             throw ExitCode(ControlExit.notUp)
         }
-        let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)
         let lookup = KnownHostsFile.lookupName(host: sshTarget.host, port: Int(sshTarget.port))
-        switch known.check(host: sshTarget.host, port: Int(sshTarget.port), key: key) {
-        case .match(let line):
-            step(3, "host key \(key.algorithm) \(key.fingerprintSHA256), already trusted (\(SSHClientConfig.abbreviate(knownHostsPath, home: home)):\(line))")
+        let shownPath = SSHClientConfig.abbreviate(knownHostsPath, home: home)
+        switch HostKeyTrust.decide(key: key, host: sshTarget.host, port: sshTarget.port, knownHosts: known) {
+        case .known(let line):
+            step(3, "host key \(key.algorithm) \(key.fingerprintSHA256), already trusted (\(shownPath):\(line))")
             return
-        case .revoked(let line):
+        case .refused(.revoked(let line)):
             printError("the host key of \(lookup) (\(key.fingerprintSHA256)) is marked @revoked in \(knownHostsPath):\(line); refusing")
             throw ExitCode(ControlExit.refused)
-        case .mismatch(let others) where others.contains(where: \.sameAlgorithm):
-            let old = others.map { "\($0.key.fingerprintSHA256) (line \($0.line))" }.joined(separator: ", ")
+        case .refused(.changed(let others, let sameType)):
+            let old = others.map { "\($0.key.algorithm) \($0.key.fingerprintSHA256) (line \($0.line))" }.joined(separator: ", ")
+            let what = sameType ? "" : " (a key type it does not have for this host; the daemon refuses it too)"
             printError(
                 """
-                THE HOST KEY OF \(lookup) HAS CHANGED: the server now shows \(key.algorithm) \(key.fingerprintSHA256); \
+                THE HOST KEY OF \(lookup) HAS CHANGED: the server now shows \(key.algorithm) \(key.fingerprintSHA256)\(what); \
                 \(knownHostsPath) has \(old).
                   This can be an attack, or a reinstalled server. Check the new fingerprint with the host's \
                 administrator, then remove the old entry: ssh-keygen -R '\(lookup)' -f \(knownHostsPath)
                 """)
             throw ExitCode(ControlExit.refused)
-        case .mismatch, .notFound:
+        case .pinned, .refused(.pinMismatch), .refused(.unknown):
+            // connect decides without a pin and as accept-new: neither can come back.
+            printError("unexpected host key decision for \(lookup); refusing")
+            throw ExitCode(ControlExit.refused)
+        case .recordNew:
             break
         }
-        print("[3/6] host key of \(lookup): \(key.algorithm) \(key.fingerprintSHA256) (not in \(SSHClientConfig.abbreviate(knownHostsPath, home: home)))")
+        print("[3/6] host key of \(lookup): \(key.algorithm) \(key.fingerprintSHA256) (not in \(shownPath))")
         if let expected = fingerprint {
             let normalized = expected.hasPrefix("SHA256:") ? expected : "SHA256:" + expected
             guard normalized == key.fingerprintSHA256 else {
@@ -240,7 +222,7 @@ struct Connect: ParsableCommand {
                 printError("not trusting an unknown host key without confirmation: pass --yes, or --fingerprint \(key.fingerprintSHA256) after checking it")
                 throw ExitCode(ControlExit.refused)
             }
-            print("      Trust this key and remember it in \(SSHClientConfig.abbreviate(knownHostsPath, home: home))? [y/N] ", terminator: "")
+            print("      Trust this key and remember it in \(shownPath)? [y/N] ", terminator: "")
             fflush(nil)
             let answer = readLine()?.trimmed(.whitespaces).lowercased() ?? ""
             guard answer == "y" || answer == "yes" else {
@@ -254,107 +236,34 @@ struct Connect: ParsableCommand {
             printError("cannot record the host key: \(error)")
             throw ExitCode(ControlExit.refused)
         }
-        print("      added to \(SSHClientConfig.abbreviate(knownHostsPath, home: home))")
+        print("      added to \(shownPath)")
     }
 
-    /// Writes (or rewrites) the tunnel's table; true when the file changed.
-    private func writeTunnel(_ table: String, to path: String) throws -> Bool {
-        let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-        let text: String
-        do {
-            text = try ConfigEditor.addTunnel(table, named: name, to: old, replace: true)
-            let config = try ConfigLoader.parse(text: text, path: path)
-            // The checks of `check` and the daemon: refuse now what the daemon would refuse later.
-            let report = TunnelValidation.check(config, environment: ProcessInfo.processInfo.environment, text: text)
-            let ours = report.errors.filter { $0.key?.hasPrefix("tunnels.\(name).") == true }
-            if !ours.isEmpty { throw ConfigErrors(ours) }
-        } catch {
-            printError("cannot add [tunnels.\(name)] to \(path):\n\(error)")
-            throw ExitCode(ControlExit.refused)
-        }
-        if text == old { return false }
-        do {
-            try writeConfigFile(path, text)
-        } catch {
-            printError("cannot write \(path): \(error)")
-            throw ExitCode(ControlExit.refused)
-        }
-        return true
-    }
-
-    private func ensureDaemon(configPath: String, changed: Bool, previous: String) throws {
-        if let version = runningDaemon(global.socketPath) {
-            if restart {
-                if let systemd = serviceManaging(version.pid) {
-                    try systemd.run(["restart", UnitPaths.serviceName]).orFail("systemctl --user restart")
-                    step(5, "daemon: restarted \(UnitPaths.serviceName)")
-                } else {
-                    terminateAndWait(version.pid)
-                    let pid = try BackgroundDaemon.start(configPath: configPath, socket: global.socketPath)
-                    step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
-                }
-                return
-            }
-            if version.config != configPath {
-                printError("the daemon on \(global.socketPath) (pid \(version.pid)) runs another config (\(version.config)); pass --config \(version.config) or stop it")
-                throw ExitCode(ControlExit.refused)
-            }
-            let reload = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)
-            if let failure = reload.failed.first(where: { $0.tunnel == name }) {
-                // The running tunnel keeps its session: put the file back as it was, so that it
-                // says what runs.
-                if changed { try? writeConfigFile(configPath, previous) }
-                step(5, "daemon: running (pid \(version.pid)); the new settings of \(name) failed their pre-flight")
-                printError(
-                    "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
-                throw ExitCode(ControlExit.refused)
-            }
-            step(5, "daemon: running (pid \(version.pid)); " + (changed || !reload.changed.isEmpty || !reload.added.isEmpty ? "reloaded" : "nothing to reload"))
-            return
-        }
-        if !noSystemd, UserManager.probe() != nil {
-            step(5, "daemon: installing the systemd user service")
-            let install = try Install.parse(["--config", configPath] + (global.socket.map { ["--socket", $0] } ?? []))
-            try install.run()
-            return
-        }
-        let pid = try BackgroundDaemon.start(configPath: configPath, socket: global.socketPath)
-        step(5, "daemon: \(noSystemd ? "" : "no systemd user manager here; ")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
-    }
-
-    private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelReport {
+    private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelStatus {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
-        var last: TunnelReport?
-        while ContinuousClock.now < deadline {
-            if let answer = try? ControlClient(path: global.socketPath).request("GET", "/v1/tunnels/\(pathComponent(name))"),
+        let outcome = TunnelWait.untilUp(timeout: ContinuousClock.now.duration(to: deadline)) {
+            guard let answer = try? ControlClient(path: global.socketPath).request("GET", "/v1/tunnels/\(pathComponent(name))"),
                 case .success(let report) = answer.decode(StatusReport.self), let tunnel = report.tunnels.first
-            {
-                last = tunnel
-                if tunnel.state == "up" { break }
-                if tunnel.state == "failed" {
-                    printError("the tunnel failed: \(tunnel.lastError ?? "unknown error")")
-                    throw ExitCode(ControlExit.refused)
-                }
-            }
-            usleep(100_000)
+            else { return .retry }
+            return .status(tunnel)
         }
-        guard let up = last, up.state == "up" else {
-            printError("the tunnel is not up after \(Int(timeout)) s: \(last.map { "\($0.state), \($0.lastError ?? "no error yet")" } ?? "no answer from the daemon"); it keeps retrying (ecto-tunnel status)")
+        let up: TunnelStatus
+        switch outcome {
+        case .up(let tunnel):
+            up = tunnel
+        case .failed(let tunnel):
+            printError("the tunnel failed: \(tunnel.lastError ?? "unknown error")")
+            throw ExitCode(ControlExit.refused)
+        case .disabled(let tunnel), .notUp(let tunnel?):
+            printError("the tunnel is not up after \(Int(timeout)) s: \(tunnel.state.rawValue), \(tunnel.lastError ?? "no error yet"); it keeps retrying (ecto-tunnel status)")
+            throw ExitCode(ControlExit.notUp)
+        case .notUp(nil):
+            printError("the tunnel is not up after \(Int(timeout)) s: no answer from the daemon; it keeps retrying (ecto-tunnel status)")
             throw ExitCode(ControlExit.notUp)
         }
         // The gateway, through the tunnel, with this run's token: HTTP first (does it answer at
         // all?), then the WebSocket that OpenClaw's clients use (does it take the token?).
-        let endpoint = Endpoint(host: "127.0.0.1", port: localPort)
-        let options = ProbeOptions(token: credentials.token?.value)
-        var result = Prober.run(.http(path: "/"), endpoint: endpoint, options: options)
-        while !result.ok && !result.tokenRefused && ContinuousClock.now < deadline {
-            usleep(500_000)
-            result = Prober.run(.http(path: "/"), endpoint: endpoint, options: options)
-        }
-        if result.ok {
-            let websocket = Prober.run(.websocket(path: "/"), endpoint: endpoint, options: options)
-            if websocket.tokenRefused { result = websocket }
-        }
+        let result = TunnelWait.gateway(at: Endpoint(host: "127.0.0.1", port: localPort), token: credentials.token?.value, deadline: deadline)
         if result.tokenRefused {
             step(6, "tunnel up; the gateway answers, but \(credentials.token == nil ? "wants a token" : "refused the token") (\(result.detail))")
             if let secret = credentials.token {
@@ -375,7 +284,7 @@ struct Connect: ParsableCommand {
         return up
     }
 
-    private func printSummary(_ report: TunnelReport, localPort: UInt16, credentials: GatewayCredentials) {
+    private func printSummary(_ report: TunnelStatus, localPort: UInt16, credentials: GatewayCredentials) {
         let base = "127.0.0.1:\(localPort)"
         // The example references the token where it really comes from (a variable it can name,
         // else $TOKEN with a note); printed only with --show-token.
@@ -438,52 +347,13 @@ struct Disconnect: ParsableCommand {
 
     func run() throws {
         let path = global.configPath
-        guard let old = try? String(contentsOfFile: path, encoding: .utf8) else {
-            printError("cannot read \(path)")
-            throw ExitCode(ControlExit.refused)
-        }
-        let text: String
-        let config: Config
-        do {
-            guard try ConfigLoader.parse(text: old, path: path).tunnels.contains(where: { $0.name == tunnel }) else {
-                printError("no tunnel named \(tunnel) in \(path)")
-                throw ExitCode(ControlExit.refused)
-            }
-            if purge {
-                text = try ConfigEditor.removeTunnel(named: tunnel, from: old)
-            } else {
-                text = try ConfigEditor.setValue("__ecto_false__", forKey: "enabled", inTunnel: tunnel, in: old)
-                    .replacing("\"__ecto_false__\"", with: "false")
-            }
-            config = try ConfigLoader.parse(text: text, path: path)
-        } catch let error as ConfigErrors {
-            printError("cannot edit \(path):\n\(error.description)")
-            throw ExitCode(ControlExit.refused)
-        }
-        if text != old {
-            do {
-                try writeConfigFile(path, text)
-            } catch {
-                printError("cannot write \(path): \(error)")
-                throw ExitCode(ControlExit.refused)
-            }
-        }
+        let config = try runOperator { _ in try DisconnectWorkflow.edit(configPath: path, tunnel: tunnel, purge: purge) }
         print(purge ? "removed [tunnels.\(tunnel)] from \(path)" : "disabled [tunnels.\(tunnel)] in \(path) (enabled = false)")
-        guard let version = runningDaemon(global.socketPath) else {
-            print("no daemon is running")
-            return
-        }
-        if config.tunnels.contains(where: \.enabled) {
-            _ = try call(global, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)  // other changed tunnels are pre-flighted
-            print("daemon (pid \(version.pid)) reloaded; its other tunnels keep running")
-            return
-        }
-        if let systemd = serviceManaging(version.pid) {
-            try systemd.run(["disable", "--now", UnitPaths.serviceName]).orFail("systemctl --user disable --now")
-            print("no enabled tunnel left: stopped and disabled \(UnitPaths.serviceName)")
-        } else {
-            terminateAndWait(version.pid)
-            print("no enabled tunnel left: stopped the daemon (pid \(version.pid))")
+        switch try runOperator({ _ in try DisconnectWorkflow.applyToDaemon(config, socket: global.socketPath) }) {
+        case .notRunning: print("no daemon is running")
+        case .reloaded(let pid): print("daemon (pid \(pid)) reloaded; its other tunnels keep running")
+        case .stoppedService: print("no enabled tunnel left: stopped and disabled \(UnitPaths.serviceName)")
+        case .stoppedInBackground(let pid): print("no enabled tunnel left: stopped the daemon (pid \(pid))")
         }
     }
 }
@@ -508,15 +378,7 @@ func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, 
         return
     }
     let path = global.configPath
-    let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-    do {
-        let text = try ConfigEditor.addTunnel(imported.tableText(home: home), named: imported.name, to: old, replace: replace)
-        _ = try ConfigLoader.parse(text: text, path: path)
-        try writeConfigFile(path, text)
-    } catch let error as ConfigErrors {
-        printError("not written to \(path):\n\(error.description)")
-        throw ExitCode(ControlExit.refused)
-    }
+    try runOperator { _ in try ImportWorkflow.write(imported, configPath: path, replace: replace, home: home) }
     print("written to \(path); apply it with: ecto-tunnel reload")
 }
 
@@ -582,124 +444,14 @@ struct ImportOpenClaw: ParsableCommand {
     }
 }
 
-/// Starts `ecto-tunnel run` detached (new session, stdin /dev/null, output to a log file).
-enum BackgroundDaemon {
-    static func logPath() -> String {
-        let env = ProcessInfo.processInfo.environment
-        let state = env["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? ConfigEnvironment.current.home + "/.local/state"
-        return state + "/ecto-tunnel/daemon.log"
+
+/// Runs an operator workflow: its progress printed on stdout, its failure on stderr with its exit
+/// status.
+func runOperator<T>(_ body: (Output) throws -> T) throws -> T {
+    do {
+        return try body(Output { print($0) })
+    } catch let failure as OperatorFailure {
+        printError(failure.message)
+        throw ExitCode(failure.exitCode)
     }
-
-    static func start(configPath: String, socket: String) throws -> pid_t {
-        let log = logPath()
-        try FileManager.default.createDirectory(
-            atPath: Path.directory(of: log), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let binary = try executablePath()
-        let arguments = [binary, "run", "--config", configPath, "--socket", socket]
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(0x80))  // POSIX_SPAWN_SETSID: not our terminal's session
-        var pid: pid_t = 0
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let rc = posix_spawn(&pid, binary, &actions, &attributes, argv, environ)
-        guard rc == 0 else {
-            printError("cannot start the daemon: \(String(cString: strerror(rc)))")
-            throw ExitCode(ControlExit.refused)
-        }
-        // Up when its control socket answers (or it exited: show why).
-        for _ in 0..<100 {
-            if runningDaemon(socket) != nil { return pid }
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(10).joined(separator: "\n") ?? ""
-                printError("the daemon exited at once; its log (\(log)):\n\(tail)")
-                throw ExitCode(ControlExit.refused)
-            }
-            usleep(50_000)
-        }
-        return pid
-    }
-}
-
-/// Reads a server's host key: TCP connect, SSH handshake, no authentication.
-enum HostKeyFetcher {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func fetch(host: String, port: UInt16, timeout: Duration) throws -> HostKey {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else {
-            throw Failure(description: "cannot resolve \(host)")
-        }
-        defer { freeaddrinfo(first) }
-        let fd = socket(first.pointee.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
-        var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw Failure(description: message)
-        }
-        SSHLibrary.initialize()
-        let session = try SSHSession(socket: fd)  // owns and closes fd
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while true {
-            session.beginPass()  // the transport hook answers EAGAIN until the next pass
-            if case .done = try session.handshake() { break }
-            guard ContinuousClock.now < deadline else { throw Failure(description: "no SSH handshake within \(timeout)") }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN | POLLOUT), revents: 0)
-            _ = poll(&pfd, 1, 100)
-        }
-        let key = try session.hostKey()
-        _ = try? session.disconnect(reason: "host key read by ecto-tunnel connect")
-        return key
-    }
-}
-
-/// The daemon answering on the control socket, if any.
-func runningDaemon(_ socket: String) -> VersionReport? {
-    guard let answer = try? ControlClient(path: socket).request("GET", "/v1/version"),
-        case .success(let version) = answer.decode(VersionReport.self)
-    else { return nil }
-    return version
-}
-
-/// The user manager when `pid` is its ecto-tunnel.service's main process (else nil: not ours).
-func serviceManaging(_ pid: Int32) -> UserManager? {
-    guard let systemd = UserManager.probe(), systemd.property("ActiveState") == "active",
-        Int32(systemd.property("MainPID")) == pid
-    else { return nil }
-    return systemd
-}
-
-/// SIGTERM, then wait (at most 10 s) until the process is gone.
-func terminateAndWait(_ pid: Int32) {
-    kill(pid, SIGTERM)
-    for _ in 0..<100 {
-        if kill(pid, 0) != 0 { return }
-        usleep(100_000)
-    }
-}
-
-/// Writes the config file atomically; a new file (and its directory) is created owner-only.
-func writeConfigFile(_ path: String, _ text: String) throws {
-    try FileManager.default.createDirectory(
-        atPath: Path.directory(of: path), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    if !FileManager.default.fileExists(atPath: path) {
-        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-    }
-    try AtomicFile.replace(path: path, with: text)
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import EctoConfig
 
@@ -85,5 +86,50 @@ import Testing
     @Test func deepNestingIsAnErrorNotACrash() {
         let text = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
         #expect(throws: JSON5Error.self) { try JSON5.parse(text) }
+    }
+
+    /// The values agree with FoundationEssentials' JSON5 (`JSONDecoder.allowsJSON5`), which this
+    /// parser does not replace only because that one has no line numbers.
+    @Test func valuesAgreeWithFoundationsJSON5() throws {
+        struct Gateway: Decodable, Equatable {
+            var mode: String
+            var port: Double
+            var ratio: Double
+            var plus: Double
+            var hex: Double
+            var list: [Double]
+            var quoted: String
+            var single: String
+            var nothing: String?
+        }
+        struct Root: Decodable, Equatable { var gateway: Gateway }
+        let text = """
+            // comment
+            {
+              gateway: {
+                mode: 'remote', /* inline */
+                port: 18789, ratio: .5, plus: +1, hex: 0x1F,
+                list: [1, 2.5, -3,],
+                "quoted": "a\\tb\\u00e9",
+                single: 'it\\'s',
+                nothing: null,
+              },
+            }
+            """
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true
+        let foundation = try decoder.decode(Root.self, from: Data(text.utf8)).gateway
+        let ours = try #require(try JSON5.parse(text)["gateway"])
+        #expect(ours["mode"] == .string(foundation.mode))
+        #expect(ours["port"] == .number(foundation.port))
+        #expect(ours["ratio"] == .number(foundation.ratio))
+        #expect(ours["plus"] == .number(foundation.plus))
+        #expect(ours["hex"] == .number(foundation.hex))
+        #expect(ours["list"] == .array(foundation.list.map { .number($0) }))
+        #expect(ours["quoted"] == .string(foundation.quoted))
+        #expect(ours["single"] == .string(foundation.single))
+        #expect(ours["nothing"] == .null && foundation.nothing == nil)
+        // What Foundation cannot say: where each setting is.
+        #expect(try JSON5.parse(text).member(path: "gateway.single")?.line == 8)
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import EctoControl
+import EctoStatus
 
 @Suite struct HTTPRequestParsing {
     func parse(_ text: String, maxHead: Int = 16 * 1024, maxBody: Int = 64 * 1024) -> HTTPRequestParser.Verdict {
@@ -97,8 +98,8 @@ import Testing
 @Suite struct ProtocolEncoding {
     @Test func statusCarriesTheContractFieldsWithNullError() throws {
         let report = StatusReport(tunnels: [
-            TunnelReport(
-                name: "gateway", state: "up", enabled: true, target: "ops@gw:22", local: "127.0.0.1:18789",
+            TunnelStatus(
+                name: "gateway", state: .up, enabled: true, target: "ops@gw:22", local: "127.0.0.1:18789",
                 remote: "127.0.0.1:18789", connections: 2, bytesIn: 123, bytesOut: 456, reconnects: 1,
                 since: Date(timeIntervalSince1970: 1_795_000_000), lastError: nil)  // 2026-11-18T11:06:40Z
         ])

@@ -1,4 +1,5 @@
 @testable import EctoDaemon
+import EctoStatus
 import EctoTunnel
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import EctoConfig
+import Foundation
 import EctoTestSupport
 import Testing
 
@@ -160,10 +161,13 @@ import Testing
         #expect(Prober.format(.milliseconds(1200)) == "1.20 s")
     }
 
+    /// The probe's base64 is FoundationEssentials' (its own copy is gone).
     @Test func base64() {
-        #expect(ProbeBase64.encode(Array("f".utf8)) == "Zg==")
-        #expect(ProbeBase64.encode(Array("fo".utf8)) == "Zm8=")
-        #expect(ProbeBase64.encode(Array("foo".utf8)) == "Zm9v")
+        #expect(Data(Array("f".utf8)).base64EncodedString() == "Zg==")
+        #expect(Data(Array("fo".utf8)).base64EncodedString() == "Zm8=")
+        #expect(Data(Array("foo".utf8)).base64EncodedString() == "Zm9v")
+        // RFC 6455 §1.3's example.
+        #expect(Prober.websocketAccept(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     }
 
     @Test func httpHead() {

@@ -50,6 +50,15 @@ struct TestInstant: InstantProtocol, Sendable {
     }
 }
 
+extension ReconnectAction {
+    /// The instant of a `waitUntil`, nil for any other action (for `#require`: a test stops
+    /// with a failure, never returns early as if it passed).
+    var retryInstant: Instant? {
+        if case .waitUntil(let at) = self { return at }
+        return nil
+    }
+}
+
 @Suite struct ReconnectMachineTests {
     typealias Machine = ReconnectMachine<TestInstant>
     let policy = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), authenticationAttempts: 3)
@@ -63,16 +72,13 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(disabled.initialAction() == .none)
     }
 
-    @Test func transportFailuresBackOffExponentiallyAndRetryForever() {
+    @Test func transportFailuresBackOffExponentiallyAndRetryForever() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 1)
         var now = TestInstant.zero
         for attempt in 1...50 {
             let action = machine.attemptFailed(.transport, message: "connection refused", now: now, random: &random)
-            guard case .waitUntil(let at) = action else {
-                Issue.record("attempt \(attempt): expected waitUntil, got \(action)")
-                return
-            }
+            let at = try #require((action).retryInstant, "attempt \(attempt): expected waitUntil, got \(action)")
             let nominal = policy.backoff.nominalDelay(afterFailures: attempt)
             let waited = now.duration(to: at)
             #expect(waited >= nominal / 2 && waited <= nominal)
@@ -99,15 +105,12 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .connecting)
     }
 
-    @Test func authenticationRefusalsAreRetriedABoundedNumberOfTimes() {
+    @Test func authenticationRefusalsAreRetriedABoundedNumberOfTimes() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 3)
         var now = TestInstant.zero
         for _ in 1..<policy.authenticationAttempts {
-            guard case .waitUntil(let at) = machine.attemptFailed(.authentication, message: "refused", now: now, random: &random) else {
-                Issue.record("expected a retry")
-                return
-            }
+            let at = try #require((machine.attemptFailed(.authentication, message: "refused", now: now, random: &random)).retryInstant, "expected a retry")
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
         }
@@ -127,13 +130,13 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(30)), random: &random) == .giveUp)
     }
 
-    @Test func aProvenSessionClearsTheCountAndAYoungOneAddsToIt() {
+    @Test func aProvenSessionClearsTheCountAndAYoungOneAddsToIt() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 9)
         var now = TestInstant.zero
         // Three failures, then up.
         for _ in 0..<3 {
-            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+            let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
             now = at
             _ = machine.deadlineReached(now: now)
         }
@@ -141,10 +144,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .up)
         // Dies after 1 s (< provenAfter): evidence against the server, the count goes on (4th: nominal 8 s).
         now = now.advanced(by: .seconds(1))
-        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
-            Issue.record("expected backoff")
-            return
-        }
+        let at = try #require((machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant, "expected backoff")
         #expect(machine.failures == 4)
         #expect(now.duration(to: at) >= .seconds(4))
         now = at
@@ -157,7 +157,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .connecting)
     }
 
-    @Test func aSessionThatCarriedTrafficIsProvenAtAnyAge() {
+    @Test func aSessionThatCarriedTrafficIsProvenAtAnyAge() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 9)
         _ = machine.connected(now: .zero)
@@ -168,21 +168,15 @@ struct TestInstant: InstantProtocol, Sendable {
         // The next sessions carry nothing and die as young: the first is still part of that
         // outage (one grace), the second is evidence.
         _ = machine.connected(now: TestInstant(offset: .milliseconds(200)))
-        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(300)), random: &random) else {
-            Issue.record("expected a retry")
-            return
-        }
+        let at = try #require((machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(300)), random: &random)).retryInstant, "expected a retry")
         #expect(machine.failures == 0)
         _ = machine.deadlineReached(now: at)
         _ = machine.connected(now: at)
-        guard case .waitUntil = machine.sessionLost(message: "reset", now: at.advanced(by: .milliseconds(100)), random: &random) else {
-            Issue.record("a young session without traffic must back off")
-            return
-        }
+        try #require((machine.sessionLost(message: "reset", now: at.advanced(by: .milliseconds(100)), random: &random)).retryInstant != nil, "a young session without traffic must back off")
         #expect(machine.failures == 1)
     }
 
-    @Test func oneYoungDeathRightAfterAProvenLossIsPartOfThatOutage() {
+    @Test func oneYoungDeathRightAfterAProvenLossIsPartOfThatOutage() throws {
         // sshd stopping: its sessions die first, our immediate reconnect still gets in, and then
         // the listener goes too. That young death must not cost the fast recovery; a second one would.
         var machine = Machine(policy: policy, enabled: true, now: .zero)
@@ -190,20 +184,17 @@ struct TestInstant: InstantProtocol, Sendable {
         _ = machine.connected(now: .zero)
         #expect(machine.sessionLost(message: "reset", now: TestInstant(offset: .seconds(5)), random: &random) == .connect)
         _ = machine.connected(now: TestInstant(offset: .milliseconds(5_050)))
-        guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(5_100)), random: &random) else {
-            Issue.record("expected a retry")
-            return
-        }
+        let at = try #require((machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(5_100)), random: &random)).retryInstant, "expected a retry")
         #expect(TestInstant(offset: .milliseconds(5_100)).duration(to: at) <= policy.refusedRetryCap)
         #expect(machine.failures == 0)
         // Refusals after it keep the fast cadence.
         _ = machine.deadlineReached(now: at)
-        guard case .waitUntil(let next) = machine.attemptFailed(.refused, message: "refused", now: at, random: &random) else { return }
+        let next = try #require((machine.attemptFailed(.refused, message: "refused", now: at, random: &random)).retryInstant, "expected a retry")
         #expect(at.duration(to: next) <= policy.refusedRetryCap)
         // A second young death in the same outage is evidence.
         _ = machine.deadlineReached(now: next)
         _ = machine.connected(now: next)
-        guard case .waitUntil = machine.sessionLost(message: "reset", now: next.advanced(by: .milliseconds(50)), random: &random) else { return }
+        try #require((machine.sessionLost(message: "reset", now: next.advanced(by: .milliseconds(50)), random: &random)).retryInstant != nil, "expected a retry")
         #expect(machine.failures == 1)
     }
 
@@ -260,13 +251,13 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.state == .failed)
     }
 
-    @Test func localTroubleHasFixedRetriesOfItsOwnAndNeverTheServersCount() {
+    @Test func localTroubleHasFixedRetriesOfItsOwnAndNeverTheServersCount() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 5)
         var now = TestInstant.zero
         // Two transport failures first: the server's count is 2.
         for _ in 0..<2 {
-            guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+            let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
             now = at
             _ = machine.deadlineReached(now: now)
         }
@@ -280,21 +271,18 @@ struct TestInstant: InstantProtocol, Sendable {
             }
         }
         // The server's own schedule goes on where it was (3rd failure: nominal 4 s).
-        guard case .waitUntil(let at) = machine.attemptFailed(.transport, message: "timeout", now: now, random: &random) else { return }
+        let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
         #expect(now.duration(to: at) >= .seconds(2) && machine.retryCause == .remote)
     }
 
-    @Test func refusedConnectsAreFastInTheWindowThenJoinTheBackoff() {
+    @Test func refusedConnectsAreFastInTheWindowThenJoinTheBackoff() throws {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 11)
         var now = TestInstant.zero
         var waits: Set<Duration> = []
         // The fast window: every refusal retried within the cap, jittered, the count untouched.
         while now.offset < policy.fastWindow {
-            guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else {
-                Issue.record("expected a retry")
-                return
-            }
+            let at = try #require((machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random)).retryInstant, "expected a retry")
             let waited = now.duration(to: at)
             #expect(waited <= policy.refusedRetryCap && waited >= policy.refusedRetryCap / 2, "waited \(waited)")
             #expect(machine.failures == 0 && machine.retryCause == .refused)
@@ -305,7 +293,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(waits.count > 10, "refused retries are jittered")
         // After it: exponential, 1 s, 2 s, 4 s … nominal.
         for failure in 1...6 {
-            guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else { return }
+            let at = try #require((machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random)).retryInstant, "expected a retry")
             let nominal = policy.backoff.nominalDelay(afterFailures: failure)
             #expect(now.duration(to: at) >= nominal / 2 && now.duration(to: at) <= nominal)
             #expect(machine.failures == failure)
@@ -314,7 +302,7 @@ struct TestInstant: InstantProtocol, Sendable {
         }
     }
 
-    @Test func refusalsDoNotClearEvidenceAgainstTheServer() {
+    @Test func refusalsDoNotClearEvidenceAgainstTheServer() throws {
         // A server that crashes 0.2 s into every session and restarts (refusing meanwhile) must
         // not get the fast cadence: its young sessions are the evidence.
         var machine = Machine(policy: policy, enabled: true, now: .zero)
@@ -324,7 +312,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.failures == 1)
         // One young death is forgiven for the cadence (a server stopped just after we connected).
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(2)))
-        guard case .waitUntil(let fast) = machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random) else { return }
+        let fast = try #require((machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random)).retryInstant, "expected a retry")
         #expect(TestInstant(offset: .seconds(2)).duration(to: fast) <= policy.refusedRetryCap)
         // A second one in a row is not.
         _ = machine.deadlineReached(now: fast)
@@ -333,7 +321,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(machine.failures == 2)
         let later = fast.advanced(by: .seconds(5))
         _ = machine.deadlineReached(now: later)
-        guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "refused", now: later, random: &random) else { return }
+        let at = try #require((machine.attemptFailed(.refused, message: "refused", now: later, random: &random)).retryInstant, "expected a retry")
         #expect(machine.failures == 3)
         #expect(later.duration(to: at) >= .seconds(2))
     }
@@ -437,7 +425,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(gaps.suffix(5).allSatisfy { $0 >= 30_000 }, "late gaps: \(gaps.suffix(5))")
     }
 
-    @Test func aServerRefusingForTenMinutesCostsFewAttemptsAndRecoversWithinTheCap() {
+    @Test func aServerRefusingForTenMinutesCostsFewAttemptsAndRecoversWithinTheCap() throws {
         var server = Server(outages: [(5_000, 605_000)])
         server.handshake = 100
         let run = simulate(server, until: 700_000)
@@ -447,10 +435,7 @@ struct TestInstant: InstantProtocol, Sendable {
         let late = during.filter { $0 > 60_000 }
         let lateGaps = zip(late, late.dropFirst()).map { $1 - $0 }
         #expect(lateGaps.allSatisfy { $0 >= 4_000 }, "late gaps: \(lateGaps.prefix(10))")
-        guard let recovery = run.recoveries[0] else {
-            Issue.record("never recovered")
-            return
-        }
+        let recovery = try #require(run.recoveries[0], "never recovered")
         #expect(recovery <= policy.backoff.maximum + .milliseconds(server.handshake))
     }
 
@@ -463,7 +448,7 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(run.sessions.count == 1)
     }
 
-    @Test func aServerThatKeepsDroppingSessionsIsBackedOffFromMoreAndMore() {
+    @Test func aServerThatKeepsDroppingSessionsIsBackedOffFromMoreAndMore() throws {
         // Accepts and authenticates, then drops the session after 0.2 s, never refusing: the
         // storm the failure count guards against. The waits before each new attempt must grow.
         var machine = Machine(policy: policy, enabled: true, now: .zero)
@@ -473,10 +458,7 @@ struct TestInstant: InstantProtocol, Sendable {
         for _ in 0..<6 {
             _ = machine.connected(now: now)
             now = now.advanced(by: .milliseconds(200))
-            guard case .waitUntil(let at) = machine.sessionLost(message: "reset", now: now, random: &random) else {
-                Issue.record("expected a backoff after a short session")
-                return
-            }
+            let at = try #require((machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant, "expected a backoff after a short session")
             waits.append(now.duration(to: at))
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
@@ -509,4 +491,59 @@ struct TestInstant: InstantProtocol, Sendable {
         #expect(failed.localFailure(message: "again", now: .zero) == .none)
         #expect(failed.lastError == "HOST KEY CHANGED", "an existing failure keeps its reason")
     }
+
+    /// Events of something already given up (an attempt abandoned by `disable`, a session torn
+    /// down by a local failure, a timer of a backoff that a reconnect ended) change nothing.
+    @Test func staleEventsAreIgnored() {
+        var random = SplitMix64(seed: 9)
+        var down = Machine(policy: policy, enabled: true, now: .zero)
+        #expect(down.disable(now: .zero) == .disconnect)
+        #expect(down.attemptFailed(.transport, message: "late", now: .zero, random: &random) == .none)
+        #expect(down.sessionLost(message: "late", now: .zero, random: &random) == .none)
+        down.sessionProven()
+        #expect(down.deadlineReached(now: TestInstant(offset: .seconds(60))) == .none)
+        #expect(down.state == .down && down.lastError == nil && down.failures == 0)
+
+        var backoff = Machine(policy: policy, enabled: true, now: .zero)
+        _ = backoff.connected(now: .zero)
+        #expect(backoff.localFailure(message: "port busy", now: .zero) == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
+        #expect(backoff.sessionLost(message: "torn down already", now: .zero, random: &random) == .none)
+        #expect(backoff.lastError == "port busy" && backoff.retryCause == .local)
+
+        var reconnected = Machine(policy: policy, enabled: true, now: .zero)
+        _ = reconnected.attemptFailed(.transport, message: "timeout", now: .zero, random: &random)
+        let due = reconnected.retryAt
+        #expect(reconnected.reconnectNow(now: .zero) == .connect)
+        #expect(reconnected.retryAt == nil && reconnected.retryCause == nil && reconnected.retryStep == nil)
+        #expect(reconnected.deadlineReached(now: due ?? .zero) == .none, "the old backoff's timer")
+        #expect(reconnected.state == .connecting)
+    }
+
+    /// The retry exists only in `backoff`: entering any other state drops it with the state.
+    @Test func retryDataLivesOnlyInBackoff() throws {
+        var random = SplitMix64(seed: 10)
+        var machine = Machine(policy: policy, enabled: true, now: .zero)
+        #expect(machine.retry == nil)
+        let at = try #require(machine.attemptFailed(.refused, message: "refused", now: .zero, random: &random).retryInstant)
+        let retry = try #require(machine.retry)
+        #expect(retry.at == at && retry.cause == .refused && retry.step == policy.refusedRetryCap)
+        #expect(machine.networkChanged(now: .zero) == .connect)
+        #expect(machine.retry == nil && machine.state == .connecting)
+        _ = machine.attemptFailed(.transport, message: "timeout", now: .zero, random: &random)
+        #expect(machine.disable(now: .zero) == .disconnect)
+        #expect(machine.retry == nil)
+    }
+
+    #if DEBUG
+    /// Only an attempt connects, and attempts exist only while connecting: anything else is a bug
+    /// in the owner, caught in debug builds.
+    @Test func connectedOutsideAnAttemptIsAProgrammingError() async {
+        await #expect(processExitsWith: .failure) {
+            let policy = ReconnectMachine<TestInstant>.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)))
+            var machine = ReconnectMachine<TestInstant>(policy: policy, enabled: false, now: .zero)
+            _ = machine.connected(now: .zero)
+        }
+    }
+
+    #endif
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import EctoTunnel
+import EctoStatus
 
 @Suite struct SessionGroupTests {
     typealias Lane = SessionGroup.Lane

@@ -1,6 +1,7 @@
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 @Suite("Host keys and authentication against a real sshd")
 struct HostKeyTests {
@@ -13,7 +14,7 @@ struct HostKeyTests {
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
         #expect(log.contains("HOST KEY UNKNOWN for [127.0.0.1]:\(fixture.server.port)"))
         #expect(log.contains(fixture.server.hostKeyFingerprint), "the fingerprint must be shown: \(log)")
@@ -45,7 +46,7 @@ struct HostKeyTests {
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: 9))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
         #expect(log.contains("HOST KEY CHANGED for [127.0.0.1]:\(fixture.server.port)"))
         #expect(log.contains(impostor.fingerprint), "old fingerprint missing: \(log)")
@@ -61,7 +62,7 @@ struct HostKeyTests {
         _ = try fixture.directory.write("known_hosts", "127.0.0.1 \(fixture.server.hostPublicKey)\n")
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("HOST KEY UNKNOWN"))
     }
 
@@ -82,7 +83,7 @@ struct HostKeyTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["host_key_fingerprint = \"\(other.fingerprint)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
         #expect(log.contains("HOST KEY MISMATCH"))
         #expect(log.contains(other.fingerprint) && log.contains(fixture.server.hostKeyFingerprint))
@@ -109,7 +110,7 @@ struct ClientAuthenticationTests {
         defer { fixture.cleanup() }
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
         #expect(log.contains("the server refused authentication as \(fixture.server.user)"))
         #expect(log.contains("identity file \(fixture.clientKey.privatePath)"))
@@ -131,7 +132,7 @@ struct ClientAuthenticationTests {
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port, identity: false))
         try fixture.startDaemon(environment: agent.environment)
         try await fixture.waitForLog("authenticated with an ssh-agent key")
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains(fixture.clientKey.fingerprint))
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 8, count: 50_000) })
     }
@@ -168,7 +169,7 @@ struct ClientAuthenticationTests {
                 localPort: localPort, remotePort: echo.port,
                 extra: ["identity_file = \"\(key.privatePath)\"", "identity_passphrase_file = \"\(passphraseFile)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 10, count: 1000) })
         #expect(!fixture.daemonLog.contains("correct horse"), "the passphrase must never be logged")
     }
@@ -185,7 +186,7 @@ struct ClientAuthenticationTests {
                 localPort: try FreePort.probe(), remotePort: 9,
                 extra: ["identity_file = \"\(key.privatePath)\"", "identity_passphrase_file = \"\(passphraseFile)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("cannot use private key \(key.privatePath): wrong passphrase"))
         #expect(!fixture.daemonLog.contains("wrong-secret"))
     }
@@ -199,7 +200,7 @@ struct ClientAuthenticationTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("the key is encrypted: set identity_passphrase_file"))
     }
 
@@ -210,7 +211,7 @@ struct ClientAuthenticationTests {
         chmod(fixture.clientKey.privatePath, 0o644)
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("UNPROTECTED PRIVATE KEY: permissions 0644 for \(fixture.clientKey.privatePath) are too open"))
         #expect(!fixture.server.log().contains("Accepted publickey"))
     }

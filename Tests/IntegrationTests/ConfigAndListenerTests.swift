@@ -167,7 +167,7 @@ struct ConfigAndListenerTests {
         try fixture.startDaemon()
         try await fixture.waitForLog("cannot listen on 127.0.0.1:\(busyPort): address already in use")
         #expect(fixture.daemonLog.contains("held by pid \(getpid())"), "the holder should be named: \(fixture.daemonLog)")
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp(["good"])
         #expect(try await offload { try echoRoundTrip(port: goodPort, seed: 21, count: 10_000) })
         #expect(squatter.connectionsAccepted == 0)
     }

@@ -3,6 +3,7 @@ import EctoTestSupport
 import Foundation
 import Glibc
 import Testing
+import EctoStatus
 
 /// The control socket and the CLI over it, against the real daemon and a real sshd.
 @Suite("Control socket and CLI", .serialized)
@@ -12,7 +13,7 @@ struct ControlTests {
         try fixture.statusJSON(extra)
     }
 
-    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelReport {
+    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelStatus {
         let (_, report) = try statusJSON(fixture, [name])
         return try #require(report?.tunnels.first, "no status for \(name)")
     }
@@ -31,7 +32,7 @@ struct ControlTests {
             fixture.tunnel("a", localPort: portA, remotePort: echo.port) + fixture.tunnel("b", localPort: portB, remotePort: echo.port)
                 + dead)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         #expect(try echoRoundTrip(port: portA, seed: 1, count: 100_000))
 
         let table = try fixture.runCLI(["status"])
@@ -53,7 +54,7 @@ struct ControlTests {
         #expect(status.version == 1)
         #expect(status.tunnels.map(\.name) == ["a", "b", "dead"], "config order")
         let a = try #require(status.tunnels.first)
-        #expect(a.state == "up" && a.enabled && a.target == fixture.target)
+        #expect(a.state == .up && a.enabled && a.target == fixture.target)
         #expect(a.local == "127.0.0.1:\(portA)" && a.remote == "127.0.0.1:\(echo.port)")
         #expect(a.bytesIn == 100_000 && a.bytesOut == 100_000, "\(a)")
         #expect(a.lastError == nil && a.connections == 0)
@@ -138,7 +139,7 @@ struct ControlTests {
             """
         try fixture.writeConfig(original + "\n")
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         func directTCPIP(_ server: SSHServer) -> Int { server.log().components(separatedBy: "server_request_direct_tcpip").count - 1 }
 
         // The transfer sends half, waits until the retarget is done, then sends the rest: it is
@@ -165,7 +166,7 @@ struct ControlTests {
         #expect(result.stdout.contains("up on \(newTarget)"), "\(result.stdout)")
 
         let during = try tunnelReport(fixture, "t")
-        #expect(during.target == newTarget && during.state == "up")
+        #expect(during.target == newTarget && during.state == .up)
         let stillRunning = during.draining.first?.connections == 1
         #expect(stillRunning, "the transfer still runs on the old session: \(during)")
         #expect(during.draining.first?.target == fixture.target)
@@ -206,7 +207,7 @@ struct ControlTests {
         #expect(result.status == 3, "\(result)")
         #expect(result.stderr.contains("not up on \(nowhere)") && result.stderr.contains("Connection refused"), "\(result.stderr)")
         let report = try tunnelReport(fixture, "t")
-        #expect(report.target == nowhere && report.state != "up")
+        #expect(report.target == nowhere && report.state != .up)
         #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8).contains("target = \"\(nowhere)\""))
         // Clients are held (not refused) while the tunnel retries.
         let client = try TCPClient.connect(port: port, ioTimeout: .seconds(5))
@@ -228,7 +229,7 @@ struct ControlTests {
         let tunnelB = fixture.tunnel("b", localPort: portB, remotePort: echo.port)
         try fixture.writeConfig(tunnelA + tunnelB)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
 
         // A connection on b stays open through everything done to a.
         let held = try TCPClient.connect(port: portB, ioTimeout: .seconds(10))
@@ -241,19 +242,19 @@ struct ControlTests {
         let bBefore = try tunnelReport(fixture, "b")
 
         #expect(try fixture.runCLI(["down", "a"]).status == 0)
-        #expect(try tunnelReport(fixture, "a").state == "down")
+        #expect(try tunnelReport(fixture, "a").state == .down)
         #expect(throws: (any Error).self, "a's port is closed while down") { try TCPClient.connect(port: portA, ioTimeout: .seconds(2)) }
         #expect(try heldStillEchoes(2))
 
         #expect(try fixture.runCLI(["up", "a"]).status == 0)
-        try await waitUntil(timeout: .seconds(10), "a up again") { (try? self.tunnelReport(fixture, "a").state) == "up" }
+        try await waitUntil(timeout: .seconds(10), "a up again") { (try? self.tunnelReport(fixture, "a").state) == .up }
         #expect(try echoRoundTrip(port: portA, seed: 3, count: 1000))
 
         let aBefore = try tunnelReport(fixture, "a")
         #expect(try fixture.runCLI(["reconnect", "a"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "a reconnected") {
             guard let a = try? self.tunnelReport(fixture, "a") else { return false }
-            return a.state == "up" && a.reconnects == aBefore.reconnects + 1
+            return a.state == .up && a.reconnects == aBefore.reconnects + 1
         }
         #expect(try heldStillEchoes(4))
 
@@ -266,7 +267,7 @@ struct ControlTests {
         #expect(reload.stdout.contains("added c; changed a; 1 unchanged"), "\(reload.stdout)")
         try await waitUntil(timeout: .seconds(10), "a and c up") {
             guard let report = try? self.statusJSON(fixture).report else { return false }
-            return report.tunnels.map(\.name) == ["a", "b", "c"] && report.tunnels.allSatisfy { $0.state == "up" }
+            return report.tunnels.map(\.name) == ["a", "b", "c"] && report.tunnels.allSatisfy { $0.state == .up }
         }
         #expect(try echoRoundTrip(port: portC, seed: 5, count: 1000))
         #expect(try echoRoundTrip(port: portA, seed: 6, count: 1000), "a's listener was handed over")
@@ -344,6 +345,53 @@ struct ControlTests {
         #expect(slowAnswer.hasPrefix("HTTP/1.1 408"), "\(slowAnswer)")
         #expect(fixture.daemon?.isRunning == true)
         #expect(try fixture.runCLI(["status"]).status == 0)
+    }
+
+    @Test("status --deep whose probe hangs does not hold up other clients: plain status, down and up answer meanwhile")
+    func deepStatusDoesNotStallTheControlSocket() async throws {
+        let fixture = try TunnelFixture()
+        defer { fixture.cleanup() }
+        // The remote end: a listener that never accepts. The SSH server's connect succeeds (the
+        // kernel's backlog), the probe's HTTP request is never answered: it hangs until its 5 s
+        // timeout, with one connection open through the tunnel meanwhile.
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(silent, 8) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
+        }
+        let localPort = try FreePort.probe()
+        try fixture.writeConfig(
+            fixture.tunnel("g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port), extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
+                + fixture.tunnel("e", localPort: try FreePort.probe(), remotePort: 9))
+        try fixture.startDaemon()
+        try await fixture.waitForUp(["g", "e"])
+        #expect(try tunnelReport(fixture, "g").connections == 0)
+
+        let deep = try Subprocess(
+            try ProductLocator.binary("ecto-tunnel"), ["status", "--deep", "--json"],
+            extraEnvironment: ["ECTO_TUNNEL_SOCKET": fixture.socketPath])
+        // Another client's plain status sees the deep request's probe in flight: it was answered
+        // while the deep one waits.
+        try await waitUntil(timeout: .seconds(4), "plain status to show the probe's connection") {
+            (try? self.tunnelReport(fixture, "g").connections) == 1
+        }
+        #expect(deep.isRunning, "the deep status still waits for its probe")
+        // Commands that wait for a driver (down, up) are answered meanwhile too.
+        #expect(try fixture.runCLI(["down", "e"]).status == 0)
+        #expect(try fixture.runCLI(["up", "e"]).status == 0)
+        #expect(deep.isRunning, "the probe hangs until its timeout")
+        #expect(await deep.waitExit(timeout: .seconds(30)) == 3, "gateway down: exit 3")
+        let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(deep.stdout().utf8))
+        let gateway = try #require(report.tunnels.first { $0.name == "g" }?.gateway)
+        #expect(gateway.outcome == .timeout, "\(gateway)")
     }
 
     @Test("SO_PEERCRED: a daemon of another user refuses even root")

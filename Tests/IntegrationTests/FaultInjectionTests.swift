@@ -1,6 +1,7 @@
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 /// Faults between the daemon and a real sshd: crashes and restarts, link cuts, half-open paths,
 /// loss, a replaced host key, a revoked client key, outages, and many reconnect cycles.
@@ -109,7 +110,7 @@ struct FaultInjectionTests {
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(fixture.tunnel(remotePort: echo.port))  // default backoff: 1 s … 60 s
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 101, count: 10_000) })
 
@@ -149,7 +150,7 @@ struct FaultInjectionTests {
         try fixture.writeConfig(
             fixture.tunnel(remotePort: echo.port, extra: ["keepalive_interval = \"1s\"", "keepalive_count_max = 3"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 201, count: 10_000) })
 
@@ -175,7 +176,7 @@ struct FaultInjectionTests {
         try fixture.writeConfig(
             fixture.tunnel(remotePort: echo.port, extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 3"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 301, count: 10_000) })
 
@@ -226,7 +227,7 @@ struct FaultInjectionTests {
         let sink = try await fixture.serverSide { try SinkServer(seed: 401) }
         try fixture.writeConfig(fixture.tunnel(remotePort: sink.port))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
 
         try lab.loss(percent: 20, arrivingIn: bothWays ? nil : [lab.serverNamespace])
@@ -269,13 +270,13 @@ struct FaultInjectionTests {
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(fixture.tunnel(remotePort: echo.port, extra: FaultFixture.fastBackoff))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let old = fixture.server.hostKeyFingerprint
 
         try fixture.server.restart(newHostKey: true)
         let new = fixture.server.hostKeyFingerprint
         #expect(old != new)
-        try await fixture.waitForLog("tunnel failed", timeout: .seconds(15))
+        try await fixture.waitForState(.failed, timeout: .seconds(15))
         let failedAt = ContinuousClock.now
         let log = fixture.daemonLog
         #expect(log.contains("HOST KEY CHANGED"), "log:\n\(log)")
@@ -298,13 +299,13 @@ struct FaultInjectionTests {
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(fixture.tunnel(remotePort: echo.port, extra: FaultFixture.fastBackoff))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
 
         try fixture.server.revokeAll()
         let killed = fixture.server.killSessions()
         #expect(killed == 1)
         let start = ContinuousClock.now
-        try await fixture.waitForLog("tunnel failed", timeout: .seconds(15))
+        try await fixture.waitForState(.failed, timeout: .seconds(15))
         let elapsed = start.duration(to: .now)
         let log = fixture.daemonLog
         let attempts = log.occurrences(of: "connection attempt failed")
@@ -328,7 +329,7 @@ struct FaultInjectionTests {
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(fixture.tunnel(remotePort: echo.port))  // defaults: hold_timeout 10 s, backoff 1 s …
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
 
         fixture.server.stop()
@@ -371,7 +372,7 @@ struct FaultInjectionTests {
         try fixture.writeConfig(
             fixture.tunnel(remotePort: echo.port, extra: ["backoff_initial = \"50ms\"", "backoff_max = \"200ms\""]))
         let daemon = try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
         let pid = daemon.pid
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 601, count: 10_000) })
@@ -531,6 +532,12 @@ final class FaultFixture: @unchecked Sendable {
         try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
             self.daemonLog.occurrences(of: text) >= count
         }
+    }
+
+    /// Waits for tunnel t's state on `GET /v1/events` (the control socket is a path: reachable
+    /// from our namespace too).
+    func waitForState(_ wanted: TunnelState, timeout: Duration = .seconds(10)) async throws {
+        try await waitForTunnelState(socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout) { self.daemonLog }
     }
 
     /// Makes a server (echo, sink, source) where sshd's forwarded connections go: the server

@@ -28,7 +28,7 @@ struct ForwardingTests {
             fixture.tunnel("up", localPort: upPort, remotePort: sink.port)
                 + fixture.tunnel("down", localPort: downPort, remotePort: source.port))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["up", "down"])
 
         let (upCheck, upTime) = try await offload {
             let client = try TCPClient.connect(port: upPort, ioTimeout: .seconds(60))
@@ -60,7 +60,7 @@ struct ForwardingTests {
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
             for index in 0..<200 {
@@ -133,7 +133,7 @@ struct ForwardingTests {
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: deadPort))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         let closed = try await offload { () -> Bool in
             let client = try TCPClient.connect(port: localPort)

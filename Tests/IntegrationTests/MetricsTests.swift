@@ -2,6 +2,7 @@ import EctoControl
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 /// `GET /v1/metrics`, read with curl over the control socket (the documented example) and parsed
 /// by the real Prometheus text parser (`prometheus_client` from PyPI, scripts/install-deps.sh).
@@ -47,7 +48,7 @@ struct MetricsTests {
             fixture.tunnel("a", localPort: portA, remotePort: echo.port)
                 + fixture.tunnel("b", localPort: portB, remotePort: closed))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         #expect(try echoRoundTrip(port: portA, seed: 9, count: 10_000))
         if let client = try? TCPClient.connect(port: portB, ioTimeout: .seconds(5)) {
             _ = try? client.receive(exactly: 1)  // closed by the tunnel once the server refuses the channel
@@ -56,7 +57,7 @@ struct MetricsTests {
         #expect(try fixture.runCLI(["down", "a"]).status == 0)
         #expect(try fixture.runCLI(["up", "a"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "a up again") {
-            (try? fixture.statusJSON(["a"]).report?.tunnels.first?.state) == "up"
+            (try? fixture.statusJSON(["a"]).report?.tunnels.first?.state) == .up
         }
         try await waitUntil(timeout: .seconds(10), "b's refusal counted") {
             ((try? self.scrape(fixture)) ?? []).contains { $0.name == "ecto_tunnel_channel_refusals_total" && $0.labels["tunnel"] == "b" && $0.value == 1 }

@@ -3,6 +3,7 @@ import EctoTestSupport
 import Foundation
 import Glibc
 import Testing
+import EctoStatus
 
 /// `connect` → `status --deep` → `disconnect`, against a real sshd and a stand-in OpenClaw gateway
 /// on the remote side's loopback, with a private HOME (keys, known_hosts, config, state).
@@ -131,8 +132,8 @@ struct OperatorFlowTests {
         #expect(down.status == 3, "\(down)")
         let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(down.stdout.utf8))
         let tunnel = try #require(report.tunnels.first)
-        #expect(tunnel.state == "up", "the SSH tunnel itself is fine")
-        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == "closed-by-tunnel", "\(String(describing: tunnel.gateway))")
+        #expect(tunnel.state == .up, "the SSH tunnel itself is fine")
+        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .closedByTunnel, "\(String(describing: tunnel.gateway))")
         let table = try world.cli(["status", "--deep"]).stdout
         #expect(table.contains("DOWN (closed-by-tunnel)") && table.contains("↳ gateway (http:/)"), "\(table)")
         try world.gateway.restart()
@@ -233,17 +234,17 @@ struct OperatorFlowTests {
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: gateway.port, extra: ["probe = \"websocket:/\""]))
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "", "HOME": fixture.directory.path])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let refused = try fixture.runCLI(["status", "--deep"])
         #expect(refused.status == 4, "\(refused)")
         #expect(refused.stdout.contains("TOKEN REFUSED") && refused.stdout.contains("gateway token: none found"), "\(refused.stdout)")
         let json = try fixture.statusJSON(["--deep"])
         let tunnel = try #require(json.report?.tunnels.first)
-        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == "token-refused" && tunnel.gateway?.tokenSource == "none", "\(tunnel)")
+        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .tokenRefused && tunnel.gateway?.tokenSource == "none", "\(tunnel)")
         _ = fixture.daemon?.terminate(grace: .seconds(5))
 
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "deep-token", "HOME": fixture.directory.path])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let ok = try fixture.runCLI(["status", "--deep"])
         #expect(ok.status == 0, "\(ok)")
         #expect(ok.stdout.contains("gateway token: from $OPENCLAW_GATEWAY_TOKEN"), "\(ok.stdout)")

@@ -3,12 +3,13 @@ import EctoControl
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 /// Make-before-break: `target` and `reload` prove the new session before it takes over; a change
 /// that fails its pre-flight changes nothing (old session serving, file untouched).
 @Suite("Pre-flighted changes", .serialized)
 struct PreflightTests {
-    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelReport {
+    func tunnelReport(_ fixture: TunnelFixture, _ name: String) throws -> TunnelStatus {
         let report = try #require(fixture.statusJSON([name]).report)
         return try #require(report.tunnels.first)
     }
@@ -41,7 +42,7 @@ struct PreflightTests {
         let original = "# comment kept\n" + fixture.tunnel(localPort: port, remotePort: sink.port)
         try fixture.writeConfig(original)
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         // A transfer that is in flight across every change below.
         let halfway = DispatchSemaphore(value: 0)
@@ -71,7 +72,7 @@ struct PreflightTests {
             for text in more { #expect(result.stderr.contains(text), "\(text): \(result.stderr)") }
             #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8) == original, "the file is untouched")
             let report = try tunnelReport(fixture, "t")
-            #expect(report.target == fixture.target && report.state == "up" && report.change == nil, "still on the old session: \(report)")
+            #expect(report.target == fixture.target && report.state == .up && report.change == nil, "still on the old session: \(report)")
             #expect(report.connections == 1, "the transfer is still open: \(report)")
             #expect(try echoRoundTripThroughSink(port: port), "new clients are still served by the old session")
         }
@@ -89,7 +90,7 @@ struct PreflightTests {
             try String(contentsOfFile: fixture.configPath, encoding: .utf8)
                 == original.replacingOccurrences(of: "target = \"\(fixture.target)\"", with: "target = \"\(newTarget)\""))
         let after = try tunnelReport(fixture, "t")
-        #expect(after.target == newTarget && after.state == "up")
+        #expect(after.target == newTarget && after.state == .up)
         #expect(after.draining.first?.connections == 1, "the transfer finishes on the old session: \(after)")
 
         halfway.signal()
@@ -123,7 +124,7 @@ struct PreflightTests {
         let tunnelB = fixture.tunnel("b", localPort: portB, remotePort: echo.port)
         try fixture.writeConfig(tunnelA + tunnelB)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForUp(["a", "b"])
         let held = try TCPClient.connect(port: portB, ioTimeout: .seconds(10))
         defer { held.close() }
         try held.sendAll([1, 2, 3])
@@ -138,7 +139,7 @@ struct PreflightTests {
         #expect(reload.stdout.contains("changed a") && reload.stdout.contains("not changed b"), "\(reload.stdout)")
         #expect(reload.stderr.contains("b: not changed, pre-flight failed at channel"), "\(reload.stderr)")
         let b = try tunnelReport(fixture, "b")
-        #expect(b.remote == "127.0.0.1:\(echo.port)" && b.state == "up", "b keeps its running settings: \(b)")
+        #expect(b.remote == "127.0.0.1:\(echo.port)" && b.state == .up, "b keeps its running settings: \(b)")
         try held.sendAll([4, 5, 6])
         #expect(try held.receive(exactly: 3) == [4, 5, 6], "b's open connection was never touched")
         #expect(try echoRoundTrip(port: portB, seed: 2, count: 1000))

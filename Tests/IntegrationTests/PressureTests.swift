@@ -19,7 +19,7 @@ struct PressureTests {
         let port = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["hold_timeout = \"120s\""]))
         let daemon = try fixture.startDaemon(arguments: ["--log-level", "info"], launcher: ["prlimit", "--nofile=1024:1024"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         let pid = daemon.pid
         #expect(ProcessTree.softDescriptorLimit(pid) == 1024)
 
@@ -174,7 +174,7 @@ struct PressureTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         var recoveries: [Duration] = []
         for round in 1...8 {
             fixture.server.kill()
@@ -231,7 +231,7 @@ struct PressureTests {
             #expect(recovery <= .seconds(1), "round \(round + 1): \(recovery.ms)")
         }
         let report = try #require(try fixture.statusJSON().report?.tunnels.first)
-        #expect(report.state == "up" && report.reconnects == 8, "\(report.state) reconnects \(report.reconnects)")
+        #expect(report.state == .up && report.reconnects == 8, "\(report.state) reconnects \(report.reconnects)")
     }
 
     @Test("a permanent refused-connect outage of 2 minutes: the log gets a handful of lines, not one per attempt")
@@ -244,7 +244,7 @@ struct PressureTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         fixture.server.stop()
         try await fixture.waitForLog("session lost")
         let logBefore = fixture.daemonLog.count
@@ -252,11 +252,11 @@ struct PressureTests {
         let log = String(fixture.daemonLog.dropFirst(logBefore))
         let lines = log.split(separator: "\n")
         let report = try #require(try fixture.statusJSON().report?.tunnels.first)
-        print("[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause ?? "-")")
+        print("[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause?.rawValue ?? "-")")
         #expect(lines.count <= 12, "log:\n\(log)")
         #expect(log.occurrences(of: "connection attempt failed") == 1)
         #expect(log.occurrences(of: "still failing") >= 3)
-        #expect(report.state == "backoff" && report.retryCause == "refused")
+        #expect(report.state == .backoff && report.retryCause == .refused)
         // The next attempt is never further away than backoff_max. (Recovery after the server
         // returns is simulated in ReconnectMachineTests.aServerRefusingForTenMinutes…: in full runs
         // the throwaway sshd restarted after 2 minutes has been seen not to accept again.)

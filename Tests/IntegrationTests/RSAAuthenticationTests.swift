@@ -1,6 +1,7 @@
 import EctoTestSupport
 import Foundation
 import Testing
+import EctoStatus
 
 /// RSA keys made once for the whole suite (4096-bit generation is slow).
 final class SharedRSAKeys: @unchecked Sendable {
@@ -169,7 +170,7 @@ struct DefaultIdentityTests {
         defer { fixture.cleanup() }
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, identity: false))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("no credentials: SSH_AUTH_SOCK is not set (no ssh-agent) and no identity_file is configured and none of ~/.ssh/id_ed25519"))
     }
 
@@ -237,7 +238,7 @@ struct DefaultIdentityTests {
                 localPort: localPort, remotePort: echo.port, identity: false,
                 extra: ["identity_file = \"\(key.privatePath)\"", "identities_only = true"]))
         try fixture.startDaemon(environment: agent.environment)
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("ssh.auth=rsa-sha2-512 ssh.auth_attempts=1"), "\(fixture.daemonLog)")
     }
 

@@ -3,11 +3,12 @@ import EctoTestSupport
 import Foundation
 import Glibc
 import Testing
+import EctoStatus
 
 /// `sessions = N`: several SSH sessions per tunnel, against a real sshd.
 @Suite("Several sessions per tunnel", .serialized)
 struct SessionsTests {
-    func report(_ fixture: TunnelFixture, _ name: String = "t") throws -> TunnelReport? {
+    func report(_ fixture: TunnelFixture, _ name: String = "t") throws -> TunnelStatus? {
         try fixture.statusJSON([name]).report?.tunnels.first
     }
 
@@ -61,7 +62,7 @@ struct SessionsTests {
         for pid in doomed { kill(pid, SIGKILL) }
         try await fixture.waitForLog("session lost")
         let during = try report(fixture)
-        #expect(during?.state == "up", "the other sessions keep the tunnel up: \(String(describing: during))")
+        #expect(during?.state == .up, "the other sessions keep the tunnel up: \(String(describing: during))")
         let closed = try await offload { clients.filter { $0.waitForClose(timeout: .milliseconds(1500)) }.count }
         #expect(closed == 2, "only the killed session's share ended (\(closed) of 6 did)")
         let alive = try await offload { clients.enumerated().filter { stillEchoes($0.element, $0.offset) }.count }
@@ -94,7 +95,7 @@ struct SessionsTests {
         let served = try await offload { (0..<5).filter { (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true }.count }
         let meanwhile = try report(fixture)
         #expect(served == 5, "new connections are served by the other sessions")
-        #expect(meanwhile?.state == "up")
+        #expect(meanwhile?.state == .up)
         // Served while the first session was still away (it waits ≥ 0.75 s), not held for it.
         #expect(meanwhile?.sessionsUp == 2, "served before the first session came back: \(String(describing: meanwhile))")
         kill(listener, SIGCONT)
@@ -139,11 +140,11 @@ struct SessionsTests {
         defer { fixture.cleanup() }
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["sessions = 3"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("tunnel failed")
+        try await fixture.waitForState(.failed)
         try await Task.sleep(for: .seconds(1))
         let log = fixture.daemonLog
         #expect(log.components(separatedBy: "connection attempt failed").count - 1 == 3, "three tries in all, not nine: \(log)")
         #expect(!log.contains("tunnel.session=2/3] connection attempt"), "the other sessions never tried")
-        #expect(try report(fixture)?.state == "failed")
+        #expect(try report(fixture)?.state == .failed)
     }
 }

@@ -1,4 +1,5 @@
 import EctoControl
+import EctoStatus
 import EctoTestSupport
 import Foundation
 import Testing
@@ -101,7 +102,7 @@ final class TunnelFixture: @unchecked Sendable {
         let localPort = try FreePort.probe()
         try writeConfig(tunnel(localPort: localPort, remotePort: echo.port, identity: identity, extra: extra))
         try startDaemon(environment: environment, arguments: arguments)
-        try await waitForLog("] connected")
+        try await waitForUp()
         return (echo, localPort)
     }
 
@@ -111,6 +112,19 @@ final class TunnelFixture: @unchecked Sendable {
         try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
             self.daemonLog.components(separatedBy: text).count - 1 >= count
         }
+    }
+
+    /// Waits until every tunnel in `names` (every configured one when nil) is up, as the daemon
+    /// itself says on `GET /v1/events` (its snapshot, then each change): the event, not a log line.
+    func waitForUp(_ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
+        try await waitForState(.up, names, timeout: timeout)
+    }
+
+    /// Waits until every tunnel in `names` (every configured one when nil) is in `wanted`, on
+    /// `GET /v1/events`. The daemon logs a state's reason before it publishes the state, so the
+    /// log holds it once this returns.
+    func waitForState(_ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
+        try await waitForTunnelState(socket: socketPath, wanted, names, timeout: timeout) { self.daemonLog }
     }
 
     /// Runs the CLI to completion (for `check` and friends).
@@ -131,4 +145,42 @@ final class TunnelFixture: @unchecked Sendable {
 func mbPerSecond(_ bytes: Int, _ elapsed: Duration) -> String {
     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     return String(format: "%.1f MB/s", Double(bytes) / 1e6 / seconds)
+}
+
+/// Waits until every tunnel in `names` (every configured one when nil) of the daemon on `socket`
+/// is in `wanted`, on `GET /v1/events` (its snapshot, then each change); `log` for the failure.
+func waitForTunnelState(
+    socket: String, _ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10), log: @escaping () -> String
+) async throws {
+    let deadline = ContinuousClock.now.advanced(by: timeout)
+    let reached = try await offload { () -> Bool in
+        while ContinuousClock.now < deadline {
+            var states: [String: TunnelState] = [:]
+            var done = false
+            do {
+                // Each wait for an event is bounded by the client's timeout (1 s here).
+                try ControlClient(path: socket, timeout: 1).followEvents { event in
+                    switch event.event {
+                    case .snapshot:
+                        states = Dictionary((event.tunnels ?? []).map { ($0.name, $0.state) }, uniquingKeysWith: { $1 })
+                    case .tunnel:
+                        if let tunnel = event.tunnel { states[tunnel.name] = tunnel.state }
+                    case .removed:
+                        if let name = event.name { states[name] = nil }
+                    }
+                    let tunnels = names ?? Array(states.keys)
+                    done = !tunnels.isEmpty && tunnels.allSatisfy { states[$0] == wanted }
+                    return !done && ContinuousClock.now < deadline
+                }
+            } catch {
+                usleep(50_000)  // not listening yet, or no change within the client's timeout
+            }
+            if done { return true }
+        }
+        return false
+    }
+    guard reached else {
+        throw TestSupportError(
+            .timeout, "tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events)\n--- daemon log:\n\(log())")
+    }
 }

@@ -2,7 +2,7 @@ import EctoTestSupport
 import Foundation
 import Testing
 
-/// units/ is rendered from Sources/EctoTunnelCLI/UnitTemplates.swift (`make units`), the one source
+/// units/ is rendered from Sources/EctoOperator/UnitTemplates.swift (`make units`), the one source
 /// of the unit files; the package, `make install` and `ecto-tunnel install` render the same text.
 @Suite("unit files: one source")
 struct UnitFileTests {

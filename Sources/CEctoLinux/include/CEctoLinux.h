@@ -9,6 +9,8 @@ int ecto_eventfd(unsigned int initial, int flags);
 extern const int ECTO_EFD_NONBLOCK;
 extern const int ECTO_EFD_CLOEXEC;
 extern const short ECTO_POLLRDHUP;
+/* posix_spawn's flag for a child in a session of its own (glibc defines it only with _GNU_SOURCE). */
+extern const short ECTO_POSIX_SPAWN_SETSID;
 
 
 /* Network changes: a non-blocking rtnetlink socket subscribed to link, address and route events

@@ -12,7 +12,7 @@ enum UnitTemplates {
     /// units/ecto-tunnel.service
     static let service = """
 # ecto-tunnel: keeps SSH LocalForward tunnels open (systemd user unit). See docs/systemd.md.
-# Rendered from Sources/EctoTunnelCLI/UnitTemplates.swift (edit it there, then `make units`), with
+# Rendered from Sources/EctoOperator/UnitTemplates.swift (edit it there, then `make units`), with
 # the binary's path in ExecStart=: /usr/bin by the package, the real path by `ecto-tunnel install`.
 
 [Unit]
@@ -119,7 +119,7 @@ WantedBy=default.target
 # ecto-tunnel@NAME: one more independent daemon per instance (systemd user template unit).
 # Config: $XDG_CONFIG_HOME/ecto-tunnel/NAME.toml; control socket: $XDG_RUNTIME_DIR/ecto-tunnel/NAME.sock.
 # Start: systemctl --user enable --now ecto-tunnel@NAME. See docs/systemd.md.
-# Rendered from Sources/EctoTunnelCLI/UnitTemplates.swift (edit it there, then `make units`), with
+# Rendered from Sources/EctoOperator/UnitTemplates.swift (edit it there, then `make units`), with
 # the binary's path in ExecStart=: /usr/bin by the package, the real path by `ecto-tunnel install`.
 
 [Unit]

@@ -1,3 +1,4 @@
+import EctoPlatform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,33 +31,16 @@ enum ChildProcess {
         // Close-on-exec (pipe2 is not in Swift's Glibc module): only the child's dup2 copies survive.
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
         _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
-        defer { close(readEnd) }
+        defer { Syscall.close(readEnd) }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The child starts with no blocked signals and SIGPIPE at its default, whatever we set.
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        var pid: pid_t = 0
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        close(writeEnd)
-        guard rc == 0 else { throw SpawnFailure(code: rc) }
+        let pid: pid_t
+        do {
+            pid = try Spawn.start(executable, arguments, stdout: .descriptor(writeEnd), stderr: .stdout)
+        } catch {
+            Syscall.close(writeEnd)
+            throw SpawnFailure(code: error.code)
+        }
+        Syscall.close(writeEnd)
 
         var output: [UInt8] = []
         var exitStatus: Int32?
@@ -68,12 +52,9 @@ enum ChildProcess {
             if now >= drainDeadline { break }
             // Wake at least every 10 ms to notice the exit even while the pipe stays open.
             var fd = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&fd, 1, exitStatus == nil ? 10 : milliseconds(now.duration(to: drainDeadline)))
-            if ready > 0 {
-                open = readAvailable(readEnd, into: &output)
-            } else if ready < 0 && errno != EINTR {
-                break
-            }
+            let wait = exitStatus == nil ? 10 : milliseconds(now.duration(to: drainDeadline))
+            guard let ready = try? Syscall.blocking("poll", { poll(&fd, 1, wait) }) else { break }
+            if ready > 0 { open = readAvailable(readEnd, into: &output) }
             if exitStatus == nil, let status = reap(pid, blocking: false) {
                 exitStatus = status
                 drainDeadline = min(deadline, ContinuousClock.now.advanced(by: drainAfterExit))
@@ -93,15 +74,10 @@ enum ChildProcess {
     /// Reads what the pipe holds; false at end of file (or a read error).
     private static func readAvailable(_ fd: Int32, into output: inout [UInt8]) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                output += chunk[0..<n]
-                return true
-            }
-            if n < 0 && errno == EINTR { continue }
-            return false
-        }
+        guard let n = try? Syscall.blocking("read", { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }), n > 0
+        else { return false }
+        output += chunk[0..<n]
+        return true
     }
 
     /// Waits for the child's exit until `deadline`, checking every 10 ms.
@@ -116,12 +92,7 @@ enum ChildProcess {
     /// The child's status once it ended: its exit code, or the number of the signal that ended it.
     private static func reap(_ pid: pid_t, blocking: Bool) -> Int32? {
         var status: Int32 = 0
-        while true {
-            let result = waitpid(pid, &status, blocking ? 0 : WNOHANG)
-            if result == pid { break }
-            if result < 0 && errno == EINTR { continue }
-            return nil
-        }
+        guard (try? Syscall.blocking("waitpid", { waitpid(pid, &status, blocking ? 0 : WNOHANG) })) == pid else { return nil }
         let signal = status & 0x7F
         return signal == 0 ? (status >> 8) & 0xFF : signal
     }

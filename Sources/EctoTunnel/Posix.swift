@@ -1,69 +1,59 @@
 import CEctoLinux
+import EctoPlatform
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The result of a non-blocking syscall: progress, or "try again when ready" as a value.
-enum IOResult<T> {
-    case wouldBlock
-    case done(T)
-}
+/// The result of a non-blocking syscall: the syscall layer's `SyscallResult` (EctoPlatform).
+typealias IOResult<T> = SyscallResult<T>
 
-/// Every syscall the tunnel core makes goes through here: `EINTR` is retried, `EAGAIN` becomes
-/// `.wouldBlock`, anything else is a thrown `SystemError`.
+/// The tunnel core's socket calls, on top of the one syscall layer (`EctoPlatform.Syscall`):
+/// `EINTR` is retried there, `EAGAIN` becomes `.wouldBlock`, anything else is a thrown `SystemError`.
 enum Posix {
     static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n >= 0 { return .done(n) }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
-            throw SystemError(code, "read")
-        }
+        try Syscall.nonBlocking("read") { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     static func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        while true {
-            let n = Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL))
-            if n >= 0 { return .done(n) }
-            let code = errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
-            throw SystemError(code, "send")
-        }
+        try Syscall.nonBlocking("send") { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// Accepts one connection, non-blocking and close-on-exec. Returns the fd and the peer.
+    /// Accepts one connection, non-blocking and close-on-exec. Returns the fd and the peer. A
+    /// connection reset before we took it (ECONNABORTED) is skipped.
     static func accept(_ fd: Int32) throws(SystemError) -> IOResult<(Int32, String)> {
         var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         while true {
-            let client = withUnsafeMutablePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    ecto_accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let result: SyscallResult<Int32>
+            do {
+                result = try Syscall.nonBlocking("accept") {
+                    withUnsafeMutablePointer(to: &storage) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            ecto_accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                        }
+                    }
                 }
+            } catch where error.code == ECONNABORTED {
+                continue
             }
-            if client >= 0 { return .done((client, SocketAddress.describe(storage))) }
-            let code = errno
-            if code == EINTR || code == ECONNABORTED { continue }
-            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
-            throw SystemError(code, "accept")
+            switch result {
+            case .wouldBlock: return .wouldBlock
+            case .done(let client): return .done((client, SocketAddress.describe(storage)))
+            }
         }
     }
 
     /// True when the socket holds at least one byte of data to read (MSG_PEEK: nothing is taken).
     static func hasPendingInput(_ fd: Int32) -> Bool {
         var byte: UInt8 = 0
-        while true {
-            let n = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
-            if n < 0 && errno == EINTR { continue }
-            return n > 0
-        }
+        let peeked = try? Syscall.nonBlocking("recv") { recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) }
+        if case .done(let n) = peeked { return n > 0 }
+        return false
     }
 
+    /// Never retried on EINTR; EBADF stops a debug build (`Syscall.close`).
     static func close(_ fd: Int32) {
-        _ = Glibc.close(fd)  // never retried on EINTR (Linux frees the fd anyway)
+        Syscall.close(fd)
     }
 
     static func shutdownWrite(_ fd: Int32) {
@@ -74,7 +64,7 @@ enum Posix {
     static func reset(_ fd: Int32) {
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-        _ = Glibc.close(fd)
+        Syscall.close(fd)
     }
 
     static func setOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32) {

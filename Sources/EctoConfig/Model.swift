@@ -15,8 +15,20 @@ public struct TunnelConfig: Sendable, Equatable {
     public var target: SSHTarget
     /// The `ssh_host` alias, if the tunnel used one.
     public var sshHostAlias: String?
-    public var local: Endpoint
-    public var remote: Endpoint
+    /// What the tunnel forwards, in config order (`forwards`, or the one `local`/`remote` pair):
+    /// never empty; one session carries them all.
+    public var forwards: [Forward]
+    /// The first forward's listen address (what single-forward code paths and the status contract's
+    /// `local` use).
+    public var local: Endpoint {
+        get { forwards[0].local }
+        set { forwards[0].local = newValue }
+    }
+    /// The first forward's destination.
+    public var remote: Endpoint {
+        get { forwards[0].remote }
+        set { forwards[0].remote = newValue }
+    }
     /// Private key files to offer, in order (absolute, `~` expanded; `identity_file`, a path or a
     /// list). Empty: ssh's defaults, `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` (those that exist).
     public var identityFiles: [String]
@@ -70,6 +82,7 @@ public struct TunnelConfig: Sendable, Equatable {
         sshHostAlias: String? = nil,
         local: Endpoint,
         remote: Endpoint,
+        forwards: [Forward] = [],
         identityFile: String? = nil,
         identityFiles: [String] = [],
         identitiesOnly: Bool = false,
@@ -97,8 +110,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.name = name
         self.target = target
         self.sshHostAlias = sshHostAlias
-        self.local = local
-        self.remote = remote
+        self.forwards = forwards.isEmpty ? [Forward(local: local, remote: remote)] : forwards
         self.identityFiles = identityFile.map { [$0] + identityFiles.filter { $0 != identityFile } } ?? identityFiles
         self.identitiesOnly = identitiesOnly
         self.certificateFile = certificateFile

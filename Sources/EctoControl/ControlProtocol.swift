@@ -44,6 +44,50 @@ public struct DrainingSession: Codable, Sendable, Equatable {
     }
 }
 
+/// One forward of a tunnel (`forwards` in the config, or its one `local`/`remote`).
+public struct ForwardReport: Codable, Sendable, Equatable {
+    /// The listen address, `host:port`.
+    public var local: String
+    /// The destination as seen from the SSH server, `host:port`.
+    public var remote: String
+    /// The listener: `listening`, `retrying` (it could not be opened, e.g. the port is held by
+    /// another process: `last_error` says which; tried again every few seconds while the other
+    /// forwards serve) or `closed` (the tunnel is disabled or stopping).
+    public var state: String
+    public var connections: Int
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    public var lastError: String?
+
+    public init(
+        local: String, remote: String, state: String, connections: Int = 0, bytesIn: UInt64 = 0, bytesOut: UInt64 = 0,
+        lastError: String? = nil
+    ) {
+        self.local = local
+        self.remote = remote
+        self.state = state
+        self.connections = connections
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case local, remote, state, connections, bytesIn = "bytes_in", bytesOut = "bytes_out", lastError = "last_error"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(local, forKey: .local)
+        try c.encode(remote, forKey: .remote)
+        try c.encode(state, forKey: .state)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(bytesIn, forKey: .bytesIn)
+        try c.encode(bytesOut, forKey: .bytesOut)
+        try c.encode(lastError, forKey: .lastError)  // null when there is none
+    }
+}
+
 /// The end-to-end check of the service behind a tunnel (the `probe` key), apart from the SSH state.
 public struct GatewayReport: Codable, Sendable, Equatable {
     /// The service answered.
@@ -112,6 +156,9 @@ public struct TunnelReport: Codable, Sendable, Equatable {
     public var retryCause: String?
     /// A change of this tunnel being pre-flighted now (`target`, `reload`); absent otherwise.
     public var change: ChangeReport?
+    /// Every forward, in config order (the first is `local`/`remote`); empty from daemons before
+    /// forwards existed.
+    public var forwards: [ForwardReport] = []
 
     public init(
         name: String, state: String, enabled: Bool, target: String, local: String, remote: String, connections: Int,
@@ -140,6 +187,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
         case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
         case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause"
+        case forwards
     }
 
     public init(from decoder: Decoder) throws {
@@ -164,6 +212,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         retryAt = try c.decodeIfPresent(Date.self, forKey: .retryAt)
         retryCause = try c.decodeIfPresent(String.self, forKey: .retryCause)
         change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
+        forwards = try c.decodeIfPresent([ForwardReport].self, forKey: .forwards) ?? []
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -188,6 +237,7 @@ public struct TunnelReport: Codable, Sendable, Equatable {
         try c.encode(retryAt, forKey: .retryAt)
         try c.encode(retryCause, forKey: .retryCause)
         try c.encodeIfPresent(change, forKey: .change)
+        try c.encode(forwards, forKey: .forwards)
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.

@@ -473,6 +473,11 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             report.retryCause = status.retryCause?.rawValue
         }
         report.change = status.change.map { ChangeReport(target: $0.target, stage: $0.stage, started: $0.started) }
+        report.forwards = status.forwards.map {
+            ForwardReport(
+                local: $0.local, remote: $0.remote, state: $0.state.rawValue, connections: $0.connections, bytesIn: $0.bytesIn,
+                bytesOut: $0.bytesOut, lastError: $0.lastError)
+        }
         return report
     }
 

@@ -15,10 +15,11 @@ import Glibc
 extension TunnelDriver {
     func startAttempt() {
         guard stopping == nil else { return }
-        if isPrimary && listenFD < 0 && !awaitingListener {
-            // The local side first (a busy port retried): without it the session serves nobody.
-            bindListener()
-            guard listenFD >= 0 else { return }
+        if isPrimary && !awaitingListener && listeners.contains(where: { $0.fd < 0 && $0.retryAt == nil }) {
+            // The local side first (a busy port retried): without a listener the session serves
+            // nobody. A forward that cannot listen while another does retries on its own.
+            bindListeners()
+            guard anyListening else { return }
         }
         let now = clock.now
         attemptDeadline = now.advanced(by: config.connectTimeout)

@@ -47,6 +47,8 @@ public struct TunnelStatus: Sendable, Equatable {
     public var preflight: Preflight?
     /// A change of this tunnel being pre-flighted now: the new target and how far it got.
     public var change: Change?
+    /// Each forward of the tunnel, in config order (the first is `local`/`remote`).
+    public var forwards: [ForwardStatus]
 
     /// How far a pre-flight got: the stages are resolve, connect, handshake, host key,
     /// authentication, channel (a channel opened to `remote` through the new session).
@@ -72,7 +74,10 @@ public struct TunnelStatus: Sendable, Equatable {
         public var connections: Int
     }
 
-    public init(name: String, state: TunnelState, enabled: Bool, target: String, local: String, remote: String) {
+    public init(
+        name: String, state: TunnelState, enabled: Bool, target: String, local: String, remote: String,
+        forwards: [(local: String, remote: String)] = []
+    ) {
         self.name = name
         self.state = state
         self.enabled = enabled
@@ -94,5 +99,44 @@ public struct TunnelStatus: Sendable, Equatable {
         self.draining = []
         self.sessions = 1
         self.sessionsUp = state == .up ? 1 : 0
+        self.forwards = (forwards.isEmpty ? [(local, remote)] : forwards).map { ForwardStatus(local: $0.local, remote: $0.remote) }
+    }
+}
+
+/// One forward of a tunnel (`forwards`, or its one `local`/`remote`): its listener and what went
+/// through it. The tunnel's figures are these added up (plus nothing else).
+public struct ForwardStatus: Sendable, Equatable {
+    /// The listen address, `host:port`.
+    public var local: String
+    /// The destination as seen from the SSH server, `host:port`.
+    public var remote: String
+    public var state: State
+    /// Connections of this forward open now (held ones included).
+    public var connections: Int
+    /// Bytes from the remote side to this forward's clients, and from them to the remote side.
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    /// Why the listener is not open (`retrying`), e.g. a busy port and its holder; nil otherwise.
+    public var lastError: String?
+
+    /// The listener's state.
+    public enum State: String, Sendable, Equatable {
+        /// Open: clients are accepted (and held, served or refused as the tunnel's state says).
+        case listening
+        /// It could not be opened (a busy port, an address that is gone); tried again every few
+        /// seconds while the tunnel's other forwards serve.
+        case retrying
+        /// Not open: the tunnel is disabled, stopping, or its listeners are being handed over.
+        case closed
+    }
+
+    public init(local: String, remote: String, state: State = .closed) {
+        self.local = local
+        self.remote = remote
+        self.state = state
+        self.connections = 0
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.lastError = nil
     }
 }

@@ -62,8 +62,12 @@ struct Status: ParsableCommand {
             Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
             "backoff (local)" = waiting on this machine: the local port held by another process, a \
             key file not there, descriptors running out; down = disabled, failed = needs you; with \
-            `sessions = N`, "up 2/3" says how many SSH sessions are up), target, local → remote, uptime, open \
-            connections, bytes in (from the remote side) and out, reconnects, and the last error. \
+            `sessions = N`, "up 2/3" says how many SSH sessions are up; with several forwards, "up (2/3 \
+            listening)" says one forward's port could not be opened), target, local → remote, uptime, open \
+            connections, bytes in (from the remote side) and out, reconnects, and the last error. A tunnel \
+            with several forwards (`forwards`) has one line per forward under it: listen address → \
+            destination, listener state (listening, retrying: the port is busy, named with its holder; \
+            closed), connections and bytes. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.
             The GATEWAY column is the end-to-end check of the service behind the tunnel (the \
@@ -354,11 +358,18 @@ enum StatusTable {
             // A retry that waits on this machine, not the server (busy port, missing key, no descriptors).
             if t.state == "backoff" && t.retryCause == "local" { state = "backoff (local) \(age)" }
             if t.sessions > 1 && t.state == "up" { state += " \(t.sessionsUp)/\(t.sessions)" }
+            let listening = t.forwards.filter { $0.state == "listening" }.count
+            if t.forwards.count > 1 && t.state == "up" && listening < t.forwards.count {
+                state += " (\(listening)/\(t.forwards.count) listening)"
+            }
+            let forwardsCell = t.forwards.count > 1 ? "\(t.forwards.count) forwards:" : "\(t.local) → \(t.remote)"
             rows.append([
-                t.name, state, t.target, "\(t.local) → \(t.remote)", t.state == "up" ? age : "-", "\(t.connections)",
+                t.name, state, t.target, forwardsCell, t.state == "up" ? age : "-", "\(t.connections)",
                 bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
             ])
-            notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+            // Several forwards: one line each under the tunnel.
+            notes[index] = t.forwards.count > 1 ? forwardLines(t.forwards) : []
+            notes[index, default: []] += t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
             if let change = t.change {
                 notes[index, default: []].append(
                     "  ↳ changing to \(change.target): pre-flight \(change.stage) (\(duration(now.timeIntervalSince(change.started))))")
@@ -383,6 +394,20 @@ enum StatusTable {
             }
         }
         return out
+    }
+
+    /// One line per forward: `  ↳ 127.0.0.1:8080 → localhost:80  listening  3 conns  1.2 kB in  300 B out`,
+    /// with the reason when it is not listening.
+    static func forwardLines(_ forwards: [ForwardReport]) -> [String] {
+        let pairs = forwards.map { "\($0.local) → \($0.remote)" }
+        let width = pairs.map(\.count).max() ?? 0
+        return zip(forwards, pairs).map { forward, pair in
+            var line = "  ↳ " + pair + String(repeating: " ", count: width - pair.count)
+            line += "  \(forward.state)  \(forward.connections) conn\(forward.connections == 1 ? "" : "s")"
+            line += "  \(bytes(forward.bytesIn)) in  \(bytes(forward.bytesOut)) out"
+            if let error = forward.lastError { line += "  \(error)" }
+            return line
+        }
     }
 
     /// "ok 3.1 ms", "DOWN (closed-by-tunnel)", or "-" when no probe ran.

@@ -109,7 +109,7 @@ public enum ConfigLoader {
 
 struct KeySpec {
     enum Kind {
-        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe, forwards
+        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe, forwards, hostKeyAlias
         /// `positive`: zero is not allowed.
         case duration(positive: Bool)
         case int(ClosedRange<Int>)
@@ -124,6 +124,7 @@ struct KeySpec {
         switch kind {
         case .target: return "a string \"[user@]host[:port]\""
         case .sshHost: return "a string (a Host alias from ~/.ssh/config)"
+        case .hostKeyAlias: return "a string (the name the server's key is listed under in known_hosts)"
         case .user: return "a string (a user name)"
         case .endpoint: return "a string \"host:port\""
         case .forwards: return "an array of strings \"[bind_address:]port:host:hostport\" (ssh's -L syntax)"
@@ -154,6 +155,7 @@ struct KeySpec {
         KeySpec(name: "known_hosts", kind: .path),
         KeySpec(name: "host_key_policy", kind: .policy),
         KeySpec(name: "host_key_fingerprint", kind: .fingerprint),
+        KeySpec(name: "host_key_alias", kind: .hostKeyAlias, tunnelOnly: true),
         KeySpec(name: "allow_non_loopback", kind: .bool),
         KeySpec(name: "enabled", kind: .bool),
         KeySpec(name: "keepalive_interval", kind: .duration(positive: false)),
@@ -538,6 +540,12 @@ private struct Validator {
                 return nil
             }
             return make(.string(s))
+        case .hostKeyAlias:
+            if s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "," || $0 == "*" || $0 == "?" || $0 == "!" }) {
+                error(e.line, keyPath, "\(q) is not a valid host key alias (a name without spaces, commas or the wildcards * ? !)")
+                return nil
+            }
+            return make(.string(s))
         case .user:
             if s.isEmpty || s.hasPrefix("-") || s.contains("@") || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
                 error(e.line, keyPath, "\(q) is not a valid user name (it must be non-empty, without spaces or @, and not start with -)")
@@ -703,15 +711,24 @@ private struct Validator {
                 raw: v.value)
         }
         var identity = s["identity_file"]
-        if identity == nil && !s.present.contains("identity_file"), let v = ssh?.identityFile {
-            if env.fileExists(v.value) == .regular {
-                identity = fromSSH(v, "IdentityFile", "identity_file")
-            } else {
-                // ssh itself skips missing identity files; so do we, but say so.
-                warnings.append(
-                    ConfigError(
-                        file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).identity_file",
-                        message: "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+        if identity == nil && !s.present.contains("identity_file"), let files = ssh?.identityFiles, !files.isEmpty {
+            // Every IdentityFile, in order, as ssh offers them.
+            var usable: [SSHConfigValue] = []
+            for v in files {
+                if env.fileExists(v.value) == .regular {
+                    if !usable.contains(where: { $0.value == v.value }) { usable.append(v) }
+                } else {
+                    // ssh itself skips missing identity files; so do we, but say so.
+                    warnings.append(
+                        ConfigError(
+                            file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).identity_file",
+                            message: "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+                }
+            }
+            if let first = usable.first {
+                var setting = fromSSH(first, "IdentityFile", "identity_file")
+                setting.value = .paths(usable.map(\.value))
+                identity = setting
             }
         }
         if identity == nil && !s.present.contains("identity_file") { identity = d["identity_file"] }
@@ -743,8 +760,23 @@ private struct Validator {
                 }
             }
         }
-        let identitiesOnly = pick("identities_only")?.bool ?? false
-        let certificate = pick("certificate_file")
+        var identitiesOnly = pick("identities_only")?.bool ?? false
+        if s["identities_only"] == nil, let v = ssh?.identitiesOnly {
+            identitiesOnly = v.value.lowercased() == "yes" || v.value.lowercased() == "true"
+        }
+        var certificate = s["certificate_file"]
+        if certificate == nil && !s.present.contains("certificate_file"), let v = ssh?.certificateFiles.first {
+            if env.fileExists(v.value) == .regular {
+                certificate = fromSSH(v, "CertificateFile", "certificate_file")
+            } else {
+                // ssh skips a missing certificate file too.
+                warnings.append(
+                    ConfigError(
+                        file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).certificate_file",
+                        message: "CertificateFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+            }
+        }
+        if certificate == nil && !s.present.contains("certificate_file") { certificate = d["certificate_file"] }
         if let certificate, let p = certificate.string {
             if let problem = IdentityCheck.problem(certificate: p, environment: env) {
                 error(certificate.origin, problem)
@@ -846,6 +878,7 @@ private struct Validator {
             knownHosts: knownHostsPath,
             hostKeyPolicy: policy,
             hostKeyFingerprint: pick("host_key_fingerprint")?.string,
+            hostKeyAlias: s["host_key_alias"]?.string ?? ssh?.hostKeyAlias?.value,
             allowNonLoopback: allowNonLoopback,
             enabled: pick("enabled")?.bool ?? true,
             keepaliveInterval: dur("keepalive_interval", TunnelDefaults.keepaliveInterval),

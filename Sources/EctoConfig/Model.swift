@@ -52,6 +52,9 @@ public struct TunnelConfig: Sendable, Equatable {
     public var hostKeyPolicy: HostKeyPolicy
     /// `SHA256:<43 base64 characters>`.
     public var hostKeyFingerprint: String?
+    /// The name known_hosts lists the server's key under (`host_key_alias`, ssh's `HostKeyAlias`),
+    /// looked up and recorded as written, without the port; nil: the target's host and port.
+    public var hostKeyAlias: String?
     public var allowNonLoopback: Bool
     public var enabled: Bool
     /// `.zero` disables keepalives.
@@ -92,6 +95,7 @@ public struct TunnelConfig: Sendable, Equatable {
         knownHosts: String,
         hostKeyPolicy: HostKeyPolicy = .strict,
         hostKeyFingerprint: String? = nil,
+        hostKeyAlias: String? = nil,
         allowNonLoopback: Bool = false,
         enabled: Bool = true,
         keepaliveInterval: Duration = TunnelDefaults.keepaliveInterval,
@@ -119,6 +123,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.knownHosts = knownHosts
         self.hostKeyPolicy = hostKeyPolicy
         self.hostKeyFingerprint = hostKeyFingerprint
+        self.hostKeyAlias = hostKeyAlias
         self.allowNonLoopback = allowNonLoopback
         self.enabled = enabled
         self.keepaliveInterval = keepaliveInterval
@@ -137,6 +142,13 @@ public struct TunnelConfig: Sendable, Equatable {
 }
 
 extension TunnelConfig {
+    /// The host and port known_hosts is searched and written under: `host_key_alias` as written
+    /// (port 22, so no `[host]:port` form, as ssh does with HostKeyAlias), else the target's.
+    public var knownHostsKey: (host: String, port: Int) {
+        if let hostKeyAlias { return (hostKeyAlias, 22) }
+        return (target.host, Int(target.port))
+    }
+
     /// Equal apart from where the table sits in the file (what a reload compares).
     public func sameSettings(as other: TunnelConfig) -> Bool {
         var a = self

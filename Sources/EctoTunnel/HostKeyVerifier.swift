@@ -14,7 +14,7 @@ enum HostKeyVerifier {
     }
 
     static func lookupName(_ config: TunnelConfig) -> String {
-        KnownHostsFile.lookupName(host: config.target.host, port: Int(config.target.port))
+        KnownHostsFile.lookupName(host: config.knownHostsKey.host, port: config.knownHostsKey.port)
     }
 
     static func verify(key: HostKey, config: TunnelConfig, knownHosts: KnownHostsFile) -> Verdict {
@@ -27,7 +27,8 @@ enum HostKeyVerifier {
                     + "Someone may be intercepting the connection, or the server's key was replaced. "
                     + "If the new key is legitimate (verify out of band), set host_key_fingerprint = \"\(key.fingerprintSHA256)\".")
         }
-        switch knownHosts.check(host: config.target.host, port: Int(config.target.port), key: key) {
+        let (host, port) = config.knownHostsKey  // host_key_alias, else the target
+        switch knownHosts.check(host: host, port: port, key: key) {
         case .match(let line):
             return .trusted("\(knownHosts.path):\(line)")
         case .revoked(let line):
@@ -47,7 +48,7 @@ enum HostKeyVerifier {
             return .refused(
                 "HOST KEY UNKNOWN for \(name): the server presents \(offered), which is not in \(knownHosts.path). "
                     + "Verify this fingerprint out of band (on the server: `ssh-keygen -lf /etc/ssh/ssh_host_\(shortType(key.algorithm))_key.pub`), then trust it with: "
-                    + "echo '\(KnownHostsFile.line(host: config.target.host, port: Int(config.target.port), key: key))' >> \(knownHosts.path)"
+                    + "echo '\(KnownHostsFile.line(host: host, port: port, key: key))' >> \(knownHosts.path)"
                     + " — or pin it with host_key_fingerprint = \"\(key.fingerprintSHA256)\", or set host_key_policy = \"accept-new\" to record it on first use.")
         }
     }

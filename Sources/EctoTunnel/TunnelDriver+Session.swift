@@ -101,7 +101,7 @@ extension TunnelDriver {
         // Prefer the host key algorithms known_hosts already has for this host, as ssh does, so a
         // server with several host keys presents the one we can check.
         if config.hostKeyFingerprint == nil, let known = try? KnownHostsFile.load(path: config.knownHosts) {
-            let preferred = known.knownAlgorithms(host: config.target.host, port: Int(config.target.port))
+            let preferred = known.knownAlgorithms(host: config.knownHostsKey.host, port: config.knownHostsKey.port)
             if !preferred.isEmpty {
                 let supported = session.supportedHostKeyAlgorithms
                 let order = preferred.filter(supported.contains) + supported.filter { !preferred.contains($0) }
@@ -178,7 +178,7 @@ extension TunnelDriver {
             return true
         case .recordNew:
             do {
-                try KnownHostsFile.append(host: config.target.host, port: Int(config.target.port), key: key, to: config.knownHosts)
+                try KnownHostsFile.append(host: config.knownHostsKey.host, port: config.knownHostsKey.port, key: key, to: config.knownHosts)
             } catch {
                 attemptFailed(AttemptFailure(.localTemporary, "cannot record the new host key in \(config.knownHosts): \(error)"))
                 return false

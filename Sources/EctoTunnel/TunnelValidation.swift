@@ -111,8 +111,9 @@ public enum TunnelValidation {
             problem("known_hosts", "cannot read \(tunnel.knownHosts)", false)
             return
         }
-        let name = KnownHostsFile.lookupName(host: tunnel.target.host, port: Int(tunnel.target.port))
-        if known.entries(forHost: tunnel.target.host, port: Int(tunnel.target.port)).isEmpty {
+        let (host, port) = tunnel.knownHostsKey  // host_key_alias, else the target
+        let name = KnownHostsFile.lookupName(host: host, port: port)
+        if known.entries(forHost: host, port: port).isEmpty {
             let port = tunnel.target.port == 22 ? "" : "-p \(tunnel.target.port) "
             problem(
                 "known_hosts",

@@ -141,3 +141,29 @@ import Testing
         #expect(config.tunnels[0].local == Endpoint(host: "0.0.0.0", port: 9000))
     }
 }
+
+@Suite struct HostKeyAliasConfig {
+    let head = """
+        [tunnels.gw]
+        target = "ops@10.0.0.5:2222"
+        local = "127.0.0.1:1"
+        remote = "h:1"
+
+        """
+
+    @Test func aliasReplacesHostAndPortForKnownHosts() throws {
+        let t = try parseConfig(head + "host_key_alias = \"gw-alias\"\n").tunnels[0]
+        #expect(t.hostKeyAlias == "gw-alias")
+        #expect(t.knownHostsKey.host == "gw-alias" && t.knownHostsKey.port == 22)
+        let plain = try parseConfig(head).tunnels[0]
+        #expect(plain.knownHostsKey.host == "10.0.0.5" && plain.knownHostsKey.port == 2222)
+    }
+
+    @Test func badAliases() {
+        expectSingleError(head + "host_key_alias = \"a b\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "not a valid host key alias")
+        expectSingleError(head + "host_key_alias = \"*.corp\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "wildcards")
+        expectSingleError(head + "host_key_alias = \"\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "not a valid host key alias")
+        expectSingleError(
+            "[defaults]\nhost_key_alias = \"x\"\n" + head, line: 2, key: "defaults.host_key_alias", contains: "cannot be set in [defaults]")
+    }
+}

@@ -11,8 +11,8 @@ import Synchronization
 /// drivers of earlier ones that still finish their open connections.
 ///
 /// Replacing the configuration (a new target, a reload) starts a new driver and retires the old
-/// one: with the same local address the listener itself is handed over (no moment where the port
-/// is closed), clients still waiting for a channel move to the new driver, and connections already
+/// one: every listener whose address the new configuration still forwards is handed over itself
+/// (no moment where the port is closed), clients still waiting for a channel move to the new driver, and connections already
 /// open stay on the old session until they end or the drain time is up. Status adds them up.
 public final class Tunnel: Sendable {
     public let name: String

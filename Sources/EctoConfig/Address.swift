@@ -318,3 +318,91 @@ enum HostSyntax {
         return !bindKeys(a).isDisjoint(with: bindKeys(b))
     }
 }
+
+/// One local forward: a listen address on this machine and the destination the SSH server connects
+/// to for each client (ssh's `-L`).
+public struct Forward: Hashable, Sendable, CustomStringConvertible {
+    public var local: Endpoint
+    public var remote: Endpoint
+
+    public init(local: Endpoint, remote: Endpoint) {
+        self.local = local
+        self.remote = remote
+    }
+
+    /// The most forwards one tunnel may carry (each a listener on the tunnel's one driver thread).
+    public static let maximumPerTunnel = 64
+
+    /// Parses ssh's `-L` syntax: `[bind_address:]port:host:hostport`. IPv6 addresses go in
+    /// brackets (`[::1]:9000:[fe80::1]:22`). Without a bind address the forward listens on
+    /// 127.0.0.1 (loopback, ssh's default); `*` or an empty bind address (`:8080:host:80`) means
+    /// every interface (0.0.0.0). Unix socket paths are not accepted.
+    public static func parse(_ s: String) throws(AddressError) -> Forward {
+        if s.isEmpty { throw AddressError("empty forward (expected [bind_address:]port:host:hostport)") }
+        if s.contains("/") {
+            throw AddressError("Unix domain socket forwards are not supported; ecto-tunnel forwards TCP ports ([bind_address:]port:host:hostport)")
+        }
+        if let bad = s.unicodeScalars.first(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
+            throw AddressError("contains \(HostSyntax.describe(bad)) (expected [bind_address:]port:host:hostport)")
+        }
+        // Split at colons outside brackets.
+        var parts: [String] = []
+        var current = ""
+        var inBrackets = false
+        for c in s {
+            switch c {
+            case "[":
+                if inBrackets || !current.isEmpty { throw AddressError("unexpected \"[\" in \"\(s)\": brackets enclose a whole IPv6 address") }
+                inBrackets = true
+                current.append(c)
+            case "]":
+                guard inBrackets else { throw AddressError("unexpected \"]\" in \"\(s)\"") }
+                inBrackets = false
+                current.append(c)
+            case ":" where !inBrackets:
+                parts.append(current)
+                current = ""
+            default:
+                current.append(c)
+            }
+        }
+        if inBrackets { throw AddressError("missing \"]\" after IPv6 address in \"\(s)\"") }
+        parts.append(current)
+        if parts.count > 4 {
+            throw AddressError("too many \":\" in \"\(s)\": IPv6 addresses must be written in brackets, e.g. [::1]:9000:[fe80::1]:22")
+        }
+        guard parts.count >= 3 else {
+            throw AddressError("\"\(s)\" is not [bind_address:]port:host:hostport (e.g. \"18789:127.0.0.1:18789\")")
+        }
+        let bindText = parts.count == 4 ? parts[0] : nil
+        let (portText, hostText, hostPortText) = (parts[parts.count - 3], parts[parts.count - 2], parts[parts.count - 1])
+        func host(_ text: String, _ role: String) throws(AddressError) -> String {
+            var h = text
+            if h.hasPrefix("[") {
+                guard h.hasSuffix("]") else { throw AddressError("unexpected text after \"]\" in \(role) \"\(text)\"") }
+                h = String(h.dropFirst().dropLast())
+                if h.isEmpty { throw AddressError("empty \(role) in brackets") }
+                guard HostSyntax.parseIPv6(h) != nil else { throw AddressError("\(role) \"\(h)\" is not a valid IPv6 address") }
+                return h
+            }
+            if h.isEmpty { throw AddressError("missing \(role) in \"\(s)\"") }
+            do { try HostSyntax.validateHost(h) } catch { throw AddressError("\(role): \(error.message)") }
+            return h
+        }
+        func port(_ text: String, _ role: String) throws(AddressError) -> UInt16 {
+            do { return try HostSyntax.parsePort(text) } catch { throw AddressError("\(role): \(error.message)") }
+        }
+        let bindHost: String
+        switch bindText {
+        case nil: bindHost = "127.0.0.1"
+        case "", "*": bindHost = "0.0.0.0"
+        case let text?: bindHost = try host(text, "bind address")
+        }
+        let local = Endpoint(host: bindHost, port: try port(portText, "local port"))
+        let remote = Endpoint(host: try host(hostText, "destination host"), port: try port(hostPortText, "destination port"))
+        return Forward(local: local, remote: remote)
+    }
+
+    /// In `-L` syntax, with the bind address always written: `127.0.0.1:8080:localhost:80`.
+    public var description: String { "\(local):\(remote)" }
+}

@@ -108,7 +108,7 @@ public enum ConfigLoader {
 
 struct KeySpec {
     enum Kind {
-        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe
+        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe, forwards, hostKeyAlias
         /// A list of `[user@]host[:port]` (`jump`).
         case targets
         /// A command line with ssh's `%` tokens (`proxy_command`).
@@ -127,8 +127,10 @@ struct KeySpec {
         switch kind {
         case .target: return "a string \"[user@]host[:port]\""
         case .sshHost: return "a string (a Host alias from ~/.ssh/config)"
+        case .hostKeyAlias: return "a string (the name the server's key is listed under in known_hosts)"
         case .user: return "a string (a user name)"
         case .endpoint: return "a string \"host:port\""
+        case .forwards: return "an array of strings \"[bind_address:]port:host:hostport\" (ssh's -L syntax)"
         case .path: return "a string (a file path)"
         case .paths: return "a string (a file path) or an array of them"
         case .credential: return "a string (a systemd credential name)"
@@ -149,6 +151,7 @@ struct KeySpec {
         KeySpec(name: "user", kind: .user),
         KeySpec(name: "local", kind: .endpoint, tunnelOnly: true),
         KeySpec(name: "remote", kind: .endpoint, tunnelOnly: true),
+        KeySpec(name: "forwards", kind: .forwards, tunnelOnly: true),
         KeySpec(name: "identity_file", kind: .paths),
         KeySpec(name: "identities_only", kind: .bool),
         KeySpec(name: "certificate_file", kind: .path),
@@ -157,6 +160,7 @@ struct KeySpec {
         KeySpec(name: "known_hosts", kind: .path),
         KeySpec(name: "host_key_policy", kind: .policy),
         KeySpec(name: "host_key_fingerprint", kind: .fingerprint),
+        KeySpec(name: "host_key_alias", kind: .hostKeyAlias, tunnelOnly: true),
         KeySpec(name: "allow_non_loopback", kind: .bool),
         KeySpec(name: "enabled", kind: .bool),
         KeySpec(name: "keepalive_interval", kind: .duration(positive: false)),
@@ -220,6 +224,7 @@ private struct Validator {
         case probe(ProbeSpec)
         case paths([String])
         case targets([SSHTarget])
+        case forwards([Forward])
     }
 
     /// A value and where it came from, for messages.
@@ -244,6 +249,7 @@ private struct Validator {
         var target: SSHTarget? { if case .target(let t) = value { return t } else { return nil } }
         var probe: ProbeSpec? { if case .probe(let p) = value { return p } else { return nil } }
         var targets: [SSHTarget]? { if case .targets(let t) = value { return t } else { return nil } }
+        var forwards: [Forward]? { if case .forwards(let f) = value { return f } else { return nil } }
         var paths: [String]? {
             if case .paths(let p) = value { return p }
             if case .string(let s) = value { return [s] }
@@ -344,13 +350,17 @@ private struct Validator {
             if let local = settings["local"], let ep = local.endpoint {
                 locals.append((name, ep, local.origin))
             }
+            if let forwards = settings["forwards"], let list = forwards.forwards {
+                for f in list { locals.append((name, f.local, forwards.origin)) }
+            }
             if let tc = resolveTunnel(name: name, prefix: prefix, table: t, settings: settings, defaults: defaults), nameOK {
                 tunnels.append(tc)
             }
         }
         // Local endpoints must not overlap (0.0.0.0 and :: overlap everything on their port).
         for (i, a) in locals.enumerated() {
-            if let b = locals[..<i].first(where: { $0.endpoint.port == a.endpoint.port && HostSyntax.overlaps($0.endpoint.host, a.endpoint.host) }) {
+            // Within one tunnel's forwards the tunnel itself reports it (`resolveTunnel`).
+            if let b = locals[..<i].first(where: { $0.name != a.name && $0.endpoint.port == a.endpoint.port && HostSyntax.overlaps($0.endpoint.host, a.endpoint.host) }) {
                 error(
                     a.origin,
                     "\(TOMLWriter.quote(a.endpoint.description)) overlaps local \(TOMLWriter.quote(b.endpoint.description)) of tunnel \(TOMLWriter.quote(b.name)) (line \(b.origin.line)); each tunnel needs its own listen address")
@@ -457,6 +467,38 @@ private struct Validator {
             }
             return make(.bool(b))
         }
+        if case .forwards = spec.kind {
+            let items: [TOMLNode]
+            switch node.value {
+            case .string: items = [node]
+            case .array(let nodes): items = nodes
+            default:
+                typeError(e, spec, keyPath)
+                return nil
+            }
+            if items.isEmpty {
+                error(e.line, keyPath, "empty list: give at least one forward, e.g. forwards = [\"18789:127.0.0.1:18789\"]")
+                return nil
+            }
+            if items.count > Forward.maximumPerTunnel {
+                error(e.line, keyPath, "\(items.count) forwards: at most \(Forward.maximumPerTunnel) per tunnel")
+                return nil
+            }
+            var forwards: [Forward] = []
+            for (index, item) in items.enumerated() {
+                guard case .string(let text) = item.value else {
+                    error(item.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    return nil
+                }
+                do {
+                    forwards.append(try Forward.parse(text))
+                } catch {
+                    self.error(item.line, keyPath, "forward \(index + 1) \(TOMLWriter.quote(text)): \(error.message)")
+                    return nil
+                }
+            }
+            return make(.forwards(forwards))
+        }
         if case .paths = spec.kind {
             let items: [TOMLNode]
             switch node.value {
@@ -533,6 +575,12 @@ private struct Validator {
                 return nil
             }
             return make(.string(s))
+        case .hostKeyAlias:
+            if s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "," || $0 == "*" || $0 == "?" || $0 == "!" }) {
+                error(e.line, keyPath, "\(q) is not a valid host key alias (a name without spaces, commas or the wildcards * ? !)")
+                return nil
+            }
+            return make(.string(s))
         case .user:
             if s.isEmpty || s.hasPrefix("-") || s.contains("@") || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
                 error(e.line, keyPath, "\(q) is not a valid user name (it must be non-empty, without spaces or @, and not start with -)")
@@ -541,7 +589,7 @@ private struct Validator {
             return make(.string(s))
         case .path:
             return expandPath(s, line: e.line, keyPath: keyPath).map { make(.string($0)) }
-        case .paths:
+        case .paths, .forwards:
             return nil  // handled above
         case .credential:
             if s.isEmpty || s == "." || s == ".." || s.contains("/")
@@ -614,10 +662,19 @@ private struct Validator {
         func pick(_ key: String) -> Setting? { s[key] ?? d[key] }
         func builtin(_ key: String) -> Origin { Origin(line: t.line, key: "\(prefix).\(key)", note: " (\(key) is not set, so its default is used)") }
 
-        // Required keys.
-        for key in ["local", "remote"] where !s.present.contains(key) {
-            let example = key == "local" ? "\"127.0.0.1:18789\" (the listen address)" : "\"127.0.0.1:18789\" (the destination as seen from the SSH server)"
-            error(t.line, "\(prefix).\(key)", "missing required key \(key): set \(key) = \(example)")
+        // Required keys: one forward as local/remote, or a forwards list (not both).
+        if s.present.contains("forwards") {
+            for key in ["local", "remote"] where s.present.contains(key) {
+                let line = max(s[key]?.origin.line ?? t.line, s["forwards"]?.origin.line ?? t.line)
+                error(
+                    line, "\(prefix).\(key)",
+                    "set either forwards or local/remote, not both: put this forward into the forwards list as \"[bind_address:]port:host:hostport\"")
+            }
+        } else {
+            for key in ["local", "remote"] where !s.present.contains(key) {
+                let example = key == "local" ? "\"127.0.0.1:18789\" (the listen address)" : "\"127.0.0.1:18789\" (the destination as seen from the SSH server)"
+                error(t.line, "\(prefix).\(key)", "missing required key \(key): set \(key) = \(example), or list several forwards with forwards = [\"18789:127.0.0.1:18789\", ...]")
+            }
         }
         let hasTarget = s.present.contains("target")
         let hasAlias = s.present.contains("ssh_host")
@@ -695,15 +752,24 @@ private struct Validator {
                 raw: v.value)
         }
         var identity = s["identity_file"]
-        if identity == nil && !s.present.contains("identity_file"), let v = ssh?.identityFile {
-            if env.fileExists(v.value) == .regular {
-                identity = fromSSH(v, "IdentityFile", "identity_file")
-            } else {
-                // ssh itself skips missing identity files; so do we, but say so.
-                warnings.append(
-                    ConfigError(
-                        file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).identity_file",
-                        message: "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+        if identity == nil && !s.present.contains("identity_file"), let files = ssh?.identityFiles, !files.isEmpty {
+            // Every IdentityFile, in order, as ssh offers them.
+            var usable: [SSHConfigValue] = []
+            for v in files {
+                if env.fileExists(v.value) == .regular {
+                    if !usable.contains(where: { $0.value == v.value }) { usable.append(v) }
+                } else {
+                    // ssh itself skips missing identity files; so do we, but say so.
+                    warnings.append(
+                        ConfigError(
+                            file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).identity_file",
+                            message: "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+                }
+            }
+            if let first = usable.first {
+                var setting = fromSSH(first, "IdentityFile", "identity_file")
+                setting.value = .paths(usable.map(\.value))
+                identity = setting
             }
         }
         if identity == nil && !s.present.contains("identity_file") { identity = d["identity_file"] }
@@ -735,8 +801,23 @@ private struct Validator {
                 }
             }
         }
-        let identitiesOnly = pick("identities_only")?.bool ?? false
-        let certificate = pick("certificate_file")
+        var identitiesOnly = pick("identities_only")?.bool ?? false
+        if s["identities_only"] == nil, let v = ssh?.identitiesOnly {
+            identitiesOnly = v.value.lowercased() == "yes" || v.value.lowercased() == "true"
+        }
+        var certificate = s["certificate_file"]
+        if certificate == nil && !s.present.contains("certificate_file"), let v = ssh?.certificateFiles.first {
+            if env.fileExists(v.value) == .regular {
+                certificate = fromSSH(v, "CertificateFile", "certificate_file")
+            } else {
+                // ssh skips a missing certificate file too.
+                warnings.append(
+                    ConfigError(
+                        file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).certificate_file",
+                        message: "CertificateFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+            }
+        }
+        if certificate == nil && !s.present.contains("certificate_file") { certificate = d["certificate_file"] }
         if let certificate, let p = certificate.string {
             if let problem = IdentityCheck.problem(certificate: p, environment: env) {
                 error(certificate.origin, problem)
@@ -842,18 +923,39 @@ private struct Validator {
                 local.origin,
                 "\(TOMLWriter.quote(ep.description)) is not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it")
         }
+        if let setting = s["forwards"], let list = setting.forwards {
+            for (i, f) in list.enumerated() {
+                if !allowNonLoopback && !f.local.isLoopback {
+                    error(
+                        setting.origin,
+                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it")
+                }
+                if let j = list[..<i].firstIndex(where: { $0.local.port == f.local.port && HostSyntax.overlaps($0.local.host, f.local.host) }) {
+                    error(
+                        setting.origin,
+                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), which overlaps forward \(j + 1) \(TOMLWriter.quote(list[j].description)); each forward needs its own listen address")
+                }
+            }
+        }
 
-        guard errors.count == errorCount, let host, let user,
-            let local = s["local"]?.endpoint, let remote = s["remote"]?.endpoint
-        else { return nil }
+        let forwards: [Forward]
+        if let list = s["forwards"]?.forwards {
+            forwards = list
+        } else if let local = s["local"]?.endpoint, let remote = s["remote"]?.endpoint {
+            forwards = [Forward(local: local, remote: remote)]
+        } else {
+            return nil
+        }
+        guard errors.count == errorCount, let host, let user else { return nil }
         // Something earlier in this table had a type error: not usable either.
         if s.present.count != s.values.count { return nil }
         return TunnelConfig(
             name: name,
             target: SSHTarget(user: user, host: host, port: port),
             sshHostAlias: sshHostAlias,
-            local: local,
-            remote: remote,
+            local: forwards[0].local,
+            remote: forwards[0].remote,
+            forwards: forwards,
             identityFiles: identityPaths,
             identitiesOnly: identitiesOnly,
             certificateFile: certificate?.string,
@@ -862,6 +964,7 @@ private struct Validator {
             knownHosts: knownHostsPath,
             hostKeyPolicy: policy,
             hostKeyFingerprint: pick("host_key_fingerprint")?.string,
+            hostKeyAlias: s["host_key_alias"]?.string ?? ssh?.hostKeyAlias?.value,
             allowNonLoopback: allowNonLoopback,
             enabled: pick("enabled")?.bool ?? true,
             keepaliveInterval: dur("keepalive_interval", TunnelDefaults.keepaliveInterval),

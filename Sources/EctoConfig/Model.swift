@@ -15,8 +15,20 @@ public struct TunnelConfig: Sendable, Equatable {
     public var target: SSHTarget
     /// The `ssh_host` alias, if the tunnel used one.
     public var sshHostAlias: String?
-    public var local: Endpoint
-    public var remote: Endpoint
+    /// What the tunnel forwards, in config order (`forwards`, or the one `local`/`remote` pair):
+    /// never empty; one session carries them all.
+    public var forwards: [Forward]
+    /// The first forward's listen address (what single-forward code paths and the status contract's
+    /// `local` use).
+    public var local: Endpoint {
+        get { forwards[0].local }
+        set { forwards[0].local = newValue }
+    }
+    /// The first forward's destination.
+    public var remote: Endpoint {
+        get { forwards[0].remote }
+        set { forwards[0].remote = newValue }
+    }
     /// Private key files to offer, in order (absolute, `~` expanded; `identity_file`, a path or a
     /// list). Empty: ssh's defaults, `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` (those that exist).
     public var identityFiles: [String]
@@ -40,6 +52,9 @@ public struct TunnelConfig: Sendable, Equatable {
     public var hostKeyPolicy: HostKeyPolicy
     /// `SHA256:<43 base64 characters>`.
     public var hostKeyFingerprint: String?
+    /// The name known_hosts lists the server's key under (`host_key_alias`, ssh's `HostKeyAlias`),
+    /// looked up and recorded as written, without the port; nil: the target's host and port.
+    public var hostKeyAlias: String?
     public var allowNonLoopback: Bool
     public var enabled: Bool
     /// `.zero` disables keepalives.
@@ -76,6 +91,7 @@ public struct TunnelConfig: Sendable, Equatable {
         sshHostAlias: String? = nil,
         local: Endpoint,
         remote: Endpoint,
+        forwards: [Forward] = [],
         identityFile: String? = nil,
         identityFiles: [String] = [],
         identitiesOnly: Bool = false,
@@ -85,6 +101,7 @@ public struct TunnelConfig: Sendable, Equatable {
         knownHosts: String,
         hostKeyPolicy: HostKeyPolicy = .strict,
         hostKeyFingerprint: String? = nil,
+        hostKeyAlias: String? = nil,
         allowNonLoopback: Bool = false,
         enabled: Bool = true,
         keepaliveInterval: Duration = TunnelDefaults.keepaliveInterval,
@@ -105,8 +122,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.name = name
         self.target = target
         self.sshHostAlias = sshHostAlias
-        self.local = local
-        self.remote = remote
+        self.forwards = forwards.isEmpty ? [Forward(local: local, remote: remote)] : forwards
         self.identityFiles = identityFile.map { [$0] + identityFiles.filter { $0 != identityFile } } ?? identityFiles
         self.identitiesOnly = identitiesOnly
         self.certificateFile = certificateFile
@@ -115,6 +131,7 @@ public struct TunnelConfig: Sendable, Equatable {
         self.knownHosts = knownHosts
         self.hostKeyPolicy = hostKeyPolicy
         self.hostKeyFingerprint = hostKeyFingerprint
+        self.hostKeyAlias = hostKeyAlias
         self.allowNonLoopback = allowNonLoopback
         self.enabled = enabled
         self.keepaliveInterval = keepaliveInterval
@@ -135,6 +152,13 @@ public struct TunnelConfig: Sendable, Equatable {
 }
 
 extension TunnelConfig {
+    /// The host and port known_hosts is searched and written under: `host_key_alias` as written
+    /// (port 22, so no `[host]:port` form, as ssh does with HostKeyAlias), else the target's.
+    public var knownHostsKey: (host: String, port: Int) {
+        if let hostKeyAlias { return (hostKeyAlias, 22) }
+        return (target.host, Int(target.port))
+    }
+
     /// Equal apart from where the table sits in the file (what a reload compares).
     public func sameSettings(as other: TunnelConfig) -> Bool {
         var a = self

@@ -1,8 +1,8 @@
 /// A small reader for the user's OpenSSH client configuration (`~/.ssh/config`), enough to resolve an
 /// `ssh_host` alias: `Host` blocks (patterns with `*`, `?` and `!`, several per line), `Include`
 /// (relative to `~/.ssh`, `*`/`?` globs in the last path component, at most 16 levels deep),
-/// `HostName` (with `%h`), `User`, `Port`, `IdentityFile` (the first one) and `UserKnownHostsFile`
-/// (its first path). As in ssh, the first value obtained for a keyword wins and keywords are
+/// `HostName` (with `%h`), `User`, `Port`, `IdentityFile` (every one, in order, as ssh accumulates
+/// them), `CertificateFile`, `IdentitiesOnly`, `HostKeyAlias` and `UserKnownHostsFile` (its paths). As in ssh, the first value obtained for a keyword wins and keywords are
 /// case-insensitive; `key value` and `key=value` are accepted, values may be quoted.
 /// `Match` blocks are not evaluated: they are skipped and their locations are reported.
 /// `/etc/ssh/ssh_config` is not read.
@@ -32,11 +32,29 @@ public struct SSHHostSettings: Sendable, Equatable {
     public var user: SSHConfigValue?
     /// As written; the loader checks it.
     public var port: SSHConfigValue?
-    /// `~`, `%d`, `%u`, `%h`, `%r`, `%%` expanded; relative paths are taken relative to the home directory.
-    /// nil when the first value obtained is `none`.
-    public var identityFile: SSHConfigValue?
-    /// Expanded like `identityFile`.
-    public var userKnownHostsFile: SSHConfigValue?
+    /// Every `IdentityFile` that applies, in order (ssh accumulates them): `~`, `%d`, `%u`, `%h`,
+    /// `%r`, `%%` expanded; relative paths are taken relative to the home directory. Empty when the
+    /// first value obtained is `none`.
+    public var identityFiles: [SSHConfigValue]
+    /// The first identity file.
+    public var identityFile: SSHConfigValue? {
+        get { identityFiles.first }
+        set { identityFiles = newValue.map { [$0] } ?? [] }
+    }
+    /// The paths of the first `UserKnownHostsFile` obtained (ssh reads them all, and records new
+    /// keys in the first), expanded like the identity files; empty when it is `none`.
+    public var userKnownHostsFiles: [SSHConfigValue]
+    /// The first known_hosts file.
+    public var userKnownHostsFile: SSHConfigValue? {
+        get { userKnownHostsFiles.first }
+        set { userKnownHostsFiles = newValue.map { [$0] } ?? [] }
+    }
+    /// Every `CertificateFile` that applies, in order, expanded like the identity files.
+    public var certificateFiles: [SSHConfigValue]
+    /// `IdentitiesOnly` as written (`yes`/`no`).
+    public var identitiesOnly: SSHConfigValue?
+    /// `HostKeyAlias`: the name known_hosts is searched (and written) under instead of the host.
+    public var hostKeyAlias: SSHConfigValue?
     /// `Match` lines whose blocks were skipped (value: the Match line's arguments).
     public var skippedMatchBlocks: [SSHConfigValue]
     /// Problems found while reading (too deep Include nesting, unterminated quotes, unknown % tokens).
@@ -58,6 +76,9 @@ public struct SSHHostSettings: Sendable, Equatable {
     public var otherDirectives: [SSHConfigDirective]
 
     public init() {
+        identityFiles = []
+        userKnownHostsFiles = []
+        certificateFiles = []
         skippedMatchBlocks = []
         problems = []
         filesRead = []
@@ -106,18 +127,20 @@ public enum SSHClientConfig {
             remoteHost = host
         }
         let remoteUser = s.user?.value ?? env.user
-        for kp in [\SSHHostSettings.identityFile, \SSHHostSettings.userKnownHostsFile] {
-            if var v = s[keyPath: kp] {
-                if v.value.lowercased() == "none" {
-                    // ssh: "none" means no file.
-                    s[keyPath: kp] = nil
-                    continue
-                }
+        for kp in [\SSHHostSettings.identityFiles, \SSHHostSettings.userKnownHostsFiles, \SSHHostSettings.certificateFiles] {
+            // ssh: "none" as the first value means no file.
+            if s[keyPath: kp].first?.value.lowercased() == "none" {
+                s[keyPath: kp] = []
+                continue
+            }
+            s[keyPath: kp] = s[keyPath: kp].compactMap { v in
+                guard v.value.lowercased() != "none" else { return nil }
+                var v = v
                 var p = reader.expandTokens(v.value, at: v, allowed: ["d", "u", "h", "r"], remoteHost: remoteHost, remoteUser: remoteUser)
                 p = expandTilde(p, home: env.home)
                 if !p.hasPrefix("/") { p = joinPath(env.home, p) }
                 v.value = p
-                s[keyPath: kp] = v
+                return v
             }
         }
         s.problems = reader.settings.problems
@@ -291,8 +314,14 @@ public enum SSHClientConfig {
                     case "hostname": if settings.hostName == nil { settings.hostName = v }
                     case "user": if settings.user == nil { settings.user = v }
                     case "port": if settings.port == nil { settings.port = v }
-                    case "identityfile": if settings.identityFile == nil { settings.identityFile = v }
-                    case "userknownhostsfile": if settings.userKnownHostsFile == nil { settings.userKnownHostsFile = v }
+                    case "identityfile": settings.identityFiles.append(v)
+                    case "certificatefile": settings.certificateFiles.append(v)
+                    case "identitiesonly": if settings.identitiesOnly == nil { settings.identitiesOnly = v }
+                    case "hostkeyalias": if settings.hostKeyAlias == nil { settings.hostKeyAlias = v }
+                    case "userknownhostsfile":
+                        if settings.userKnownHostsFiles.isEmpty {
+                            settings.userKnownHostsFiles = args.map { SSHConfigValue(value: $0, file: path, line: lineNo) }
+                        }
                     case "localforward":
                         settings.localForwards.append(
                             SSHConfigValue(value: args.joined(separator: " "), file: path, line: lineNo))

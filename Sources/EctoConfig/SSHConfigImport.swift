@@ -1,23 +1,26 @@
 /// `ecto-tunnel import ssh-config HOST`: turns what `~/.ssh/config` says about one Host alias into a
 /// tunnel table, the way ssh itself would read it (`SSHClientConfig.resolve`: Include, wildcards,
-/// first value wins).
+/// first value wins, IdentityFile/CertificateFile/LocalForward accumulate). See docs/ssh-config.md.
 ///
 /// | ssh keyword | tunnel key |
 /// | --- | --- |
 /// | `HostName`, `User`, `Port` | `target = "user@host:port"` (the alias itself when there is no HostName) |
-/// | `LocalForward [bind:]port host:hostport` | `local = "bind:port"` (127.0.0.1 without bind), `remote = "host:hostport"` |
-/// | `IdentityFile` (the first) | `identity_file` |
-/// | `UserKnownHostsFile` (the first) | `known_hosts` |
-/// | `ServerAliveInterval` | `keepalive_interval` |
-/// | `ServerAliveCountMax` | `keepalive_count_max` |
+/// | `LocalForward [bind:]port host:hostport` | one: `local` (127.0.0.1 without bind) + `remote`; several: `forwards` |
+/// | `IdentityFile` (every one, in order) | `identity_file` (a list when several) |
+/// | `IdentitiesOnly yes` | `identities_only = true` |
+/// | `CertificateFile` (one) | `certificate_file` |
+/// | `HostKeyAlias` | `host_key_alias` |
+/// | `UserKnownHostsFile` (the first path) | `known_hosts` |
+/// | `ServerAliveInterval` / `ServerAliveCountMax` | `keepalive_interval` / `keepalive_count_max` |
 /// | `ConnectTimeout` | `connect_timeout` |
 /// | `StrictHostKeyChecking accept-new` | `host_key_policy = "accept-new"` (`yes`/`ask`: the default, strict) |
 ///
 /// | `ProxyJump a,b` (or `ProxyCommand`, whichever comes first; `none`: neither) | `jump = ["a", "b"]` (each alias's HostName, User, Port applied) / `proxy_command` |
 ///
-/// `StrictHostKeyChecking no`/`off` is not carried over (ecto-tunnel never turns host key checks
-/// off), nor are `CertificateFile` and the other settings listed in
-/// `cannotCarryOver`: each is reported as an `UnsupportedSetting` with its file and line.
+/// What cannot be carried (a `Match` block, `StrictHostKeyChecking no`, `RemoteForward`, the
+/// settings of `cannotCarryOver`, a value of `refusedUnless` other than the harmless one, a keyword
+/// the import does not know) is an `UnsupportedSetting` with its file and line, and the CLI then
+/// writes nothing and exits 1. `ignored` lists the harmless ones and why.
 public enum SSHConfigImport {
     /// The port local and remote get when the alias has no `LocalForward`: OpenClaw's gateway port.
     public static let defaultForwardPort: UInt16 = 18789
@@ -26,8 +29,8 @@ public enum SSHConfigImport {
     ///
     /// - Parameters:
     ///   - name: the tunnel name; default: the alias (characters other than `A-Z a-z 0-9 _ -` become `-`).
-    ///   - forwardLocalPort: which `LocalForward` to import when there are several: the one listening on
-    ///     this port. Default: the first. Throws when no LocalForward listens on it.
+    ///   - forwardLocalPort: import only the `LocalForward` listening on this port (as `local`/`remote`).
+    ///     Default: every LocalForward. Throws when no LocalForward listens on it.
     ///   - configPath: default `~/.ssh/config`.
     /// - Throws: `ImportError` when the alias gives no usable host, port, user or forward.
     public static func importHost(
@@ -55,10 +58,14 @@ public enum SSHConfigImport {
         var unsupported: [UnsupportedSetting] = []
         var notes: [String] = []
         let shownPath = SSHClientConfig.abbreviate(configPath, home: home)
+        func refuse(_ v: SSHConfigValue, _ setting: String, _ reason: String) {
+            unsupported.append(UnsupportedSetting(setting: setting, value: v.value, location: loc(v), reason: reason))
+        }
 
-        let nothing = s.hostName == nil && s.user == nil && s.port == nil && s.identityFile == nil
-            && s.userKnownHostsFile == nil && s.localForwards.isEmpty && s.serverAliveInterval == nil
+        let nothing = s.hostName == nil && s.user == nil && s.port == nil && s.identityFiles.isEmpty
+            && s.userKnownHostsFiles.isEmpty && s.localForwards.isEmpty && s.serverAliveInterval == nil
             && s.serverAliveCountMax == nil && s.strictHostKeyChecking == nil && s.connectTimeout == nil
+            && s.certificateFiles.isEmpty && s.identitiesOnly == nil && s.hostKeyAlias == nil
             && s.otherDirectives.isEmpty
         if nothing {
             throw ImportError("no Host block in \(shownPath) applies to \"\(alias)\"")
@@ -89,57 +96,103 @@ public enum SSHConfigImport {
         keys.append(ImportedKey(key: "target", value: .string(target.description), origin: s.hostName.map(loc)))
         if s.user == nil { notes.append("no User for \"\(alias)\": the target uses your login name \(user)") }
 
-        // local / remote
-        var forwards: [(local: Endpoint, remote: Endpoint, origin: SSHConfigValue)] = []
+        // local / remote, or forwards
+        var forwards: [(forward: Forward, origin: SSHConfigValue)] = []
         for f in s.localForwards {
             do {
                 let (l, r) = try parseLocalForward(f.value)
-                forwards.append((l, r, f))
+                if let clash = forwards.first(where: { $0.forward.local.port == l.port && HostSyntax.overlaps($0.forward.local.host, l.host) }) {
+                    refuse(f, "LocalForward", "listens on \(l), which overlaps the LocalForward at \(loc(clash.origin).abbreviated(home: home)) (ssh would fail to bind it too)")
+                    continue
+                }
+                forwards.append((Forward(local: l, remote: r), f))
             } catch {
-                unsupported.append(
-                    UnsupportedSetting(setting: "LocalForward", value: f.value, location: loc(f), reason: error.message))
+                refuse(f, "LocalForward", error.message)
             }
         }
-        var chosen: (local: Endpoint, remote: Endpoint, origin: SSHConfigValue)?
         if let want = forwardLocalPort {
-            guard let match = forwards.first(where: { $0.local.port == want }) else {
-                let have = forwards.map { "\($0.local.port)" }.joined(separator: ", ")
+            guard let match = forwards.first(where: { $0.forward.local.port == want }) else {
+                let have = forwards.map { "\($0.forward.local.port)" }.joined(separator: ", ")
                 throw ImportError(
                     "no LocalForward of \"\(alias)\" listens on port \(want)"
                         + (have.isEmpty ? "" : " (its LocalForward ports: \(have))"))
             }
-            chosen = match
-        } else {
-            chosen = forwards.first
+            for other in forwards where other.origin != match.origin {
+                notes.append(
+                    "LocalForward \(other.origin.value) at \(loc(other.origin).abbreviated(home: home)) not imported (--local-port \(want) chose one)")
+            }
+            forwards = [match]
         }
-        if let chosen {
-            keys.append(ImportedKey(key: "local", value: .string(chosen.local.description), origin: loc(chosen.origin)))
-            keys.append(ImportedKey(key: "remote", value: .string(chosen.remote.description), origin: loc(chosen.origin)))
-            if !chosen.local.isLoopback {
-                keys.append(ImportedKey(key: "allow_non_loopback", value: .bool(true), origin: loc(chosen.origin)))
-                notes.append(
-                    "LocalForward at \(loc(chosen.origin).abbreviated(home: home)) listens on \(chosen.local.host), not loopback: allow_non_loopback = true makes the tunnel reachable from other machines")
+        if forwards.count == 1 {
+            let only = forwards[0]
+            keys.append(ImportedKey(key: "local", value: .string(only.forward.local.description), origin: loc(only.origin)))
+            keys.append(ImportedKey(key: "remote", value: .string(only.forward.remote.description), origin: loc(only.origin)))
+        } else if forwards.count > 1 {
+            if forwards.count > Forward.maximumPerTunnel {
+                throw ImportError("\"\(alias)\" has \(forwards.count) LocalForward lines: a tunnel carries at most \(Forward.maximumPerTunnel)")
             }
-            for other in forwards where other.origin != chosen.origin {
-                notes.append(
-                    "LocalForward \(other.origin.value) at \(loc(other.origin).abbreviated(home: home)) not imported (one forward per tunnel): import it again with the forward's local port \(other.local.port) and another name")
-            }
-        } else {
+            keys.append(
+                ImportedKey(key: "forwards", value: .strings(forwards.map(\.forward.description)), origin: loc(forwards[0].origin)))
+        } else if s.localForwards.isEmpty {
             let ep = Endpoint(host: "127.0.0.1", port: defaultForwardPort)
             keys.append(ImportedKey(key: "local", value: .string(ep.description)))
             keys.append(ImportedKey(key: "remote", value: .string(ep.description)))
-            notes.append("\"\(alias)\" has no usable LocalForward: using the OpenClaw gateway's port, local = remote = \(ep)")
+            notes.append("\"\(alias)\" has no LocalForward: using the OpenClaw gateway's port, local = remote = \(ep)")
+        }
+        if let open = forwards.first(where: { !$0.forward.local.isLoopback }) {
+            keys.append(ImportedKey(key: "allow_non_loopback", value: .bool(true), origin: loc(open.origin)))
+            notes.append(
+                "LocalForward at \(loc(open.origin).abbreviated(home: home)) listens on \(open.forward.local.host), not loopback: allow_non_loopback = true makes the tunnel reachable from other machines")
         }
 
-        // files
-        if let id = s.identityFile {
-            keys.append(ImportedKey(key: "identity_file", value: .string(id.value), origin: loc(id)))
-            if environment.fileExists(id.value) != .regular {
-                notes.append("IdentityFile \(SSHClientConfig.abbreviate(id.value, home: home)) does not exist (yet)")
+        // keys and certificates
+        if !s.identityFiles.isEmpty {
+            let paths = s.identityFiles.map(\.value).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+            keys.append(
+                ImportedKey(key: "identity_file", value: paths.count == 1 ? .string(paths[0]) : .strings(paths), origin: loc(s.identityFiles[0])))
+            for p in paths where environment.fileExists(p) != .regular {
+                notes.append("IdentityFile \(SSHClientConfig.abbreviate(p, home: home)) does not exist (yet)")
             }
         }
-        if let kh = s.userKnownHostsFile {
-            keys.append(ImportedKey(key: "known_hosts", value: .string(kh.value), origin: loc(kh)))
+        if let v = s.identitiesOnly {
+            switch v.value.lowercased() {
+            case "yes", "true": keys.append(ImportedKey(key: "identities_only", value: .bool(true), origin: loc(v)))
+            case "no", "false": break  // the default
+            default: refuse(v, "IdentitiesOnly", "expected yes or no")
+            }
+        }
+        if let first = s.certificateFiles.first {
+            keys.append(ImportedKey(key: "certificate_file", value: .string(first.value), origin: loc(first)))
+            for other in s.certificateFiles.dropFirst() where other.value != first.value {
+                refuse(other, "CertificateFile", "a second certificate: certificate_file takes one (keep the one for the key the server accepts)")
+            }
+        }
+
+        // host keys
+        if let v = s.hostKeyAlias {
+            keys.append(ImportedKey(key: "host_key_alias", value: .string(v.value), origin: loc(v)))
+        }
+        if let first = s.userKnownHostsFiles.first {
+            keys.append(ImportedKey(key: "known_hosts", value: .string(first.value), origin: loc(first)))
+            let others = s.userKnownHostsFiles.dropFirst().map { SSHClientConfig.abbreviate($0.value, home: home) }
+            if !others.isEmpty {
+                notes.append(
+                    "UserKnownHostsFile at \(loc(first).abbreviated(home: home)) lists \(s.userKnownHostsFiles.count) files: only the first is read (ecto-tunnel checks and records host keys in one file); if \(others.joined(separator: ", ")) hold\(others.count == 1 ? "s" : "") this host's key, append it to \(SSHClientConfig.abbreviate(first.value, home: home))")
+            }
+        }
+        if let v = s.strictHostKeyChecking {
+            switch v.value.lowercased() {
+            case "accept-new":
+                keys.append(ImportedKey(key: "host_key_policy", value: .string(HostKeyPolicy.acceptNew.rawValue), origin: loc(v)))
+            case "yes", "ask", "true":
+                break  // strict is the default
+            case "no", "off", "false":
+                refuse(
+                    v, "StrictHostKeyChecking",
+                    "ecto-tunnel never turns host key checking off: add the key with ssh-keyscan (or let `ecto-tunnel connect` do it), or set host_key_policy = \"accept-new\" to record it on first connect, then drop this line for the host")
+            default:
+                refuse(v, "StrictHostKeyChecking", "unknown value")
+            }
         }
 
         // keepalives and timeouts
@@ -148,49 +201,21 @@ public enum SSHConfigImport {
                 keys.append(ImportedKey(key: "keepalive_interval", value: .integer(n), origin: loc(v)))
                 if n == 0 { notes.append("ServerAliveInterval 0 disables keepalives; ecto-tunnel's default would be 15 s") }
             } else {
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: "ServerAliveInterval", value: v.value, location: loc(v), reason: "not a number of seconds"))
+                refuse(v, "ServerAliveInterval", "not a number of seconds")
             }
         }
         if let v = s.serverAliveCountMax {
             if let n = Int(v.value), n >= 1 {
                 keys.append(ImportedKey(key: "keepalive_count_max", value: .integer(n), origin: loc(v)))
             } else {
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: "ServerAliveCountMax", value: v.value, location: loc(v), reason: "must be an integer ≥ 1"))
+                refuse(v, "ServerAliveCountMax", "must be an integer ≥ 1")
             }
         }
         if let v = s.connectTimeout {
             if let n = Int(v.value), n >= 1 {
                 keys.append(ImportedKey(key: "connect_timeout", value: .integer(n), origin: loc(v)))
             } else {
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: "ConnectTimeout", value: v.value, location: loc(v), reason: "must be a number of seconds ≥ 1"))
-            }
-        }
-
-        // host keys
-        if let v = s.strictHostKeyChecking {
-            switch v.value.lowercased() {
-            case "accept-new":
-                keys.append(ImportedKey(key: "host_key_policy", value: .string(HostKeyPolicy.acceptNew.rawValue), origin: loc(v)))
-            case "yes", "ask", "true":
-                break  // strict is the default
-            case "no", "off", "false":
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: "StrictHostKeyChecking", value: v.value, location: loc(v),
-                        reason:
-                            "ecto-tunnel never turns host key checking off; the tunnel stays strict: add the key with ssh-keyscan, or set host_key_policy = \"accept-new\" to record it on first connect"
-                    ))
-            default:
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: "StrictHostKeyChecking", value: v.value, location: loc(v),
-                        reason: "unknown value; the tunnel stays strict"))
+                refuse(v, "ConnectTimeout", "must be a number of seconds ≥ 1")
             }
         }
 
@@ -210,24 +235,28 @@ public enum SSHConfigImport {
         for d in s.otherDirectives {
             let k = d.keyword.lowercased()
             if k == "proxyjump" || k == "proxycommand" { continue }  // above
+            let value = d.arguments.joined(separator: " ")
+            let location = SettingLocation(file: d.file, line: d.line)
             if let reason = cannotCarryOver[k] {
+                unsupported.append(UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: reason))
+            } else if let rule = refusedUnless[k] {
+                if !rule.harmless.contains(value.lowercased()) {
+                    unsupported.append(UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: rule.reason))
+                }
+            } else if ignored[k] == nil {
                 unsupported.append(
                     UnsupportedSetting(
-                        setting: d.keyword, value: d.arguments.joined(separator: " "),
-                        location: SettingLocation(file: d.file, line: d.line), reason: reason))
-            } else if !irrelevant.contains(k) {
-                unsupported.append(
-                    UnsupportedSetting(
-                        setting: d.keyword, value: d.arguments.joined(separator: " "),
-                        location: SettingLocation(file: d.file, line: d.line),
-                        reason: "not understood by ecto-tunnel's import; check whether the tunnel needs it"))
+                        setting: d.keyword, value: value, location: location,
+                        reason: "not known to ecto-tunnel's import, so it cannot tell whether the tunnel would behave as ssh does; remove it for this host (or move it to a Host block that does not match) and import again"))
             }
         }
         for m in s.skippedMatchBlocks {
-            unsupported.append(
-                UnsupportedSetting(
-                    setting: "Match", value: m.value, location: loc(m),
-                    reason: "Match blocks are not evaluated; copy what it sets by hand if it applies"))
+            refuse(
+                m, "Match",
+                "Match blocks are not evaluated, so what ssh would apply here is unknown; move its settings into Host blocks (or out of the files read for this host) and import again")
+        }
+        for p in s.problems {
+            refuse(p, "(syntax)", p.value)
         }
         let fileOrder = Dictionary(s.filesRead.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
         unsupported = unsupported.enumerated()
@@ -341,16 +370,15 @@ public enum SSHConfigImport {
     }
 
     /// ssh settings a tunnel would need but ecto-tunnel cannot reproduce (lowercased keyword → why).
+    /// Any of them makes the import refuse (exit 1, nothing written).
     public static let cannotCarryOver: [String: String] = [
-        "certificatefile": "SSH certificates are not supported: use a plain key (identity_file) or the agent",
         "remoteforward": "remote forwards (-R) are not supported: ecto-tunnel makes LocalForward tunnels only",
         "dynamicforward": "SOCKS forwards (-D) are not supported: ecto-tunnel makes LocalForward tunnels only",
-        "hostkeyalias": "not supported: known_hosts is looked up under the target's host name and port",
+        "localcommand": "local commands are not run",
         "identityagent": "not supported: the agent is always $SSH_AUTH_SOCK (set it for the service, see docs/troubleshooting.md)",
         "pkcs11provider": "PKCS#11 keys are not supported: use a key file or the agent",
         "securitykeyprovider": "security keys are not supported directly: use the agent",
         "globalknownhostsfile": "not read: only known_hosts (UserKnownHostsFile) is checked",
-        "gatewayports": "use allow_non_loopback = true and a non-loopback local address instead",
         "bindaddress": "the source address of the SSH connection cannot be chosen",
         "bindinterface": "the source interface of the SSH connection cannot be chosen",
         "addressfamily": "not supported: every address of the host is tried",
@@ -360,31 +388,77 @@ public enum SSHConfigImport {
         "hostkeyalgorithms": "algorithms are libssh2's defaults and cannot be configured",
         "pubkeyacceptedalgorithms": "algorithms are libssh2's defaults and cannot be configured",
         "pubkeyacceptedkeytypes": "algorithms are libssh2's defaults and cannot be configured",
-        "canonicalizehostname": "host names are used as written",
-        "controlmaster": "connection sharing is not used: the daemon holds its own session",
-        "controlpath": "connection sharing is not used: the daemon holds its own session",
-        "controlpersist": "connection sharing is not used: the daemon holds its own session",
-        "localcommand": "local commands are not run",
-        "permitlocalcommand": "local commands are not run",
+        "casignaturealgorithms": "algorithms are libssh2's defaults and cannot be configured",
         "tunnel": "tun/tap forwarding is not supported",
         "tunneldevice": "tun/tap forwarding is not supported",
-        "forwardagent": "agent forwarding is not offered through the tunnel",
-        "passwordauthentication": "password authentication is not supported: use a key",
-        "kbdinteractiveauthentication": "keyboard-interactive authentication is not supported: use a key",
-        "challengeresponseauthentication": "keyboard-interactive authentication is not supported: use a key",
+        "knownhostscommand": "known_hosts comes from a file only (known_hosts)",
+        "revokedhostkeys": "a separate revocation file is not read: mark keys @revoked in known_hosts instead",
+        "verifyhostkeydns": "SSHFP lookups are not done: the key must be in known_hosts",
     ]
 
-    /// ssh settings that do not matter for a forwarding-only session (lowercased).
-    public static let irrelevant: Set<String> = [
-        "addkeystoagent", "usekeychain", "batchmode", "checkhostip", "compression", "connectionattempts",
-        "escapechar", "exitonforwardfailure", "forwardx11", "forwardx11trusted", "forwardx11timeout", "hashknownhosts",
-        "identitiesonly", "ignoreunknown", "loglevel", "nohostauthenticationforlocalhost", "numberofpasswordprompts",
-        "preferredauthentications", "pubkeyauthentication", "remotecommand", "requesttty", "sendenv", "setenv",
-        "tcpkeepalive", "updatehostkeys", "visualhostkey", "verifyhostkeydns", "xauthlocation", "sessiontype",
-        "stdinnull", "forkafterauthentication", "clearallforwardings", "gssapiauthentication",
-        "gssapidelegatecredentials", "hostbasedauthentication", "enablesshkeysign", "fingerprinthash", "logverbose",
-        "syslogfacility", "obscurekeystroketiming", "requiredrsasize", "streamlocalbindmask",
-        "streamlocalbindunlink", "revokedhostkeys", "ipqos", "rekeylimit", "serveralivecountmax",
+    /// Settings that are harmless with one value and change the connection with any other
+    /// (lowercased keyword → harmless values, and why the others cannot be carried).
+    public static let refusedUnless: [String: (harmless: Set<String>, reason: String)] = [
+        "permitlocalcommand": (["no"], "local commands are not run"),
+        "controlmaster": (["no"], "connection sharing is not used: the daemon holds its own session"),
+        "gatewayports": (["no"], "use a non-loopback bind address in the forward and allow_non_loopback = true instead"),
+        "canonicalizehostname": (["no"], "host names are used as written"),
+        "clearallforwardings": (["no"], "the import would carry forwards that ssh clears"),
+        "forwardagent": (["no"], "agent forwarding is not offered: no session channel is opened"),
+        "forwardx11": (["no"], "X11 forwarding is not offered: no session channel is opened"),
+    ]
+
+    /// ssh settings that do not change a forwarding-only session (lowercased keyword → why they
+    /// are ignored), listed in docs/ssh-config.md.
+    public static let ignored: [String: String] = [
+        "addkeystoagent": "keys are used, never added to an agent",
+        "exitonforwardfailure": "a forward that cannot listen is retried and shown per forward in status",
+        "usekeychain": "macOS keychain option; passphrases come from identity_passphrase_file or a credential",
+        "ignoreunknown": "only tells ssh which keywords to skip",
+        "batchmode": "the daemon never prompts anyway",
+        "checkhostip": "host keys are checked under the host name (or host_key_alias)",
+        "compression": "libssh2 does not compress; it changes speed, not what is forwarded",
+        "connectionattempts": "the daemon retries with its own backoff (backoff_initial, backoff_max)",
+        "escapechar": "no terminal session",
+        "forwardx11trusted": "no session channel is opened",
+        "forwardx11timeout": "no session channel is opened",
+        "hashknownhosts": "hashed and plain known_hosts entries are both read; new ones are written plain",
+        "loglevel": "the daemon has its own --log-level",
+        "nohostauthenticationforlocalhost": "host keys are always checked",
+        "numberofpasswordprompts": "no prompts",
+        "preferredauthentications": "only public key authentication is used",
+        "pubkeyauthentication": "only public key authentication is used",
+        "passwordauthentication": "only public key authentication is used (a host that needs a password fails `check`/`connect`)",
+        "kbdinteractiveauthentication": "only public key authentication is used",
+        "challengeresponseauthentication": "only public key authentication is used",
+        "gssapiauthentication": "only public key authentication is used",
+        "gssapidelegatecredentials": "only public key authentication is used",
+        "hostbasedauthentication": "only public key authentication is used",
+        "enablesshkeysign": "only public key authentication is used",
+        "remotecommand": "no command runs (like ssh -N)",
+        "requesttty": "no terminal session (like ssh -N)",
+        "sessiontype": "no session (like ssh -N)",
+        "stdinnull": "no session (like ssh -N)",
+        "forkafterauthentication": "the daemon stays in the foreground under systemd",
+        "sendenv": "no session, no environment sent",
+        "setenv": "no session, no environment sent",
+        "tcpkeepalive": "the daemon always sets TCP keepalives on the SSH socket",
+        "updatehostkeys": "known_hosts is only changed by accept-new or `ecto-tunnel connect`",
+        "visualhostkey": "no terminal",
+        "xauthlocation": "no X11",
+        "fingerprinthash": "fingerprints are always SHA256",
+        "logverbose": "the daemon has its own --log-level",
+        "syslogfacility": "the daemon logs to stderr / the journal",
+        "obscurekeystroketiming": "no terminal session",
+        "requiredrsasize": "RSA keys are judged by ecto-tunnel's own rules",
+        "streamlocalbindmask": "no Unix socket forwards",
+        "streamlocalbindunlink": "no Unix socket forwards",
+        "ipqos": "the kernel's defaults are used",
+        "rekeylimit": "libssh2's rekeying defaults are used",
+        "controlpath": "only used with ControlMaster, which is refused unless no",
+        "controlpersist": "only used with ControlMaster, which is refused unless no",
+        "identitiesonly": "carried as identities_only",
+        "serveralivecountmax": "carried as keepalive_count_max",
     ]
 }
 

@@ -33,13 +33,14 @@ public enum ImportedValue: Sendable, Equatable, CustomStringConvertible {
     case string(String)
     case integer(Int)
     case bool(Bool)
-    /// An array of strings (`jump`).
+    /// An array of strings (`jump`, several identity files, several forwards).
     case strings([String])
 
     /// The value in TOML syntax.
     public var toml: String {
         switch self {
         case .string(let s): return TOMLWriter.quote(s)
+        case .strings(let list): return "[" + list.map(TOMLWriter.quote).joined(separator: ", ") + "]"
         case .integer(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
         case .strings(let list): return "[" + list.map(TOMLWriter.quote).joined(separator: ", ") + "]"
@@ -141,6 +142,9 @@ public struct TunnelImport: Sendable, Equatable {
         for k in keys {
             var value = k.value
             if let home, case .string(let s) = value, s.hasPrefix("/") { value = .string(SSHClientConfig.abbreviate(s, home: home)) }
+            if let home, case .strings(let list) = value {
+                value = .strings(list.map { $0.hasPrefix("/") ? SSHClientConfig.abbreviate($0, home: home) : $0 })
+            }
             out += "\(TOMLTable.quoteKeyIfNeeded(k.key)) = \(value.toml)\n"
         }
         return out

@@ -111,6 +111,73 @@ public struct GatewayReport: Codable, Sendable, Equatable {
     }
 }
 
+/// One forward of a tunnel (`forwards`, or its one `local`/`remote`): its listener and what went
+/// through it. The tunnel's figures are these added up.
+public struct ForwardStatus: Codable, Sendable, Equatable {
+    /// The listen address, `host:port`.
+    public var local: String
+    /// The destination as seen from the SSH server, `host:port`.
+    public var remote: String
+    public var state: State
+    /// Connections of this forward open now (held ones included).
+    public var connections: Int
+    /// Bytes from the remote side to this forward's clients, and from them to the remote side.
+    public var bytesIn: UInt64
+    public var bytesOut: UInt64
+    /// Why the listener is not open (`retrying`), e.g. a busy port and its holder; nil otherwise.
+    public var lastError: String?
+
+    /// The listener's state.
+    public enum State: String, Codable, Sendable, Equatable {
+        /// Open: clients are accepted (and held, served or refused as the tunnel's state says).
+        case listening
+        /// It could not be opened (a busy port, an address that is gone); tried again every few
+        /// seconds while the tunnel's other forwards serve.
+        case retrying
+        /// Not open: the tunnel is disabled, stopping, or its listeners are being handed over.
+        case closed
+    }
+
+    public init(
+        local: String, remote: String, state: State = .closed, connections: Int = 0, bytesIn: UInt64 = 0,
+        bytesOut: UInt64 = 0, lastError: String? = nil
+    ) {
+        self.local = local
+        self.remote = remote
+        self.state = state
+        self.connections = connections
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.lastError = lastError
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case local, remote, state, connections, bytesIn = "bytes_in", bytesOut = "bytes_out", lastError = "last_error"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        local = try c.decode(String.self, forKey: .local)
+        remote = try c.decode(String.self, forKey: .remote)
+        state = try c.decode(State.self, forKey: .state)
+        connections = try c.decodeIfPresent(Int.self, forKey: .connections) ?? 0
+        bytesIn = try c.decodeIfPresent(UInt64.self, forKey: .bytesIn) ?? 0
+        bytesOut = try c.decodeIfPresent(UInt64.self, forKey: .bytesOut) ?? 0
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(local, forKey: .local)
+        try c.encode(remote, forKey: .remote)
+        try c.encode(state, forKey: .state)
+        try c.encode(connections, forKey: .connections)
+        try c.encode(bytesIn, forKey: .bytesIn)
+        try c.encode(bytesOut, forKey: .bytesOut)
+        try c.encode(lastError, forKey: .lastError)  // null when there is none
+    }
+}
+
 /// One tunnel's status: what the driver publishes, what the supervisor adds (the probe result),
 /// what `GET /v1/status` sends and what the CLI decodes. One type on both sides of the control
 /// socket; its JSON form is the status contract (docs/control-protocol.md), written out by hand
@@ -154,6 +221,9 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
     public var hop: String?
     /// A change of this tunnel being pre-flighted now: the new target and how far it got.
     public var change: ChangeReport?
+    /// Every forward, in config order (the first is `local`/`remote`); empty from daemons before
+    /// forwards existed.
+    public var forwards: [ForwardStatus]
 
     // Daemon-side only: not part of the status contract, not encoded (decoded as the defaults).
 
@@ -179,7 +249,8 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
     public init(
         name: String, state: TunnelState, enabled: Bool, target: String, local: String, remote: String,
         connections: Int = 0, bytesIn: UInt64 = 0, bytesOut: UInt64 = 0, reconnects: Int = 0, since: Date = Date(),
-        lastError: String? = nil, draining: [DrainingSession] = [], sessions: Int = 1, sessionsUp: Int? = nil
+        lastError: String? = nil, draining: [DrainingSession] = [], sessions: Int = 1, sessionsUp: Int? = nil,
+        forwards: [(local: String, remote: String)] = []
     ) {
         self.name = name
         self.state = state
@@ -202,6 +273,7 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
         self.retryCause = nil
         self.hop = nil
         self.change = nil
+        self.forwards = (forwards.isEmpty ? [(local, remote)] : forwards).map { ForwardStatus(local: $0.local, remote: $0.remote) }
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.
@@ -217,6 +289,7 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
         case bytesIn = "bytes_in", bytesOut = "bytes_out", reconnects, since
         case lastError = "last_error", draining, gateway, sessions, sessionsUp = "sessions_up", change
         case clientsRefused = "clients_refused", retryAt = "retry_at", retryCause = "retry_cause", hop
+        case forwards
     }
 
     public init(from decoder: Decoder) throws {
@@ -242,6 +315,7 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
         retryCause = try c.decodeIfPresent(RetryCause.self, forKey: .retryCause)
         hop = try c.decodeIfPresent(String.self, forKey: .hop)
         change = try c.decodeIfPresent(ChangeReport.self, forKey: .change)
+        forwards = try c.decodeIfPresent([ForwardStatus].self, forKey: .forwards) ?? []
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -268,5 +342,9 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
         try c.encode(retry.cause, forKey: .retryCause)
         try c.encodeIfPresent(hop, forKey: .hop)
         try c.encodeIfPresent(change, forKey: .change)
+        // Every tunnel of a running daemon has at least one forward; empty only in values made
+        // without one (a daemon from before forwards sent none): then the key is left out, and
+        // documents recorded before it existed stay byte for byte the same.
+        if !forwards.isEmpty { try c.encode(forwards, forKey: .forwards) }
     }
 }

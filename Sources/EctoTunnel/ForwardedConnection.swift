@@ -18,6 +18,9 @@ final class ForwardedConnection {
     let id: UInt64
     let fd: Int32
     let peer: String
+    /// Which of the tunnel's forwards it came in on (an index into `TunnelConfig.forwards`): its
+    /// channel goes to that forward's `remote`, and its bytes count towards that forward.
+    let forward: Int
     var phase: Phase = .held { didSet { recount() } }
     var holdDeadline: ContinuousClock.Instant
     var channel: SSHChannel?
@@ -57,10 +60,11 @@ final class ForwardedConnection {
     var counters: ConnectionCounters? { didSet { recount() } }
     private var counted = (open: false, held: false)
 
-    init(id: UInt64, fd: Int32, peer: String, holdDeadline: ContinuousClock.Instant, bufferSize: Int) {
+    init(id: UInt64, fd: Int32, peer: String, forward: Int, holdDeadline: ContinuousClock.Instant, bufferSize: Int) {
         self.id = id
         self.fd = fd
         self.peer = peer
+        self.forward = forward
         self.holdDeadline = holdDeadline
         self.up = ByteBuffer(capacity: bufferSize)
         self.down = ByteBuffer(capacity: bufferSize)
@@ -112,7 +116,10 @@ final class ForwardedConnection {
     private func recount() {
         guard let counters else { return }
         let now = (open: !clientClosed, held: phase == .held && !clientClosed)
-        if now.open != counted.open { counters.openClients += now.open ? 1 : -1 }
+        if now.open != counted.open {
+            counters.openClients += now.open ? 1 : -1
+            counters.openByForward[forward] += now.open ? 1 : -1
+        }
         if now.held != counted.held { counters.held += now.held ? 1 : -1 }
         counted = now
     }
@@ -137,4 +144,10 @@ final class ConnectionCounters {
     var openClients = 0
     /// Connections held until a session is up (each with a hold deadline).
     var held = 0
+    /// `openClients` per forward (index into `TunnelConfig.forwards`).
+    var openByForward: [Int]
+
+    init(forwards: Int) {
+        openByForward = Array(repeating: 0, count: forwards)
+    }
 }

@@ -44,7 +44,7 @@ public enum HostKeyVerifier {
     }
 
     static func lookupName(_ config: TunnelConfig) -> String {
-        KnownHostsFile.lookupName(host: config.target.host, port: Int(config.target.port))
+        KnownHostsFile.lookupName(host: config.knownHostsKey.host, port: config.knownHostsKey.port)
     }
 
     /// The decision for `key`, presented by `host`:`port`.
@@ -79,8 +79,9 @@ public enum HostKeyVerifier {
     }
 
     static func verify(key: HostKey, config: TunnelConfig, knownHosts: KnownHostsFile) -> Verdict {
+        let (host, port) = config.knownHostsKey  // host_key_alias, else the target
         let decision = decide(
-            key: key, host: config.target.host, port: Int(config.target.port), pin: config.hostKeyFingerprint,
+            key: key, host: host, port: port, pin: config.hostKeyFingerprint,
             policy: config.hostKeyPolicy, knownHosts: knownHosts)
         switch decision {
         case .pinned(let pin): return .trusted("pinned fingerprint \(pin)")
@@ -112,7 +113,7 @@ public enum HostKeyVerifier {
         case .unknown:
             return "HOST KEY UNKNOWN for \(name): the server presents \(offered), which is not in \(knownHosts.path). "
                 + "Verify this fingerprint out of band (on the server: `ssh-keygen -lf /etc/ssh/ssh_host_\(shortType(key.algorithm))_key.pub`), then trust it with: "
-                + "echo '\(KnownHostsFile.line(host: config.target.host, port: Int(config.target.port), key: key))' >> \(knownHosts.path)"
+                + "echo '\(KnownHostsFile.line(host: config.knownHostsKey.host, port: config.knownHostsKey.port, key: key))' >> \(knownHosts.path)"
                 + " — or pin it with host_key_fingerprint = \"\(key.fingerprintSHA256)\", or set host_key_policy = \"accept-new\" to record it on first use."
         }
     }

@@ -12,8 +12,8 @@ import Synchronization
 /// drivers of earlier ones that still finish their open connections.
 ///
 /// Replacing the configuration (a new target, a reload) starts a new driver and retires the old
-/// one: with the same local address the listener itself is handed over (no moment where the port
-/// is closed), clients still waiting for a channel move to the new driver, and connections already
+/// one: every listener whose address the new configuration still forwards is handed over itself
+/// (no moment where the port is closed), clients still waiting for a channel move to the new driver, and connections already
 /// open stay on the old session until they end or the drain time is up. Status adds them up.
 public final class Tunnel: Sendable {
     public let name: String
@@ -55,8 +55,14 @@ public final class Tunnel: Sendable {
         var accepted: UInt64 = 0
         var refused: UInt64 = 0
         var clientsRefused: UInt64 = 0
+        /// Bytes per forward, by listen address.
+        var forwardBytes: [String: (in: UInt64, out: UInt64)] = [:]
 
         mutating func add(_ status: TunnelStatus) {
+            for forward in status.forwards {
+                let bytes = forwardBytes[forward.local] ?? (0, 0)
+                forwardBytes[forward.local] = (bytes.in + forward.bytesIn, bytes.out + forward.bytesOut)
+            }
             bytesIn += status.bytesIn
             bytesOut += status.bytesOut
             reconnects += status.reconnects
@@ -159,25 +165,18 @@ public final class Tunnel: Sendable {
         return candidate
     }
 
-    /// Makes `candidate` the current generation: the old one hands over its listener (same local
-    /// address) and waiting clients, or stops and the new one binds; open connections stay on the
-    /// old session for up to `drain`.
+    /// Makes `candidate` the current generation: the old one hands over its listeners (the new one
+    /// keeps those whose address it still forwards, closes the others and binds its new ones) and
+    /// its waiting clients; open connections stay on the old session for up to `drain`.
     public func commit(_ candidate: Candidate, drain: Duration) {
         state.withLock { state in
             if state.candidate === candidate { state.candidate = nil }
             let next = candidate.handles
-            let sameListener = state.config.local == candidate.config.local
             for handle in state.current {
                 // Every old session gives its waiting clients to the new primary, which spreads them.
-                if sameListener {
-                    handle.send(.retire(successor: next[0], drain: drain))
-                } else {
-                    handle.send(.stop(grace: drain))
-                }
+                handle.send(.retire(successor: next[0], drain: drain))
                 state.retiring.append((handle, state.config.target.description))
             }
-            // Another local address: the new primary binds it itself.
-            if !sameListener { next[0].send(.adopt(listener: -1, clients: [])) }
             state.current = next
             state.config = candidate.config
         }
@@ -213,6 +212,11 @@ public final class Tunnel: Sendable {
                 }
                 counters.add(old)
                 status.connections += old.connections
+                for forward in old.forwards {
+                    if let index = status.forwards.firstIndex(where: { $0.local == forward.local }) {
+                        status.forwards[index].connections += forward.connections
+                    }
+                }
                 if let index = draining.firstIndex(where: { $0.target == entry.target }) {
                     draining[index].connections += old.connections  // another session of that target
                 } else {
@@ -226,6 +230,14 @@ public final class Tunnel: Sendable {
             status.acceptedTotal += counters.accepted
             status.refusedTotal += counters.refused
             status.clientsRefused += counters.clientsRefused
+            for index in status.forwards.indices {
+                // Bytes of earlier generations through the same listen address (a forward that is
+                // gone from the configuration leaves them in the tunnel's total only).
+                if let bytes = counters.forwardBytes[status.forwards[index].local] {
+                    status.forwards[index].bytesIn += bytes.in
+                    status.forwards[index].bytesOut += bytes.out
+                }
+            }
             status.draining = draining
             if let candidate = state.candidate {
                 let stage: String
@@ -255,6 +267,12 @@ public final class Tunnel: Sendable {
             status.acceptedTotal += other.acceptedTotal
             status.refusedTotal += other.refusedTotal
             status.clientsRefused += other.clientsRefused
+            // The same forwards in every session; the listeners are the first session's.
+            for index in status.forwards.indices where index < other.forwards.count {
+                status.forwards[index].connections += other.forwards[index].connections
+                status.forwards[index].bytesIn += other.forwards[index].bytesIn
+                status.forwards[index].bytesOut += other.forwards[index].bytesOut
+            }
         }
         let up = sessions.filter { $0.state == .up }
         status.sessions = sessions.count

@@ -181,16 +181,17 @@ extension TunnelDriver {
             }
             connection.phase = .opening
             let (originHost, originPort) = splitPeer(connection.peer)
+            let remote = config.forwards[connection.forward].remote
             let result: SSHResult<SSHChannel>
             do {
                 result = try session.openDirectTCPIP(
-                    host: config.remote.host, port: config.remote.port, originHost: originHost, originPort: originPort)
+                    host: remote.host, port: remote.port, originHost: originHost, originPort: originPort)
             } catch {
                 guard error.isChannelScoped else { throw error }
                 openQueue.removeFirst()
                 refusedTotal += 1
                 logger.warning(
-                    "the server refused the channel to \(config.remote): \(error.message); closing that client",
+                    "the server refused the channel to \(remote): \(error.message); closing that client",
                     metadata: ["client": "\(connection.peer)"])
                 connection.closeClient()
                 connections[id] = nil
@@ -308,6 +309,7 @@ extension TunnelDriver {
                 return true
             case .done(let n):
                 bytesIn &+= UInt64(n)
+                listeners[connection.forward].bytesIn &+= UInt64(n)
                 progress = true
             }
         }
@@ -394,6 +396,7 @@ extension TunnelDriver {
             case .done(let n):
                 if n == 0 { return true }
                 bytesOut &+= UInt64(n)
+                listeners[connection.forward].bytesOut &+= UInt64(n)
                 progress = true
             }
         }

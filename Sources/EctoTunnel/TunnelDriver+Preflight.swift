@@ -4,19 +4,20 @@ import EctoStatus
 import Glibc
 #endif
 
-/// A pre-flight in progress on this driver: a client of our own (one end of a socketpair) that
-/// waits for its channel like any accepted client, so the new session is proven by exactly the
-/// code that will serve real clients: resolve, connect, handshake, host key, authentication,
-/// and a channel opened to `remote`.
+/// A pre-flight in progress on this driver: one client of our own per forward (one end of a
+/// socketpair each) that waits for its channel like any accepted client, so the new session is
+/// proven by exactly the code that will serve real clients: resolve, connect, handshake, host key,
+/// authentication, and a channel opened to every forward's `remote` (a typo in the third forward's
+/// destination fails the change as surely as one in the first).
 final class PreflightProbe {
-    /// The probe's connection in `connections` (its client end is ours).
-    var connectionID: UInt64 = 0
-    /// The other end of the socketpair, closed when the pre-flight ends.
-    var peerFD: Int32
+    /// The probe's connections in `connections`, one per forward in order (their client ends are ours).
+    var connectionIDs: [UInt64] = []
+    /// The other ends of the socketpairs, closed when the pre-flight ends.
+    var peerFDs: [Int32] = []
+    /// Forwards whose channel opened (their probe connection is dropped at once).
+    var opened: Set<Int> = []
     var stage = "resolve"
     var done = false
-
-    init(peerFD: Int32) { self.peerFD = peerFD }
 }
 
 /// Make-before-break (`Tunnel.prepare`): the driver of a configuration change starts without the
@@ -24,35 +25,46 @@ final class PreflightProbe {
 /// the supervisor then hands it the listener (`.adopt`) or stops it, and the old session serves on.
 extension TunnelDriver {
     func startPreflight() {
-        var fds: [Int32] = [-1, -1]
-        let type = Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
-        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else {
-            let reason = String(cString: strerror(errno))
-            handle.update(notify: true) { $0.preflight = .failed(stage: "local", reason: "socketpair: \(reason)") }
-            return
-        }
-        let probe = PreflightProbe(peerFD: fds[1])
+        let probe = PreflightProbe()
         preflight = probe
-        // Held (no session yet) until the session is up, then queued for its channel like any client.
-        probe.connectionID = admit(fd: fds[0], peer: "127.0.0.1:0", holdDeadline: clock.now.advanced(by: .seconds(86_400))).id
-        logger.info("pre-flight: proving the new session before it takes over", metadata: ["remote": "\(config.remote)"])
+        let type = Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
+        for forward in config.forwards.indices {
+            var fds: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, type, 0, &fds) == 0 else {
+                let reason = String(cString: strerror(errno))
+                finishPreflight(.failed(stage: "local", reason: "socketpair: \(reason)"))
+                return
+            }
+            probe.peerFDs.append(fds[1])
+            // Held (no session yet) until the session is up, then queued for its channel like any client.
+            probe.connectionIDs.append(
+                admit(fd: fds[0], peer: "127.0.0.1:0", forward: forward, holdDeadline: clock.now.advanced(by: .seconds(86_400))).id)
+        }
+        logger.info(
+            "pre-flight: proving the new session before it takes over",
+            metadata: ["remote": "\(config.forwards.map(\.remote.description).joined(separator: ", "))"])
         handle.update(notify: true) { $0.preflight = .running(stage: probe.stage) }
     }
 
     /// After each turn of the loop: how far the probe got.
     func checkPreflight() {
         guard let probe = preflight, !probe.done else { return }
-        guard let connection = connections[probe.connectionID], !connection.clientClosed else {
-            // Gone before its channel opened: the server refused the channel (or the hold ended).
-            finishPreflight(
-                .failed(
-                    stage: "channel",
-                    reason: "the server refused a channel to \(config.remote) (nothing listens there as seen from the server, or it does not allow forwarding)"))
-            return
+        for (forward, id) in probe.connectionIDs.enumerated() where !probe.opened.contains(forward) {
+            guard let connection = connections[id], !connection.clientClosed else {
+                // Gone before its channel opened: the server refused the channel (or the hold ended).
+                finishPreflight(
+                    .failed(
+                        stage: "channel",
+                        reason: "the server refused a channel to \(config.forwards[forward].remote) (nothing listens there as seen from the server, or it does not allow forwarding)"))
+                return
+            }
+            if connection.phase == .open {
+                probe.opened.insert(forward)
+                drop(connection, reason: nil)  // its channel is closed by the next pass
+            }
         }
-        if connection.phase == .open {
+        if probe.opened.count == probe.connectionIDs.count {
             finishPreflight(.passed)
-            drop(connection, reason: nil)  // its channel is closed by the next pass
             return
         }
         if machine.state == .backoff || machine.state == .failed {
@@ -98,12 +110,11 @@ extension TunnelDriver {
     private func finishPreflight(_ verdict: TunnelStatus.Preflight) {
         guard let probe = preflight else { return }
         probe.done = true
-        if probe.peerFD >= 0 {
-            Glibc.close(probe.peerFD)
-            probe.peerFD = -1
-        }
+        closePeers(probe)
         switch verdict {
-        case .passed: logger.info("pre-flight passed: the new session is up and opened a channel to \(config.remote)")
+        case .passed:
+            let remotes = config.forwards.map(\.remote.description).joined(separator: ", ")
+            logger.info("pre-flight passed: the new session is up and opened a channel to \(remotes)")
         case .failed(let stage, let reason): logger.warning("pre-flight failed at \(stage): \(reason)")
         case .running: break
         }
@@ -112,8 +123,12 @@ extension TunnelDriver {
 
     /// Closes the probe's own end when the driver ends without a verdict.
     func endPreflight() {
-        guard let probe = preflight, probe.peerFD >= 0 else { return }
-        Glibc.close(probe.peerFD)
-        probe.peerFD = -1
+        guard let probe = preflight else { return }
+        closePeers(probe)
+    }
+
+    private func closePeers(_ probe: PreflightProbe) {
+        for fd in probe.peerFDs { Glibc.close(fd) }
+        probe.peerFDs = []
     }
 }

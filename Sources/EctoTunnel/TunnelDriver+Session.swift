@@ -15,10 +15,11 @@ import Glibc
 extension TunnelDriver {
     func startAttempt() {
         guard stopping == nil else { return }
-        if isPrimary && listenFD < 0 && !awaitingListener {
-            // The local side first (a busy port retried): without it the session serves nobody.
-            bindListener()
-            guard listenFD >= 0 else { return }
+        if isPrimary && !awaitingListener && listeners.contains(where: { $0.fd < 0 && $0.retryAt == nil }) {
+            // The local side first (a busy port retried): without a listener the session serves
+            // nobody. A forward that cannot listen while another does retries on its own.
+            bindListeners()
+            guard anyListening else { return }
         }
         let now = clock.now
         attemptDeadline = now.advanced(by: config.connectTimeout)
@@ -100,7 +101,7 @@ extension TunnelDriver {
         // Prefer the host key algorithms known_hosts already has for this host, as ssh does, so a
         // server with several host keys presents the one we can check.
         if config.hostKeyFingerprint == nil, let known = try? KnownHostsFile.load(path: config.knownHosts) {
-            let preferred = known.knownAlgorithms(host: config.target.host, port: Int(config.target.port))
+            let preferred = known.knownAlgorithms(host: config.knownHostsKey.host, port: config.knownHostsKey.port)
             if !preferred.isEmpty {
                 let supported = session.supportedHostKeyAlgorithms
                 let order = preferred.filter(supported.contains) + supported.filter { !preferred.contains($0) }
@@ -177,7 +178,7 @@ extension TunnelDriver {
             return true
         case .recordNew:
             do {
-                try KnownHostsFile.append(host: config.target.host, port: Int(config.target.port), key: key, to: config.knownHosts)
+                try KnownHostsFile.append(host: config.knownHostsKey.host, port: config.knownHostsKey.port, key: key, to: config.knownHosts)
             } catch {
                 attemptFailed(AttemptFailure(.localTemporary, "cannot record the new host key in \(config.knownHosts): \(error)"))
                 return false

@@ -3,6 +3,7 @@ import EctoConfig
 import EctoHostKeys
 import EctoPlatform
 import EctoSSH
+import EctoStatus
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -13,8 +14,9 @@ import Logging
 import Glibc
 #endif
 
-/// The session driver: one thread that owns one tunnel's listener, its SSH session and every
-/// forwarded connection, and runs a non-blocking epoll loop over all of them plus a wake-up eventfd.
+/// The session driver: one thread that owns one tunnel's listeners (one per forward), its SSH
+/// session and every forwarded connection, and runs a non-blocking epoll loop over all of them plus
+/// a wake-up eventfd.
 ///
 /// Everything here is confined to that thread (created on it, used on it, freed on it); other
 /// threads reach it only through `TunnelHandle` (a locked inbox + the eventfd, and a locked
@@ -62,9 +64,11 @@ final class TunnelDriver {
     var pending: PendingCall?
     /// An EOF or close waits for room in the SSH socket's send queue (`hasSendRoom`).
     var awaitingSendRoom = false
-    var listenFD: Int32 = -1 {
-        didSet { if oldValue != listenFD { forget(&listenerRegistration) } }
-    }
+    /// One listener per forward (`config.forwards`, same order); only the primary lane binds.
+    /// A descriptor changes only through `setListener`, which drops its epoll registration first.
+    var listeners: [ListenerSlot]
+    /// Some forward is listening.
+    var anyListening: Bool { listeners.contains { $0.fd >= 0 } }
     var attemptDeadline: Instant?
     /// What carries the session when it is not a plain TCP connection: the jump hosts' chain or the
     /// proxy command (`TunnelDriver+Route.swift`); it lives as long as the session.
@@ -76,7 +80,7 @@ final class TunnelDriver {
     var nextKeepalive: Instant?
     var connections: [UInt64: ForwardedConnection] = [:]
     /// Open clients and held connections, counted as they change (`ForwardedConnection.counters`).
-    let counters = ConnectionCounters()
+    let counters: ConnectionCounters
     var openQueue: [UInt64] = []
     var nextConnectionID: UInt64 = 1
     var stopping: (deadline: Instant, done: Bool)?
@@ -119,6 +123,29 @@ final class TunnelDriver {
     /// The session is up and forwarding.
     var isEstablished: Bool { if case .established = phase { return true } else { return false } }
 
+    /// One forward's listening socket and what this driver knows about it.
+    struct ListenerSlot {
+        let forward: Forward
+        /// `forward.local` and `forward.remote` as the status shows them (made once).
+        let localText: String
+        let remoteText: String
+        var fd: Int32 = -1
+        var registration: Registration?
+        /// Why the last bind failed (nil once listening, or never tried).
+        var bindError: String?
+        /// When to try binding again; set only while another forward listens (with none listening,
+        /// the reconnect machine's local retry does it: `backoff (local)`).
+        var retryAt: Instant?
+        var bytesIn: UInt64 = 0
+        var bytesOut: UInt64 = 0
+
+        init(forward: Forward) {
+            self.forward = forward
+            self.localText = forward.local.description
+            self.remoteText = forward.remote.description
+        }
+    }
+
     /// One epoll instance for every descriptor this driver waits on (created by `run`).
     var poller: Epoll?
     /// A descriptor registered with `poller`, and for what.
@@ -126,7 +153,6 @@ final class TunnelDriver {
         var fd: Int32
         var events: EpollEvents
     }
-    var listenerRegistration: Registration?
     var sshRegistration: Registration?
     /// Connections the next forwarding pass visits (`ForwardedConnection.needsVisit`), and the list
     /// being visited (kept only to reuse its storage).
@@ -136,17 +162,26 @@ final class TunnelDriver {
     var arrivalsCheckedAt: UInt64 = 0
     /// Connections whose wanted epoll events may have changed since the last look.
     var interestQueue: [ForwardedConnection] = []
-    /// epoll tokens of the three fixed descriptors; a client's token is its connection id.
+    /// epoll tokens of the fixed descriptors; a client's token is its connection id (below
+    /// `firstFixed`).
     enum Token {
         static let wakeup = UInt64.max
-        static let listener = UInt64.max - 1
-        static let ssh = UInt64.max - 2
+        static let ssh = UInt64.max - 1
         /// The proxy command's stderr.
-        static let proxyStderr = UInt64.max - 3
+        static let proxyStderr = UInt64.max - 2
         /// Jump hop `i`: its session socket is `chain - 2i`, its relay socket `chain - 2i - 1`.
         static let chain = UInt64.max - 16
+        /// The lowest token of the route's descriptors (jump hops, proxy stderr).
+        static let lowestCarrier = chain - 2 * UInt64(TunnelDefaults.maxJumpHosts)
+        /// The listener of forward `index`: `listenerBase - index`.
+        static let listenerBase = lowestCarrier - 1
+        static func listener(_ index: Int) -> UInt64 { listenerBase - UInt64(index) }
+        static func listenerIndex(_ token: UInt64) -> Int? {
+            guard token <= listenerBase, token >= firstFixed else { return nil }
+            return Int(listenerBase - token)
+        }
         /// Every token from here up is a fixed descriptor's; below are clients (connection ids).
-        static let lowestFixed = chain - 2 * UInt64(TunnelDefaults.maxJumpHosts)
+        static let firstFixed = listenerBase - UInt64(Forward.maximumPerTunnel) + 1
     }
 
     init(
@@ -159,6 +194,8 @@ final class TunnelDriver {
         self.handle = handle
         self.lane = lane
         self.group = group
+        self.listeners = config.forwards.map(ListenerSlot.init(forward:))
+        self.counters = ConnectionCounters(forwards: config.forwards.count)
         var logger = logger
         logger[metadataKey: "tunnel.name"] = "\(config.name)"
         if let group { logger[metadataKey: "tunnel.session"] = "\(lane + 1)/\(group.count)" }
@@ -172,9 +209,13 @@ final class TunnelDriver {
     // MARK: The loop
 
     func run() {
-        logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
+        if config.forwards.count == 1 {
+            logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
+        } else {
+            logger.info("tunnel starting", metadata: ["forwards": "\(config.forwards.map(\.description).joined(separator: ", "))"])
+        }
         if config.enabled {
-            if !awaitingListener && isPrimary { bindListener() }
+            if !awaitingListener && isPrimary { bindListeners() }
             if preflightRequested { startPreflight() }
             perform(machine.initialAction())
         }
@@ -201,16 +242,15 @@ final class TunnelDriver {
                 break
             }
             var wakeup = false
-            var listenerReady = false
+            var listenersReady: [Int] = []
             var sshEvents: EpollEvents = []
             var carrierReady = false
             for event in ready {
                 switch event.token {
                 case Token.wakeup: wakeup = true
-                case Token.listener: listenerReady = true
                 case Token.ssh: sshEvents = event.readiness
-                case Token.lowestFixed...Token.proxyStderr: carrierReady = true
-                default: continue
+                case Token.lowestCarrier...Token.proxyStderr: carrierReady = true
+                default: if let index = Token.listenerIndex(event.token) { listenersReady.append(index) }
                 }
             }
             if wakeup {
@@ -230,7 +270,9 @@ final class TunnelDriver {
             dispatchReadiness(ready)
             // A registration dropped since the wait (listener closed or handed over, session
             // replaced) makes its readiness stale.
-            if listenerReady && listenerRegistration != nil { acceptClients(now) }
+            for index in listenersReady where index < listeners.count && listeners[index].registration != nil {
+                acceptClients(on: index, now)
+            }
             // The chain relays in the same turn what the session reads and writes: bytes it put on
             // the session's socket are read now (not after another epoll_wait), and bytes the
             // session sent are carried on now.
@@ -248,7 +290,7 @@ final class TunnelDriver {
             }
         }
         teardownSession(reason: "tunnel stopped", graceful: true)
-        closeListener()
+        closeListeners()
         endPreflight()
         publish(notify: true)
         poller = nil
@@ -262,8 +304,11 @@ final class TunnelDriver {
     /// `interestChanged` (accepted, readiness reported, serviced by a pass).
     private func syncInterest() {
         let paused = acceptBackoff.isPaused(now: clock.now)
-        let listener = stopping == nil && listenFD >= 0 && !paused ? Registration(fd: listenFD, events: .input) : nil
-        update(&listenerRegistration, to: listener, token: Token.listener)
+        for index in listeners.indices {
+            let fd = listeners[index].fd
+            let wanted = stopping == nil && fd >= 0 && !paused ? Registration(fd: fd, events: .input) : nil
+            update(&listeners[index].registration, to: wanted, token: Token.listener(index))
+        }
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
         if carrier != nil { syncCarrierInterest() }
         guard let poller, !interestQueue.isEmpty else { return }
@@ -315,10 +360,10 @@ final class TunnelDriver {
     }
 
     /// Drops a fixed descriptor's registration when the descriptor itself changes (the listener
-    /// closed or handed over, the SSH socket replaced). It runs from the `didSet` of `listenFD`
-    /// and `phase`, before this thread can open anything that reuses the number; after a close
+    /// closed or handed over, the SSH socket replaced). It runs from `setListener`
+    /// and the `didSet` of `phase`, before this thread can open anything that reuses the number; after a close
     /// the removal simply finds nothing.
-    private func forget(_ registration: inout Registration?) {
+    func forget(_ registration: inout Registration?) {
         guard let current = registration else { return }
         poller?.remove(current.fd)
         registration = nil
@@ -346,7 +391,7 @@ final class TunnelDriver {
     }
 
     private func dispatchReadiness(_ ready: UnsafeBufferPointer<ecto_epoll_event>) {
-        for event in ready where event.token < Token.lowestFixed {
+        for event in ready where event.token < Token.firstFixed {
             guard let connection = connections[event.token], !connection.clientClosed else { continue }
             let events = event.readiness
             if !events.isDisjoint(with: [.input, .hangUp, .error]) { connection.clientReadable = true }
@@ -377,6 +422,7 @@ final class TunnelDriver {
         var earliest = Self.earlier(attemptDeadline, machine.retryAt)
         earliest = Self.earlier(earliest, stopping?.deadline)
         earliest = Self.earlier(earliest, acceptBackoff.wakeUp(now: clock.now))
+        for slot in listeners { earliest = Self.earlier(earliest, slot.retryAt) }
         if case .established(let session) = phase {
             earliest = Self.earlier(earliest, nextKeepalive)
             earliest = Self.earlier(earliest, livenessProbe?.deadline)
@@ -416,7 +462,7 @@ final class TunnelDriver {
             }
             logger.info("stopping", metadata: ["connections": "\(connections.count)"])
             stopping = (clock.now.advanced(by: grace), false)
-            closeListener()
+            closeListeners()
             for connection in connections.values where connection.phase == .held || connection.phase == .queued {
                 drop(connection, reason: nil)
             }
@@ -452,8 +498,8 @@ final class TunnelDriver {
             perform(machine.networkChanged(now: now))
         case .retire(let next, let drain):
             retire(to: next, drain: drain)
-        case .adopt(let listener, let clients):
-            adopt(listener: listener, clients: clients)
+        case .adopt(let handed, let clients):
+            adopt(listeners: handed, clients: clients)
         case .assign(let clients):
             take(clients)
             return
@@ -482,10 +528,16 @@ final class TunnelDriver {
         } else if awaitingListener {
             // Our own predecessor has not handed over yet: whatever it sends goes on to `next`.
             successor = next
-            if !handed.isEmpty { next.send(.adopt(listener: -1, clients: handed)) }
+            if !handed.isEmpty { next.send(.adopt(listeners: [], clients: handed)) }
         } else {
-            next.send(.adopt(listener: listenFD, clients: handed))
-            listenFD = -1
+            // Every listener goes (the successor keeps those whose address it forwards and closes
+            // the others before it binds its own).
+            var sockets: [HandedListener] = []
+            for index in listeners.indices where listeners[index].fd >= 0 {
+                sockets.append(HandedListener(fd: listeners[index].fd, local: listeners[index].forward.local))
+                setListener(index, -1)
+            }
+            next.send(.adopt(listeners: sockets, clients: handed))
         }
         let open = connections.values.filter { !$0.clientClosed }.count
         logger.info(
@@ -493,24 +545,28 @@ final class TunnelDriver {
         if stopping == nil { stopping = (clock.now.advanced(by: drain), false) }
     }
 
-    /// Takes over the predecessor's listener and waiting clients.
-    private func adopt(listener: Int32, clients: [HandedClient]) {
+    /// Takes over the predecessor's listeners (those of our forwards; the others are closed) and
+    /// waiting clients; binds the forwards that came without one.
+    private func adopt(listeners handed: [HandedListener], clients: [HandedClient]) {
         if let successor {
-            successor.send(.adopt(listener: listener, clients: clients))
+            successor.send(.adopt(listeners: handed, clients: clients))
             return
         }
         let wasAwaiting = awaitingListener
         awaitingListener = false
         let accepting = stopping == nil && machine.state != .down
-        if listener >= 0 {
-            if accepting && listenFD < 0 {
-                listenFD = listener
-                logger.debug("took over the listener", metadata: ["local": "\(config.local)"])
+        for socket in handed {
+            if accepting, let index = listeners.firstIndex(where: { $0.forward.local == socket.local }), listeners[index].fd < 0 {
+                setListener(index, socket.fd)
+                listeners[index].bindError = nil
+                listeners[index].retryAt = nil
+                logger.debug("took over the listener", metadata: ["local": "\(socket.local)"])
             } else {
-                Posix.close(listener)
+                Posix.close(socket.fd)  // not one of ours (any more): its address is free for binds below
             }
-        } else if accepting && wasAwaiting && listenFD < 0 {
-            bindListener()
+        }
+        if accepting && wasAwaiting && listeners.contains(where: { $0.fd < 0 }) {
+            bindListeners()
         }
         take(clients)
     }
@@ -520,19 +576,21 @@ final class TunnelDriver {
         let accepting = stopping == nil && machine.state != .down
         let now = clock.now
         for client in clients {
-            guard accepting, machine.state != .failed else {
-                Posix.reset(client.fd)
+            guard accepting, machine.state != .failed, let forward = config.forwards.firstIndex(where: { $0.local == client.local })
+            else {
+                Posix.reset(client.fd)  // nothing will serve it (or this configuration no longer has its forward)
                 continue
             }
-            admit(fd: client.fd, peer: client.peer, holdDeadline: max(client.holdDeadline, now))
+            admit(fd: client.fd, peer: client.peer, forward: forward, holdDeadline: max(client.holdDeadline, now))
             progress = true
         }
     }
 
     /// A new client of this driver: queued for a channel when the session is up, else held.
     @discardableResult
-    func admit(fd: Int32, peer: String, holdDeadline: Instant) -> ForwardedConnection {
-        let connection = ForwardedConnection(id: nextConnectionID, fd: fd, peer: peer, holdDeadline: holdDeadline, bufferSize: bufferSize)
+    func admit(fd: Int32, peer: String, forward: Int, holdDeadline: Instant) -> ForwardedConnection {
+        let connection = ForwardedConnection(
+            id: nextConnectionID, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline, bufferSize: bufferSize)
         nextConnectionID += 1
         connections[connection.id] = connection
         track(connection)
@@ -550,7 +608,9 @@ final class TunnelDriver {
         connection.clientClosed = true
         connections[connection.id] = nil
         openQueue.removeAll { $0 == connection.id }
-        return HandedClient(fd: connection.fd, peer: connection.peer, holdDeadline: connection.holdDeadline)
+        return HandedClient(
+            fd: connection.fd, peer: connection.peer, local: config.forwards[connection.forward].local,
+            holdDeadline: connection.holdDeadline)
     }
 
     /// TEST ONLY (`ECTO_TUNNEL_TEST_STALL=driver`, never documented in --help): blocks this driver
@@ -567,6 +627,11 @@ final class TunnelDriver {
     }
 
     private func handleTimers(_ now: Instant) {
+        for index in listeners.indices {
+            guard let at = listeners[index].retryAt, now >= at else { continue }
+            listeners[index].retryAt = nil
+            bindListener(index)
+        }
         if let at = machine.retryAt, now >= at {
             perform(machine.deadlineReached(now: now))
         }
@@ -663,7 +728,7 @@ final class TunnelDriver {
             retryLog.reset()
             teardownSession(reason: "disabled", graceful: true)
             for connection in connections.values { drop(connection, reason: nil) }
-            closeListener()
+            closeListeners()
             logger.info("tunnel disabled")
         }
         publish(notify: true)
@@ -685,6 +750,8 @@ final class TunnelDriver {
         published = snapshot
         let machine = self.machine
         let now = clock.now
+        let forwardStates = forwardStatuses()
+        let forwardProblem = forwardStates.first { $0.lastError != nil }?.lastError
         handle.update(notify: notify) { status in
             if status.state != machine.state {
                 status.since = Date().addingTimeInterval(-seconds(machine.since.duration(to: now)))
@@ -696,7 +763,10 @@ final class TunnelDriver {
             status.bytesIn = bytesIn
             status.bytesOut = bytesOut
             status.reconnects = machine.reconnects
-            status.lastError = machine.lastError
+            // A forward that cannot listen while the session serves the others is the problem now.
+            status.lastError = machine.state == .up || machine.state == .connecting ? forwardProblem ?? machine.lastError : machine.lastError
+            status.forwards = forwardStates
+            status.listening = forwardStates.contains { $0.state == .listening }
             status.acceptedTotal = acceptedTotal
             status.refusedTotal = refusedTotal
             status.clientsRefused = clientsRefused
@@ -706,38 +776,104 @@ final class TunnelDriver {
         }
     }
 
-    // MARK: Listener
-
-    func bindListener() {
-        guard listenFD < 0 else { return }
-        do {
-            listenFD = try Listener.bind(config.local)
-            handle.update(notify: false) { $0.listening = true }
-            logger.info("listening", metadata: ["local": "\(config.local)"])
-            if !config.local.isLoopback {
-                logger.warning("listening on a non-loopback address: anyone who can reach \(config.local) can use this tunnel")
+    /// Each forward as the status shows it. A secondary lane has no listeners: the tunnel's status
+    /// takes their state from the primary (`Tunnel.combine`).
+    func forwardStatuses() -> [ForwardStatus] {
+        listeners.indices.map { index in
+            let slot = listeners[index]
+            var forward = ForwardStatus(local: slot.localText, remote: slot.remoteText)
+            if slot.fd >= 0 {
+                forward.state = .listening
+            } else if let problem = slot.bindError, stopping == nil, machine.state != .down {
+                forward.state = .retrying
+                forward.lastError = problem
             }
-        } catch {
-            let message = "cannot listen on \(config.local): \(error.description)"
-            // A busy port may free itself: a fixed retry (state backoff, cause local), said once.
-            if machine.lastError != message { logger.error("\(message); trying again every \(formatSeconds(machine.policy.localRetry))") }
+            forward.connections = counters.openByForward[index]
+            forward.bytesIn = slot.bytesIn
+            forward.bytesOut = slot.bytesOut
+            return forward
+        }
+    }
+
+    // MARK: Listeners
+
+    /// Binds every forward that has no listener yet. A forward that cannot listen (a busy port,
+    /// named with its holder) fails alone: while another forward listens, it is tried again every
+    /// `localRetry` on its own (`ListenerSlot.retryAt`) and the session serves the others; when
+    /// none listens, the tunnel goes to `backoff (local)` as it always did with one forward, since
+    /// a session would serve nobody.
+    func bindListeners() {
+        var failures: [String] = []
+        for index in listeners.indices where listeners[index].fd < 0 {
+            if let problem = bindListener(index, scheduleRetry: false) { failures.append(problem) }
+        }
+        if failures.isEmpty { return }
+        if anyListening {
+            let retry = clock.now.advanced(by: machine.policy.localRetry)
+            for index in listeners.indices where listeners[index].fd < 0 && listeners[index].bindError != nil {
+                listeners[index].retryAt = retry
+            }
+            publish(notify: true)
+        } else {
+            let message = failures.count == 1 ? failures[0] : failures[0] + " (and \(failures.count - 1) more forward\(failures.count == 2 ? "" : "s"))"
             perform(machine.localFailure(message: message, now: clock.now), logged: true)
         }
     }
 
-    func closeListener() {
-        if listenFD >= 0 {
-            Posix.close(listenFD)
-            listenFD = -1
-            handle.update(notify: false) { $0.listening = false }
+    /// Binds forward `index`; returns why it could not, after logging it once per cause. With
+    /// `scheduleRetry` (the forward's own retry) a failure is tried again after `localRetry`.
+    @discardableResult
+    func bindListener(_ index: Int, scheduleRetry: Bool = true) -> String? {
+        guard listeners[index].fd < 0 else { return nil }
+        let local = listeners[index].forward.local
+        do {
+            setListener(index, try Listener.bind(local))
+            let recovered = listeners[index].bindError != nil
+            listeners[index].bindError = nil
+            listeners[index].retryAt = nil
+            logger.info(recovered ? "listening again" : "listening", metadata: ["local": "\(local)"])
+            if !local.isLoopback {
+                logger.warning("listening on a non-loopback address: anyone who can reach \(local) can use this tunnel")
+            }
+            publish(notify: true)
+            return nil
+        } catch {
+            let message = "cannot listen on \(local): \(error.description)"
+            // A busy port may free itself: a fixed retry, said once per cause.
+            if listeners[index].bindError != message {
+                logger.error("\(message); trying again every \(formatSeconds(machine.policy.localRetry))")
+            }
+            listeners[index].bindError = message
+            if scheduleRetry { listeners[index].retryAt = clock.now.advanced(by: machine.policy.localRetry) }
+            publish(notify: true)
+            return message
         }
     }
 
-    private func acceptClients(_ now: Instant) {
+    /// Changes forward `index`'s listening descriptor (the old one is not closed here); its epoll
+    /// registration goes first, before the number can be reused.
+    func setListener(_ index: Int, _ fd: Int32) {
+        guard listeners[index].fd != fd else { return }
+        forget(&listeners[index].registration)
+        listeners[index].fd = fd
+    }
+
+    func closeListeners() {
+        for index in listeners.indices {
+            listeners[index].retryAt = nil
+            listeners[index].bindError = nil
+            guard listeners[index].fd >= 0 else { continue }
+            let fd = listeners[index].fd
+            setListener(index, -1)
+            Posix.close(fd)
+        }
+    }
+
+    private func acceptClients(on forward: Int, _ now: Instant) {
         for _ in 0..<256 {
             let accepted: IOResult<(Int32, String)>
             do {
-                accepted = try Posix.accept(listenFD)
+                accepted = try Posix.accept(listeners[forward].fd)
             } catch {
                 // Out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a
                 // listener error: the pending client stays in the kernel's backlog, and accepting
@@ -765,11 +901,11 @@ final class TunnelDriver {
             Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let deadline = now.advanced(by: config.holdTimeout)
             if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) {
-                other.send(.assign(clients: [HandedClient(fd: fd, peer: peer, holdDeadline: deadline)]))
+                other.send(.assign(clients: [HandedClient(fd: fd, peer: peer, local: listeners[forward].forward.local, holdDeadline: deadline)]))
                 continue
             }
             reportedLoad.connections = -1  // counted by the group: report the real count after this pass
-            if admit(fd: fd, peer: peer, holdDeadline: deadline).phase == .held {
+            if admit(fd: fd, peer: peer, forward: forward, holdDeadline: deadline).phase == .held {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }

@@ -27,8 +27,10 @@ public enum TunnelCommand: Sendable {
     /// clients still waiting for a channel, stop accepting, let open connections finish on the
     /// current session for up to `drain`, then disconnect and end the thread.
     case retire(successor: TunnelHandle, drain: Duration)
-    /// From the predecessor: its listening socket (or -1: bind it yourself) and its waiting clients.
-    case adopt(listener: Int32, clients: [HandedClient])
+    /// From the predecessor: its listening sockets (those it still had; the successor keeps the
+    /// ones whose address it forwards, closes the others and binds the rest itself) and its
+    /// waiting clients.
+    case adopt(listeners: [HandedListener], clients: [HandedClient])
     /// From another session of the same tunnel (`sessions = N`): clients to serve, nothing else.
     case assign(clients: [HandedClient])
     /// From the first session of the same tunnel: it is up, so the others may connect now.
@@ -39,7 +41,16 @@ public enum TunnelCommand: Sendable {
 public struct HandedClient: Sendable {
     let fd: Int32
     let peer: String
+    /// The listen address of the forward it came in on: the receiver serves it through its own
+    /// forward with that address (and resets it when it has none).
+    let local: Endpoint
     let holdDeadline: ContinuousClock.Instant
+}
+
+/// A listening socket handed from a retiring driver to its successor, with the address it listens on.
+public struct HandedListener: Sendable {
+    let fd: Int32
+    let local: Endpoint
 }
 
 /// The thread-safe face of one tunnel: other threads send it commands and read its status; the
@@ -107,7 +118,8 @@ public final class TunnelHandle: Sendable {
             TunnelStatus(
                 name: config.name, state: config.enabled ? .connecting : .down, enabled: config.enabled,
                 target: config.target.description, local: config.local.description,
-                remote: config.remote.description))
+                remote: config.remote.description,
+                forwards: config.forwards.map { ($0.local.description, $0.remote.description) }))
     }
 
     /// Queues a command and wakes the driver.

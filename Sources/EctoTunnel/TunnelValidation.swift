@@ -104,17 +104,21 @@ public enum TunnelValidation {
     }
 
     private static func checkKnownHosts(_ tunnel: TunnelConfig, problem: (String, String, Bool) -> Void) {
-        // Every jump host's key is checked under its own name; host_key_fingerprint pins the target only.
-        var hosts = tunnel.jump.map { (host: $0.host, port: $0.port, key: "jump") }
-        if tunnel.hostKeyFingerprint == nil { hosts.append((tunnel.target.host, tunnel.target.port, "known_hosts")) }
+        // Every jump host's key is checked under its own name; host_key_fingerprint pins the target
+        // only, which is looked up under host_key_alias when set (ssh-keyscan still asks the target).
+        var hosts = tunnel.jump.map { (lookup: $0.host, lookupPort: Int($0.port), host: $0.host, port: Int($0.port), key: "jump") }
+        if tunnel.hostKeyFingerprint == nil {
+            let (alias, aliasPort) = tunnel.knownHostsKey
+            hosts.append((alias, aliasPort, tunnel.target.host, Int(tunnel.target.port), "known_hosts"))
+        }
         guard tunnel.hostKeyPolicy == .strict, !hosts.isEmpty, FileManager.default.fileExists(atPath: tunnel.knownHosts)
         else { return }
         guard let known = try? KnownHostsFile.load(path: tunnel.knownHosts) else {
             problem("known_hosts", "cannot read \(tunnel.knownHosts)", false)
             return
         }
-        for (host, port, key) in hosts where known.entries(forHost: host, port: Int(port)).isEmpty {
-            let name = KnownHostsFile.lookupName(host: host, port: Int(port))
+        for (lookup, lookupPort, host, port, key) in hosts where known.entries(forHost: lookup, port: lookupPort).isEmpty {
+            let name = KnownHostsFile.lookupName(host: lookup, port: lookupPort)
             let portOption = port == 22 ? "" : "-p \(port) "
             let what = key == "jump" ? "the jump host \(name)" : name
             problem(

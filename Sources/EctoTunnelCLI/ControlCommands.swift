@@ -65,8 +65,12 @@ struct Status: ParsableCommand {
             Asks the running daemon. The table has, per tunnel: state (connecting, up, backoff, \
             "backoff (local)" = waiting on this machine: the local port held by another process, a \
             key file not there, descriptors running out; down = disabled, failed = needs you; with \
-            `sessions = N`, "up 2/3" says how many SSH sessions are up), target, local → remote, uptime, open \
-            connections, bytes in (from the remote side) and out, reconnects, and the last error. \
+            `sessions = N`, "up 2/3" says how many SSH sessions are up; with several forwards, "up (2/3 \
+            listening)" says one forward's port could not be opened), target, local → remote, uptime, open \
+            connections, bytes in (from the remote side) and out, reconnects, and the last error. A tunnel \
+            with several forwards (`forwards`) has one line per forward under it: listen address → \
+            destination, listener state (listening, retrying: the port is busy, named with its holder; \
+            closed), connections and bytes. \
             Sessions of an earlier target that still finish their connections after `target` or \
             `reload` are listed under their tunnel.
             The GATEWAY column is the end-to-end check of the service behind the tunnel (the \
@@ -348,10 +352,13 @@ enum StatusTable {
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
             rows.append([
-                t.name, stateCell(t, age: age), t.target, "\(t.local) → \(t.remote)", t.state == .up ? age : "-",
-                "\(t.connections)", bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t), t.lastError ?? "-",
+                t.name, stateCell(t, age: age), t.target, t.forwards.count > 1 ? "\(t.forwards.count) forwards:" : "\(t.local) → \(t.remote)",
+                t.state == .up ? age : "-", "\(t.connections)", bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t),
+                t.lastError ?? "-",
             ])
-            notes[index] = t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+            // Several forwards: one line each under the tunnel.
+            notes[index] = t.forwards.count > 1 ? forwardLines(t.forwards) : []
+            notes[index, default: []] += t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
             if let hop = t.hop { notes[index, default: []].append("  ↳ jump host down: \(hop)") }
             if let change = t.change {
                 notes[index, default: []].append(
@@ -379,16 +386,34 @@ enum StatusTable {
         return out
     }
 
-    /// "up" (with "2/3" when not every session is), "backoff 12s", "backoff (local) 3s" for a retry
-    /// that waits on this machine, not the server (busy port, missing key, no descriptors).
+    /// "up" (with "2/3" when not every session is, and "(2/3 listening)" when a forward's port
+    /// cannot be opened), "backoff 12s", "backoff (local) 3s" for a retry that waits on this
+    /// machine, not the server (busy port, missing key, no descriptors).
     static func stateCell(_ t: TunnelStatus, age: String) -> String {
         switch t.state {
         case .up:
-            return t.sessions > 1 ? "up \(t.sessionsUp)/\(t.sessions)" : "up"
+            var cell = t.sessions > 1 ? "up \(t.sessionsUp)/\(t.sessions)" : "up"
+            let listening = t.forwards.filter { $0.state == .listening }.count
+            if t.forwards.count > 1 && listening < t.forwards.count { cell += " (\(listening)/\(t.forwards.count) listening)" }
+            return cell
         case .backoff where t.retryCause == .local:
             return "backoff (local) \(age)"
         case .connecting, .backoff, .down, .failed:
             return "\(t.state.rawValue) \(age)"
+        }
+    }
+
+    /// One line per forward: `  ↳ 127.0.0.1:8080 → localhost:80  listening  3 conns  1.2 kB in  300 B out`,
+    /// with the reason when it is not listening.
+    static func forwardLines(_ forwards: [ForwardStatus]) -> [String] {
+        let pairs = forwards.map { "\($0.local) → \($0.remote)" }
+        let width = pairs.map(\.count).max() ?? 0
+        return zip(forwards, pairs).map { forward, pair in
+            var line = "  ↳ " + pair + String(repeating: " ", count: width - pair.count)
+            line += "  \(forward.state.rawValue)  \(forward.connections) conn\(forward.connections == 1 ? "" : "s")"
+            line += "  \(bytes(forward.bytesIn)) in  \(bytes(forward.bytesOut)) out"
+            if let error = forward.lastError { line += "  \(error)" }
+            return line
         }
     }
 

@@ -127,15 +127,16 @@ struct Check: ParsableCommand {
         abstract: "Validate the config file offline.",
         discussion: """
             Parses the config and checks every tunnel: unknown keys, value types, addresses, \
-            loopback-only local addresses, duplicate local ports; then, with the rules the daemon \
+            each of forwards ([bind_address:]port:host:hostport, not together with local/remote), \
+            loopback-only listen addresses, overlapping listen addresses; then, with the rules the daemon \
             applies when it connects (the same code): each identity_file (not readable by group or \
             others, owned by you, a format and key type ecto-tunnel uses: ed25519, ECDSA, RSA; \
             encrypted only with identity_passphrase_file or identity_passphrase_credential, and \
             decrypted with the passphrase file when set), each certificate_file, the passphrase \
-            file (same permission rules), and known_hosts (present; an entry for the target and \
-            for each jump host with host_key_policy = "strict", else a warning); jump and \
-            proxy_command (valid hosts and tokens, not both). Every problem names file:line and \
-            the key. Warnings (no entry for the host yet; no key and no agent; problems of disabled \
+            file (same permission rules), and known_hosts (present; an entry for the target, under \
+            host_key_alias when set, and for each jump host with host_key_policy = "strict", else a \
+            warning); jump and proxy_command (valid hosts and tokens, not both). Every problem names \
+            file:line and the key. Warnings (no entry for the host yet; no key and no agent; problems of disabled \
             tunnels) do not fail the check. Nothing is contacted.
             Exit status: 0 when valid, 1 when not.
             """)

@@ -364,9 +364,18 @@ struct Import: ParsableCommand {
         subcommands: [ImportSSHConfig.self, ImportOpenClaw.self])
 }
 
-/// Shared by both imports: print, and with --write add the table to the config.
-func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool) throws {
+/// Shared by both imports: print, and with --write add the table to the config. With
+/// `refuseUnsupported` (ssh-config) anything that cannot be carried over stops it: nothing is
+/// printed as a table or written, each setting is named with file:line, exit 1.
+func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool, refuseUnsupported: Bool = false) throws {
     let home = ConfigEnvironment.current.home
+    if refuseUnsupported && !imported.unsupported.isEmpty {
+        var message = "cannot import \(imported.source): \(imported.unsupported.count) setting\(imported.unsupported.count == 1 ? "" : "s") ecto-tunnel cannot carry over (nothing written):"
+        for item in imported.unsupported { message += "\n  \(item.description(home: home))" }
+        message += "\nsee docs/ssh-config.md for what each ssh option becomes"
+        printError(message)
+        throw ExitCode(ControlExit.refused)
+    }
     print(imported.tableText(home: home))
     for note in imported.notes { print("note: \(note)") }
     if !imported.unsupported.isEmpty {
@@ -387,17 +396,25 @@ struct ImportSSHConfig: ParsableCommand {
         commandName: "ssh-config",
         abstract: "Make a tunnel from a Host in ~/.ssh/config.",
         discussion: """
-            Reads HostName, User, Port, IdentityFile, LocalForward, ServerAliveInterval, \
-            ServerAliveCountMax, UserKnownHostsFile, StrictHostKeyChecking accept-new, ProxyJump \
-            (as jump, each hop through its own Host block) or ProxyCommand (as proxy_command), and \
-            Include; lists what cannot be carried over (certificates, …) with file:line. Prints the [tunnels.NAME] table; --write adds it to the config.
-            Exit status: 0, or 1 when the host gives no usable target or forward.
+            Reads HostName, User, Port, every IdentityFile, IdentitiesOnly, CertificateFile, every \
+            LocalForward (several become `forwards`, one tunnel and one SSH session), HostKeyAlias, \
+            UserKnownHostsFile (the first file), ServerAliveInterval, ServerAliveCountMax, \
+            ConnectTimeout, StrictHostKeyChecking accept-new, ProxyJump (as jump, each hop through \
+            its own Host block) or ProxyCommand (as proxy_command), following Include (relative to \
+            ~/.ssh, globs). Harmless options (AddKeysToAgent, Compression, UseKeychain, …) are ignored. \
+            Anything that would make the tunnel behave differently from ssh (a Match block, \
+            RemoteForward, DynamicForward, LocalCommand, ControlMaster, StrictHostKeyChecking no, an \
+            option it does not know, …) stops the import: nothing is printed or written, and each is \
+            named with file:line. See docs/ssh-config.md.
+            Prints the [tunnels.NAME] table; --write adds it to the config.
+            Exit status: 0, or 1 when the host gives no usable target or forward, or has a setting \
+            that cannot be carried over.
             """)
 
     @OptionGroup var global: ConfigOptions
     @Argument(help: "The Host alias.") var host: String
     @Option(name: .long, help: "The tunnel's name (default: the alias).") var name: String?
-    @Option(name: .long, help: "Which LocalForward: the one listening on this port (default: the first).") var localPort: UInt16?
+    @Option(name: .long, help: "Import only the LocalForward listening on this port (default: every LocalForward).") var localPort: UInt16?
     @Option(name: .long, help: ArgumentHelp("The ssh config file.", valueName: "path")) var sshConfig: String?
     @Flag(name: .long, help: "Add the table to the config file.") var write = false
     @Flag(name: .long, help: "With --write: replace a tunnel of the same name.") var replace = false
@@ -406,7 +423,7 @@ struct ImportSSHConfig: ParsableCommand {
         do {
             let imported = try SSHConfigImport.importHost(
                 host, name: name, forwardLocalPort: localPort, environment: .current, configPath: sshConfig)
-            try finishImport(imported, global: global, write: write, replace: replace)
+            try finishImport(imported, global: global, write: write, replace: replace, refuseUnsupported: true)
         } catch let error as ImportError {
             printError(error.description)
             throw ExitCode(ControlExit.refused)

@@ -45,17 +45,19 @@ import Testing
         let imp = try importHost("gw")
         #expect(imp.name == "gw")
         #expect(imp.value(forKey: "target") == .string("ops@gw.example.net:2222"))
-        #expect(imp.value(forKey: "local") == .string("127.0.0.1:18789"))
-        #expect(imp.value(forKey: "remote") == .string("127.0.0.1:18789"))
+        // Both LocalForwards, in one tunnel.
+        #expect(imp.value(forKey: "local") == nil && imp.value(forKey: "remote") == nil)
+        #expect(imp.value(forKey: "forwards") == .strings(["127.0.0.1:18789:127.0.0.1:18789", "localhost:9000:db.internal:5432"]))
         #expect(imp.value(forKey: "identity_file") == .string("/home/alice/.ssh/id_ed25519"))
+        #expect(imp.value(forKey: "certificate_file") == .string("/home/alice/.ssh/id_ed25519-cert.pub"))
         #expect(imp.value(forKey: "known_hosts") == .string("/home/alice/.ssh/known_hosts"))
         #expect(imp.value(forKey: "keepalive_interval") == .integer(30))
         #expect(imp.value(forKey: "keepalive_count_max") == .integer(4))
         #expect(imp.value(forKey: "connect_timeout") == .integer(7))
         #expect(imp.value(forKey: "host_key_policy") == .string("accept-new"))
         // Where each came from.
-        let local = try #require(imp.keys.first { $0.key == "local" })
-        #expect(local.origin == SettingLocation(file: "/home/alice/.ssh/config", line: 9))
+        let forwards = try #require(imp.keys.first { $0.key == "forwards" })
+        #expect(forwards.origin == SettingLocation(file: "/home/alice/.ssh/config", line: 9))
         // Keys in documentation order.
         #expect(imp.keys.map(\.key) == ConfigLoader.tunnelKeys.filter { imp.value(forKey: $0) != nil })
     }
@@ -66,20 +68,20 @@ import Testing
         // Grouped by file, in the order the files were first read, then by line.
         #expect(
             listed == [
-                "CertificateFile@/home/alice/.ssh/config:15",
                 "ControlMaster@/home/alice/.ssh/conf.d/10-extra:3",
             ])
         // ProxyJump is carried over (a tunnel that connected straight to the inner host was wrong).
         #expect(imp.value(forKey: "jump") == .strings(["bastion.example.net:22"]))
-        // Compression is irrelevant for a tunnel: not listed. The second forward is a note.
+        // Compression is harmless for a tunnel: not listed.
         #expect(!listed.contains { $0.hasPrefix("Compression") })
-        #expect(imp.notes.contains { $0.contains("LocalForward localhost:9000 db.internal:5432") && $0.contains("9000") })
     }
 
     @Test func picksAnotherForwardByLocalPort() throws {
         let imp = try importHost("gw", port: 9000)
         #expect(imp.value(forKey: "local") == .string("localhost:9000"))
         #expect(imp.value(forKey: "remote") == .string("db.internal:5432"))
+        #expect(imp.value(forKey: "forwards") == nil)
+        #expect(imp.notes.contains { $0.contains("LocalForward 18789 127.0.0.1:18789") && $0.contains("not imported") })
         #expect(throws: ImportError.self) { try importHost("gw", port: 1234) }
         do {
             _ = try importHost("gw", port: 1234)
@@ -106,7 +108,7 @@ import Testing
         let imp = try importHost("bare")
         #expect(imp.value(forKey: "local") == .string("127.0.0.1:18789"))
         #expect(imp.value(forKey: "remote") == .string("127.0.0.1:18789"))
-        #expect(imp.notes.contains { $0.contains("no usable LocalForward") })
+        #expect(imp.notes.contains { $0.contains("has no LocalForward") })
     }
 
     @Test func unknownAliasIsAnError() {
@@ -132,7 +134,8 @@ import Testing
     }
 
     @Test func renderedTableParsesBackToTheSameTunnel() throws {
-        let imp = try importHost("gw")
+        var imp = try importHost("gw")
+        imp.keys.removeAll { $0.key == "certificate_file" }  // no certificate in the fake home
         let text = imp.tableText(home: "/home/alice")
         #expect(text.hasPrefix("# imported from Host gw in ~/.ssh/config\n[tunnels.gw]\n"))
         #expect(text.contains("identity_file = \"~/.ssh/id_ed25519\"\n"))
@@ -140,11 +143,110 @@ import Testing
         let t = try #require(config.tunnels.first)
         #expect(t.target == SSHTarget(user: "ops", host: "gw.example.net", port: 2222))
         #expect(t.local == Endpoint(host: "127.0.0.1", port: 18789))
+        #expect(t.forwards.count == 2 && t.forwards[1].remote == Endpoint(host: "db.internal", port: 5432))
         #expect(t.keepaliveInterval == .seconds(30))
         #expect(t.keepaliveCountMax == 4)
         #expect(t.connectTimeout == .seconds(7))
         #expect(t.hostKeyPolicy == .acceptNew)
         #expect(t.identityFile == "/home/alice/.ssh/id_ed25519")
+    }
+
+    static var paritySystem: FakeSystem {
+        var sys = FakeSystem()
+        sys.files["/home/alice/.ssh/config"] = """
+            Include ~/.ssh/hosts/*.conf
+            Include extra
+
+            Host *
+                AddKeysToAgent yes
+                UseKeychain yes
+                IgnoreUnknown UseKeychain
+                ServerAliveCountMax 5
+            """
+        sys.files["/home/alice/.ssh/hosts/office.conf"] = """
+            Host office
+                HostName office.example.net
+                User ops
+                IdentityFile ~/.ssh/id_office
+                IdentityFile ~/.ssh/id_rsa
+                IdentitiesOnly yes
+                CertificateFile ~/.ssh/id_office-cert.pub
+                HostKeyAlias office-gw
+                UserKnownHostsFile ~/.ssh/known_hosts_office ~/.ssh/known_hosts
+                LocalForward 18789 127.0.0.1:18789
+                LocalForward 127.0.0.1:8080 localhost:80
+                LocalForward [::1]:9000 [fe80::1]:22
+                ServerAliveInterval 20
+            """
+        sys.files["/home/alice/.ssh/extra"] = """
+            Host matchy
+                HostName m.example.net
+            Match host m.example.net
+                User root
+            Host remote
+                HostName r.example.net
+                RemoteForward 9000 localhost:9000
+                PermitLocalCommand no
+            Host cmd
+                HostName c.example.net
+                PermitLocalCommand yes
+                LocalCommand echo hi
+            Host odd
+                HostName o.example.net
+                FrobnicateWidgets yes
+            """
+        return sys
+    }
+
+    @Test func carriesEverythingOfAnOperatorsHostBlock() throws {
+        let imp = try importHost("office", Self.paritySystem)
+        #expect(imp.unsupported.isEmpty == false, "the Match block elsewhere in the files read is still refused")
+        #expect(imp.unsupported.map(\.setting) == ["Match"])
+        #expect(imp.value(forKey: "target") == .string("ops@office.example.net:22"))
+        #expect(imp.value(forKey: "identity_file") == .strings(["/home/alice/.ssh/id_office", "/home/alice/.ssh/id_rsa"]))
+        #expect(imp.value(forKey: "identities_only") == .bool(true))
+        #expect(imp.value(forKey: "certificate_file") == .string("/home/alice/.ssh/id_office-cert.pub"))
+        #expect(imp.value(forKey: "host_key_alias") == .string("office-gw"))
+        #expect(imp.value(forKey: "known_hosts") == .string("/home/alice/.ssh/known_hosts_office"))
+        #expect(imp.notes.contains { $0.contains("lists 2 files: only the first is read") && $0.contains("~/.ssh/known_hosts") })
+        #expect(imp.value(forKey: "forwards") == .strings(["127.0.0.1:18789:127.0.0.1:18789", "127.0.0.1:8080:localhost:80", "[::1]:9000:[fe80::1]:22"]))
+        #expect(imp.value(forKey: "keepalive_interval") == .integer(20))
+        #expect(imp.value(forKey: "keepalive_count_max") == .integer(5))
+        let text = imp.tableText(home: "/home/alice")
+        #expect(text.contains("identity_file = [\"~/.ssh/id_office\", \"~/.ssh/id_rsa\"]\n"))
+        #expect(text.contains("forwards = [\"127.0.0.1:18789:127.0.0.1:18789\", \"127.0.0.1:8080:localhost:80\", \"[::1]:9000:[fe80::1]:22\"]\n"))
+    }
+
+    @Test func refusesWhatChangesTheConnection() throws {
+        let sys = Self.paritySystem
+        let match = try importHost("matchy", sys).unsupported
+        #expect(match.map { "\($0.setting)@\($0.location.line)" } == ["Match@3"])
+        #expect(match[0].reason.contains("Match blocks are not evaluated"))
+        let remote = try importHost("remote", sys).unsupported.filter { $0.setting != "Match" }
+        #expect(remote.map { "\($0.setting)@\($0.location.line)" } == ["RemoteForward@7"], "PermitLocalCommand no is harmless")
+        let cmd = try importHost("cmd", sys).unsupported.filter { $0.setting != "Match" }
+        #expect(cmd.map { "\($0.setting)@\($0.location.line)" } == ["PermitLocalCommand@11", "LocalCommand@12"])
+        let odd = try importHost("odd", sys).unsupported.filter { $0.setting != "Match" }
+        #expect(odd.map(\.setting) == ["FrobnicateWidgets"] && odd[0].reason.contains("not known"))
+        #expect(odd[0].location.file == "/home/alice/.ssh/extra")
+    }
+
+    @Test func sshHostReadsEveryIdentityFileAndTheAlias() throws {
+        var sys = Self.paritySystem
+        sys.files["/home/alice/.ssh/id_office"] = "KEY"
+        sys.files["/home/alice/.ssh/id_rsa"] = "KEY"
+        sys.files["/home/alice/.ssh/known_hosts_office"] = "office-gw ssh-ed25519 AAAA\n"
+        var env = sys.environment
+        env.judgeKeyFiles = false
+        let config = try ConfigLoader.parse(
+            text: "[tunnels.o]\nssh_host = \"office\"\nlocal = \"127.0.0.1:1\"\nremote = \"h:1\"\n", path: configPath, environment: env)
+        let t = try #require(config.tunnels.first)
+        #expect(t.identityFiles == ["/home/alice/.ssh/id_office", "/home/alice/.ssh/id_rsa"])
+        #expect(t.identitiesOnly)
+        #expect(t.hostKeyAlias == "office-gw")
+        #expect(t.knownHostsKey.host == "office-gw" && t.knownHostsKey.port == 22)
+        #expect(t.certificateFile == nil)
+        #expect(config.warnings.contains { $0.message.contains("CertificateFile \"/home/alice/.ssh/id_office-cert.pub\"") && $0.message.contains("ignored") })
     }
 
     @Test func sanitizedNames() {

@@ -56,8 +56,10 @@ import Testing
         #expect(s.hostName?.file == "/home/alice/.ssh/config")
         #expect(s.user?.value == "ops")
         #expect(s.port?.value == "2222")
-        // First IdentityFile only.
+        // Every IdentityFile, in order (ssh accumulates them).
         #expect(s.identityFile?.value == "/home/alice/.ssh/id_gw")
+        #expect(s.identityFiles.map(\.value) == ["/home/alice/.ssh/id_gw", "/home/alice/.ssh/id_second"])
+        #expect(s.userKnownHostsFiles.map(\.value) == ["/home/alice/.ssh/kh_all", "/other/kh"])
         #expect(s.userKnownHostsFile?.value == "/home/alice/.ssh/kh_all")
         #expect(s.skippedMatchBlocks.map(\.line) == [16])
         #expect(s.skippedMatchBlocks.first?.value == "host foo")
@@ -188,11 +190,20 @@ import Testing
         #expect(t.target == SSHTarget(user: "ops", host: "gw.example.net", port: 2222))
         #expect(t.identityFile == "/home/alice/.ssh/id_gw")
         #expect(t.knownHosts == "/home/alice/.ssh/kh_all")
+        // The second IdentityFile does not exist: skipped as ssh does, and said.
+        #expect(config.warnings.count == 2)
+        #expect(config.warnings.contains { $0.message.contains("IdentityFile \"/home/alice/.ssh/id_second\" at ~/.ssh/config:11 is not a regular file; ignored") }, "\(config.warnings)")
         // The skipped Match block is remembered.
-        #expect(config.warnings.count == 1)
-        #expect(config.warnings.first?.file == "/home/alice/.ssh/config")
-        #expect(config.warnings.first?.line == 16)
-        #expect(config.warnings.first?.message.contains("Match block skipped") == true)
+        let match = try #require(config.warnings.first { $0.message.contains("Match block skipped") })
+        #expect(match.file == "/home/alice/.ssh/config")
+        #expect(match.line == 16)
+    }
+
+    @Test func everyExistingIdentityFileIsOffered() throws {
+        var sys = system
+        sys.files["/home/alice/.ssh/id_second"] = "K"
+        let t = try parseConfig(tunnel("ssh_host = \"gw\""), sys).tunnels[0]
+        #expect(t.identityFiles == ["/home/alice/.ssh/id_gw", "/home/alice/.ssh/id_second"])
     }
 
     @Test func tunnelKeysWin() throws {

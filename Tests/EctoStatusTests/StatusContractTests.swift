@@ -39,7 +39,27 @@ import Testing
         let down = TunnelStatus(
             name: "d", state: .down, enabled: false, target: "d", local: "127.0.0.1:3", remote: "127.0.0.1:4",
             since: Date(timeIntervalSince1970: 1_795_000_000))
-        return [up, backoff, down]
+        var all = [up, backoff, down]
+        // Recorded before forwards existed: no `forwards` key (a daemon now always sends it).
+        for index in all.indices { all[index].forwards = [] }
+        return all
+    }
+
+    /// `forwards` (added 2026-12, issue 15): one entry per forward with its own state and counters.
+    @Test func forwardsAreEncodedPerForward() throws {
+        var status = TunnelStatus(
+            name: "multi", state: .up, enabled: true, target: "t", local: "127.0.0.1:1", remote: "127.0.0.1:2",
+            since: Date(timeIntervalSince1970: 1_795_000_000),
+            forwards: [("127.0.0.1:1", "127.0.0.1:2"), ("[::1]:3", "db:5432")])
+        status.forwards[0].state = .listening
+        status.forwards[0].connections = 2
+        status.forwards[0].bytesIn = 10
+        status.forwards[1].state = .retrying
+        status.forwards[1].lastError = "127.0.0.1:3 is in use (held by pid 7)"
+        let data = try ControlProtocol.encoder().encode(status)
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(text.contains(#""forwards":[{"bytes_in":10,"bytes_out":0,"connections":2,"last_error":null,"local":"127.0.0.1:1","remote":"127.0.0.1:2","state":"listening"},{"bytes_in":0,"bytes_out":0,"connections":0,"last_error":"127.0.0.1:3 is in use (held by pid 7)","local":"[::1]:3","remote":"db:5432","state":"retrying"}]"#), "\(text)")
+        #expect(try ControlProtocol.decoder().decode(TunnelStatus.self, from: data) == status)
     }
 
     @Test func valuesEncodeToTheRecordedDocument() throws {

@@ -5,7 +5,7 @@ import Testing
 
 @Suite struct EpollInterestTests {
     private func connection(_ phase: ForwardedConnection.Phase = .open) -> ForwardedConnection {
-        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", holdDeadline: .now, bufferSize: 4)
+        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
         connection.phase = phase
         return connection
     }
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func countersFollowPhaseAndClose() {
-        let counters = ConnectionCounters()
+        let counters = ConnectionCounters(forwards: 1)
         let held = connection(.held)
         let open = connection(.open)
         held.counters = counters
@@ -118,7 +118,7 @@ import Testing
 /// Which connections a forwarding pass visits: settled ones wait for epoll or libssh2.
 @Suite struct PassSchedulingTests {
     private func settled() -> ForwardedConnection {
-        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", holdDeadline: .now, bufferSize: 4)
+        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
         connection.phase = .open
         connection.channelQuiet = true
         return connection

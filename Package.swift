@@ -64,14 +64,16 @@ let package = Package(
         .target(
             name: "EctoOperator",
             dependencies: [
-                "EctoTunnel", "EctoSSH", "EctoHostKeys", "EctoConfig", "EctoControl", "EctoStatus", "EctoProbe", "EctoPlatform",
+                "EctoTunnel", "EctoSSH", "EctoHostKeys", "EctoConfig", "EctoControl", "EctoStatus", "EctoProbe",
+                "EctoPlatform",
                 "CEctoLinux",
             ]
         ),
         .executableTarget(
             name: "EctoTunnelCLI",
             dependencies: [
-                "EctoDaemon", "EctoOperator", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys", "EctoPlatform", "EctoStatus",
+                "EctoDaemon", "EctoOperator", "EctoConfig", "EctoControl", "EctoProbe", "EctoSSH", "EctoHostKeys",
+                "EctoPlatform", "EctoStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -89,7 +91,8 @@ let package = Package(
         .testTarget(name: "EctoStatusTests", dependencies: ["EctoStatus", "EctoControl"]),
         .testTarget(name: "EctoDaemonTests", dependencies: ["EctoDaemon", "EctoStatus", "EctoControl", "EctoConfig"]),
         .testTarget(name: "EctoTunnelCLITests", dependencies: ["EctoTunnelCLI", "EctoStatus"]),
-        .testTarget(name: "EctoOperatorTests", dependencies: ["EctoOperator", "EctoTunnel", "EctoHostKeys", "EctoPlatform"]),
+        .testTarget(
+            name: "EctoOperatorTests", dependencies: ["EctoOperator", "EctoTunnel", "EctoHostKeys", "EctoPlatform"]),
         .testTarget(name: "EctoProbeTests", dependencies: ["EctoProbe", "EctoTestSupport", "EctoConfig"]),
         .testTarget(
             name: "IntegrationTests",

@@ -195,7 +195,8 @@ enum HostSyntax {
             if label.isEmpty || label.utf8.count > 63 { return false }
             if label.hasPrefix("-") || label.hasSuffix("-") { return false }
             for b in label.utf8 {
-                let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                let ok =
+                    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
                     || b == 0x2D || b == 0x5F
                 if !ok { return false }
             }
@@ -222,10 +223,12 @@ enum HostSyntax {
         var s = Substring(input)
         if let pct = s.firstIndex(of: "%") {
             let zone = s[s.index(after: pct)...]
-            guard !zone.isEmpty, zone.utf8.allSatisfy({ b in
-                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                    || b == 0x2D || b == 0x5F || b == 0x2E
-            }) else { return nil }
+            guard !zone.isEmpty,
+                zone.utf8.allSatisfy({ b in
+                    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                        || b == 0x2D || b == 0x5F || b == 0x2E
+                })
+            else { return nil }
             s = s[..<pct]
         }
         if s.isEmpty { return nil }
@@ -265,7 +268,9 @@ enum HostSyntax {
                 continue
             }
             guard !p.isEmpty, p.utf8.count <= 4, let v = UInt16(p, radix: 16),
-                p.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66) })
+                p.utf8.allSatisfy({
+                    ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46) || ($0 >= 0x61 && $0 <= 0x66)
+                })
             else { return nil }
             out.append(v)
         }
@@ -340,7 +345,9 @@ public struct Forward: Hashable, Sendable, CustomStringConvertible {
     public static func parse(_ s: String) throws(AddressError) -> Forward {
         if s.isEmpty { throw AddressError("empty forward (expected [bind_address:]port:host:hostport)") }
         if s.contains("/") {
-            throw AddressError("Unix domain socket forwards are not supported; ecto-tunnel forwards TCP ports ([bind_address:]port:host:hostport)")
+            throw AddressError(
+                "Unix domain socket forwards are not supported; ecto-tunnel forwards TCP ports ([bind_address:]port:host:hostport)"
+            )
         }
         if let bad = s.unicodeScalars.first(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
             throw AddressError("contains \(HostSyntax.describe(bad)) (expected [bind_address:]port:host:hostport)")
@@ -352,7 +359,9 @@ public struct Forward: Hashable, Sendable, CustomStringConvertible {
         for c in s {
             switch c {
             case "[":
-                if inBrackets || !current.isEmpty { throw AddressError("unexpected \"[\" in \"\(s)\": brackets enclose a whole IPv6 address") }
+                if inBrackets || !current.isEmpty {
+                    throw AddressError("unexpected \"[\" in \"\(s)\": brackets enclose a whole IPv6 address")
+                }
                 inBrackets = true
                 current.append(c)
             case "]":
@@ -369,20 +378,25 @@ public struct Forward: Hashable, Sendable, CustomStringConvertible {
         if inBrackets { throw AddressError("missing \"]\" after IPv6 address in \"\(s)\"") }
         parts.append(current)
         if parts.count > 4 {
-            throw AddressError("too many \":\" in \"\(s)\": IPv6 addresses must be written in brackets, e.g. [::1]:9000:[fe80::1]:22")
+            throw AddressError(
+                "too many \":\" in \"\(s)\": IPv6 addresses must be written in brackets, e.g. [::1]:9000:[fe80::1]:22")
         }
         guard parts.count >= 3 else {
             throw AddressError("\"\(s)\" is not [bind_address:]port:host:hostport (e.g. \"18789:127.0.0.1:18789\")")
         }
         let bindText = parts.count == 4 ? parts[0] : nil
-        let (portText, hostText, hostPortText) = (parts[parts.count - 3], parts[parts.count - 2], parts[parts.count - 1])
+        let (portText, hostText, hostPortText) = (
+            parts[parts.count - 3], parts[parts.count - 2], parts[parts.count - 1]
+        )
         func host(_ text: String, _ role: String) throws(AddressError) -> String {
             var h = text
             if h.hasPrefix("[") {
                 guard h.hasSuffix("]") else { throw AddressError("unexpected text after \"]\" in \(role) \"\(text)\"") }
                 h = String(h.dropFirst().dropLast())
                 if h.isEmpty { throw AddressError("empty \(role) in brackets") }
-                guard HostSyntax.parseIPv6(h) != nil else { throw AddressError("\(role) \"\(h)\" is not a valid IPv6 address") }
+                guard HostSyntax.parseIPv6(h) != nil else {
+                    throw AddressError("\(role) \"\(h)\" is not a valid IPv6 address")
+                }
                 return h
             }
             if h.isEmpty { throw AddressError("missing \(role) in \"\(s)\"") }
@@ -399,7 +413,8 @@ public struct Forward: Hashable, Sendable, CustomStringConvertible {
         case let text?: bindHost = try host(text, "bind address")
         }
         let local = Endpoint(host: bindHost, port: try port(portText, "local port"))
-        let remote = Endpoint(host: try host(hostText, "destination host"), port: try port(hostPortText, "destination port"))
+        let remote = Endpoint(
+            host: try host(hostText, "destination host"), port: try port(hostPortText, "destination port"))
         return Forward(local: local, remote: remote)
     }
 

@@ -12,7 +12,9 @@ extension ConfigEditor {
     ///
     /// Throws when `text` has TOML syntax errors, when `table` is not exactly one `[tunnels.NAME]`
     /// table named `name`, or when the tunnel exists and `replace` is false (the error names its line).
-    public static func addTunnel(_ table: String, named name: String, to text: String, replace: Bool = false)
+    public static func addTunnel(
+        _ table: String, named name: String, to text: String, replace: Bool = false
+    )
         throws(ConfigErrors) -> String
     {
         let file = "<config>"
@@ -37,7 +39,8 @@ extension ConfigEditor {
                 throw ConfigErrors([
                     ConfigError(
                         file: file, line: existing.line, key: "tunnels.\(TOMLTable.quoteKeyIfNeeded(name))",
-                        message: "a tunnel named \(TOMLWriter.quote(name)) already exists; remove it first or replace it")
+                        message:
+                            "a tunnel named \(TOMLWriter.quote(name)) already exists; remove it first or replace it")
                 ])
             }
             let range = tableRange(existing, in: doc, bytes: bytes)
@@ -86,7 +89,8 @@ extension ConfigEditor {
     static func parsed(_ text: String) throws(ConfigErrors) -> TOMLDocument {
         let doc = TOMLParser.parse(text)
         if !doc.errors.isEmpty {
-            throw ConfigErrors(doc.errors.map { ConfigError(file: "<config>", line: $0.line, column: $0.column, message: $0.message) })
+            throw ConfigErrors(
+                doc.errors.map { ConfigError(file: "<config>", line: $0.line, column: $0.column, message: $0.message) })
         }
         return doc
     }
@@ -137,7 +141,9 @@ extension ConfigEditor {
 extension String {
     /// LF line ends turned into `newline` (CRLF input is normalised first).
     fileprivate func replacingNewlines(with newline: String) -> String {
-        let lines = split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        let lines = split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.hasSuffix("\r") ? $0.dropLast() : $0
+        }
         return lines.joined(separator: newline)
     }
 }

@@ -6,11 +6,14 @@ public enum ConfigEditor {
     /// are. If the table does not set the key, `key = "value"` is added after the table's last key
     /// (indented like it), or right after the header when the table is empty.
     /// Throws when the text has TOML syntax errors, the key is not a tunnel key, or there is no such tunnel.
-    public static func setValue(_ value: String, forKey key: String, inTunnel name: String, in text: String) throws(ConfigErrors) -> String {
+    public static func setValue(
+        _ value: String, forKey key: String, inTunnel name: String, in text: String
+    ) throws(ConfigErrors) -> String {
         let file = "<config>"
         let doc = TOMLParser.parse(text)
         if !doc.errors.isEmpty {
-            throw ConfigErrors(doc.errors.map { ConfigError(file: file, line: $0.line, column: $0.column, message: $0.message) })
+            throw ConfigErrors(
+                doc.errors.map { ConfigError(file: file, line: $0.line, column: $0.column, message: $0.message) })
         }
         let keyPath = "tunnels.\(TOMLTable.quoteKeyIfNeeded(name)).\(TOMLTable.quoteKeyIfNeeded(key))"
         guard KeySpec.byName[key] != nil else {
@@ -54,7 +57,8 @@ public enum ConfigEditor {
     public static func removeKey(_ key: String, inTunnel name: String, in text: String) throws(ConfigErrors) -> String {
         let doc = TOMLParser.parse(text)
         if !doc.errors.isEmpty {
-            throw ConfigErrors(doc.errors.map { ConfigError(file: "<config>", line: $0.line, column: $0.column, message: $0.message) })
+            throw ConfigErrors(
+                doc.errors.map { ConfigError(file: "<config>", line: $0.line, column: $0.column, message: $0.message) })
         }
         guard let table = doc.table(["tunnels", name]) else {
             throw ConfigErrors([

@@ -5,7 +5,8 @@ public enum ConfigLoader {
     /// `$XDG_CONFIG_HOME/ecto-tunnel/config.toml` when XDG_CONFIG_HOME is set to an absolute path,
     /// else `~/.config/ecto-tunnel/config.toml`.
     public static func defaultPath(environment: ConfigEnvironment = .current) -> String {
-        SSHClientConfig.joinPath(XDG.configHome(environment.variables, home: environment.home), "ecto-tunnel/config.toml")
+        SSHClientConfig.joinPath(
+            XDG.configHome(environment.variables, home: environment.home), "ecto-tunnel/config.toml")
     }
 
     /// Reads the file at `path` and validates it. A missing or unreadable file gives one error at line 0.
@@ -26,7 +27,9 @@ public enum ConfigLoader {
     }
 
     /// Validates config text; `path` is used in messages and for relative paths in the file.
-    public static func parse(text: String, path: String, environment: ConfigEnvironment = .current) throws(ConfigErrors) -> Config {
+    public static func parse(
+        text: String, path: String, environment: ConfigEnvironment = .current
+    ) throws(ConfigErrors) -> Config {
         try validate(text: text, path: path, environment: environment, earlyErrors: [], badLines: [])
     }
 
@@ -93,7 +96,9 @@ public enum ConfigLoader {
                         ConfigError(
                             file: path, line: line,
                             column: TOMLParser.column(in: b, lineStart: lineStart, offset: i),
-                            message: "invalid UTF-8 (byte 0x\(HostSyntax.hex(UInt32(c), width: 2))); the config file must be UTF-8"))
+                            message:
+                                "invalid UTF-8 (byte 0x\(HostSyntax.hex(UInt32(c), width: 2))); the config file must be UTF-8"
+                        ))
                 }
                 i += 1
             } else {
@@ -108,7 +113,8 @@ public enum ConfigLoader {
 
 struct KeySpec {
     enum Kind {
-        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe, forwards, hostKeyAlias
+        case target, sshHost, user, endpoint, path, paths, credential, policy, fingerprint, bool, probe, forwards,
+            hostKeyAlias
         /// A list of `[user@]host[:port]` (`jump`).
         case targets
         /// A command line with ssh's `%` tokens (`proxy_command`).
@@ -140,8 +146,11 @@ struct KeySpec {
         case .probe: return "a string \"tcp\", \"http:/PATH\" or \"websocket:/PATH\""
         case .targets: return "an array of strings \"[user@]host[:port]\" (first hop first)"
         case .command: return "a string (a command line; tokens %h %p %r %n %%)"
-        case .duration: return "a duration (seconds as a number, or a string like \"500ms\", \"15s\", \"2m\", \"1m30s\")"
-        case .int(let r): return r.upperBound == Int.max ? "an integer ≥ \(r.lowerBound)" : "an integer \(r.lowerBound)-\(r.upperBound)"
+        case .duration:
+            return "a duration (seconds as a number, or a string like \"500ms\", \"15s\", \"2m\", \"1m30s\")"
+        case .int(let r):
+            return r.upperBound == Int.max
+                ? "an integer ≥ \(r.lowerBound)" : "an integer \(r.lowerBound)-\(r.upperBound)"
         }
     }
 
@@ -301,7 +310,8 @@ private struct Validator {
     mutating func run(_ doc: TOMLDocument) -> [TunnelConfig] {
         for e in doc.root.entries {
             let q = TOMLTable.quoteKeyIfNeeded(e.key)
-            let hint = KeySpec.byName[e.key] != nil
+            let hint =
+                KeySpec.byName[e.key] != nil
                 ? "; put it in a [tunnels.NAME] table (or [defaults])"
                 : ""
             error(e.line, q, "keys are not allowed at the top level: only [defaults] and [tunnels.NAME] tables\(hint)")
@@ -324,7 +334,8 @@ private struct Validator {
             default:
                 var msg = "unknown table [\(name)]: the config has only [defaults] and [tunnels.NAME] tables"
                 if t.path[0] == "tunnels" || t.path[0] == "defaults" {
-                    msg = "unknown table [\(name)]: tables cannot be nested inside [\(t.path[0])\(t.path[0] == "tunnels" ? "." + TOMLTable.quoteKeyIfNeeded(t.path[1]) : "")]"
+                    msg =
+                        "unknown table [\(name)]: tables cannot be nested inside [\(t.path[0])\(t.path[0] == "tunnels" ? "." + TOMLTable.quoteKeyIfNeeded(t.path[1]) : "")]"
                 } else if t.path.count == 1, closest(to: t.path[0], in: ["defaults"]) != nil {
                     msg += "; did you mean [defaults]?"
                 } else if t.path.count == 1, closest(to: t.path[0], in: ["tunnels"]) != nil {
@@ -353,17 +364,23 @@ private struct Validator {
             if let forwards = settings["forwards"], let list = forwards.forwards {
                 for f in list { locals.append((name, f.local, forwards.origin)) }
             }
-            if let tc = resolveTunnel(name: name, prefix: prefix, table: t, settings: settings, defaults: defaults), nameOK {
+            if let tc = resolveTunnel(name: name, prefix: prefix, table: t, settings: settings, defaults: defaults),
+                nameOK
+            {
                 tunnels.append(tc)
             }
         }
         // Local endpoints must not overlap (0.0.0.0 and :: overlap everything on their port).
         for (i, a) in locals.enumerated() {
             // Within one tunnel's forwards the tunnel itself reports it (`resolveTunnel`).
-            if let b = locals[..<i].first(where: { $0.name != a.name && $0.endpoint.port == a.endpoint.port && HostSyntax.overlaps($0.endpoint.host, a.endpoint.host) }) {
+            if let b = locals[..<i].first(where: {
+                $0.name != a.name && $0.endpoint.port == a.endpoint.port
+                    && HostSyntax.overlaps($0.endpoint.host, a.endpoint.host)
+            }) {
                 error(
                     a.origin,
-                    "\(TOMLWriter.quote(a.endpoint.description)) overlaps local \(TOMLWriter.quote(b.endpoint.description)) of tunnel \(TOMLWriter.quote(b.name)) (line \(b.origin.line)); each tunnel needs its own listen address")
+                    "\(TOMLWriter.quote(a.endpoint.description)) overlaps local \(TOMLWriter.quote(b.endpoint.description)) of tunnel \(TOMLWriter.quote(b.name)) (line \(b.origin.line)); each tunnel needs its own listen address"
+                )
             }
         }
         if tunnels.isEmpty && tunnelTables.isEmpty {
@@ -381,7 +398,8 @@ private struct Validator {
                 if let hint = closest(to: e.key, in: KeySpec.all.map(\.name)) {
                     error(e.line, keyPath, "unknown key; did you mean \(hint)?")
                 } else {
-                    error(e.line, keyPath, "unknown key (known keys: \(KeySpec.all.map(\.name).joined(separator: ", ")))")
+                    error(
+                        e.line, keyPath, "unknown key (known keys: \(KeySpec.all.map(\.name).joined(separator: ", ")))")
                 }
                 continue
             }
@@ -404,7 +422,9 @@ private struct Validator {
             return nil
         }
         if s.hasPrefix("~") && s != "~" && !s.hasPrefix("~/") {
-            error(line, keyPath, "\(TOMLWriter.quote(s)): only ~ and ~/ are expanded (~user is not supported); use an absolute path")
+            error(
+                line, keyPath,
+                "\(TOMLWriter.quote(s)): only ~ and ~/ are expanded (~user is not supported); use an absolute path")
             return nil
         }
         var p = SSHClientConfig.expandTilde(s, home: env.home)
@@ -477,7 +497,9 @@ private struct Validator {
                 return nil
             }
             if items.isEmpty {
-                error(e.line, keyPath, "empty list: give at least one forward, e.g. forwards = [\"18789:127.0.0.1:18789\"]")
+                error(
+                    e.line, keyPath,
+                    "empty list: give at least one forward, e.g. forwards = [\"18789:127.0.0.1:18789\"]")
                 return nil
             }
             if items.count > Forward.maximumPerTunnel {
@@ -487,7 +509,9 @@ private struct Validator {
             var forwards: [Forward] = []
             for (index, item) in items.enumerated() {
                 guard case .string(let text) = item.value else {
-                    error(item.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    error(
+                        item.line, keyPath,
+                        "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
                     return nil
                 }
                 do {
@@ -509,13 +533,17 @@ private struct Validator {
                 return nil
             }
             if items.isEmpty {
-                error(e.line, keyPath, "empty list: give at least one path, or leave identity_file out for ssh's defaults")
+                error(
+                    e.line, keyPath, "empty list: give at least one path, or leave identity_file out for ssh's defaults"
+                )
                 return nil
             }
             var paths: [String] = []
             for item in items {
                 guard case .string(let text) = item.value else {
-                    error(e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    error(
+                        e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))"
+                    )
                     return nil
                 }
                 guard let path = expandPath(text, line: e.line, keyPath: keyPath) else { return nil }
@@ -529,13 +557,16 @@ private struct Validator {
                 return nil
             }
             if items.count > TunnelDefaults.maxJumpHosts {
-                error(e.line, keyPath, "\(items.count) jump hosts: at most \(TunnelDefaults.maxJumpHosts) are supported")
+                error(
+                    e.line, keyPath, "\(items.count) jump hosts: at most \(TunnelDefaults.maxJumpHosts) are supported")
                 return nil
             }
             var hops: [SSHTarget] = []
             for (index, item) in items.enumerated() {
                 guard case .string(let text) = item.value else {
-                    error(e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
+                    error(
+                        e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))"
+                    )
                     return nil
                 }
                 do {
@@ -543,7 +574,8 @@ private struct Validator {
                 } catch {
                     self.error(
                         e.line, keyPath,
-                        "hop \(index + 1), \(TOMLWriter.quote(text)), is not a valid jump host: \(error.message) (expected [user@]host[:port])")
+                        "hop \(index + 1), \(TOMLWriter.quote(text)), is not a valid jump host: \(error.message) (expected [user@]host[:port])"
+                    )
                     return nil
                 }
             }
@@ -559,7 +591,8 @@ private struct Validator {
             do {
                 return make(.target(try SSHTarget.parse(s)))
             } catch {
-                self.error(e.line, keyPath, "\(q) is not a valid target: \(error.message) (expected [user@]host[:port])")
+                self.error(
+                    e.line, keyPath, "\(q) is not a valid target: \(error.message) (expected [user@]host[:port])")
                 return nil
             }
         case .endpoint:
@@ -570,20 +603,34 @@ private struct Validator {
                 return nil
             }
         case .sshHost:
-            if s.isEmpty || s.hasPrefix("-") || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
-                error(e.line, keyPath, "\(q) is not a valid Host alias (it must be non-empty, without spaces, and not start with -)")
+            if s.isEmpty || s.hasPrefix("-")
+                || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F })
+            {
+                error(
+                    e.line, keyPath,
+                    "\(q) is not a valid Host alias (it must be non-empty, without spaces, and not start with -)")
                 return nil
             }
             return make(.string(s))
         case .hostKeyAlias:
-            if s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "," || $0 == "*" || $0 == "?" || $0 == "!" }) {
-                error(e.line, keyPath, "\(q) is not a valid host key alias (a name without spaces, commas or the wildcards * ? !)")
+            if s.isEmpty
+                || s.unicodeScalars.contains(where: {
+                    $0.value <= 0x20 || $0.value == 0x7F || $0 == "," || $0 == "*" || $0 == "?" || $0 == "!"
+                })
+            {
+                error(
+                    e.line, keyPath,
+                    "\(q) is not a valid host key alias (a name without spaces, commas or the wildcards * ? !)")
                 return nil
             }
             return make(.string(s))
         case .user:
-            if s.isEmpty || s.hasPrefix("-") || s.contains("@") || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
-                error(e.line, keyPath, "\(q) is not a valid user name (it must be non-empty, without spaces or @, and not start with -)")
+            if s.isEmpty || s.hasPrefix("-") || s.contains("@")
+                || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F })
+            {
+                error(
+                    e.line, keyPath,
+                    "\(q) is not a valid user name (it must be non-empty, without spaces or @, and not start with -)")
                 return nil
             }
             return make(.string(s))
@@ -595,7 +642,9 @@ private struct Validator {
             if s.isEmpty || s == "." || s == ".." || s.contains("/")
                 || s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
             {
-                error(e.line, keyPath, "\(q) is not a valid credential name (a file name in $CREDENTIALS_DIRECTORY, without /)")
+                error(
+                    e.line, keyPath,
+                    "\(q) is not a valid credential name (a file name in $CREDENTIALS_DIRECTORY, without /)")
                 return nil
             }
             return make(.string(s))
@@ -654,13 +703,17 @@ private struct Validator {
 
     // MARK: Tunnel level
 
-    mutating func resolveTunnel(name: String, prefix: String, table t: TOMLTable, settings s: Settings, defaults d: Settings)
+    mutating func resolveTunnel(
+        name: String, prefix: String, table t: TOMLTable, settings s: Settings, defaults d: Settings
+    )
         -> TunnelConfig?
     {
         let errorCount = errors.count
         let header = Origin(line: t.line, key: prefix)
         func pick(_ key: String) -> Setting? { s[key] ?? d[key] }
-        func builtin(_ key: String) -> Origin { Origin(line: t.line, key: "\(prefix).\(key)", note: " (\(key) is not set, so its default is used)") }
+        func builtin(_ key: String) -> Origin {
+            Origin(line: t.line, key: "\(prefix).\(key)", note: " (\(key) is not set, so its default is used)")
+        }
 
         // Required keys: one forward as local/remote, or a forwards list (not both).
         if s.present.contains("forwards") {
@@ -668,12 +721,19 @@ private struct Validator {
                 let line = max(s[key]?.origin.line ?? t.line, s["forwards"]?.origin.line ?? t.line)
                 error(
                     line, "\(prefix).\(key)",
-                    "set either forwards or local/remote, not both: put this forward into the forwards list as \"[bind_address:]port:host:hostport\"")
+                    "set either forwards or local/remote, not both: put this forward into the forwards list as \"[bind_address:]port:host:hostport\""
+                )
             }
         } else {
             for key in ["local", "remote"] where !s.present.contains(key) {
-                let example = key == "local" ? "\"127.0.0.1:18789\" (the listen address)" : "\"127.0.0.1:18789\" (the destination as seen from the SSH server)"
-                error(t.line, "\(prefix).\(key)", "missing required key \(key): set \(key) = \(example), or list several forwards with forwards = [\"18789:127.0.0.1:18789\", ...]")
+                let example =
+                    key == "local"
+                    ? "\"127.0.0.1:18789\" (the listen address)"
+                    : "\"127.0.0.1:18789\" (the destination as seen from the SSH server)"
+                error(
+                    t.line, "\(prefix).\(key)",
+                    "missing required key \(key): set \(key) = \(example), or list several forwards with forwards = [\"18789:127.0.0.1:18789\", ...]"
+                )
             }
         }
         let hasTarget = s.present.contains("target")
@@ -709,7 +769,8 @@ private struct Validator {
                 } catch {
                     self.error(
                         aliasSetting.origin,
-                        "HostName \(TOMLWriter.quote(hn.value)) at \(hn.location(home: home)) is not a valid host: \(error.message)")
+                        "HostName \(TOMLWriter.quote(hn.value)) at \(hn.location(home: home)) is not a valid host: \(error.message)"
+                    )
                 }
             } else if aliasUsableAsHost(alias) {
                 host = alias
@@ -717,25 +778,32 @@ private struct Validator {
                 let where_ = SSHClientConfig.abbreviate(SSHClientConfig.defaultPath(environment: env), home: home)
                 error(
                     aliasSetting.origin,
-                    "\(TOMLWriter.quote(alias)) has no HostName in \(where_) and is not a resolvable host name; add a Host \(alias) block with a HostName, or use target = \"[user@]host[:port]\"")
+                    "\(TOMLWriter.quote(alias)) has no HostName in \(where_) and is not a resolvable host name; add a Host \(alias) block with a HostName, or use target = \"[user@]host[:port]\""
+                )
             }
             if let p = settings.port {
                 do {
                     port = try HostSyntax.parsePort(p.value)
                 } catch {
-                    self.error(aliasSetting.origin, "Port \(TOMLWriter.quote(p.value)) at \(p.location(home: home)) is not valid: \(error.message)")
+                    self.error(
+                        aliasSetting.origin,
+                        "Port \(TOMLWriter.quote(p.value)) at \(p.location(home: home)) is not valid: \(error.message)")
                 }
             }
             if let u = settings.user, s["user"] == nil {
                 if u.value.isEmpty || u.value.contains(where: { $0 == " " || $0 == "\t" }) {
-                    error(aliasSetting.origin, "User \(TOMLWriter.quote(u.value)) at \(u.location(home: home)) is not a valid user name")
+                    error(
+                        aliasSetting.origin,
+                        "User \(TOMLWriter.quote(u.value)) at \(u.location(home: home)) is not a valid user name")
                 }
             }
             user = s["user"]?.string ?? settings.user?.value ?? d["user"]?.string
         }
         if user == nil {
             if env.user.isEmpty {
-                if host != nil { error(t.line, "\(prefix).user", "no user given and the login name is unknown; set user = \"name\"") }
+                if host != nil {
+                    error(t.line, "\(prefix).user", "no user given and the login name is unknown; set user = \"name\"")
+                }
             } else {
                 user = env.user
             }
@@ -763,7 +831,9 @@ private struct Validator {
                     warnings.append(
                         ConfigError(
                             file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).identity_file",
-                            message: "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+                            message:
+                                "IdentityFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"
+                        ))
                 }
             }
             if let first = usable.first {
@@ -774,7 +844,8 @@ private struct Validator {
         }
         if identity == nil && !s.present.contains("identity_file") { identity = d["identity_file"] }
 
-        let tunnelSetsPassphrase = s.present.contains("identity_passphrase_file") || s.present.contains("identity_passphrase_credential")
+        let tunnelSetsPassphrase =
+            s.present.contains("identity_passphrase_file") || s.present.contains("identity_passphrase_credential")
         let passFile = tunnelSetsPassphrase ? s["identity_passphrase_file"] : d["identity_passphrase_file"]
         let passCred = tunnelSetsPassphrase ? s["identity_passphrase_credential"] : d["identity_passphrase_credential"]
         if let passFile, let passCred {
@@ -788,11 +859,14 @@ private struct Validator {
         // the daemon will use them (mode, format, type, encryption, passphrase).
         let identityPaths = identity?.paths ?? []
         if let identity {
-            let passphrase: [UInt8]? = env.judgeKeyFiles ? passFile?.string.flatMap { env.readBytes($0) }.map(IdentityCheck.passphraseBytes) : nil
+            let passphrase: [UInt8]? =
+                env.judgeKeyFiles
+                ? passFile?.string.flatMap { env.readBytes($0) }.map(IdentityCheck.passphraseBytes) : nil
             for p in identityPaths {
                 if env.judgeKeyFiles {
                     if let problem = IdentityCheck.problem(
-                        privateKey: p, passphraseConfigured: passFile != nil || passCred != nil, passphrase: passphrase, environment: env)
+                        privateKey: p, passphraseConfigured: passFile != nil || passCred != nil, passphrase: passphrase,
+                        environment: env)
                     {
                         error(identity.origin, problem)
                     }
@@ -814,7 +888,9 @@ private struct Validator {
                 warnings.append(
                     ConfigError(
                         file: path, line: s["ssh_host"]?.origin.line ?? t.line, key: "\(prefix).certificate_file",
-                        message: "CertificateFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"))
+                        message:
+                            "CertificateFile \(TOMLWriter.quote(v.value)) at \(v.location(home: home)) is not a regular file; ignored"
+                    ))
             }
         }
         if certificate == nil && !s.present.contains("certificate_file") { certificate = d["certificate_file"] }
@@ -828,7 +904,10 @@ private struct Validator {
         if let passCred, let name = passCred.string, let dir = env.variables["CREDENTIALS_DIRECTORY"], !dir.isEmpty {
             let p = SSHClientConfig.joinPath(dir, name)
             if env.fileExists(p) != .regular {
-                error(passCred.origin, "credential \(TOMLWriter.quote(name)) not found: \(p) is not a regular file ($CREDENTIALS_DIRECTORY=\(dir))")
+                error(
+                    passCred.origin,
+                    "credential \(TOMLWriter.quote(name)) not found: \(p) is not a regular file ($CREDENTIALS_DIRECTORY=\(dir))"
+                )
             }
         }
 
@@ -847,11 +926,14 @@ private struct Validator {
             case (.strict, .missing):
                 error(
                     knownHostsOrigin,
-                    "\(TOMLWriter.quote(knownHostsPath)) does not exist; with host_key_policy = \"strict\" the server's key must already be in it: add it with ssh-keyscan, or set host_key_policy = \"accept-new\"")
+                    "\(TOMLWriter.quote(knownHostsPath)) does not exist; with host_key_policy = \"strict\" the server's key must already be in it: add it with ssh-keyscan, or set host_key_policy = \"accept-new\""
+                )
             case (.acceptNew, .missing):
                 let dir = Self.directoryName(knownHostsPath)
                 if env.fileExists(dir) != .directory {
-                    error(knownHostsOrigin, "the directory \(TOMLWriter.quote(dir)) of \(TOMLWriter.quote(knownHostsPath)) does not exist")
+                    error(
+                        knownHostsOrigin,
+                        "the directory \(TOMLWriter.quote(dir)) of \(TOMLWriter.quote(knownHostsPath)) does not exist")
                 }
             case (_, .directory):
                 error(knownHostsOrigin, "\(TOMLWriter.quote(knownHostsPath)) is a directory, not a known_hosts file")
@@ -868,7 +950,8 @@ private struct Validator {
             let o = pick("backoff_max")?.origin ?? pick("backoff_initial")?.origin ?? header
             error(
                 o,
-                "backoff_max (\(DurationSyntax.format(backoffMax))) must be at least backoff_initial (\(DurationSyntax.format(backoffInitial)))")
+                "backoff_max (\(DurationSyntax.format(backoffMax))) must be at least backoff_initial (\(DurationSyntax.format(backoffInitial)))"
+            )
         }
 
         // How the target is reached: jump hosts or a proxy command, not both. Precedence as for
@@ -886,7 +969,9 @@ private struct Validator {
         var proxyCommand = proxySetting?.string
         if let jumpSetting, let proxySetting, !(jumpSetting.targets ?? []).isEmpty {
             let later = jumpSetting.origin.line >= proxySetting.origin.line ? jumpSetting.origin : proxySetting.origin
-            error(later, "set either jump or proxy_command, not both (ssh's ProxyJump and ProxyCommand are exclusive too)")
+            error(
+                later, "set either jump or proxy_command, not both (ssh's ProxyJump and ProxyCommand are exclusive too)"
+            )
             hops = []
         }
         if let aliasOrigin = s["ssh_host"]?.origin {
@@ -899,7 +984,9 @@ private struct Validator {
             case .proxyCommand(let command, _):
                 proxyCommand = command
             case .unusable(let setting, let value, let origin, let reason):
-                error(aliasOrigin, "\(setting) \(TOMLWriter.quote(value)) at \(origin.abbreviated(home: env.home)): \(reason)")
+                error(
+                    aliasOrigin,
+                    "\(setting) \(TOMLWriter.quote(value)) at \(origin.abbreviated(home: env.home)): \(reason)")
             }
         }
         for hop in hops {
@@ -907,7 +994,10 @@ private struct Validator {
             if hop.user == nil {
                 if env.user.isEmpty {
                     if let hopsOrigin {
-                        error(hopsOrigin, "no user given for jump host \(hop.host) and the login name is unknown; write it as user@\(hop.host)")
+                        error(
+                            hopsOrigin,
+                            "no user given for jump host \(hop.host) and the login name is unknown; write it as user@\(hop.host)"
+                        )
                     }
                 } else {
                     hop.user = env.user  // as ssh: the local user, not the target's
@@ -921,19 +1011,24 @@ private struct Validator {
         if let local = s["local"], let ep = local.endpoint, !allowNonLoopback, !ep.isLoopback {
             error(
                 local.origin,
-                "\(TOMLWriter.quote(ep.description)) is not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it")
+                "\(TOMLWriter.quote(ep.description)) is not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it"
+            )
         }
         if let setting = s["forwards"], let list = setting.forwards {
             for (i, f) in list.enumerated() {
                 if !allowNonLoopback && !f.local.isLoopback {
                     error(
                         setting.origin,
-                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it")
+                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), not a loopback address (127.0.0.0/8, ::1 or localhost); set allow_non_loopback = true to listen on it"
+                    )
                 }
-                if let j = list[..<i].firstIndex(where: { $0.local.port == f.local.port && HostSyntax.overlaps($0.local.host, f.local.host) }) {
+                if let j = list[..<i].firstIndex(where: {
+                    $0.local.port == f.local.port && HostSyntax.overlaps($0.local.host, f.local.host)
+                }) {
                     error(
                         setting.origin,
-                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), which overlaps forward \(j + 1) \(TOMLWriter.quote(list[j].description)); each forward needs its own listen address")
+                        "forward \(i + 1) \(TOMLWriter.quote(f.description)) listens on \(f.local), which overlaps forward \(j + 1) \(TOMLWriter.quote(list[j].description)); each forward needs its own listen address"
+                    )
                 }
             }
         }
@@ -1016,7 +1111,9 @@ private struct Validator {
             warnings.append(
                 ConfigError(
                     file: m.file, line: m.line,
-                    message: "Match block skipped: ecto-tunnel does not evaluate Match, so its settings are not applied to ssh_host aliases"))
+                    message:
+                        "Match block skipped: ecto-tunnel does not evaluate Match, so its settings are not applied to ssh_host aliases"
+                ))
         }
         for p in settings.problems {
             warnings.append(ConfigError(file: p.file, line: p.line, message: p.value))

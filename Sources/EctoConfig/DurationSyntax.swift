@@ -45,9 +45,13 @@ enum DurationSyntax {
             let unit = String(decoding: u[unitStart..<i], as: UTF8.self)
             if unit.isEmpty {
                 if i == u.count {
-                    throw Failure(message: "missing unit after \(intPart)\(frac.isEmpty ? "" : "." + frac) (use ms, s, m or h)")
+                    throw Failure(
+                        message: "missing unit after \(intPart)\(frac.isEmpty ? "" : "." + frac) (use ms, s, m or h)")
                 }
-                throw Failure(message: "unexpected \"\(String(decoding: u[i...], as: UTF8.self))\" (use a number followed by ms, s, m or h)")
+                throw Failure(
+                    message:
+                        "unexpected \"\(String(decoding: u[i...], as: UTF8.self))\" (use a number followed by ms, s, m or h)"
+                )
             }
             guard let per = nsPerUnit[unit] else {
                 throw Failure(message: "unknown unit \"\(unit)\" (use ms, s, m or h)")

@@ -5,11 +5,11 @@ import Foundation
 #endif
 
 #if canImport(Glibc)
-    import Glibc
+import Glibc
 #elseif canImport(Musl)
-    import Musl
+import Musl
 #elseif canImport(Darwin)
-    import Darwin
+import Darwin
 #endif
 
 /// What is at a path (symbolic links followed).
@@ -111,9 +111,9 @@ public struct ConfigEnvironment: Sendable {
                 var hints = addrinfo()
                 hints.ai_family = AF_UNSPEC
                 #if canImport(Glibc)
-                    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
                 #else
-                    hints.ai_socktype = SOCK_STREAM
+                hints.ai_socktype = SOCK_STREAM
                 #endif
                 var result: UnsafeMutablePointer<addrinfo>?
                 let rc = getaddrinfo(name, nil, &hints, &result)

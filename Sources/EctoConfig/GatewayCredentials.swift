@@ -93,12 +93,14 @@ public struct GatewayCredentials: Sendable, Equatable, CustomStringConvertible {
                     case .environment(let name):
                         if let v = environment[name], !v.isEmpty {
                             return ResolvedSecret(
-                                value: v, source: .openClawConfig(key: key, location: located.location, viaVariable: name))
+                                value: v,
+                                source: .openClawConfig(key: key, location: located.location, viaVariable: name))
                         }
                         skipped.append("\(key) (\(located.location)) refers to $\(name), which is not set")
                     case .unsupportedReference(let source):
                         skipped.append(
-                            "\(key) (\(located.location)) is a SecretRef with source \"\(source)\", which ecto-tunnel cannot resolve; pass the secret with the option or the environment variable")
+                            "\(key) (\(located.location)) is a SecretRef with source \"\(source)\", which ecto-tunnel cannot resolve; pass the secret with the option or the environment variable"
+                        )
                     }
                 }
             }

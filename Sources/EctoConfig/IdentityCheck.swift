@@ -8,7 +8,8 @@ public enum IdentityCheck {
     /// can be told without the passphrase). `passphraseConfigured`: a passphrase file or credential
     /// is set for it.
     public static func problem(
-        privateKey path: String, passphraseConfigured: Bool, passphrase: [UInt8]? = nil, environment env: ConfigEnvironment
+        privateKey path: String, passphraseConfigured: Bool, passphrase: [UInt8]? = nil,
+        environment env: ConfigEnvironment
     ) -> String? {
         switch env.fileExists(path) {
         case .regular: break
@@ -18,7 +19,10 @@ public enum IdentityCheck {
         }
         // A public key given by mistake is named as such first (its mode is usually 0644).
         let bytes = env.readBytes(path)
-        if let bytes, case .failure(let error) = Result(catching: { () throws(PrivateKeyFileError) in try PrivateKeyFile.parse(bytes) }),
+        if let bytes,
+            case .failure(let error) = Result(catching: { () throws(PrivateKeyFileError) in
+                try PrivateKeyFile.parse(bytes)
+            }),
             error.kind == .publicKey
         {
             return "\(TOMLWriter.quote(path)): \(error.message)"
@@ -26,16 +30,19 @@ public enum IdentityCheck {
         if let status = env.fileOwnerAndMode(path) {
             if status.mode & 0o077 != 0 {
                 let mode = String(status.mode & 0o777, radix: 8)
-                return "permissions 0\(mode) for \(TOMLWriter.quote(path)) are too open: a private key must not be accessible by others (ssh refuses it too); fix: chmod 600 \(path)"
+                return
+                    "permissions 0\(mode) for \(TOMLWriter.quote(path)) are too open: a private key must not be accessible by others (ssh refuses it too); fix: chmod 600 \(path)"
             }
             if status.uid != env.uid && status.uid != 0 {
-                return "\(TOMLWriter.quote(path)) is owned by uid \(status.uid), not by the user the daemon runs as (uid \(env.uid))"
+                return
+                    "\(TOMLWriter.quote(path)) is owned by uid \(status.uid), not by the user the daemon runs as (uid \(env.uid))"
             }
         }
         guard let bytes else {
             // An environment that knows modes is the real file system: unreadable is a problem.
             // Injected test environments without contents cannot say more.
-            return env.fileOwnerAndMode(path) == nil ? nil : "\(TOMLWriter.quote(path)) cannot be read (check its permissions)"
+            return env.fileOwnerAndMode(path) == nil
+                ? nil : "\(TOMLWriter.quote(path)) cannot be read (check its permissions)"
         }
         let file: PrivateKeyFile
         do {
@@ -44,24 +51,32 @@ public enum IdentityCheck {
             return "\(TOMLWriter.quote(path)): \(error.message)"
         }
         if file.keyType == "ssh-dss" {
-            return "\(TOMLWriter.quote(path)) is a DSA (ssh-dss) key, which OpenSSH refuses since 7.0: use an ed25519 key"
+            return
+                "\(TOMLWriter.quote(path)) is a DSA (ssh-dss) key, which OpenSSH refuses since 7.0: use an ed25519 key"
         }
         if let type = file.keyType, !supportedKeyTypes.contains(type) {
-            return "\(TOMLWriter.quote(path)) is a \(type) key, which ecto-tunnel cannot use (use ed25519, ECDSA or RSA)"
+            return
+                "\(TOMLWriter.quote(path)) is a \(type) key, which ecto-tunnel cannot use (use ed25519, ECDSA or RSA)"
         }
         if file.isEncrypted && !passphraseConfigured {
-            return "\(TOMLWriter.quote(path)) is encrypted: set identity_passphrase_file or identity_passphrase_credential (or load it into ssh-agent)"
+            return
+                "\(TOMLWriter.quote(path)) is encrypted: set identity_passphrase_file or identity_passphrase_credential (or load it into ssh-agent)"
         }
-        if file.keyType == "ssh-rsa", let blob = file.publicKeyBlob, let strings = SSHWire.strings(blob), strings.count == 3 {
+        if file.keyType == "ssh-rsa", let blob = file.publicKeyBlob, let strings = SSHWire.strings(blob),
+            strings.count == 3
+        {
             let modulus = strings[2].drop(while: { $0 == 0 })
             let bits = modulus.isEmpty ? 0 : modulus.count * 8 - modulus.first!.leadingZeroBitCount
             if bits < 1024 {
-                return "\(TOMLWriter.quote(path)) is a \(bits)-bit RSA key: OpenSSH refuses RSA keys shorter than 1024 bits (RequiredRSASize); make a new key (ssh-keygen -t ed25519)"
+                return
+                    "\(TOMLWriter.quote(path)) is a \(bits)-bit RSA key: OpenSSH refuses RSA keys shorter than 1024 bits (RequiredRSASize); make a new key (ssh-keygen -t ed25519)"
             }
         }
         // Decrypt when we can (the passphrase file is readable here; a systemd credential is not).
         if let verify = env.keyVerifier, !file.isEncrypted || passphrase != nil {
-            if let problem = verify(bytes, file.isEncrypted ? passphrase : nil) { return "\(TOMLWriter.quote(path)): \(problem)" }
+            if let problem = verify(bytes, file.isEncrypted ? passphrase : nil) {
+                return "\(TOMLWriter.quote(path)): \(problem)"
+            }
         }
         return nil
     }
@@ -100,10 +115,13 @@ public enum IdentityCheck {
 
     /// The problem with a user certificate file, or nil when it is an OpenSSH certificate.
     public static func problem(certificate path: String, environment env: ConfigEnvironment) -> String? {
-        guard env.fileExists(path) == .regular else { return "\(TOMLWriter.quote(path)) does not exist or is not a regular file" }
+        guard env.fileExists(path) == .regular else {
+            return "\(TOMLWriter.quote(path)) does not exist or is not a regular file"
+        }
         guard let text = env.readFile(path) else { return "\(TOMLWriter.quote(path)) cannot be read" }
         guard let key = try? HostKey(openSSHLine: text), key.algorithm.hasSuffix("-cert-v01@openssh.com") else {
-            return "\(TOMLWriter.quote(path)) is not an OpenSSH certificate (expected a KEY-cert.pub line made by ssh-keygen -s)"
+            return
+                "\(TOMLWriter.quote(path)) is not an OpenSSH certificate (expected a KEY-cert.pub line made by ssh-keygen -s)"
         }
         return nil
     }

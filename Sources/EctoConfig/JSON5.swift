@@ -183,7 +183,9 @@ private struct JSON5Parser {
     }
 
     static func show(_ c: Unicode.Scalar) -> String {
-        if c.value < 0x20 || c.value == 0x7F { return "control character U+\(String(c.value, radix: 16, uppercase: true))" }
+        if c.value < 0x20 || c.value == 0x7F {
+            return "control character U+\(String(c.value, radix: 16, uppercase: true))"
+        }
         return "\"\(Character(c))\""
     }
 
@@ -324,7 +326,8 @@ private struct JSON5Parser {
             i += 1
         }
         guard let scalar = Unicode.Scalar(v) else {
-            throw fail("invalid escape: U+\(String(v, radix: 16, uppercase: true)) is not a character", line: l, column: col)
+            throw fail(
+                "invalid escape: U+\(String(v, radix: 16, uppercase: true)) is not a character", line: l, column: col)
         }
         return scalar
     }
@@ -360,7 +363,8 @@ private struct JSON5Parser {
                 return String(out)
             }
             if c == "\n" || c == "\r" {
-                throw fail("unterminated string (opened at \(l):\(col)): a line break inside a string must be escaped with \\")
+                throw fail(
+                    "unterminated string (opened at \(l):\(col)): a line break inside a string must be escaped with \\")
             }
             if c != "\\" {
                 flushHigh(&out)
@@ -386,7 +390,8 @@ private struct JSON5Parser {
             case "v": scalar = "\u{0B}"
             case "0":
                 if let d = peek, ("0"..."9").contains(d) {
-                    throw fail("invalid escape \\0 followed by a digit (octal escapes are not allowed)", line: el, column: ec)
+                    throw fail(
+                        "invalid escape \\0 followed by a digit (octal escapes are not allowed)", line: el, column: ec)
                 }
                 scalar = "\u{0}"
             case "1"..."9":

@@ -92,7 +92,9 @@ public enum OpenClawImport {
     /// Reads and parses the OpenClaw config at `path` (default: `defaultPath`).
     /// - Throws: `ImportError` when the file cannot be read, is not JSON5 (with line:column), or a
     ///   gateway key has the wrong type.
-    public static func readSettings(path: String? = nil, environment: ConfigEnvironment) throws(ImportError) -> OpenClawGatewaySettings {
+    public static func readSettings(
+        path: String? = nil, environment: ConfigEnvironment
+    ) throws(ImportError) -> OpenClawGatewaySettings {
         let file = path ?? defaultPath(environment: environment)
         guard let text = environment.readFile(file) else {
             let shown = SSHClientConfig.abbreviate(file, home: environment.home)
@@ -113,7 +115,8 @@ public enum OpenClawImport {
             throw ImportError("\(error.column): \(error.message)", at: SettingLocation(file: path, line: error.line))
         }
         guard case .object = root else {
-            throw ImportError("the top level is \(root.typeName), not an object", at: SettingLocation(file: path, line: 1))
+            throw ImportError(
+                "the top level is \(root.typeName), not an object", at: SettingLocation(file: path, line: 1))
         }
         var s = OpenClawGatewaySettings(path: path)
         func at(_ m: JSON5Member) -> SettingLocation { SettingLocation(file: path, line: m.line) }
@@ -194,11 +197,14 @@ public enum OpenClawImport {
             targetOrigin = t.location
         } else {
             throw ImportError(
-                "gateway.remote.sshTarget is not set in \(shown): set it with `openclaw config set gateway.remote.sshTarget user@host`, or give the target on the command line")
+                "gateway.remote.sshTarget is not set in \(shown): set it with `openclaw config set gateway.remote.sshTarget user@host`, or give the target on the command line"
+            )
         }
         let target: SSHTarget
         do { target = try SSHTarget.parse(targetText) } catch {
-            throw ImportError("gateway.remote.sshTarget \"\(targetText)\" is not [user@]host[:port]: \(error.message)", at: targetOrigin)
+            throw ImportError(
+                "gateway.remote.sshTarget \"\(targetText)\" is not [user@]host[:port]: \(error.message)",
+                at: targetOrigin)
         }
         keys.append(ImportedKey(key: "target", value: .string(target.description), origin: targetOrigin))
 
@@ -236,11 +242,14 @@ public enum OpenClawImport {
             case .failure(let problem):
                 unsupported.append(
                     UnsupportedSetting(
-                        setting: "gateway.remote.url", value: url.value, location: url.location, reason: problem.message))
+                        setting: "gateway.remote.url", value: url.value, location: url.location, reason: problem.message
+                    ))
             }
         }
         keys.append(
-            ImportedKey(key: "local", value: .string(Endpoint(host: "127.0.0.1", port: localPort).description), origin: localOrigin))
+            ImportedKey(
+                key: "local", value: .string(Endpoint(host: "127.0.0.1", port: localPort).description),
+                origin: localOrigin))
 
         if let id = s.sshIdentity {
             let path = SSHClientConfig.expandTilde(id.value, home: home)
@@ -250,29 +259,39 @@ public enum OpenClawImport {
             unsupported.append(
                 UnsupportedSetting(
                     setting: "gateway.remote.transport", value: t.value, location: t.location,
-                    reason: "OpenClaw connects directly (no SSH tunnel); the imported tunnel is only used once transport is \"ssh\""))
+                    reason:
+                        "OpenClaw connects directly (no SSH tunnel); the imported tunnel is only used once transport is \"ssh\""
+                ))
         }
         if let m = s.mode, m.value != "remote" {
             notes.append(
-                "gateway.mode is \"\(m.value)\" at \(m.location.abbreviated(home: home)): OpenClaw's CLI uses gateway.remote.* only in remote mode (`openclaw config set gateway.mode remote`)")
+                "gateway.mode is \"\(m.value)\" at \(m.location.abbreviated(home: home)): OpenClaw's CLI uses gateway.remote.* only in remote mode (`openclaw config set gateway.mode remote`)"
+            )
         }
         if let p = s.sshHostKeyPolicy, p.value != "strict" {
             unsupported.append(
                 UnsupportedSetting(
                     setting: "gateway.remote.sshHostKeyPolicy", value: p.value, location: p.location,
-                    reason: "ecto-tunnel checks host keys against known_hosts itself (strict, or host_key_policy = \"accept-new\")"))
+                    reason:
+                        "ecto-tunnel checks host keys against known_hosts itself (strict, or host_key_policy = \"accept-new\")"
+                ))
         }
         if s.remotePort == nil {
-            notes.append("gateway.remote.remotePort is not set: the gateway is taken to listen on \(defaultGatewayPort) on the SSH host")
+            notes.append(
+                "gateway.remote.remotePort is not set: the gateway is taken to listen on \(defaultGatewayPort) on the SSH host"
+            )
         }
         return TunnelImport(
-            name: TunnelImport.sanitizedName(name), source: "OpenClaw config \(shown)", keys: keys, unsupported: unsupported,
+            name: TunnelImport.sanitizedName(name), source: "OpenClaw config \(shown)", keys: keys,
+            unsupported: unsupported,
             notes: notes)
     }
 
     /// A ws/wss/http/https URL's scheme, host and port.
     public static func parseURL(_ url: String) -> Result<(scheme: String, host: String, port: UInt16?), ParseURLError> {
-        guard let sep = url.firstRange(of: "://") else { return .failure(ParseURLError("not a URL (expected ws://host:port)")) }
+        guard let sep = url.firstRange(of: "://") else {
+            return .failure(ParseURLError("not a URL (expected ws://host:port)"))
+        }
         let scheme = url[..<sep.lowerBound].lowercased()
         guard ["ws", "wss", "http", "https"].contains(scheme) else {
             return .failure(ParseURLError("scheme \(scheme) is not ws, wss, http or https"))

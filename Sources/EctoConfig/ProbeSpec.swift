@@ -28,7 +28,8 @@ public enum ProbeSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
         guard let colon = s.firstIndex(of: ":") else {
             switch s.lowercased() {
             case "http", "https": throw ProbeSpecError("missing path: write \"http:/\" or e.g. \"http:/health\"")
-            case "websocket", "ws", "wss": throw ProbeSpecError("missing path: write \"websocket:/\" or e.g. \"websocket:/ws\"")
+            case "websocket", "ws", "wss":
+                throw ProbeSpecError("missing path: write \"websocket:/\" or e.g. \"websocket:/ws\"")
             default:
                 var message = "\(TOMLWriter.quote(s)) is not a probe: \(forms)"
                 if let hint = closest(to: s, in: ["tcp", "http", "websocket"]) { message += "; did you mean \(hint)?" }
@@ -42,17 +43,21 @@ public enum ProbeSpec: Sendable, Equatable, Hashable, CustomStringConvertible {
             guard path.hasPrefix("/") && !path.hasPrefix("//") else {
                 if path.hasPrefix("//") || path.contains("://") || !path.isEmpty && !path.hasPrefix("/") {
                     throw ProbeSpecError(
-                        "\(TOMLWriter.quote(path)) is not a path: the probe always goes to the tunnel's local address, so give only the path, e.g. \"\(kind):/health\"")
+                        "\(TOMLWriter.quote(path)) is not a path: the probe always goes to the tunnel's local address, so give only the path, e.g. \"\(kind):/health\""
+                    )
                 }
                 throw ProbeSpecError("missing path after \"\(kind):\": e.g. \"\(kind):/\"")
             }
             if let bad = path.unicodeScalars.first(where: { $0.value <= 0x20 || $0.value >= 0x7F }) {
                 throw ProbeSpecError(
-                    "the path may not contain \(bad.value == 0x20 ? "spaces" : HostSyntax.describe(bad)) (percent-encode it)")
+                    "the path may not contain \(bad.value == 0x20 ? "spaces" : HostSyntax.describe(bad)) (percent-encode it)"
+                )
             }
             return kind == "http" ? .http(path: path) : .websocket(path: path)
         case "https", "wss":
-            throw ProbeSpecError("TLS probes are not supported: the tunnel's local end is plain TCP; use \"http:\(path)\" or \"websocket:\(path)\"")
+            throw ProbeSpecError(
+                "TLS probes are not supported: the tunnel's local end is plain TCP; use \"http:\(path)\" or \"websocket:\(path)\""
+            )
         case "ws":
             throw ProbeSpecError("write \"websocket:\(path)\" instead of \"ws:\(path)\"")
         case "tcp":

@@ -24,7 +24,8 @@ public enum ProxyCommandLine {
                 let next = command.index(after: index)
                 guard next < command.endIndex else { return "a lone % at the end (write %% for a %)" }
                 if !tokens.contains(command[next]) {
-                    return "unknown token %\(command[next]) (supported: %h host, %p port, %r user, %n host as named, %% a %)"
+                    return
+                        "unknown token %\(command[next]) (supported: %h host, %p port, %r user, %n host as named, %% a %)"
                 }
                 index = command.index(after: next)
             } else {
@@ -62,7 +63,8 @@ public enum ProxyCommandLine {
     /// else `/bin/sh -c "exec COMMAND"`.
     public static func arguments(_ expanded: String) -> [String] {
         let words = expanded.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-        let needsShell = expanded.contains(where: { shellCharacters.contains($0) }) || (words.first?.contains("=") ?? false)
+        let needsShell =
+            expanded.contains(where: { shellCharacters.contains($0) }) || (words.first?.contains("=") ?? false)
         if needsShell || words.isEmpty { return ["/bin/sh", "-c", "exec \(expanded)"] }
         return words
     }

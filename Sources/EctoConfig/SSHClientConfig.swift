@@ -113,7 +113,9 @@ public enum SSHClientConfig {
 
     /// Settings that apply to `host` (the alias as written, matched against `Host` patterns).
     /// A missing config file gives empty settings.
-    public static func resolve(host: String, environment: ConfigEnvironment, configPath: String? = nil) -> SSHHostSettings {
+    public static func resolve(
+        host: String, environment: ConfigEnvironment, configPath: String? = nil
+    ) -> SSHHostSettings {
         var reader = Reader(alias: host, env: environment)
         reader.read(path: configPath ?? defaultPath(environment: environment), depth: 0, active: true)
         var s = reader.settings
@@ -127,7 +129,9 @@ public enum SSHClientConfig {
             remoteHost = host
         }
         let remoteUser = s.user?.value ?? env.user
-        for kp in [\SSHHostSettings.identityFiles, \SSHHostSettings.userKnownHostsFiles, \SSHHostSettings.certificateFiles] {
+        for kp in [
+            \SSHHostSettings.identityFiles, \SSHHostSettings.userKnownHostsFiles, \SSHHostSettings.certificateFiles,
+        ] {
             // ssh: "none" as the first value means no file.
             if s[keyPath: kp].first?.value.lowercased() == "none" {
                 s[keyPath: kp] = []
@@ -136,7 +140,8 @@ public enum SSHClientConfig {
             s[keyPath: kp] = s[keyPath: kp].compactMap { v in
                 guard v.value.lowercased() != "none" else { return nil }
                 var v = v
-                var p = reader.expandTokens(v.value, at: v, allowed: ["d", "u", "h", "r"], remoteHost: remoteHost, remoteUser: remoteUser)
+                var p = reader.expandTokens(
+                    v.value, at: v, allowed: ["d", "u", "h", "r"], remoteHost: remoteHost, remoteUser: remoteUser)
                 p = expandTilde(p, home: env.home)
                 if !p.hasPrefix("/") { p = joinPath(env.home, p) }
                 v.value = p
@@ -320,19 +325,25 @@ public enum SSHClientConfig {
                     case "hostkeyalias": if settings.hostKeyAlias == nil { settings.hostKeyAlias = v }
                     case "userknownhostsfile":
                         if settings.userKnownHostsFiles.isEmpty {
-                            settings.userKnownHostsFiles = args.map { SSHConfigValue(value: $0, file: path, line: lineNo) }
+                            settings.userKnownHostsFiles = args.map {
+                                SSHConfigValue(value: $0, file: path, line: lineNo)
+                            }
                         }
                     case "localforward":
                         settings.localForwards.append(
                             SSHConfigValue(value: args.joined(separator: " "), file: path, line: lineNo))
-                    case "serveraliveinterval": if settings.serverAliveInterval == nil { settings.serverAliveInterval = v }
-                    case "serveralivecountmax": if settings.serverAliveCountMax == nil { settings.serverAliveCountMax = v }
-                    case "stricthostkeychecking": if settings.strictHostKeyChecking == nil { settings.strictHostKeyChecking = v }
+                    case "serveraliveinterval":
+                        if settings.serverAliveInterval == nil { settings.serverAliveInterval = v }
+                    case "serveralivecountmax":
+                        if settings.serverAliveCountMax == nil { settings.serverAliveCountMax = v }
+                    case "stricthostkeychecking":
+                        if settings.strictHostKeyChecking == nil { settings.strictHostKeyChecking = v }
                     case "connecttimeout": if settings.connectTimeout == nil { settings.connectTimeout = v }
                     default:
                         settings.otherDirectives.append(
                             SSHConfigDirective(
-                                keyword: SSHClientConfig.keywordAsWritten(rawLine), arguments: args, file: path, line: lineNo))
+                                keyword: SSHClientConfig.keywordAsWritten(rawLine), arguments: args, file: path,
+                                line: lineNo))
                     }
                 }
             }
@@ -342,12 +353,15 @@ public enum SSHClientConfig {
             if depth + 1 > SSHClientConfig.maxIncludeDepth {
                 settings.problems.append(
                     SSHConfigValue(
-                        value: "Include nested more than \(SSHClientConfig.maxIncludeDepth) levels deep (an include loop?); \"\(arg)\" not read",
+                        value:
+                            "Include nested more than \(SSHClientConfig.maxIncludeDepth) levels deep (an include loop?); \"\(arg)\" not read",
                         file: file, line: line))
                 return
             }
             var path = SSHClientConfig.expandTilde(arg, home: env.home)
-            if !path.hasPrefix("/") { path = SSHClientConfig.joinPath(SSHClientConfig.joinPath(env.home, ".ssh"), path) }
+            if !path.hasPrefix("/") {
+                path = SSHClientConfig.joinPath(SSHClientConfig.joinPath(env.home, ".ssh"), path)
+            }
             let slash = path.lastIndex(of: "/")!
             let dir = String(path[..<slash])
             let name = String(path[path.index(after: slash)...])
@@ -399,7 +413,8 @@ public enum SSHClientConfig {
                 }
                 guard allowed.contains(t) else {
                     settings.problems.append(
-                        SSHConfigValue(value: "\"\(s)\": %\(t) is not supported here", file: where_.file, line: where_.line))
+                        SSHConfigValue(
+                            value: "\"\(s)\": %\(t) is not supported here", file: where_.file, line: where_.line))
                     out.append("%")
                     out.append(t)
                     continue

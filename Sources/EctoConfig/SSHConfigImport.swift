@@ -62,7 +62,8 @@ public enum SSHConfigImport {
             unsupported.append(UnsupportedSetting(setting: setting, value: v.value, location: loc(v), reason: reason))
         }
 
-        let nothing = s.hostName == nil && s.user == nil && s.port == nil && s.identityFiles.isEmpty
+        let nothing =
+            s.hostName == nil && s.user == nil && s.port == nil && s.identityFiles.isEmpty
             && s.userKnownHostsFiles.isEmpty && s.localForwards.isEmpty && s.serverAliveInterval == nil
             && s.serverAliveCountMax == nil && s.strictHostKeyChecking == nil && s.connectTimeout == nil
             && s.certificateFiles.isEmpty && s.identitiesOnly == nil && s.hostKeyAlias == nil
@@ -101,8 +102,13 @@ public enum SSHConfigImport {
         for f in s.localForwards {
             do {
                 let (l, r) = try parseLocalForward(f.value)
-                if let clash = forwards.first(where: { $0.forward.local.port == l.port && HostSyntax.overlaps($0.forward.local.host, l.host) }) {
-                    refuse(f, "LocalForward", "listens on \(l), which overlaps the LocalForward at \(loc(clash.origin).abbreviated(home: home)) (ssh would fail to bind it too)")
+                if let clash = forwards.first(where: {
+                    $0.forward.local.port == l.port && HostSyntax.overlaps($0.forward.local.host, l.host)
+                }) {
+                    refuse(
+                        f, "LocalForward",
+                        "listens on \(l), which overlaps the LocalForward at \(loc(clash.origin).abbreviated(home: home)) (ssh would fail to bind it too)"
+                    )
                     continue
                 }
                 forwards.append((Forward(local: l, remote: r), f))
@@ -119,20 +125,27 @@ public enum SSHConfigImport {
             }
             for other in forwards where other.origin != match.origin {
                 notes.append(
-                    "LocalForward \(other.origin.value) at \(loc(other.origin).abbreviated(home: home)) not imported (--local-port \(want) chose one)")
+                    "LocalForward \(other.origin.value) at \(loc(other.origin).abbreviated(home: home)) not imported (--local-port \(want) chose one)"
+                )
             }
             forwards = [match]
         }
         if forwards.count == 1 {
             let only = forwards[0]
-            keys.append(ImportedKey(key: "local", value: .string(only.forward.local.description), origin: loc(only.origin)))
-            keys.append(ImportedKey(key: "remote", value: .string(only.forward.remote.description), origin: loc(only.origin)))
+            keys.append(
+                ImportedKey(key: "local", value: .string(only.forward.local.description), origin: loc(only.origin)))
+            keys.append(
+                ImportedKey(key: "remote", value: .string(only.forward.remote.description), origin: loc(only.origin)))
         } else if forwards.count > 1 {
             if forwards.count > Forward.maximumPerTunnel {
-                throw ImportError("\"\(alias)\" has \(forwards.count) LocalForward lines: a tunnel carries at most \(Forward.maximumPerTunnel)")
+                throw ImportError(
+                    "\"\(alias)\" has \(forwards.count) LocalForward lines: a tunnel carries at most \(Forward.maximumPerTunnel)"
+                )
             }
             keys.append(
-                ImportedKey(key: "forwards", value: .strings(forwards.map(\.forward.description)), origin: loc(forwards[0].origin)))
+                ImportedKey(
+                    key: "forwards", value: .strings(forwards.map(\.forward.description)),
+                    origin: loc(forwards[0].origin)))
         } else if s.localForwards.isEmpty {
             let ep = Endpoint(host: "127.0.0.1", port: defaultForwardPort)
             keys.append(ImportedKey(key: "local", value: .string(ep.description)))
@@ -142,14 +155,17 @@ public enum SSHConfigImport {
         if let open = forwards.first(where: { !$0.forward.local.isLoopback }) {
             keys.append(ImportedKey(key: "allow_non_loopback", value: .bool(true), origin: loc(open.origin)))
             notes.append(
-                "LocalForward at \(loc(open.origin).abbreviated(home: home)) listens on \(open.forward.local.host), not loopback: allow_non_loopback = true makes the tunnel reachable from other machines")
+                "LocalForward at \(loc(open.origin).abbreviated(home: home)) listens on \(open.forward.local.host), not loopback: allow_non_loopback = true makes the tunnel reachable from other machines"
+            )
         }
 
         // keys and certificates
         if !s.identityFiles.isEmpty {
             let paths = s.identityFiles.map(\.value).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
             keys.append(
-                ImportedKey(key: "identity_file", value: paths.count == 1 ? .string(paths[0]) : .strings(paths), origin: loc(s.identityFiles[0])))
+                ImportedKey(
+                    key: "identity_file", value: paths.count == 1 ? .string(paths[0]) : .strings(paths),
+                    origin: loc(s.identityFiles[0])))
             for p in paths where environment.fileExists(p) != .regular {
                 notes.append("IdentityFile \(SSHClientConfig.abbreviate(p, home: home)) does not exist (yet)")
             }
@@ -164,7 +180,9 @@ public enum SSHConfigImport {
         if let first = s.certificateFiles.first {
             keys.append(ImportedKey(key: "certificate_file", value: .string(first.value), origin: loc(first)))
             for other in s.certificateFiles.dropFirst() where other.value != first.value {
-                refuse(other, "CertificateFile", "a second certificate: certificate_file takes one (keep the one for the key the server accepts)")
+                refuse(
+                    other, "CertificateFile",
+                    "a second certificate: certificate_file takes one (keep the one for the key the server accepts)")
             }
         }
 
@@ -177,19 +195,23 @@ public enum SSHConfigImport {
             let others = s.userKnownHostsFiles.dropFirst().map { SSHClientConfig.abbreviate($0.value, home: home) }
             if !others.isEmpty {
                 notes.append(
-                    "UserKnownHostsFile at \(loc(first).abbreviated(home: home)) lists \(s.userKnownHostsFiles.count) files: only the first is read (ecto-tunnel checks and records host keys in one file); if \(others.joined(separator: ", ")) hold\(others.count == 1 ? "s" : "") this host's key, append it to \(SSHClientConfig.abbreviate(first.value, home: home))")
+                    "UserKnownHostsFile at \(loc(first).abbreviated(home: home)) lists \(s.userKnownHostsFiles.count) files: only the first is read (ecto-tunnel checks and records host keys in one file); if \(others.joined(separator: ", ")) hold\(others.count == 1 ? "s" : "") this host's key, append it to \(SSHClientConfig.abbreviate(first.value, home: home))"
+                )
             }
         }
         if let v = s.strictHostKeyChecking {
             switch v.value.lowercased() {
             case "accept-new":
-                keys.append(ImportedKey(key: "host_key_policy", value: .string(HostKeyPolicy.acceptNew.rawValue), origin: loc(v)))
+                keys.append(
+                    ImportedKey(
+                        key: "host_key_policy", value: .string(HostKeyPolicy.acceptNew.rawValue), origin: loc(v)))
             case "yes", "ask", "true":
                 break  // strict is the default
             case "no", "off", "false":
                 refuse(
                     v, "StrictHostKeyChecking",
-                    "ecto-tunnel never turns host key checking off: add the key with ssh-keyscan (or let `ecto-tunnel connect` do it), or set host_key_policy = \"accept-new\" to record it on first connect, then drop this line for the host")
+                    "ecto-tunnel never turns host key checking off: add the key with ssh-keyscan (or let `ecto-tunnel connect` do it), or set host_key_policy = \"accept-new\" to record it on first connect, then drop this line for the host"
+                )
             default:
                 refuse(v, "StrictHostKeyChecking", "unknown value")
             }
@@ -199,7 +221,9 @@ public enum SSHConfigImport {
         if let v = s.serverAliveInterval {
             if let n = Int(v.value), n >= 0 {
                 keys.append(ImportedKey(key: "keepalive_interval", value: .integer(n), origin: loc(v)))
-                if n == 0 { notes.append("ServerAliveInterval 0 disables keepalives; ecto-tunnel's default would be 15 s") }
+                if n == 0 {
+                    notes.append("ServerAliveInterval 0 disables keepalives; ecto-tunnel's default would be 15 s")
+                }
             } else {
                 refuse(v, "ServerAliveInterval", "not a number of seconds")
             }
@@ -238,27 +262,33 @@ public enum SSHConfigImport {
             let value = d.arguments.joined(separator: " ")
             let location = SettingLocation(file: d.file, line: d.line)
             if let reason = cannotCarryOver[k] {
-                unsupported.append(UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: reason))
+                unsupported.append(
+                    UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: reason))
             } else if let rule = refusedUnless[k] {
                 if !rule.harmless.contains(value.lowercased()) {
-                    unsupported.append(UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: rule.reason))
+                    unsupported.append(
+                        UnsupportedSetting(setting: d.keyword, value: value, location: location, reason: rule.reason))
                 }
             } else if ignored[k] == nil {
                 unsupported.append(
                     UnsupportedSetting(
                         setting: d.keyword, value: value, location: location,
-                        reason: "not known to ecto-tunnel's import, so it cannot tell whether the tunnel would behave as ssh does; remove it for this host (or move it to a Host block that does not match) and import again"))
+                        reason:
+                            "not known to ecto-tunnel's import, so it cannot tell whether the tunnel would behave as ssh does; remove it for this host (or move it to a Host block that does not match) and import again"
+                    ))
             }
         }
         for m in s.skippedMatchBlocks {
             refuse(
                 m, "Match",
-                "Match blocks are not evaluated, so what ssh would apply here is unknown; move its settings into Host blocks (or out of the files read for this host) and import again")
+                "Match blocks are not evaluated, so what ssh would apply here is unknown; move its settings into Host blocks (or out of the files read for this host) and import again"
+            )
         }
         for p in s.problems {
             refuse(p, "(syntax)", p.value)
         }
-        let fileOrder = Dictionary(s.filesRead.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        let fileOrder = Dictionary(
+            s.filesRead.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
         unsupported = unsupported.enumerated()
             .sorted {
                 (fileOrder[$0.element.location.file] ?? Int.max, $0.element.location.line, $0.offset)
@@ -268,7 +298,8 @@ public enum SSHConfigImport {
 
         let tunnelName = name ?? TunnelImport.sanitizedName(alias)
         return TunnelImport(
-            name: tunnelName, source: "Host \(alias) in \(shownPath)", keys: keys, unsupported: unsupported, notes: notes)
+            name: tunnelName, source: "Host \(alias) in \(shownPath)", keys: keys, unsupported: unsupported,
+            notes: notes)
     }
 
     /// Parses a `LocalForward` value: `[bind_address:]port host:hostport`, with IPv6 in brackets or the
@@ -338,17 +369,21 @@ public enum SSHConfigImport {
         if value.lowercased() == "none" { return .turnedOff }
         if d.keyword.lowercased() == "proxycommand" {
             if let problem = ProxyCommandLine.problem(value) {
-                return .unusable(setting: d.keyword, value: value, origin: origin, reason: "cannot be carried over: \(problem)")
+                return .unusable(
+                    setting: d.keyword, value: value, origin: origin, reason: "cannot be carried over: \(problem)")
             }
             return .proxyCommand(value, origin: origin)
         }
         var hops: [SSHTarget] = []
         for piece in value.split(separator: ",") {
-            let item = String(piece.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            let item = String(
+                piece.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" })
+                    .reversed())
             var text = item
             if text.hasPrefix("ssh://") { text.removeFirst(6) }
             guard var hop = try? SSHTarget.parse(text) else {
-                return .unusable(setting: d.keyword, value: value, origin: origin, reason: "\"\(item)\" is not [user@]host[:port]")
+                return .unusable(
+                    setting: d.keyword, value: value, origin: origin, reason: "\"\(item)\" is not [user@]host[:port]")
             }
             // A hop named by a Host alias gets that block's HostName, User and Port, as in ssh.
             let alias = SSHClientConfig.resolve(
@@ -375,7 +410,8 @@ public enum SSHConfigImport {
         "remoteforward": "remote forwards (-R) are not supported: ecto-tunnel makes LocalForward tunnels only",
         "dynamicforward": "SOCKS forwards (-D) are not supported: ecto-tunnel makes LocalForward tunnels only",
         "localcommand": "local commands are not run",
-        "identityagent": "not supported: the agent is always $SSH_AUTH_SOCK (set it for the service, see docs/troubleshooting.md)",
+        "identityagent":
+            "not supported: the agent is always $SSH_AUTH_SOCK (set it for the service, see docs/troubleshooting.md)",
         "pkcs11provider": "PKCS#11 keys are not supported: use a key file or the agent",
         "securitykeyprovider": "security keys are not supported directly: use the agent",
         "globalknownhostsfile": "not read: only known_hosts (UserKnownHostsFile) is checked",
@@ -401,7 +437,9 @@ public enum SSHConfigImport {
     public static let refusedUnless: [String: (harmless: Set<String>, reason: String)] = [
         "permitlocalcommand": (["no"], "local commands are not run"),
         "controlmaster": (["no"], "connection sharing is not used: the daemon holds its own session"),
-        "gatewayports": (["no"], "use a non-loopback bind address in the forward and allow_non_loopback = true instead"),
+        "gatewayports": (
+            ["no"], "use a non-loopback bind address in the forward and allow_non_loopback = true instead"
+        ),
         "canonicalizehostname": (["no"], "host names are used as written"),
         "clearallforwardings": (["no"], "the import would carry forwards that ssh clears"),
         "forwardagent": (["no"], "agent forwarding is not offered: no session channel is opened"),
@@ -428,7 +466,8 @@ public enum SSHConfigImport {
         "numberofpasswordprompts": "no prompts",
         "preferredauthentications": "only public key authentication is used",
         "pubkeyauthentication": "only public key authentication is used",
-        "passwordauthentication": "only public key authentication is used (a host that needs a password fails `check`/`connect`)",
+        "passwordauthentication":
+            "only public key authentication is used (a host that needs a password fails `check`/`connect`)",
         "kbdinteractiveauthentication": "only public key authentication is used",
         "challengeresponseauthentication": "only public key authentication is used",
         "gssapiauthentication": "only public key authentication is used",

@@ -168,7 +168,8 @@ struct TOMLParser {
                 || b == 0x7F
             {
                 if !badLines.contains(ln) {
-                    let what = b == 0x0D
+                    let what =
+                        b == 0x0D
                         ? "a carriage return (U+000D) not followed by a line feed"
                         : "the control character U+\(HostSyntax.hex(UInt32(b), width: 4))"
                     errors.append(
@@ -207,7 +208,9 @@ struct TOMLParser {
                 errors.append(
                     TOMLSyntaxError(
                         line: entry.line, column: entry.column,
-                        message: "duplicate key \(TOMLTable.quoteKeyIfNeeded(entry.key)) (first defined at line \(existing.line))"))
+                        message:
+                            "duplicate key \(TOMLTable.quoteKeyIfNeeded(entry.key)) (first defined at line \(existing.line))"
+                    ))
                 return
             }
             switch current {
@@ -244,13 +247,16 @@ struct TOMLParser {
                         errors.append(
                             TOMLSyntaxError(
                                 line: headerLine, column: headerColumn,
-                                message: "duplicate table [\(path.map(TOMLTable.quoteKeyIfNeeded).joined(separator: "."))] (first defined at line \(first))"))
+                                message:
+                                    "duplicate table [\(path.map(TOMLTable.quoteKeyIfNeeded).joined(separator: "."))] (first defined at line \(first))"
+                            ))
                         current = -1
                     } else {
                         definedAt[path] = headerLine
                         tables.append(
                             TOMLTable(
-                                path: path, line: headerLine, column: headerColumn, headerRange: headerStart..<headerEnd,
+                                path: path, line: headerLine, column: headerColumn,
+                                headerRange: headerStart..<headerEnd,
                                 headerStatementEnd: pos, entries: []))
                         current = tables.count - 1
                     }
@@ -286,7 +292,8 @@ struct TOMLParser {
                     node = try parseValue()
                 } catch {
                     failure = error
-                    node = TOMLNode(value: .invalid, line: valueLine, column: valueColumn, range: valueStart..<valueStart)
+                    node = TOMLNode(
+                        value: .invalid, line: valueLine, column: valueColumn, range: valueStart..<valueStart)
                 }
                 if failure == nil {
                     do { try expectLineEnd(after: "value") } catch { failure = error }
@@ -315,7 +322,8 @@ struct TOMLParser {
     }
 
     private func fail(_ message: String, at offset: Int? = nil) -> Failure {
-        Failure(line: line, column: Self.column(in: bytes, lineStart: lineStart, offset: offset ?? pos), message: message)
+        Failure(
+            line: line, column: Self.column(in: bytes, lineStart: lineStart, offset: offset ?? pos), message: message)
     }
 
     private func currentColumn() -> Int {
@@ -456,7 +464,8 @@ struct TOMLParser {
         switch bytes[pos] {
         case UInt8(ascii: "\""):
             if startsWith("\"\"\"") {
-                throw fail("multi-line strings (\"\"\"...\"\"\") are not supported; use a single-line string with \\n escapes")
+                throw fail(
+                    "multi-line strings (\"\"\"...\"\"\") are not supported; use a single-line string with \\n escapes")
             }
             value = .string(try parseBasicString())
         case UInt8(ascii: "'"):
@@ -508,10 +517,14 @@ struct TOMLParser {
                         let v = UInt32(String(decoding: bytes[pos..<(pos + n)], as: UTF8.self), radix: 16),
                         bytes[pos..<(pos + n)].allSatisfy({ Self.isHexDigit($0) })
                     else {
-                        throw fail("\\\(Character(Unicode.Scalar(e))) must be followed by \(n) hexadecimal digits", at: escStart)
+                        throw fail(
+                            "\\\(Character(Unicode.Scalar(e))) must be followed by \(n) hexadecimal digits",
+                            at: escStart)
                     }
                     guard let scalar = Unicode.Scalar(v) else {
-                        throw fail("\\\(Character(Unicode.Scalar(e)))\(String(decoding: bytes[pos..<(pos + n)], as: UTF8.self)) is not a Unicode scalar value", at: escStart)
+                        throw fail(
+                            "\\\(Character(Unicode.Scalar(e)))\(String(decoding: bytes[pos..<(pos + n)], as: UTF8.self)) is not a Unicode scalar value",
+                            at: escStart)
                     }
                     out.append(contentsOf: Array(String(Character(scalar)).utf8))
                     pos += n
@@ -519,7 +532,9 @@ struct TOMLParser {
                     var end = pos
                     while end < bytes.count && bytes[end] & 0xC0 == 0x80 { end += 1 }
                     let shown = String(decoding: bytes[(pos - 1)..<end], as: UTF8.self)
-                    throw fail("invalid escape \\\(shown) (allowed: \\\" \\\\ \\n \\t \\r \\b \\f \\uXXXX \\UXXXXXXXX)", at: escStart)
+                    throw fail(
+                        "invalid escape \\\(shown) (allowed: \\\" \\\\ \\n \\t \\r \\b \\f \\uXXXX \\UXXXXXXXX)",
+                        at: escStart)
                 }
                 continue
             }
@@ -585,8 +600,10 @@ struct TOMLParser {
     /// true/false, numbers; anything else is an error with a hint.
     private mutating func parseBareValue() throws -> TOMLNode.Value {
         let start = pos
-        let stops: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "["),
-            UInt8(ascii: "#"), UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "\""), UInt8(ascii: "'")]
+        let stops: Set<UInt8> = [
+            0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: ","), UInt8(ascii: "]"), UInt8(ascii: "["),
+            UInt8(ascii: "#"), UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: "\""), UInt8(ascii: "'"),
+        ]
         while pos < bytes.count && !stops.contains(bytes[pos]) { pos += 1 }
         let tok = Array(bytes[start..<pos])
         let text = String(decoding: tok, as: UTF8.self)
@@ -648,10 +665,18 @@ struct TOMLParser {
             let radix: Int?
             let check: (UInt8) -> Bool
             switch t[1] {
-            case UInt8(ascii: "x"): radix = 16; check = isHexDigit
-            case UInt8(ascii: "o"): radix = 8; check = { $0 >= 0x30 && $0 <= 0x37 }
-            case UInt8(ascii: "b"): radix = 2; check = { $0 == 0x30 || $0 == 0x31 }
-            default: radix = nil; check = isDigit
+            case UInt8(ascii: "x"):
+                radix = 16
+                check = isHexDigit
+            case UInt8(ascii: "o"):
+                radix = 8
+                check = { $0 >= 0x30 && $0 <= 0x37 }
+            case UInt8(ascii: "b"):
+                radix = 2
+                check = { $0 == 0x30 || $0 == 0x31 }
+            default:
+                radix = nil
+                check = isDigit
             }
             if let radix {
                 var i = 2

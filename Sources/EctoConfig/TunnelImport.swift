@@ -121,7 +121,9 @@ public struct TunnelImport: Sendable, Equatable {
     /// LocalForward lines that were not imported, ...).
     public var notes: [String]
 
-    public init(name: String, source: String, keys: [ImportedKey], unsupported: [UnsupportedSetting] = [], notes: [String] = []) {
+    public init(
+        name: String, source: String, keys: [ImportedKey], unsupported: [UnsupportedSetting] = [], notes: [String] = []
+    ) {
         self.name = name
         self.source = source
         self.keys = TunnelImport.ordered(keys)
@@ -141,7 +143,9 @@ public struct TunnelImport: Sendable, Equatable {
         out += "[tunnels.\(TOMLTable.quoteKeyIfNeeded(name))]\n"
         for k in keys {
             var value = k.value
-            if let home, case .string(let s) = value, s.hasPrefix("/") { value = .string(SSHClientConfig.abbreviate(s, home: home)) }
+            if let home, case .string(let s) = value, s.hasPrefix("/") {
+                value = .string(SSHClientConfig.abbreviate(s, home: home))
+            }
             if let home, case .strings(let list) = value {
                 value = .strings(list.map { $0.hasPrefix("/") ? SSHClientConfig.abbreviate($0, home: home) : $0 })
             }
@@ -171,4 +175,3 @@ public struct TunnelImport: Sendable, Equatable {
             .map(\.element)
     }
 }
-

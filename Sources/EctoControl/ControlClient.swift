@@ -45,7 +45,8 @@ public struct ControlAnswer: Sendable {
         let decoder = ControlProtocol.decoder()
         if (200..<300).contains(status) {
             if let value = try? decoder.decode(T.self, from: body) { return .success(value) }
-            return .failure(ControlFailure(500, "undecodable answer: \(String(decoding: body.prefix(200), as: UTF8.self))"))
+            return .failure(
+                ControlFailure(500, "undecodable answer: \(String(decoding: body.prefix(200), as: UTF8.self))"))
         }
         if let report = try? decoder.decode(ErrorReport.self, from: body) {
             return .failure(ControlFailure(status, report.error, problems: report.problems))
@@ -83,7 +84,9 @@ public struct ControlClient: Sendable {
     }
 
     /// Sends one request and reads the whole answer.
-    public func request(_ method: String, _ target: String, body: Data? = nil) throws(ControlClientError) -> ControlAnswer {
+    public func request(
+        _ method: String, _ target: String, body: Data? = nil
+    ) throws(ControlClientError) -> ControlAnswer {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         let fd = try open()
         defer { Syscall.close(fd) }
@@ -102,11 +105,20 @@ public struct ControlClient: Sendable {
             // One deadline for the whole answer: a daemon that trickles bytes cannot stretch it.
             let left = ContinuousClock.now.duration(to: deadline)
             var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let waitMs = left <= .zero ? 0 : Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let waitMs =
+                left <= .zero
+                ? 0
+                : Int32(
+                    clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
             let n: Int
             do {
-                if try Syscall.blocking("poll", { poll(&ready, 1, waitMs) }) == 0 { throw ControlClientError.noAnswer(path: path, seconds: timeout) }
-                switch try Syscall.nonBlocking("recv", { buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }) {
+                if try Syscall.blocking("poll", { poll(&ready, 1, waitMs) }) == 0 {
+                    throw ControlClientError.noAnswer(path: path, seconds: timeout)
+                }
+                switch try Syscall.nonBlocking(
+                    "recv",
+                    { buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } })
+                {
                 case .done(let count): n = count
                 case .wouldBlock: continue
                 }
@@ -142,7 +154,9 @@ public struct ControlClient: Sendable {
         while true {
             let n: Int
             do {
-                n = try Syscall.blocking("recv") { buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) } }
+                n = try Syscall.blocking("recv") {
+                    buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+                }
             } catch {
                 throw .protocolError(error.message)
             }
@@ -152,7 +166,9 @@ public struct ControlClient: Sendable {
                 guard let (status, bodyStart) = Self.parseHead(pending) else { continue }
                 guard status == 200 else {
                     let answer = ControlAnswer(status: status, body: Data(pending[bodyStart...]))
-                    if case .failure(let failure) = answer.decode(StatusReport.self) { throw .protocolError(failure.report.error) }
+                    if case .failure(let failure) = answer.decode(StatusReport.self) {
+                        throw .protocolError(failure.report.error)
+                    }
                     throw .protocolError("HTTP \(status)")
                 }
                 pending.removeSubrange(0..<bodyStart)

@@ -166,7 +166,8 @@ public struct ReloadReport: Codable, Sendable, Equatable {
     public var forced: [ChangeFailure]
 
     public init(
-        config: String, added: [String], removed: [String], changed: [String], unchanged: [String], warnings: [ConfigProblem],
+        config: String, added: [String], removed: [String], changed: [String], unchanged: [String],
+        warnings: [ConfigProblem],
         failed: [ChangeFailure] = [], forced: [ChangeFailure] = []
     ) {
         self.ok = failed.isEmpty
@@ -274,10 +275,13 @@ public protocol ControlRegistry: AnyObject, Sendable {
     func deepStatus(reply: @escaping @Sendable (StatusReport) -> Void)
     func version() -> VersionReport
     /// Answers through `reply` (any thread), once the new target's pre-flight has a verdict.
-    func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
+    func setTarget(
+        tunnel: String, _ request: TargetRequest,
+        reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// Answers through `reply` once the driver acted on it (briefly awaited) or at once for an
     /// unknown tunnel.
-    func setEnabled(tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
+    func setEnabled(
+        tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void)
     /// `GET /v1/metrics`: the Prometheus text exposition format (version 0.0.4).
     func metrics() -> String
     /// `tunnel` nil: every enabled tunnel. Answers through `reply` once the drivers acted on it.

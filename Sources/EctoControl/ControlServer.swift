@@ -53,7 +53,9 @@ public final class ControlServer: Sendable {
 
     /// Creates the socket (and its directory when it is ours), refusing to take over a socket a
     /// live daemon answers on.
-    public init(path: String, registry: any ControlRegistry, logger: Logger, limits: Limits = Limits()) throws(ControlSocketError) {
+    public init(
+        path: String, registry: any ControlRegistry, logger: Logger, limits: Limits = Limits()
+    ) throws(ControlSocketError) {
         self.path = path
         self.registry = registry
         self.logger = logger
@@ -63,7 +65,9 @@ public final class ControlServer: Sendable {
         var address = try UnixSocket.address(path)
         let fd = try UnixSocket.socket(nonBlocking: true)
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         if rc != 0 {
             let code = errno
@@ -149,12 +153,16 @@ public final class ControlServer: Sendable {
             guard lstat(directory, &info) == 0 else { throw ControlSocketError(errno, "cannot inspect \(directory)") }
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
-            throw ControlSocketError(0, "\(directory) is not a directory (a symlink or file is in the way of the control socket)")
+            throw ControlSocketError(
+                0, "\(directory) is not a directory (a symlink or file is in the way of the control socket)")
         }
         let name = Path.lastComponent(of: directory)
         guard name == "ecto-tunnel" || name.hasPrefix("ecto-tunnel-") else { return }
         guard info.st_uid == geteuid() else {
-            throw ControlSocketError(0, "\(directory) belongs to uid \(info.st_uid), not to us (uid \(geteuid())): refusing to put the control socket there")
+            throw ControlSocketError(
+                0,
+                "\(directory) belongs to uid \(info.st_uid), not to us (uid \(geteuid())): refusing to put the control socket there"
+            )
         }
         if info.st_mode & 0o077 != 0 { chmod(directory, 0o700) }
     }
@@ -182,7 +190,10 @@ public final class ControlServer: Sendable {
         var pid: Int32 = 0
         let holder = ecto_peer_credentials(fd, &uid, &pid) == 0 ? " (pid \(pid))" : ""
         Syscall.close(fd)
-        throw ControlSocketError(0, "another ecto-tunnel daemon\(holder) is already listening on \(path); stop it first, or pass a different --socket")
+        throw ControlSocketError(
+            0,
+            "another ecto-tunnel daemon\(holder) is already listening on \(path); stop it first, or pass a different --socket"
+        )
     }
 
     // MARK: The loop (server thread only)
@@ -266,7 +277,9 @@ public final class ControlServer: Sendable {
                     if stop { break }
                     deliver(events)
                     for answer in answers {
-                        if let client = clients.values.first(where: { $0.serial == answer.client && $0.phase == .waiting }) {
+                        if let client = clients.values.first(where: {
+                            $0.serial == answer.client && $0.phase == .waiting
+                        }) {
                             respond(client, answer.response)
                         }
                     }
@@ -289,7 +302,8 @@ public final class ControlServer: Sendable {
             guard let earliest = deadlines.min() else { return -1 }
             let wait = clock.now.duration(to: earliest)
             if wait <= .zero { return 0 }
-            return Int32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1)
+            return Int32(
+                clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1)
         }
 
         func acceptClients() {
@@ -297,19 +311,23 @@ public final class ControlServer: Sendable {
                 let fd: Int32
                 do {
                     let listenFD = server.listenFD
-                    switch try Syscall.nonBlocking("accept4", { ecto_accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)) }) {
+                    switch try Syscall.nonBlocking(
+                        "accept4",
+                        { ecto_accept4(listenFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)) })
+                    {
                     case .done(let accepted):
                         fd = accepted
                     case .wouldBlock:
                         if acceptBackoff.drained() { server.logger.info("control socket accepting again") }
                         return
                     }
-                } catch where error.code == ECONNABORTED {
+                } catch  where error.code == ECONNABORTED {
                     continue  // the client gave up while queued
                 } catch {
                     if acceptBackoff.failed(now: clock.now).started {
                         server.logger.error(
-                            "control socket accept failed: \(error.message); pausing accepts (up to 1 s at a time) until it works again")
+                            "control socket accept failed: \(error.message); pausing accepts (up to 1 s at a time) until it works again"
+                        )
                     }
                     return
                 }
@@ -318,7 +336,9 @@ public final class ControlServer: Sendable {
                 var uid: UInt32 = 0
                 var pid: Int32 = 0
                 if ecto_peer_credentials(fd, &uid, &pid) != 0 || uid != geteuid() {
-                    server.logger.warning("refused a control connection from uid \(uid) (pid \(pid)): only uid \(geteuid()) may use this daemon")
+                    server.logger.warning(
+                        "refused a control connection from uid \(uid) (pid \(pid)): only uid \(geteuid()) may use this daemon"
+                    )
                     respond(client, .error(403, "only uid \(geteuid()) may use this control socket"))
                     clients[fd] = client
                     continue
@@ -346,12 +366,18 @@ public final class ControlServer: Sendable {
                 // Gone before its answer: nobody to tell (the change itself goes on).
                 if revents & (Int16(POLLHUP | POLLERR) | ECTO_POLLRDHUP) != 0 { close(client) }
             case .writing:
-                if revents & Int16(POLLERR | POLLHUP) != 0 && revents & Int16(POLLOUT) == 0 { close(client); return }
+                if revents & Int16(POLLERR | POLLHUP) != 0 && revents & Int16(POLLOUT) == 0 {
+                    close(client)
+                    return
+                }
                 flush(client)
             case .subscribed:
                 if revents & Int16(POLLIN) != 0 || revents & (Int16(POLLHUP | POLLERR) | ECTO_POLLRDHUP) != 0 {
                     // Anything from a subscriber is ignored; its end (EOF/HUP) ends the subscription.
-                    if !discard(client) { close(client); return }
+                    if !discard(client) {
+                        close(client)
+                        return
+                    }
                 }
                 if client.pendingBytes > 0 { flush(client) }
             case .lingering:
@@ -362,12 +388,24 @@ public final class ControlServer: Sendable {
         func readRequest(_ client: Client) {
             while true {
                 let n: Int
-                switch try? Syscall.nonBlocking("recv", { scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }) {
+                switch try? Syscall.nonBlocking(
+                    "recv",
+                    {
+                        scratch.withUnsafeMutableBytes {
+                            Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+                        }
+                    })
+                {
                 case .done(let count)?: n = count
                 case .wouldBlock?: return
-                case nil: close(client); return  // reset
+                case nil:
+                    close(client)
+                    return  // reset
                 }
-                if n == 0 { close(client); return }  // gave up before finishing the request
+                if n == 0 {
+                    close(client)
+                    return
+                }  // gave up before finishing the request
                 switch client.parser.feed(scratch[0..<n]) {
                 case .incomplete:
                     continue
@@ -420,13 +458,17 @@ public final class ControlServer: Sendable {
             while client.pendingBytes > 0 {
                 let sent = try? Syscall.nonBlocking("send") {
                     client.output.withUnsafeBytes {
-                        Glibc.send(client.fd, $0.baseAddress! + client.sent, client.pendingBytes, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                        Glibc.send(
+                            client.fd, $0.baseAddress! + client.sent, client.pendingBytes,
+                            Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
                     }
                 }
                 switch sent {
                 case .done(let n)?: client.sent += n
                 case .wouldBlock?: return
-                case nil: close(client); return  // the client is gone
+                case nil:
+                    close(client)
+                    return  // the client is gone
                 }
             }
             client.output.removeAll(keepingCapacity: client.phase == .subscribed)
@@ -444,7 +486,9 @@ public final class ControlServer: Sendable {
         func discard(_ client: Client) -> Bool {
             while true {
                 let read = try? Syscall.nonBlocking("recv") {
-                    scratch.withUnsafeMutableBytes { Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                    scratch.withUnsafeMutableBytes {
+                        Glibc.recv(client.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+                    }
                 }
                 guard case .done(let n)? = read else { return read != nil }  // would block: still there; error: gone
                 if n == 0 { return false }
@@ -468,7 +512,8 @@ public final class ControlServer: Sendable {
 
         func expire() {
             let now = clock.now
-            for client in clients.values where client.phase != .subscribed && client.phase != .waiting && now >= client.deadline {
+            for client in clients.values
+            where client.phase != .subscribed && client.phase != .waiting && now >= client.deadline {
                 switch client.phase {
                 case .reading:
                     if client.parser.bufferedCount > 0 {
@@ -518,7 +563,8 @@ enum Router {
     static func route(_ request: HTTPRequest, registry: any ControlRegistry) -> Outcome {
         let parts = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard parts.first == "v1" else {
-            return Outcome(response: .error(404, "unknown path \(request.path); this daemon speaks protocol version 1: \(routes)"))
+            return Outcome(
+                response: .error(404, "unknown path \(request.path); this daemon speaks protocol version 1: \(routes)"))
         }
         let rest = Array(parts.dropFirst())
         let deep = ["1", "true", "yes"].contains(request.query["deep"] ?? "")
@@ -557,13 +603,16 @@ enum Router {
             return method("GET") {
                 Outcome(
                     response: HTTPResponse(
-                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(registry.metrics().utf8)))
+                        status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                        body: Array(registry.metrics().utf8)))
             }
         case 1 where rest[0] == "version":
             return method("GET") { Outcome(response: .json(200, registry.version())) }
         case 1 where rest[0] == "events":
             return method("GET") {
-                Outcome(response: HTTPResponse(status: 200, contentType: "application/x-ndjson", body: [], streaming: true), subscribe: true)
+                Outcome(
+                    response: HTTPResponse(status: 200, contentType: "application/x-ndjson", body: [], streaming: true),
+                    subscribe: true)
             }
         case 1 where rest[0] == "reload":
             return method("POST") {
@@ -596,9 +645,13 @@ enum Router {
                 }
             case "up", "down":
                 let enabled = rest[2] == "up"
-                return method("POST") { Outcome { deliver in registry.setEnabled(tunnel: name, enabled: enabled) { deliver(response($0)) } } }
+                return method("POST") {
+                    Outcome { deliver in registry.setEnabled(tunnel: name, enabled: enabled) { deliver(response($0)) } }
+                }
             case "reconnect":
-                return method("POST") { Outcome { deliver in registry.reconnect(tunnel: name) { deliver(response($0)) } } }
+                return method("POST") {
+                    Outcome { deliver in registry.reconnect(tunnel: name) { deliver(response($0)) } }
+                }
             default: break
             }
         default:

@@ -45,16 +45,21 @@ public struct HTTPRequestParser: Sendable {
 
     private func evaluate() -> Verdict {
         guard let headEnd = findHeadEnd() else {
-            if buffer.count > maxHead { return .failure(status: 431, message: "request head larger than \(maxHead) bytes") }
+            if buffer.count > maxHead {
+                return .failure(status: 431, message: "request head larger than \(maxHead) bytes")
+            }
             // A line that cannot be HTTP can be refused before the head completes.
             if let firstLineEnd = buffer.firstIndex(of: 0x0A) ?? (buffer.count > 256 ? buffer.count : nil),
                 parseRequestLine(buffer[..<firstLineEnd]) == nil
             {
-                return .failure(status: 400, message: "malformed request line (expected e.g. \"GET /v1/status HTTP/1.1\")")
+                return .failure(
+                    status: 400, message: "malformed request line (expected e.g. \"GET /v1/status HTTP/1.1\")")
             }
             return .incomplete
         }
-        if headEnd.start > maxHead { return .failure(status: 431, message: "request head larger than \(maxHead) bytes") }
+        if headEnd.start > maxHead {
+            return .failure(status: 431, message: "request head larger than \(maxHead) bytes")
+        }
         let head = buffer[..<headEnd.start]
         var lines = split(head)
         guard !lines.isEmpty, let requestLine = parseRequestLine(lines.removeFirst()) else {
@@ -66,7 +71,9 @@ public struct HTTPRequestParser: Sendable {
                 return .failure(status: 400, message: "malformed header line")
             }
             let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self)
-            guard name.utf8.allSatisfy(isTokenCharacter) else { return .failure(status: 400, message: "malformed header name") }
+            guard name.utf8.allSatisfy(isTokenCharacter) else {
+                return .failure(status: 400, message: "malformed header name")
+            }
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmed(.whitespaces)
             let key = name.lowercased()
             if let existing = headers[key], key == "content-length", existing != value {
@@ -79,12 +86,16 @@ public struct HTTPRequestParser: Sendable {
         }
         var length = 0
         if let text = headers["content-length"] {
-            guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), text.count <= 12, let value = Int(text) else {
+            guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), text.count <= 12,
+                let value = Int(text)
+            else {
                 return .failure(status: 400, message: "invalid Content-Length")
             }
             length = value
         }
-        if length > maxBody { return .failure(status: 413, message: "request body of \(length) bytes is larger than \(maxBody)") }
+        if length > maxBody {
+            return .failure(status: 413, message: "request body of \(length) bytes is larger than \(maxBody)")
+        }
         let bodyStart = headEnd.end
         if buffer.count - bodyStart < length { return .incomplete }
         if buffer.count - bodyStart > length {
@@ -116,7 +127,8 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    private func parseRequestLine(_ raw: ArraySlice<UInt8>) -> (method: String, path: String, query: [String: String])? {
+    private func parseRequestLine(_ raw: ArraySlice<UInt8>) -> (method: String, path: String, query: [String: String])?
+    {
         let line = raw.last == 0x0D ? raw.dropLast() : raw
         let parts = line.split(separator: 0x20, omittingEmptySubsequences: false)
         guard parts.count == 3 else { return nil }
@@ -167,8 +179,10 @@ public struct HTTPResponse: Sendable {
     public var streaming: Bool
     public var extraHeaders: [(String, String)]
 
-    public init(status: Int, contentType: String = "application/json", body: [UInt8], streaming: Bool = false,
-                extraHeaders: [(String, String)] = []) {
+    public init(
+        status: Int, contentType: String = "application/json", body: [UInt8], streaming: Bool = false,
+        extraHeaders: [(String, String)] = []
+    ) {
         self.status = status
         self.contentType = contentType
         self.body = body

@@ -48,7 +48,8 @@ public enum PercentCoding {
     /// RFC 3986 pchar without "%" and ";": unreserved, sub-delims but ";", ":" and "@".
     private static func isPathSegmentByte(_ byte: UInt8) -> Bool {
         switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return "-._~!$&'()*+,=:@".utf8.contains(byte)

@@ -72,7 +72,9 @@ enum UnixSocket {
         while offset < bytes.count {
             do {
                 offset += try Syscall.blocking("send") {
-                    bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+                    bytes.withUnsafeBytes {
+                        Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+                    }
                 }
             } catch {
                 throw ControlSocketError(error.code, "write to the control socket")

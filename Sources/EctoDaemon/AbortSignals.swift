@@ -68,7 +68,8 @@ final class AbortSignalCatcher: Sendable {
             let signal = sigwaitinfo(&wanted, &info)
             // EINTR: e.g. the crash handler of another thread pausing this one.
             guard signal > 0 else { continue }
-            logger.critical("\(describe(signal, info)); printing every thread's backtrace, then exiting by \(Self.name(signal))")
+            logger.critical(
+                "\(describe(signal, info)); printing every thread's backtrace, then exiting by \(Self.name(signal))")
             Self.end(by: signal)
         }
     }

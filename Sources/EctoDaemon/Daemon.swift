@@ -134,7 +134,8 @@ public final class Daemon {
         var watchdog: Watchdog? = nil
         if let interval = notifier.watchdogInterval, notifier.isEnabled {
             watchdog = Watchdog(
-                interval: interval, handles: { [supervisor] in supervisor.drivers() }, notifier: notifier, logger: logger,
+                interval: interval, handles: { [supervisor] in supervisor.drivers() }, notifier: notifier,
+                logger: logger,
                 mainLoop: mainLoop)
             watchdog?.start()
         }

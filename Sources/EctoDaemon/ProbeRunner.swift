@@ -64,7 +64,12 @@ final class ProbeRunner: Sendable {
     /// Returns at once: the caller (the control thread, for `status --deep`) does not wait.
     func probeNow(_ selected: [Tunnel], then: @escaping @Sendable () -> Void) {
         let once = Mutex<(@Sendable () -> Void)?>(then)
-        let finish: @Sendable () -> Void = { once.withLock { pending in defer { pending = nil }; return pending }?() }
+        let finish: @Sendable () -> Void = {
+            once.withLock { pending in
+                defer { pending = nil }
+                return pending
+            }?()
+        }
         let group = DispatchGroup()
         for tunnel in selected {
             group.enter()
@@ -128,7 +133,8 @@ final class ProbeRunner: Sendable {
             settings: try? OpenClawImport.readSettings(environment: .current),
             environment: ProcessInfo.processInfo.environment)
         let result = Prober.run(spec, endpoint: config.local, options: ProbeOptions(token: credentials.token?.value))
-        let latency = Double(result.latency.components.seconds) * 1000 + Double(result.latency.components.attoseconds) / 1e15
+        let latency =
+            Double(result.latency.components.seconds) * 1000 + Double(result.latency.components.attoseconds) / 1e15
         let report = GatewayReport(
             ok: result.ok, outcome: result.outcome, detail: result.detail, latencyMs: (latency * 10).rounded() / 10,
             probe: spec.description, checked: Date(), tokenSource: credentials.token.map { "\($0.source)" } ?? "none")
@@ -140,7 +146,9 @@ final class ProbeRunner: Sendable {
             if report.ok {
                 logger.info("gateway answers: \(report.detail)", metadata: ["tunnel.name": "\(tunnel.name)"])
             } else {
-                logger.warning("gateway does not answer through the tunnel: \(report.detail)", metadata: ["tunnel.name": "\(tunnel.name)"])
+                logger.warning(
+                    "gateway does not answer through the tunnel: \(report.detail)",
+                    metadata: ["tunnel.name": "\(tunnel.name)"])
             }
         }
     }

@@ -68,10 +68,12 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     // MARK: Life cycle
 
     func start(_ config: Config) throws(SystemError) {
-        let probes = ProbeRunner(tunnels: { [weak self] in self?.allTunnels ?? [] }, logger: logger) { [weak self] name in
-            guard let self, let tunnel = self.lookup(name) else { return }
-            self.publish(.changed(self.report(tunnel)))
-        }
+        let probes = ProbeRunner(
+            tunnels: { [weak self] in self?.allTunnels ?? [] }, logger: logger,
+            onChange: { [weak self] name in
+                guard let self, let tunnel = self.lookup(name) else { return }
+                self.publish(.changed(self.report(tunnel)))
+            })
         probeRunner.withLock { $0 = probes }
         probes.start()
         try state.withLock { (state) throws(SystemError) in
@@ -150,14 +152,16 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         VersionReport(pid: getpid(), config: configPath)
     }
 
-    func setEnabled(tunnel name: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
+    func setEnabled(
+        tunnel name: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
         guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         tunnel.send(enabled ? .enable : .disable)
         logger.notice("tunnel \(name) \(enabled ? "enabled" : "disabled") by the operator")
         let message = "\(name): \(enabled ? "up (enabled)" : "down (disabled)")"
-        settle([tunnel], until: { $0.enabled == enabled }) { reports in
-            reply(.success(ActionReport(message: message, tunnels: reports)))
-        }
+        settle(
+            [tunnel], until: { $0.enabled == enabled },
+            then: { reports in reply(.success(ActionReport(message: message, tunnels: reports))) })
     }
 
     func reconnect(tunnel name: String?, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
@@ -171,34 +175,42 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         for tunnel in targets { tunnel.send(.reconnect) }
         let names = targets.map(\.name).joined(separator: ", ")
         let message = targets.isEmpty ? "no enabled tunnel to reconnect" : "reconnecting: \(names)"
-        settle(targets, until: { $0.state != .up }) { reports in
-            reply(.success(ActionReport(message: message, tunnels: reports)))
-        }
+        settle(
+            targets, until: { $0.state != .up },
+            then: { reports in reply(.success(ActionReport(message: message, tunnels: reports))) })
     }
 
     func setTarget(
-        tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+        tunnel name: String, _ request: TargetRequest,
+        reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
     ) {
         operations.withLock { _ in setTargetLocked(tunnel: name, request, reply: reply) }
     }
 
     /// `setTarget` under `operations`.
     private func setTargetLocked(
-        tunnel name: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+        tunnel name: String, _ request: TargetRequest,
+        reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
     ) {
         guard let tunnel = lookup(name) else { return reply(.failure(unknown(name))) }
         let target: SSHTarget
         do {
             target = try SSHTarget.parse(request.target)
         } catch {
-            return reply(.failure(ControlFailure(400, "invalid target \"\(request.target)\": \(error.message) (expected [user@]host[:port])")))
+            return reply(
+                .failure(
+                    ControlFailure(
+                        400, "invalid target \"\(request.target)\": \(error.message) (expected [user@]host[:port])")))
         }
         if let drain = request.drainTimeout, !(drain >= 0 && drain.isFinite) {
             return reply(.failure(ControlFailure(400, "drain_timeout must be a number of seconds ≥ 0")))
         }
         if let pending = tunnel.pendingChange {
             return reply(
-                .failure(ControlFailure(409, "\(name): a change to \(pending.config.target) is being pre-flighted; wait for its answer")))
+                .failure(
+                    ControlFailure(
+                        409, "\(name): a change to \(pending.config.target) is being pre-flighted; wait for its answer")
+                ))
         }
         let running = tunnel.config
         // The edit is prepared now and saved only once the new session proved itself.
@@ -206,7 +218,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         do {
             text = try String(contentsOfFile: configPath, encoding: .utf8)
         } catch {
-            return reply(.failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(reason(error))")))
+            return reply(
+                .failure(ControlFailure(500, "cannot read \(configPath) to save the new target: \(reason(error))")))
         }
         var edited = text
         do {
@@ -217,11 +230,16 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 if let identity = running.identityFile {
                     edited = try ConfigEditor.setValue(identity, forKey: "identity_file", inTunnel: name, in: edited)
                 }
-                edited = try ConfigEditor.setValue(running.knownHosts, forKey: "known_hosts", inTunnel: name, in: edited)
+                edited = try ConfigEditor.setValue(
+                    running.knownHosts, forKey: "known_hosts", inTunnel: name, in: edited)
             }
             edited = try ConfigEditor.setValue(target.description, forKey: "target", inTunnel: name, in: edited)
         } catch {
-            return reply(.failure(ControlFailure(409, "cannot edit \(configPath): fix the file first", problems: Self.problems(error, file: configPath))))
+            return reply(
+                .failure(
+                    ControlFailure(
+                        409, "cannot edit \(configPath): fix the file first",
+                        problems: Self.problems(error, file: configPath))))
         }
         let parsed: Config
         do {
@@ -234,7 +252,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                         problems: Self.problems(error, file: configPath))))
         }
         guard let updated = parsed.tunnels.first(where: { $0.name == name }) else {
-            return reply(.failure(ControlFailure(409, "tunnel \(name) is no longer in \(configPath); run ecto-tunnel reload")))
+            return reply(
+                .failure(ControlFailure(409, "tunnel \(name) is no longer in \(configPath); run ecto-tunnel reload")))
         }
         var alsoChanged: [String] = []
         var comparable = updated
@@ -242,19 +261,25 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         comparable.sshHostAlias = running.sshHostAlias
         if !comparable.sameSettings(as: running) { alsoChanged.append("other edits of this tunnel found in the file") }
         if updated.sameSettings(as: running) {
-            return reply(.success(ActionReport(message: "\(name) already targets \(target)", tunnels: [Self.report(tunnel.status)])))
+            return reply(
+                .success(
+                    ActionReport(message: "\(name) already targets \(target)", tunnels: [Self.report(tunnel.status)])))
         }
         let drain = request.drainTimeout.map { Duration.milliseconds(Int64($0 * 1000)) } ?? updated.drainTimeout
         let force = request.force ?? false
         let configPath = self.configPath
         let logger = self.logger
         /// Saves the edit (if the file is still what it was) and switches. Under `operations`.
-        let apply: @Sendable (Tunnel.Candidate?) -> Result<String, ControlFailure> = { [weak self, edited, alsoChanged] candidate in
+        let apply: @Sendable (Tunnel.Candidate?) -> Result<String, ControlFailure> = {
+            [weak self, edited, alsoChanged] candidate in
             guard let self else { return .failure(ControlFailure(503, "the daemon is stopping")) }
             let now = try? String(contentsOfFile: configPath, encoding: .utf8)
             guard now == text else {
                 if let candidate { tunnel.abandon(candidate) }
-                return .failure(ControlFailure(409, "\(configPath) changed while the new target was pre-flighted; nothing was changed, try again"))
+                return .failure(
+                    ControlFailure(
+                        409,
+                        "\(configPath) changed while the new target was pre-flighted; nothing was changed, try again"))
             }
             do {
                 try AtomicFile.replace(path: configPath, with: edited)
@@ -263,7 +288,11 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 return .failure(ControlFailure(500, "cannot save \(configPath): \(error); nothing was changed"))
             }
             do {
-                if let candidate { tunnel.commit(candidate, drain: drain) } else { try tunnel.replace(with: updated, drain: drain) }
+                if let candidate {
+                    tunnel.commit(candidate, drain: drain)
+                } else {
+                    try tunnel.replace(with: updated, drain: drain)
+                }
             } catch {
                 return .failure(ControlFailure(500, "saved, but could not start the new session: \(error)"))
             }
@@ -276,7 +305,12 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         guard tunnel.wouldConnect(with: updated) else {
             // Down: no session to keep, none to prove.
             switch apply(nil) {
-            case .success(let message): reply(.success(ActionReport(message: message + " (the tunnel is down: nothing to pre-flight)", tunnels: [Self.report(tunnel.status)])))
+            case .success(let message):
+                reply(
+                    .success(
+                        ActionReport(
+                            message: message + " (the tunnel is down: nothing to pre-flight)",
+                            tunnels: [Self.report(tunnel.status)])))
             case .failure(let failure): reply(.failure(failure))
             }
             return
@@ -285,33 +319,43 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         do {
             candidate = try tunnel.prepare(updated)
         } catch {
-            return reply(.failure(ControlFailure(500, "cannot start a session to \(target): \(error); nothing was changed")))
+            return reply(
+                .failure(ControlFailure(500, "cannot start a session to \(target): \(error); nothing was changed")))
         }
         logger.info("tunnel \(name): pre-flighting the new target \(target) while \(running.target) keeps serving")
         awaitVerdicts([candidate]) { [weak self] verdicts in
             guard let self else { return }
             self.operations.withLock { _ in
-            switch verdicts[0] {
-            case .passed:
-                reply(apply(candidate).map { ActionReport(message: $0 + "; the new session was proven first", tunnels: [Self.report(tunnel.status)]) })
-            case .failed(let stage, let why) where force:
-                logger.warning("tunnel \(name): pre-flight of \(target) failed at \(stage) (\(why)); switching anyway (--force)")
-                reply(
-                    apply(candidate).map {
-                        ActionReport(
-                            message: $0 + "; FORCED although the pre-flight failed at \(stage): \(why). The tunnel keeps retrying the new target.",
-                            tunnels: [Self.report(tunnel.status)])
-                    })
-            case .failed(let stage, let why):
-                tunnel.abandon(candidate)
-                logger.warning("tunnel \(name): target change to \(target) refused: pre-flight failed at \(stage): \(why)")
-                reply(
-                    .failure(
-                        ControlFailure(
-                            422,
-                            "\(name): not switched to \(target): \(stage) failed: \(why). The tunnel stays on \(running.target) and \(configPath) is unchanged (--force switches anyway).",
-                            stage: stage)))
-            }
+                switch verdicts[0] {
+                case .passed:
+                    reply(
+                        apply(candidate).map {
+                            ActionReport(
+                                message: $0 + "; the new session was proven first",
+                                tunnels: [Self.report(tunnel.status)])
+                        })
+                case .failed(let stage, let why) where force:
+                    logger.warning(
+                        "tunnel \(name): pre-flight of \(target) failed at \(stage) (\(why)); switching anyway (--force)"
+                    )
+                    reply(
+                        apply(candidate).map {
+                            ActionReport(
+                                message: $0
+                                    + "; FORCED although the pre-flight failed at \(stage): \(why). The tunnel keeps retrying the new target.",
+                                tunnels: [Self.report(tunnel.status)])
+                        })
+                case .failed(let stage, let why):
+                    tunnel.abandon(candidate)
+                    logger.warning(
+                        "tunnel \(name): target change to \(target) refused: pre-flight failed at \(stage): \(why)")
+                    reply(
+                        .failure(
+                            ControlFailure(
+                                422,
+                                "\(name): not switched to \(target): \(stage) failed: \(why). The tunnel stays on \(running.target) and \(configPath) is unchanged (--force switches anyway).",
+                                stage: stage)))
+                }
             }
         }
     }
@@ -321,13 +365,19 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
     }
 
     /// `reload` under `operations`.
-    private func reloadLocked(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
+    private func reloadLocked(
+        _ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void
+    ) {
         let config: Config
         do {
             config = try ConfigLoader.load(path: configPath)
         } catch {
             logger.error("reload refused, the running configuration stays:\n\(error.description)")
-            return reply(.failure(ControlFailure(422, "\(configPath) has errors; nothing was changed", problems: Self.problems(error, file: configPath))))
+            return reply(
+                .failure(
+                    ControlFailure(
+                        422, "\(configPath) has errors; nothing was changed",
+                        problems: Self.problems(error, file: configPath))))
         }
         let force = request.force ?? false
         var added: [String] = []
@@ -357,7 +407,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                 if let pending = tunnel.pendingChange {
                     failed.append(
                         ChangeFailure(
-                            tunnel: tunnelConfig.name, stage: "busy", error: "a change to \(pending.config.target) is being pre-flighted; reload again after it"))
+                            tunnel: tunnelConfig.name, stage: "busy",
+                            error: "a change to \(pending.config.target) is being pre-flighted; reload again after it"))
                     continue
                 }
                 do {
@@ -369,7 +420,9 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     }
                 } catch {
                     logger.error("reload: cannot restart tunnel \(tunnelConfig.name): \(error)")
-                    failed.append(ChangeFailure(tunnel: tunnelConfig.name, stage: "local", error: "cannot start a session: \(error)"))
+                    failed.append(
+                        ChangeFailure(
+                            tunnel: tunnelConfig.name, stage: "local", error: "cannot start a session: \(error)"))
                 }
             } else {
                 do {
@@ -378,7 +431,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                     added.append(tunnelConfig.name)
                 } catch {
                     logger.error("reload: cannot start tunnel \(tunnelConfig.name): \(error)")
-                    failed.append(ChangeFailure(tunnel: tunnelConfig.name, stage: "local", error: "cannot start: \(error)"))
+                    failed.append(
+                        ChangeFailure(tunnel: tunnelConfig.name, stage: "local", error: "cannot start: \(error)"))
                 }
             }
         }
@@ -391,7 +445,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
         let configPath = self.configPath
         let warnings = config.warnings.map(Self.problem)
         let logger = self.logger
-        let finish: @Sendable ([String], [ChangeFailure], [ChangeFailure]) -> Void = { [added, removed, unchanged] changed, failed, forced in
+        let finish: @Sendable ([String], [ChangeFailure], [ChangeFailure]) -> Void = {
+            [added, removed, unchanged] changed, failed, forced in
             logger.notice(
                 "configuration reloaded",
                 metadata: [
@@ -414,25 +469,29 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
             var failed = failed
             var forced: [ChangeFailure] = []
             self.operations.withLock { _ in
-            for ((tunnel, candidate), verdict) in zip(proving, verdicts) {
-                switch verdict {
-                case .passed:
-                    tunnel.commit(candidate, drain: candidate.config.drainTimeout)
-                    changed.append(tunnel.name)
-                case .failed(let stage, let why):
-                    let failure = ChangeFailure(tunnel: tunnel.name, stage: stage, error: why)
-                    if force {
-                        logger.warning("reload: \(tunnel.name): pre-flight failed at \(stage) (\(why)); applied anyway (force)")
+                for ((tunnel, candidate), verdict) in zip(proving, verdicts) {
+                    switch verdict {
+                    case .passed:
                         tunnel.commit(candidate, drain: candidate.config.drainTimeout)
                         changed.append(tunnel.name)
-                        forced.append(failure)
-                    } else {
-                        logger.warning("reload: \(tunnel.name) keeps its running settings: pre-flight failed at \(stage): \(why)")
-                        tunnel.abandon(candidate)
-                        failed.append(failure)
+                    case .failed(let stage, let why):
+                        let failure = ChangeFailure(tunnel: tunnel.name, stage: stage, error: why)
+                        if force {
+                            logger.warning(
+                                "reload: \(tunnel.name): pre-flight failed at \(stage) (\(why)); applied anyway (force)"
+                            )
+                            tunnel.commit(candidate, drain: candidate.config.drainTimeout)
+                            changed.append(tunnel.name)
+                            forced.append(failure)
+                        } else {
+                            logger.warning(
+                                "reload: \(tunnel.name) keeps its running settings: pre-flight failed at \(stage): \(why)"
+                            )
+                            tunnel.abandon(candidate)
+                            failed.append(failure)
+                        }
                     }
                 }
-            }
             }
             self.onStateChange()
             finish(changed, failed, forced)
@@ -466,7 +525,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
                         }
                     case nil:
                         if now >= candidate.started.advanced(by: allowed[index]) {
-                            verdicts[index] = .failed(stage: "timeout", reason: "the new session did not start within \(allowed[index])")
+                            verdicts[index] = .failed(
+                                stage: "timeout", reason: "the new session did not start within \(allowed[index])")
                         }
                     }
                 }
@@ -482,7 +542,8 @@ final class Supervisor: ControlRegistry, @unchecked Sendable {
 
     private func unknown(_ name: String) -> ControlFailure {
         let known = allTunnels.map(\.name)
-        return ControlFailure(404, "no tunnel named \(name)" + (known.isEmpty ? "" : " (tunnels: \(known.joined(separator: ", ")))"))
+        return ControlFailure(
+            404, "no tunnel named \(name)" + (known.isEmpty ? "" : " (tunnels: \(known.joined(separator: ", ")))"))
     }
 
     /// Answers `then` once every tunnel's status satisfies `done` (the drivers acted on a
@@ -542,7 +603,10 @@ final class SettleWaiter: Sendable {
     private let then: @Sendable ([TunnelStatus]) -> Void
     private let state = Mutex(false)
 
-    init(tunnels: [Tunnel], done: @escaping @Sendable (TunnelStatus) -> Bool, then: @escaping @Sendable ([TunnelStatus]) -> Void) {
+    init(
+        tunnels: [Tunnel], done: @escaping @Sendable (TunnelStatus) -> Bool,
+        then: @escaping @Sendable ([TunnelStatus]) -> Void
+    ) {
         self.tunnels = tunnels
         self.done = done
         self.then = then

@@ -33,7 +33,9 @@ final class SystemEvents: Sendable {
         self.onChange = onChange
         self.debounce = debounce
         routeFD = Descriptor(rawValue: ecto_route_monitor_open())
-        if routeFD == nil { logger.warning("network change monitoring unavailable: \(String(cString: strerror(errno)))") }
+        if routeFD == nil {
+            logger.warning("network change monitoring unavailable: \(String(cString: strerror(errno)))")
+        }
         clockFD = Descriptor(rawValue: ecto_clock_change_timer_open())
         if clockFD == nil { logger.warning("resume detection unavailable: \(String(cString: strerror(errno)))") }
         wakeFD = Descriptor(rawValue: ecto_eventfd(0, ECTO_EFD_NONBLOCK | ECTO_EFD_CLOEXEC))
@@ -79,13 +81,19 @@ final class SystemEvents: Sendable {
             var timeout: Int32 = -1
             if let since = pendingSince {
                 let left = ContinuousClock.now.duration(to: since.advanced(by: debounce))
-                timeout = max(0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
+                timeout = max(
+                    0, Int32(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000) + 1)
             }
-            guard (try? Syscall.blocking("poll", { fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) } })) != nil
+            guard
+                (try? Syscall.blocking(
+                    "poll", { fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), timeout) } }))
+                    != nil
             else { break }
             if fds[1].revents != 0, let routeFD {
                 while true {
-                    let read = try? Syscall.nonBlocking("recv") { recv(routeFD.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT)) }
+                    let read = try? Syscall.nonBlocking("recv") {
+                        recv(routeFD.rawValue, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+                    }
                     guard case .done(let n)? = read, n > 0 else { break }
                     let changes = Int(ecto_route_monitor_count_changes(buffer.baseAddress, n))
                     if changes > 0 {

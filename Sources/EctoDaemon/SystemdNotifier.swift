@@ -55,7 +55,8 @@ public final class SystemdNotifier: Sendable {
         socketPath = path
         address = addr
         addressLength = socklen_t(length)
-        socket = Descriptor(rawValue: Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        socket = Descriptor(
+            rawValue: Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
     }
 
     deinit {

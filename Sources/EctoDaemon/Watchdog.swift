@@ -39,7 +39,10 @@ final class Watchdog: Sendable {
     /// thread answers: a SIGABRT from systemd's watchdog is logged with it (`AbortSignals`).
     var complaint: String? { lastComplaint.withLock { $0 } }
 
-    init(interval: Duration, handles: @escaping @Sendable () -> [TunnelHandle], notifier: SystemdNotifier, logger: Logger, mainLoop: Heartbeat) {
+    init(
+        interval: Duration, handles: @escaping @Sendable () -> [TunnelHandle], notifier: SystemdNotifier,
+        logger: Logger, mainLoop: Heartbeat
+    ) {
         self.interval = interval
         self.handles = handles
         self.notifier = notifier

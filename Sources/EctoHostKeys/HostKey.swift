@@ -26,7 +26,7 @@ public struct HostKey: Hashable, Sendable {
             throw HostKeyError("key blob too short for its type name (\(blob.count) bytes)")
         }
         guard (1...64).contains(nameBytes.count),
-              nameBytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7e && $0 != UInt8(ascii: ",") })
+            nameBytes.allSatisfy({ $0 >= 0x21 && $0 <= 0x7e && $0 != UInt8(ascii: ",") })
         else {
             throw HostKeyError("key blob has a malformed type name")
         }
@@ -84,13 +84,16 @@ extension HostKey {
 
     private static func validateFields(type: String, reader: inout WireReader) throws(HostKeyError) {
         func field(_ what: String) throws(HostKeyError) -> [UInt8] {
-            guard let value = reader.string() else { throw HostKeyError("\(type) key blob: missing or truncated \(what)") }
+            guard let value = reader.string() else {
+                throw HostKeyError("\(type) key blob: missing or truncated \(what)")
+            }
             return value
         }
         func ecdsa(curve: String, pointLength: Int) throws(HostKeyError) {
             let curveName = try field("curve name")
             guard curveName == Array(curve.utf8) else {
-                throw HostKeyError("\(type) key blob: curve \"\(String(decoding: curveName, as: UTF8.self))\" does not match the type")
+                throw HostKeyError(
+                    "\(type) key blob: curve \"\(String(decoding: curveName, as: UTF8.self))\" does not match the type")
             }
             let point = try field("public point")
             guard point.count == pointLength, point.first == 0x04 else {
@@ -99,9 +102,13 @@ extension HostKey {
         }
         switch type {
         case "ssh-ed25519":
-            guard try field("public key").count == 32 else { throw HostKeyError("ssh-ed25519 key blob: public key is not 32 bytes") }
+            guard try field("public key").count == 32 else {
+                throw HostKeyError("ssh-ed25519 key blob: public key is not 32 bytes")
+            }
         case "sk-ssh-ed25519@openssh.com":
-            guard try field("public key").count == 32 else { throw HostKeyError("\(type) key blob: public key is not 32 bytes") }
+            guard try field("public key").count == 32 else {
+                throw HostKeyError("\(type) key blob: public key is not 32 bytes")
+            }
             _ = try field("application")
         case "ecdsa-sha2-nistp256":
             try ecdsa(curve: "nistp256", pointLength: 65)
@@ -122,7 +129,9 @@ extension HostKey {
         default:
             return  // certificates and unknown algorithms: type string only
         }
-        guard reader.isAtEnd else { throw HostKeyError("\(type) key blob: \(reader.remaining) unexpected trailing bytes") }
+        guard reader.isAtEnd else {
+            throw HostKeyError("\(type) key blob: \(reader.remaining) unexpected trailing bytes")
+        }
     }
 }
 

@@ -88,7 +88,8 @@ public struct KnownHostsFile: Sendable {
             case .skip:
                 continue
             case .entry(let marker, let hosts, let key, let comment):
-                file.entries.append(Entry(line: lineNumber, marker: marker, hostPatterns: hosts, key: key, comment: comment))
+                file.entries.append(
+                    Entry(line: lineNumber, marker: marker, hostPatterns: hosts, key: key, comment: comment))
             case .malformed(let why):
                 file.warnings.append("\(path):\(lineNumber): \(why)")
             }
@@ -214,9 +215,10 @@ public struct KnownHostsFile: Sendable {
             return .match(line: hit.line)
         }
         if known.isEmpty { return .notFound }
-        return .mismatch(known: known.map {
-            KnownKey(line: $0.line, key: $0.key, sameAlgorithm: $0.key.algorithm == key.algorithm)
-        })
+        return .mismatch(
+            known: known.map {
+                KnownKey(line: $0.line, key: $0.key, sameAlgorithm: $0.key.algorithm == key.algorithm)
+            })
     }
 
     /// Key types recorded for this host on plain lines (blob type names, so
@@ -339,7 +341,9 @@ public struct KnownHostsFile: Sendable {
         var written = 0
         while written < data.count {
             do {
-                written += try Syscall.blocking("write") { data.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) } }
+                written += try Syscall.blocking("write") {
+                    data.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+                }
             } catch {
                 throw HostKeyError("cannot write \(path): \(errorText(error.code))")
             }
@@ -391,8 +395,8 @@ struct HashedHost {
         guard field.count > 3, field.starts(with: [bar, UInt8(ascii: "1"), bar]) else { return nil }
         let saltStart = field.startIndex + 3
         guard let saltEnd = field[saltStart...].firstIndex(of: bar), saltEnd > saltStart,
-              saltEnd - saltStart <= 1024,
-              let salt = Base64.decode(field[saltStart..<saltEnd]), salt.count == 20
+            saltEnd - saltStart <= 1024,
+            let salt = Base64.decode(field[saltStart..<saltEnd]), salt.count == 20
         else { return nil }
         self.field = Array(field)
         self.salt = salt

@@ -42,14 +42,20 @@ public struct PrivateKeyFile: Sendable, Equatable {
         }
         if trimmed.hasPrefix("PuTTY-User-Key-File") {
             throw PrivateKeyFileError(
-                .unsupportedFormat, "a PuTTY key (.ppk) is not supported: convert it with puttygen KEY -O private-openssh -o KEY")
+                .unsupportedFormat,
+                "a PuTTY key (.ppk) is not supported: convert it with puttygen KEY -O private-openssh -o KEY")
         }
         // Lines, without trailing CR; the block starts at the first -----BEGIN line.
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
             line.hasSuffix("\r") ? line.dropLast() : line
         }
-        guard let beginIndex = lines.firstIndex(where: { $0.hasPrefix("-----BEGIN ") && $0.hasSuffix("-----") && $0.count > 16 }) else {
-            throw PrivateKeyFileError(.unsupportedFormat, "not a private key file (no -----BEGIN ... PRIVATE KEY----- line)")
+        guard
+            let beginIndex = lines.firstIndex(where: {
+                $0.hasPrefix("-----BEGIN ") && $0.hasSuffix("-----") && $0.count > 16
+            })
+        else {
+            throw PrivateKeyFileError(
+                .unsupportedFormat, "not a private key file (no -----BEGIN ... PRIVATE KEY----- line)")
         }
         let label = String(lines[beginIndex].dropFirst("-----BEGIN ".count).dropLast(5))
         let endLine = "-----END \(label)-----"
@@ -65,7 +71,8 @@ public struct PrivateKeyFile: Sendable, Equatable {
             }
             return try parseOpenSSH(blob)
         case "RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY":
-            let encrypted = label == "ENCRYPTED PRIVATE KEY" || bodyLines.contains { $0.hasPrefix("Proc-Type: 4,ENCRYPTED") }
+            let encrypted =
+                label == "ENCRYPTED PRIVATE KEY" || bodyLines.contains { $0.hasPrefix("Proc-Type: 4,ENCRYPTED") }
             let type: String? =
                 switch label {
                 case "RSA PRIVATE KEY": "ssh-rsa"
@@ -75,7 +82,8 @@ public struct PrivateKeyFile: Sendable, Equatable {
                 }
             return PrivateKeyFile(format: .pem(label: label), isEncrypted: encrypted, keyType: type)
         default:
-            throw PrivateKeyFileError(.unsupportedFormat, "a PEM block labelled \"\(label)\" is not a private key ecto-tunnel can read")
+            throw PrivateKeyFileError(
+                .unsupportedFormat, "a PEM block labelled \"\(label)\" is not a private key ecto-tunnel can read")
         }
     }
 
@@ -86,19 +94,26 @@ public struct PrivateKeyFile: Sendable, Equatable {
         }
         var reader = WireReader(Array(blob[magic.count...]))
         func field(_ what: String) throws(PrivateKeyFileError) -> [UInt8] {
-            guard let value = reader.string() else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated \(what)") }
+            guard let value = reader.string() else {
+                throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated \(what)")
+            }
             return value
         }
         let cipher = String(decoding: try field("cipher name"), as: UTF8.self)
         let kdf = String(decoding: try field("KDF name"), as: UTF8.self)
         let kdfOptions = try field("KDF options")
-        guard let count = reader.uint32() else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated key count") }
+        guard let count = reader.uint32() else {
+            throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated key count")
+        }
         guard count == 1 else {
-            throw PrivateKeyFileError(.unsupportedFormat, "OpenSSH private key file holds \(count) keys; only files with one key are supported")
+            throw PrivateKeyFileError(
+                .unsupportedFormat,
+                "OpenSSH private key file holds \(count) keys; only files with one key are supported")
         }
         let publicBlob = try field("public key")
         let section = try field("private section")
-        var file = PrivateKeyFile(format: .openSSH, isEncrypted: cipher != "none", keyType: nil, publicKeyBlob: publicBlob)
+        var file = PrivateKeyFile(
+            format: .openSSH, isEncrypted: cipher != "none", keyType: nil, publicKeyBlob: publicBlob)
         file.cipherName = cipher
         file.kdfName = kdf
         file.privateSection = section
@@ -114,13 +129,16 @@ public struct PrivateKeyFile: Sendable, Equatable {
             }
             file.salt = salt
             file.rounds = Int(rounds)
-            guard cipher == "aes256-ctr" || cipher == "aes256-cbc" || cipher == "aes128-ctr" || cipher == "aes192-ctr" else {
+            guard cipher == "aes256-ctr" || cipher == "aes256-cbc" || cipher == "aes128-ctr" || cipher == "aes192-ctr"
+            else {
                 throw PrivateKeyFileError(
                     .unsupportedFormat,
-                    "OpenSSH private key encrypted with \(cipher), which ecto-tunnel cannot decrypt (aes256-ctr is ssh-keygen's default): re-encrypt it with ssh-keygen -p -Z aes256-ctr -f KEY")
+                    "OpenSSH private key encrypted with \(cipher), which ecto-tunnel cannot decrypt (aes256-ctr is ssh-keygen's default): re-encrypt it with ssh-keygen -p -Z aes256-ctr -f KEY"
+                )
             }
         default:
-            throw PrivateKeyFileError(.unsupportedFormat, "OpenSSH private key with cipher \(cipher) and KDF \(kdf) is not supported")
+            throw PrivateKeyFileError(
+                .unsupportedFormat, "OpenSSH private key with cipher \(cipher) and KDF \(kdf) is not supported")
         }
         return file
     }
@@ -168,7 +186,9 @@ public struct OpenSSHPrivateSection {
             throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated private section")
         }
         guard check1 == check2 else { throw PrivateKeyFileError(.wrongPassphrase, "wrong passphrase") }
-        guard let typeBytes = reader.string() else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: no key type") }
+        guard let typeBytes = reader.string() else {
+            throw PrivateKeyFileError(.malformed, "OpenSSH private key: no key type")
+        }
         let type = String(decoding: typeBytes, as: UTF8.self)
         let count: Int
         switch type {
@@ -180,7 +200,9 @@ public struct OpenSSHPrivateSection {
         }
         var fields: [[UInt8]] = []
         for _ in 0..<count {
-            guard let value = reader.string() else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated \(type) key") }
+            guard let value = reader.string() else {
+                throw PrivateKeyFileError(.malformed, "OpenSSH private key: truncated \(type) key")
+            }
             fields.append(value)
         }
         return OpenSSHPrivateSection(keyType: type, fields: fields)

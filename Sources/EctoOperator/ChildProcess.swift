@@ -74,7 +74,9 @@ enum ChildProcess {
     /// Reads what the pipe holds; false at end of file (or a read error).
     private static func readAvailable(_ fd: Int32, into output: inout [UInt8]) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        guard let n = try? Syscall.blocking("read", { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }), n > 0
+        guard
+            let n = try? Syscall.blocking(
+                "read", { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }), n > 0
         else { return false }
         output += chunk[0..<n]
         return true
@@ -92,7 +94,9 @@ enum ChildProcess {
     /// The child's status once it ended: its exit code, or the number of the signal that ended it.
     private static func reap(_ pid: pid_t, blocking: Bool) -> Int32? {
         var status: Int32 = 0
-        guard (try? Syscall.blocking("waitpid", { waitpid(pid, &status, blocking ? 0 : WNOHANG) })) == pid else { return nil }
+        guard (try? Syscall.blocking("waitpid", { waitpid(pid, &status, blocking ? 0 : WNOHANG) })) == pid else {
+            return nil
+        }
         let signal = status & 0x7F
         return signal == 0 ? (status >> 8) & 0xFF : signal
     }

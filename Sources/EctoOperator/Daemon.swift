@@ -15,7 +15,8 @@ import Glibc
 public enum BackgroundDaemon {
     /// `$XDG_STATE_HOME/ecto-tunnel/daemon.log` (`~/.local/state/…` when unset).
     public static func logPath() -> String {
-        XDG.stateHome(ProcessInfo.processInfo.environment, home: ConfigEnvironment.current.home) + "/ecto-tunnel/daemon.log"
+        XDG.stateHome(ProcessInfo.processInfo.environment, home: ConfigEnvironment.current.home)
+            + "/ecto-tunnel/daemon.log"
     }
 
     /// Starts the daemon and waits (at most 5 s) until its control socket answers; throws with the
@@ -38,7 +39,9 @@ public enum BackgroundDaemon {
             if runningDaemon(socket) != nil { return pid }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
-                let tail = (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(10).joined(separator: "\n") ?? ""
+                let tail =
+                    (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(10).joined(
+                        separator: "\n") ?? ""
                 throw OperatorFailure("the daemon exited at once; its log (\(log)):\n\(tail)")
             }
             usleep(50_000)

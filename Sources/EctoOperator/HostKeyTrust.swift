@@ -18,13 +18,18 @@ public enum HostKeyTrust {
 
     /// The decision for `key`: connect records new keys only after the operator confirmed them, so
     /// it decides as accept-new (an unknown host is `recordNew`), never with a pin.
-    public static func decide(key: HostKey, host: String, port: UInt16, knownHosts: KnownHostsFile) -> HostKeyVerifier.Decision {
-        HostKeyVerifier.decide(key: key, host: host, port: Int(port), pin: nil, policy: .acceptNew, knownHosts: knownHosts)
+    public static func decide(
+        key: HostKey, host: String, port: UInt16, knownHosts: KnownHostsFile
+    ) -> HostKeyVerifier.Decision {
+        HostKeyVerifier.decide(
+            key: key, host: host, port: Int(port), pin: nil, policy: .acceptNew, knownHosts: knownHosts)
     }
 
     /// Reads `host`:`port`'s host key: TCP connect, the SSH handshake (asking for the key types
     /// known_hosts has for the host first, as the session drivers do), no authentication.
-    public static func fetch(host: String, port: UInt16, knownHosts: KnownHostsFile, timeout: Duration) throws(FetchFailure) -> HostKey {
+    public static func fetch(
+        host: String, port: UInt16, knownHosts: KnownHostsFile, timeout: Duration
+    ) throws(FetchFailure) -> HostKey {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?
@@ -50,8 +55,8 @@ public enum HostKeyTrust {
             throw FetchFailure(description: error.description)
         }
         if let order = HostKeyVerifier.algorithmPreference(
-            host: host, port: Int(port), pin: nil, knownHosts: knownHosts, supported: session.supportedHostKeyAlgorithms)
-        {
+            host: host, port: Int(port), pin: nil, knownHosts: knownHosts, supported: session.supportedHostKeyAlgorithms
+        ) {
             try? session.preferHostKeyAlgorithms(order)
         }
         do {

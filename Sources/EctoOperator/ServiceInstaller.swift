@@ -11,7 +11,8 @@ import Glibc
 #endif
 
 /// The first line of every file `install` writes; `uninstall` removes only files that carry it.
-public let installMarker = "# Written by `ecto-tunnel install`; `ecto-tunnel uninstall` removes it. Edits are lost on the next install."
+public let installMarker =
+    "# Written by `ecto-tunnel install`; `ecto-tunnel uninstall` removes it. Edits are lost on the next install."
 
 /// `ecto-tunnel install` and `uninstall`: the systemd user unit written (or the packaged one
 /// enabled), started and awaited, or stopped and removed. Progress goes to `out`; a failure is
@@ -33,7 +34,8 @@ public enum ServiceInstaller {
         try writeEnvironmentFile(out: out)
 
         let serviceChanged: Bool
-        if let shipped = UnitPaths.shippedUnit(binary: binary), shippedUnitFits(configPath: configPath, socket: socket, out: out),
+        if let shipped = UnitPaths.shippedUnit(binary: binary),
+            shippedUnitFits(configPath: configPath, socket: socket, out: out),
             try useShippedUnit(shipped, systemd: systemd, out: out)
         {
             serviceChanged = shipped.replacedOwnUnit
@@ -57,7 +59,8 @@ public enum ServiceInstaller {
         } else {
             // --no-block: we wait ourselves, with a bound, and show why when it does not come up.
             try systemd.run(["reset-failed", UnitPaths.serviceName], allowFailure: true).orIgnore()
-            try systemd.run(["--no-block", "enable", "--now", UnitPaths.serviceName]).orFail("systemctl --user enable --now")
+            try systemd.run(["--no-block", "enable", "--now", UnitPaths.serviceName]).orFail(
+                "systemctl --user enable --now")
             out.say("enabled and started \(UnitPaths.serviceName)")
         }
         let state = systemd.waitActive(timeout: .seconds(30))
@@ -85,13 +88,19 @@ public enum ServiceInstaller {
     private static func shippedUnitFits(configPath: String, socket: String?, out: Output) -> Bool {
         let defaultConfig = absolutePath(UnitPaths.configHome() + "/ecto-tunnel/config.toml")
         guard configPath == defaultConfig else {
-            out.say("not using the installed unit: it runs \(defaultConfig), not \(configPath); writing a unit of our own (it takes precedence)")
+            out.say(
+                "not using the installed unit: it runs \(defaultConfig), not \(configPath); writing a unit of our own (it takes precedence)"
+            )
             return false
         }
         if let socket,
-            XDG.runtimeDirectory(ProcessInfo.processInfo.environment).map({ absolutePath($0 + "/ecto-tunnel/control.sock") }) != absolutePath(socket)
+            XDG.runtimeDirectory(ProcessInfo.processInfo.environment).map({
+                absolutePath($0 + "/ecto-tunnel/control.sock")
+            }) != absolutePath(socket)
         {
-            out.say("not using the installed unit: it listens on %t/ecto-tunnel/control.sock, not \(socket); writing a unit of our own")
+            out.say(
+                "not using the installed unit: it listens on %t/ecto-tunnel/control.sock, not \(socket); writing a unit of our own"
+            )
             return false
         }
         return true
@@ -101,7 +110,9 @@ public enum ServiceInstaller {
     /// of writing a second one: removes units an earlier `install` wrote (they would hide it), then
     /// checks that the user manager loads the installed file. False (nothing enabled) when it
     /// loads another one, e.g. a PREFIX outside the manager's unit search path.
-    private static func useShippedUnit(_ shipped: UnitPaths.ShippedUnit, systemd: UserManager, out: Output) throws -> Bool {
+    private static func useShippedUnit(
+        _ shipped: UnitPaths.ShippedUnit, systemd: UserManager, out: Output
+    ) throws -> Bool {
         let unitDirectory = UnitPaths.unitDirectory()
         for name in [UnitPaths.serviceName, UnitPaths.templateName] {
             let path = unitDirectory + "/" + name
@@ -117,7 +128,9 @@ public enum ServiceInstaller {
         try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
         let loaded = systemd.property("FragmentPath")
         guard loaded == shipped.path else {
-            out.say("the user manager loads \(loaded.isEmpty ? "no ecto-tunnel.service" : loaded), not \(shipped.path) (outside its unit search path?); writing a unit of our own")
+            out.say(
+                "the user manager loads \(loaded.isEmpty ? "no ecto-tunnel.service" : loaded), not \(shipped.path) (outside its unit search path?); writing a unit of our own"
+            )
             return false
         }
         out.say("using the installed unit \(shipped.path) (ExecStart=\(shipped.binary))")
@@ -132,8 +145,11 @@ public enum ServiceInstaller {
             out.say("SSH_AUTH_SOCK is not set: the service authenticates with identity_file only (see docs/systemd.md)")
             return
         }
-        let stableRoots = [environment["XDG_RUNTIME_DIR"], environment["HOME"]].compactMap { $0 }.filter { $0.hasPrefix("/") }
-        guard agent.hasPrefix("/"), stableRoots.contains(where: { agent.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }) else {
+        let stableRoots = [environment["XDG_RUNTIME_DIR"], environment["HOME"]].compactMap { $0 }.filter {
+            $0.hasPrefix("/")
+        }
+        guard agent.hasPrefix("/"), stableRoots.contains(where: { agent.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") })
+        else {
             out.say(
                 """
                 not passing SSH_AUTH_SOCK=\(agent) to the service: it is not under $XDG_RUNTIME_DIR or $HOME, so \
@@ -143,7 +159,8 @@ public enum ServiceInstaller {
             return
         }
         if let existing = try? String(contentsOfFile: path, encoding: .utf8), !existing.hasPrefix(installMarker) {
-            out.say("leaving \(path) alone (not written by install); add SSH_AUTH_SOCK=\(agent) there yourself if needed")
+            out.say(
+                "leaving \(path) alone (not written by install); add SSH_AUTH_SOCK=\(agent) there yourself if needed")
             return
         }
         try createDirectories(Path.directory(of: path))
@@ -161,7 +178,10 @@ public enum ServiceInstaller {
                 out.say("systemctl --user disable --now \(unit): \(result.output.trimmed())")
             }
         }
-        for path in [unitDirectory + "/" + UnitPaths.serviceName, unitDirectory + "/" + UnitPaths.templateName, UnitPaths.environmentFile()] {
+        for path in [
+            unitDirectory + "/" + UnitPaths.serviceName, unitDirectory + "/" + UnitPaths.templateName,
+            UnitPaths.environmentFile(),
+        ] {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
             if text.hasPrefix(installMarker) {
                 if unlink(path) != 0 { try out.fail("cannot remove \(path): \(String(cString: strerror(errno)))") }
@@ -173,12 +193,14 @@ public enum ServiceInstaller {
         try systemd.run(["daemon-reload"]).orFail("systemctl --user daemon-reload")
         _ = try systemd.run(["reset-failed", UnitPaths.serviceName], allowFailure: true)
         if let binary = try? executablePath(), let shipped = UnitPaths.shippedUnit(binary: binary) {
-            out.say("systemd user manager reloaded; the service is stopped and disabled (\(shipped.path) stays: it belongs to the package or `make install`)")
+            out.say(
+                "systemd user manager reloaded; the service is stopped and disabled (\(shipped.path) stays: it belongs to the package or `make install`)"
+            )
         } else {
             out.say("systemd user manager reloaded; ecto-tunnel is no longer installed")
         }
-    }}
-
+    }
+}
 
 /// Where the unit files and the environment file go.
 public enum UnitPaths {
@@ -224,13 +246,16 @@ public enum UnitPaths {
     /// The unit installed next to `binary` = PREFIX/bin/ecto-tunnel: PREFIX/lib/systemd/user (the
     /// package: /usr/lib/systemd/user) or PREFIX/share/systemd/user (`make install`), if its
     /// ExecStart= runs `binary`. `unitDirectory` (what `install` writes) is never one.
-    static func shippedUnit(binary: String, read: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) })
+    static func shippedUnit(
+        binary: String, read: (String) -> String? = { try? String(contentsOfFile: $0, encoding: .utf8) }
+    )
         -> ShippedUnit?
     {
         let suffix = "/bin/ecto-tunnel"
         guard binary.hasSuffix(suffix) else { return nil }
         let prefix = String(binary.dropLast(suffix.count))
-        for directory in [prefix + "/lib/systemd/user", prefix + "/share/systemd/user"] where directory != unitDirectory() {
+        for directory in [prefix + "/lib/systemd/user", prefix + "/share/systemd/user"]
+        where directory != unitDirectory() {
             let path = directory + "/" + serviceName
             guard let text = read(path) else { continue }
             let execStart = "ExecStart=" + quote(binary) + " "
@@ -283,22 +308,30 @@ public struct UserManager: Sendable {
     /// A user manager that answers, or exit 1 with the reason.
     /// The user manager if one answers, else nil (no message).
     public static func probe() -> UserManager? {
-        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { $0 + "/systemctl" }
+        let candidates =
+            (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map {
+                $0 + "/systemctl"
+            }
             + ["/usr/bin/systemctl", "/bin/systemctl"]
         guard let systemctl = candidates.first(where: { access($0, X_OK) == 0 }) else { return nil }
         let manager = UserManager(systemctl: systemctl)
-        guard let result = try? manager.run(["show", "--property=Version", "--value"], allowFailure: true), result.status == 0,
+        guard let result = try? manager.run(["show", "--property=Version", "--value"], allowFailure: true),
+            result.status == 0,
             !result.output.trimmed().isEmpty
         else { return nil }
         return manager
     }
 
     public static func reachable() throws -> UserManager {
-        let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { $0 + "/systemctl" }
+        let candidates =
+            (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map {
+                $0 + "/systemctl"
+            }
             + ["/usr/bin/systemctl", "/bin/systemctl"]
         let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? "unset"
         guard let systemctl = candidates.first(where: { access($0, X_OK) == 0 }) else {
-            throw OperatorFailure("systemctl not found: no systemd here; start the daemon with `ecto-tunnel run` instead")
+            throw OperatorFailure(
+                "systemctl not found: no systemd here; start the daemon with `ecto-tunnel run` instead")
         }
         let manager = UserManager(systemctl: systemctl)
         let probe = try manager.run(["show", "--property=Version", "--value"], allowFailure: true)
@@ -313,7 +346,8 @@ public struct UserManager: Sendable {
     }
 
     @discardableResult
-    public func run(_ arguments: [String], allowFailure: Bool = true, timeout: Duration = .seconds(30)) throws -> Result {
+    public func run(_ arguments: [String], allowFailure: Bool = true, timeout: Duration = .seconds(30)) throws -> Result
+    {
         let outcome: ChildProcess.Outcome
         do {
             outcome = try ChildProcess.run(systemctl, ["--user"] + arguments, timeout: timeout)
@@ -321,7 +355,8 @@ public struct UserManager: Sendable {
             return Result(status: 127, output: "cannot run \(systemctl): \(error)")
         }
         if outcome.timedOut {
-            return Result(status: 124, output: "systemctl --user \(arguments.joined(separator: " ")) timed out after \(timeout)")
+            return Result(
+                status: 124, output: "systemctl --user \(arguments.joined(separator: " ")) timed out after \(timeout)")
         }
         return Result(status: outcome.status, output: outcome.output)
     }
@@ -353,7 +388,9 @@ public struct UserManager: Sendable {
         var names = Set<String>()
         if let listed = try? run(["list-units", "--all", "--plain", "--no-legend", "ecto-tunnel@*.service"]) {
             for line in listed.output.split(separator: "\n") {
-                if let name = line.split(separator: " ").first, name.hasPrefix("ecto-tunnel@") { names.insert(String(name)) }
+                if let name = line.split(separator: " ").first, name.hasPrefix("ecto-tunnel@") {
+                    names.insert(String(name))
+                }
             }
         }
         let wants = UnitPaths.unitDirectory() + "/default.target.wants"

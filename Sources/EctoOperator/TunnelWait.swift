@@ -62,7 +62,8 @@ public enum TunnelWait {
     /// The gateway behind a tunnel that is up, checked from here with `token`: HTTP until it
     /// answers (or refuses the token) or `deadline` passes, then the WebSocket OpenClaw's clients
     /// use (does it take the token?).
-    public static func gateway(at endpoint: Endpoint, token: String?, deadline: ContinuousClock.Instant) -> ProbeResult {
+    public static func gateway(at endpoint: Endpoint, token: String?, deadline: ContinuousClock.Instant) -> ProbeResult
+    {
         let options = ProbeOptions(token: token)
         var result = Prober.run(.http(path: "/"), endpoint: endpoint, options: options)
         while !result.ok && !result.tokenRefused && ContinuousClock.now < deadline {

@@ -19,7 +19,8 @@ public enum OperatorExit {
 /// One control request; a failure carries the daemon's message (and its config problems, one per
 /// line) and the control commands' exit status.
 public func controlRequest<T: Decodable>(
-    socket: String, _ method: String, _ path: String, body: Data? = nil, as type: T.Type, timeout: Double = ControlClient.defaultTimeout
+    socket: String, _ method: String, _ path: String, body: Data? = nil, as type: T.Type,
+    timeout: Double = ControlClient.defaultTimeout
 ) throws(OperatorFailure) -> T {
     let answer: ControlAnswer
     do {
@@ -45,10 +46,14 @@ public enum ConnectWorkflow {
         let looksExplicit = target.contains("@") || target.contains(":")
         if !looksExplicit {
             let settings = SSHClientConfig.resolve(host: target, environment: .current)
-            if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil {
+            if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil
+            {
                 let host = settings.hostName?.value ?? target
                 let port = settings.port.flatMap { UInt16($0.value) } ?? 22
-                return (SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port), settings)
+                return (
+                    SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port),
+                    settings
+                )
             }
         }
         do {
@@ -56,7 +61,9 @@ public enum ConnectWorkflow {
             if parsed.user == nil { parsed.user = ConfigEnvironment.current.user }
             return (parsed, nil)
         } catch {
-            throw OperatorFailure("invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)")
+            throw OperatorFailure(
+                "invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)"
+            )
         }
     }
 
@@ -65,7 +72,9 @@ public enum ConnectWorkflow {
     public static func pickKey(
         explicit: String?, alias: SSHHostSettings?, agent: Bool, home: String, target sshTarget: SSHTarget
     ) throws(OperatorFailure) -> String? {
-        let candidates = [explicit, alias?.identityFile?.value].compactMap { $0 }.map { SSHClientConfig.expandTilde($0, home: home) }
+        let candidates = [explicit, alias?.identityFile?.value].compactMap { $0 }.map {
+            SSHClientConfig.expandTilde($0, home: home)
+        }
         let defaults = TunnelDefaults.identityFiles.map { SSHClientConfig.expandTilde("~/" + $0, home: home) }
         for path in candidates where !FileManager.default.fileExists(atPath: path) {
             throw OperatorFailure("the key \(path) does not exist")
@@ -81,7 +90,9 @@ public enum ConnectWorkflow {
                 """)
         }
         // Judged as the daemon will use it (an encrypted key is fine when an agent may hold it).
-        if let problem = IdentityCheck.problem(privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys) {
+        if let problem = IdentityCheck.problem(
+            privateKey: path, passphraseConfigured: agent, environment: TunnelValidation.judgingKeys)
+        {
             throw OperatorFailure("cannot use \(path): \(problem)")
         }
         return path
@@ -147,7 +158,8 @@ public enum ConnectWorkflow {
             }
             if version.config != configPath {
                 throw OperatorFailure(
-                    "the daemon on \(socket) (pid \(version.pid)) runs another config (\(version.config)); pass --config \(version.config) or stop it")
+                    "the daemon on \(socket) (pid \(version.pid)) runs another config (\(version.config)); pass --config \(version.config) or stop it"
+                )
             }
             let reload = try controlRequest(socket: socket, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)
             if let failure = reload.failed.first(where: { $0.tunnel == name }) {
@@ -172,7 +184,9 @@ public enum DisconnectWorkflow {
     /// Sets `enabled = false` in the tunnel's table, or removes the table (`purge`); nothing else
     /// in the file changes. Returns the config as it is now.
     public static func edit(configPath path: String, tunnel: String, purge: Bool) throws(OperatorFailure) -> Config {
-        guard let old = try? String(contentsOfFile: path, encoding: .utf8) else { throw OperatorFailure("cannot read \(path)") }
+        guard let old = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw OperatorFailure("cannot read \(path)")
+        }
         let text: String
         let config: Config
         do {
@@ -215,7 +229,8 @@ public enum DisconnectWorkflow {
     public static func applyToDaemon(_ config: Config, socket: String) throws -> DaemonOutcome {
         guard let version = runningDaemon(socket) else { return .notRunning }
         if config.tunnels.contains(where: \.enabled) {
-            _ = try controlRequest(socket: socket, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)  // other changed tunnels are pre-flighted
+            // Other changed tunnels are pre-flighted too.
+            _ = try controlRequest(socket: socket, "POST", "/v1/reload", as: ReloadReport.self, timeout: 600)
             return .reloaded(pid: version.pid)
         }
         if let systemd = serviceManaging(version.pid) {
@@ -229,10 +244,13 @@ public enum DisconnectWorkflow {
 
 /// `--write` of the imports: the table added to the config (checked by parsing the result).
 public enum ImportWorkflow {
-    public static func write(_ imported: TunnelImport, configPath path: String, replace: Bool, home: String) throws(OperatorFailure) {
+    public static func write(
+        _ imported: TunnelImport, configPath path: String, replace: Bool, home: String
+    ) throws(OperatorFailure) {
         let old = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
         do {
-            let text = try ConfigEditor.addTunnel(imported.tableText(home: home), named: imported.name, to: old, replace: replace)
+            let text = try ConfigEditor.addTunnel(
+                imported.tableText(home: home), named: imported.name, to: old, replace: replace)
             _ = try ConfigLoader.parse(text: text, path: path)
             try writeConfigFile(path, text)
         } catch {

@@ -17,7 +17,8 @@ public enum AtomicFile {
         let directory = Path.directory(of: path).isEmpty ? "." : Path.directory(of: path)
         let name = Path.lastComponent(of: path)
         let temporary = "\(directory)/.\(name).ecto-tunnel-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, exists ? info.st_mode & 0o7777 : 0o600)
+        let fd = open(
+            temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, exists ? info.st_mode & 0o7777 : 0o600)
         guard fd >= 0 else { throw Failure(description: "create \(temporary): \(String(cString: strerror(errno)))") }
         var ok = true
         var problem = ""
@@ -29,7 +30,9 @@ public enum AtomicFile {
         var offset = 0
         while ok && offset < bytes.count {
             do {
-                offset += try Syscall.blocking("write") { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) } }
+                offset += try Syscall.blocking("write") {
+                    bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) }
+                }
             } catch {
                 ok = false
                 problem = "write \(temporary): \(error.message)"

@@ -25,7 +25,8 @@ public enum Spawn {
         public var program: String = ""
         public var code: Int32
         public var description: String {
-            program.isEmpty ? String(cString: strerror(code)) : "cannot run \(program): \(String(cString: strerror(code)))"
+            program.isEmpty
+                ? String(cString: strerror(code)) : "cannot run \(program): \(String(cString: strerror(code)))"
         }
     }
 
@@ -40,7 +41,6 @@ public enum Spawn {
         /// The same as the child's stdout (for stderr).
         case stdout
     }
-
 
     /// Starts `arguments[0]` (looked up in PATH when it has no `/`) with stdin, stdout and stderr
     /// on the given descriptors (-1: /dev/null), in the caller's environment. With

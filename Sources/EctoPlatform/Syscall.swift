@@ -32,7 +32,9 @@ public enum SyscallResult<T> {
 public enum Syscall {
     /// A call on a non-blocking descriptor (`read`, `recv`, `send`, `accept4`, …).
     @inline(__always)
-    public static func nonBlocking<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ call: () -> T) throws(SystemError)
+    public static func nonBlocking<T: FixedWidthInteger>(
+        _ operation: @autoclosure () -> String, _ call: () -> T
+    ) throws(SystemError)
         -> SyscallResult<T>
     {
         while true {
@@ -48,7 +50,9 @@ public enum Syscall {
     /// A call that may block (or whose would-block is an error for the caller: a socket with
     /// SO_RCVTIMEO reports its timeout as EAGAIN).
     @inline(__always)
-    public static func blocking<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ call: () -> T) throws(SystemError) -> T {
+    public static func blocking<T: FixedWidthInteger>(
+        _ operation: @autoclosure () -> String, _ call: () -> T
+    ) throws(SystemError) -> T {
         while true {
             let result = call()
             if result >= 0 { return result }

@@ -32,11 +32,13 @@ public func startThread(name: String, stackSize: Int? = nil, _ body: @escaping @
     #else
     var thread: pthread_t?
     #endif
-    let result = pthread_create(&thread, &attributes, { context in
-        let start = Unmanaged<ThreadStart>.fromOpaque(context!).takeRetainedValue()
-        start.run()
-        return nil
-    }, context)
+    let result = pthread_create(
+        &thread, &attributes,
+        { context in
+            let start = Unmanaged<ThreadStart>.fromOpaque(context!).takeRetainedValue()
+            start.run()
+            return nil
+        }, context)
     if result != 0 {
         Unmanaged<ThreadStart>.fromOpaque(context).release()
         fatalError("cannot start thread \(name): \(String(cString: strerror(result)))")

@@ -34,7 +34,8 @@ import Foundation
 public enum Prober {
     /// Runs `spec` against `endpoint` (a tunnel's `local`), blocking the calling thread for at most
     /// `options.timeout` (plus `settle` for tcp).
-    public static func run(_ spec: ProbeSpec, endpoint: Endpoint, options: ProbeOptions = ProbeOptions()) -> ProbeResult {
+    public static func run(_ spec: ProbeSpec, endpoint: Endpoint, options: ProbeOptions = ProbeOptions()) -> ProbeResult
+    {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start.advanced(by: options.timeout)
@@ -55,7 +56,9 @@ public enum Prober {
     }
 
     /// The same on a thread of its own, so async callers never block the cooperative pool.
-    public static func run(_ spec: ProbeSpec, endpoint: Endpoint, options: ProbeOptions = ProbeOptions()) async -> ProbeResult {
+    public static func run(
+        _ spec: ProbeSpec, endpoint: Endpoint, options: ProbeOptions = ProbeOptions()
+    ) async -> ProbeResult {
         await withCheckedContinuation { (continuation: CheckedContinuation<ProbeResult, Never>) in
             startThread(name: "ecto-tunnel.probe") {
                 continuation.resume(returning: run(spec, endpoint: endpoint, options: options))
@@ -65,22 +68,30 @@ public enum Prober {
 
     // MARK: - The three probes
 
-    static func connectFailure(_ error: ProbeSocket.Failure, endpoint: Endpoint, elapsed: Duration, options: ProbeOptions) -> ProbeResult {
+    static func connectFailure(
+        _ error: ProbeSocket.Failure, endpoint: Endpoint, elapsed: Duration, options: ProbeOptions
+    ) -> ProbeResult {
         switch error {
         case .refused:
             return ProbeResult(
                 outcome: .refused, latency: elapsed,
-                detail: "connection refused on \(endpoint): nothing listens there (the daemon is not running or the tunnel is down)")
+                detail:
+                    "connection refused on \(endpoint): nothing listens there (the daemon is not running or the tunnel is down)"
+            )
         case .closed:
             return ProbeResult(outcome: .closedByTunnel, latency: elapsed, detail: closedByTunnel)
         case .timeout:
-            return ProbeResult(outcome: .timeout, latency: elapsed, detail: "no connection to \(endpoint) within \(format(options.timeout))")
+            return ProbeResult(
+                outcome: .timeout, latency: elapsed,
+                detail: "no connection to \(endpoint) within \(format(options.timeout))")
         default:
-            return ProbeResult(outcome: .error, latency: elapsed, detail: "cannot connect to \(endpoint): \(error.text)")
+            return ProbeResult(
+                outcome: .error, latency: elapsed, detail: "cannot connect to \(endpoint): \(error.text)")
         }
     }
 
-    static let closedByTunnel = "connection closed by the tunnel: nothing listens on the remote port (the gateway is down or not reachable from the SSH server)"
+    static let closedByTunnel =
+        "connection closed by the tunnel: nothing listens on the remote port (the gateway is down or not reachable from the SSH server)"
 
     static func tcp(_ socket: ProbeSocket, connected: Duration, options: ProbeOptions) -> ProbeResult {
         let settleEnd = ContinuousClock.now.advanced(by: options.settle)
@@ -91,7 +102,9 @@ public enum Prober {
                 var byte: UInt8 = 0
                 let n = recv(socket.fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
                 if n > 0 {
-                    return ProbeResult(outcome: .up, latency: connected, detail: "TCP connected in \(format(connected)); the service sent data")
+                    return ProbeResult(
+                        outcome: .up, latency: connected,
+                        detail: "TCP connected in \(format(connected)); the service sent data")
                 }
             }
             return ProbeResult(outcome: .closedByTunnel, latency: connected, detail: closedByTunnel)
@@ -104,7 +117,9 @@ public enum Prober {
         }
     }
 
-    static func request(method: String = "GET", path: String, endpoint: Endpoint, token: String?, extra: [String] = []) -> [UInt8] {
+    static func request(
+        method: String = "GET", path: String, endpoint: Endpoint, token: String?, extra: [String] = []
+    ) -> [UInt8] {
         var lines = [
             "\(method) \(path) HTTP/1.1",
             "Host: \(endpoint)",
@@ -117,13 +132,16 @@ public enum Prober {
     }
 
     /// Sends `request` and reads the response head; a failure becomes a result.
-    static func exchange(_ socket: ProbeSocket, _ request: [UInt8], start: ContinuousClock.Instant, options: ProbeOptions)
+    static func exchange(
+        _ socket: ProbeSocket, _ request: [UInt8], start: ContinuousClock.Instant, options: ProbeOptions
+    )
         -> Exchange
     {
         do throws(ProbeSocket.Failure) {
             try socket.sendAll(request)
             guard let (text, _) = try socket.receiveHead(limit: options.maxHeadBytes) else {
-                return .failed(ProbeResult(outcome: .closedByTunnel, latency: ContinuousClock.now - start, detail: closedByTunnel))
+                return .failed(
+                    ProbeResult(outcome: .closedByTunnel, latency: ContinuousClock.now - start, detail: closedByTunnel))
             }
             let latency = ContinuousClock.now - start
             guard let head = HTTPHead(text) else {
@@ -135,7 +153,8 @@ public enum Prober {
             }
             return .answered(head, latency)
         } catch .closed {
-            return .failed(ProbeResult(outcome: .closedByTunnel, latency: ContinuousClock.now - start, detail: closedByTunnel))
+            return .failed(
+                ProbeResult(outcome: .closedByTunnel, latency: ContinuousClock.now - start, detail: closedByTunnel))
         } catch .timeout {
             return .failed(
                 ProbeResult(
@@ -151,7 +170,9 @@ public enum Prober {
         case failed(ProbeResult)
     }
 
-    static func http(_ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions)
+    static func http(
+        _ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions
+    )
         -> ProbeResult
     {
         let req = request(path: path, endpoint: endpoint, token: options.token, extra: ["Connection: close"])
@@ -162,7 +183,9 @@ public enum Prober {
             let status = head.status
             var detail = "HTTP \(status) in \(format(latency))"
             if status == 401 || status == 403 {
-                return ProbeResult(outcome: .tokenRefused, latency: latency, detail: detail + tokenVerdict(options), httpStatus: status)
+                return ProbeResult(
+                    outcome: .tokenRefused, latency: latency, detail: detail + tokenVerdict(options), httpStatus: status
+                )
             } else if !head.reason.isEmpty && status >= 400 {
                 detail += " (\(head.reason))"
             }
@@ -184,7 +207,9 @@ public enum Prober {
         Data(Digest.sha1(Array((key + websocketGUID).utf8))).base64EncodedString()
     }
 
-    static func websocket(_ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions)
+    static func websocket(
+        _ socket: ProbeSocket, path: String, endpoint: Endpoint, start: ContinuousClock.Instant, options: ProbeOptions
+    )
         -> ProbeResult
     {
         var nonce = [UInt8](repeating: 0, count: 16)
@@ -193,7 +218,9 @@ public enum Prober {
         let key = Data(nonce).base64EncodedString()
         let req = request(
             path: path, endpoint: endpoint, token: options.token,
-            extra: ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: \(key)", "Sec-WebSocket-Version: 13"])
+            extra: [
+                "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: \(key)", "Sec-WebSocket-Version: 13",
+            ])
         switch exchange(socket, req, start: start, options: options) {
         case .failed(let result):
             return result
@@ -203,27 +230,32 @@ public enum Prober {
                 if status == 401 || status == 403 {
                     return ProbeResult(
                         outcome: .tokenRefused, latency: latency,
-                        detail: "HTTP \(status) to the WebSocket upgrade in \(format(latency))" + tokenVerdict(options), httpStatus: status)
+                        detail: "HTTP \(status) to the WebSocket upgrade in \(format(latency))" + tokenVerdict(options),
+                        httpStatus: status)
                 }
                 return ProbeResult(
                     outcome: .protocolError, latency: latency,
-                    detail: "HTTP \(status) instead of 101 Switching Protocols: no WebSocket on \(path)", httpStatus: status)
+                    detail: "HTTP \(status) instead of 101 Switching Protocols: no WebSocket on \(path)",
+                    httpStatus: status)
             }
             let expected = websocketAccept(forKey: key)
             guard head.header("sec-websocket-accept") == expected else {
                 return ProbeResult(
                     outcome: .protocolError, latency: latency,
-                    detail: "101 but Sec-WebSocket-Accept is \(head.header("sec-websocket-accept").map { "\"\($0)\"" } ?? "missing"), expected \"\(expected)\"",
+                    detail:
+                        "101 but Sec-WebSocket-Accept is \(head.header("sec-websocket-accept").map { "\"\($0)\"" } ?? "missing"), expected \"\(expected)\"",
                     httpStatus: status)
             }
             // Close politely: a masked close frame with status 1000.
             var mask = [UInt8](repeating: 0, count: 4)
             for i in mask.indices { mask[i] = rng.next() }
             let payload: [UInt8] = [0x03, 0xE8]
-            let frame: [UInt8] = [0x88, 0x80 | 2] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+            let frame: [UInt8] =
+                [0x88, 0x80 | 2] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
             try? socket.sendAll(frame)
             return ProbeResult(
-                outcome: .up, latency: latency, detail: "WebSocket upgrade (101) in \(format(latency))", httpStatus: status)
+                outcome: .up, latency: latency, detail: "WebSocket upgrade (101) in \(format(latency))",
+                httpStatus: status)
         }
     }
 
@@ -248,7 +280,10 @@ public struct ProbeOptions: Sendable, Equatable {
     /// Most bytes of response head read.
     public var maxHeadBytes: Int
 
-    public init(timeout: Duration = .seconds(5), settle: Duration = .milliseconds(300), token: String? = nil, maxHeadBytes: Int = 16384) {
+    public init(
+        timeout: Duration = .seconds(5), settle: Duration = .milliseconds(300), token: String? = nil,
+        maxHeadBytes: Int = 16384
+    ) {
         self.timeout = timeout
         self.settle = settle
         self.token = token
@@ -308,4 +343,3 @@ struct HTTPHead {
 
     func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
 }
-

@@ -59,7 +59,9 @@ final class ProbeSocket {
         var cursor: UnsafeMutablePointer<addrinfo>? = list
         while let ai = cursor {
             cursor = ai.pointee.ai_next
-            let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let fd = socket(
+                ai.pointee.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else {
                 lastFailure = .system(call: "socket", errno: errno)
                 continue
@@ -118,8 +120,10 @@ final class ProbeSocket {
         while offset < bytes.count {
             let sent: SyscallResult<Int>
             do {
-                sent = try Syscall.nonBlocking("send") { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }
-            } catch where error.code == ECONNRESET || error.code == EPIPE {
+                sent = try Syscall.nonBlocking("send") {
+                    bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch  where error.code == ECONNRESET || error.code == EPIPE {
                 throw .closed(reset: true)
             } catch {
                 throw .system(call: error.operation, errno: error.code)
@@ -138,8 +142,10 @@ final class ProbeSocket {
         while true {
             let received: SyscallResult<Int>
             do {
-                received = try Syscall.nonBlocking("recv") { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) } }
-            } catch where error.code == ECONNRESET {
+                received = try Syscall.nonBlocking("recv") {
+                    buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                }
+            } catch  where error.code == ECONNRESET {
                 throw .closed(reset: true)
             } catch {
                 throw .system(call: error.operation, errno: error.code)

@@ -10,7 +10,9 @@ enum BcryptPBKDF {
     /// Derives `keyLength` bytes (at most 1024) from `password` and `salt`; nil for invalid input
     /// (an empty password or salt, zero rounds), as the original returns -1.
     static func derive(password: [UInt8], salt: [UInt8], rounds: Int, keyLength: Int) -> [UInt8]? {
-        guard rounds >= 1, !password.isEmpty, !salt.isEmpty, keyLength > 0, keyLength <= hashSize * hashSize else { return nil }
+        guard rounds >= 1, !password.isEmpty, !salt.isEmpty, keyLength > 0, keyLength <= hashSize * hashSize else {
+            return nil
+        }
         let stride = (keyLength + hashSize - 1) / hashSize
         var amount = (keyLength + stride - 1) / stride
         var sha2pass = sha512(password)
@@ -26,7 +28,9 @@ enum BcryptPBKDF {
             wipe(&tmp)
         }
         while remaining > 0 {
-            let countSalt: [UInt8] = [UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF)]
+            let countSalt: [UInt8] = [
+                UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF),
+            ]
             var sha2salt = sha512(salt + countSalt)
             state.bcryptHash(sha2pass, sha2salt, into: &tmp)
             out = tmp
@@ -87,7 +91,8 @@ final class Blowfish {
     @inline(__always)
     private func f(_ x: UInt32) -> UInt32 {
         let s = state + 18
-        return ((s[Int(x >> 24)] &+ s[256 + Int((x >> 16) & 0xFF)]) ^ s[512 + Int((x >> 8) & 0xFF)]) &+ s[768 + Int(x & 0xFF)]
+        return ((s[Int(x >> 24)] &+ s[256 + Int((x >> 16) & 0xFF)]) ^ s[512 + Int((x >> 8) & 0xFF)])
+            &+ s[768 + Int(x & 0xFF)]
     }
 
     /// Encrypts one 64-bit block held as two words.

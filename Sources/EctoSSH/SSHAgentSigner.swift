@@ -19,7 +19,9 @@ public enum SSHAgentSigner {
     public static func sign(
         socketPath: String, keyBlob: [UInt8], data: [UInt8], algorithm: RSASignatureAlgorithm, timeoutSeconds: Int = 30
     ) throws(SSHError) -> [UInt8] {
-        func fail(_ message: String) -> SSHError { SSHError(code: -1, message: message, operation: "ssh-agent signature") }
+        func fail(_ message: String) -> SSHError {
+            SSHError(code: -1, message: message, operation: "ssh-agent signature")
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw fail("socket: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -29,24 +31,35 @@ public enum SSHAgentSigner {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { throw fail("agent socket path too long") }
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw fail("agent socket path too long")
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (index, byte) in path.enumerated() { raw[index] = byte }
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard connected == 0 else { throw fail("cannot connect to \(socketPath): \(String(cString: strerror(errno)))") }
 
         var body: [UInt8] = [signRequest]
         body += SSHWireBytes.string(keyBlob) + SSHWireBytes.string(data) + SSHWireBytes.uint32(algorithm.agentFlags)
         let message = SSHWireBytes.uint32(UInt32(body.count)) + body
-        guard writeAll(fd, message) else { throw fail("cannot write to the agent: \(String(cString: strerror(errno)))") }
+        guard writeAll(fd, message) else {
+            throw fail("cannot write to the agent: \(String(cString: strerror(errno)))")
+        }
         guard let header = readExactly(fd, 4) else { throw fail("the agent closed the connection or did not answer") }
         let length = Int(header.reduce(0) { $0 << 8 | UInt32($1) })
-        guard length >= 1, length <= 256 * 1024, let reply = readExactly(fd, length) else { throw fail("bad reply from the agent") }
+        guard length >= 1, length <= 256 * 1024, let reply = readExactly(fd, length) else {
+            throw fail("bad reply from the agent")
+        }
         guard reply[0] == signResponse else {
-            throw fail(reply[0] == failure ? "the agent refused to sign (key not held, or confirmation denied)" : "unexpected agent reply type \(reply[0])")
+            throw fail(
+                reply[0] == failure
+                    ? "the agent refused to sign (key not held, or confirmation denied)"
+                    : "unexpected agent reply type \(reply[0])")
         }
         var reader = ByteReader(Array(reply[1...]))
         guard let blob = reader.string() else { throw fail("malformed agent signature") }
@@ -54,7 +67,9 @@ public enum SSHAgentSigner {
         guard let name = inner.string(), let signature = inner.string() else { throw fail("malformed agent signature") }
         let signedWith = String(decoding: name, as: UTF8.self)
         guard signedWith == algorithm.rawValue else {
-            throw fail("the agent signed with \(signedWith) instead of \(algorithm.rawValue) (an agent without RSA SHA-2 support)")
+            throw fail(
+                "the agent signed with \(signedWith) instead of \(algorithm.rawValue) (an agent without RSA SHA-2 support)"
+            )
         }
         return signature
     }
@@ -62,7 +77,14 @@ public enum SSHAgentSigner {
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            guard let n = try? Syscall.blocking("send", { bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) } }),
+            guard
+                let n = try? Syscall.blocking(
+                    "send",
+                    {
+                        bytes.withUnsafeBytes {
+                            send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+                        }
+                    }),
                 n > 0
             else { return false }
             offset += n
@@ -74,7 +96,9 @@ public enum SSHAgentSigner {
         var buffer = [UInt8](repeating: 0, count: count)
         var offset = 0
         while offset < count {
-            guard let n = try? Syscall.blocking("recv", { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) } }),
+            guard
+                let n = try? Syscall.blocking(
+                    "recv", { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) } }),
                 n > 0
             else { return nil }
             offset += n

@@ -33,7 +33,9 @@ public enum RSASignatureAlgorithm: String, CaseIterable, Sendable {
     /// is; OpenSSH maps "rsa-sha2-256"/"rsa-sha2-512" to an RSA key, so the server checks the
     /// signature with the named hash (see docs/security.md).
     public func blob(from plainBlob: [UInt8]) -> [UInt8]? {
-        guard var strings = SSHWire.strings(plainBlob), strings.count == 3, strings[0] == Array("ssh-rsa".utf8) else { return nil }
+        guard var strings = SSHWire.strings(plainBlob), strings.count == 3, strings[0] == Array("ssh-rsa".utf8) else {
+            return nil
+        }
         strings[0] = Array(rawValue.utf8)
         return strings.flatMap { SSHWire.string($0) }
     }
@@ -72,11 +74,13 @@ public final class SSHPrivateKey {
     public static func load(_ bytes: [UInt8], passphrase: [UInt8]?) throws(PrivateKeyFileError) -> SSHPrivateKey {
         let file = try PrivateKeyFile.parse(bytes)
         if file.keyType == "ssh-dss" {
-            throw PrivateKeyFileError(.unsupportedType, "DSA (ssh-dss) keys are refused by OpenSSH since 7.0: use an ed25519 key")
+            throw PrivateKeyFileError(
+                .unsupportedType, "DSA (ssh-dss) keys are refused by OpenSSH since 7.0: use an ed25519 key")
         }
         if file.isEncrypted && (passphrase ?? []).isEmpty {
             throw PrivateKeyFileError(
-                .needsPassphrase, "the key is encrypted: set identity_passphrase_file or identity_passphrase_credential")
+                .needsPassphrase, "the key is encrypted: set identity_passphrase_file or identity_passphrase_credential"
+            )
         }
         switch file.format {
         case .openSSH: return try loadOpenSSH(file, passphrase: passphrase ?? [])
@@ -84,21 +88,27 @@ public final class SSHPrivateKey {
         }
     }
 
-    private static func loadOpenSSH(_ file: PrivateKeyFile, passphrase: [UInt8]) throws(PrivateKeyFileError) -> SSHPrivateKey {
+    private static func loadOpenSSH(
+        _ file: PrivateKeyFile, passphrase: [UInt8]
+    ) throws(PrivateKeyFileError) -> SSHPrivateKey {
         var plain = file.privateSection
         defer { wipe(&plain) }
         if file.isEncrypted {
             guard file.cipherName == "aes256-ctr" else {
                 throw PrivateKeyFileError(
                     .unsupportedFormat,
-                    "OpenSSH private key encrypted with \(file.cipherName), which ecto-tunnel cannot decrypt (ssh-keygen's default is aes256-ctr): re-encrypt it with ssh-keygen -p -Z aes256-ctr -f KEY")
+                    "OpenSSH private key encrypted with \(file.cipherName), which ecto-tunnel cannot decrypt (ssh-keygen's default is aes256-ctr): re-encrypt it with ssh-keygen -p -Z aes256-ctr -f KEY"
+                )
             }
             guard plain.count % 16 == 0,
-                var keyAndIV = BcryptPBKDF.derive(password: passphrase, salt: file.salt, rounds: file.rounds, keyLength: 48)
+                var keyAndIV = BcryptPBKDF.derive(
+                    password: passphrase, salt: file.salt, rounds: file.rounds, keyLength: 48)
             else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: bad encrypted section") }
             defer { wipe(&keyAndIV) }
             let ok = keyAndIV.withUnsafeBufferPointer { k in
-                plain.withUnsafeMutableBufferPointer { ecto_aes256_ctr(k.baseAddress, k.baseAddress! + 32, $0.baseAddress, $0.count) }
+                plain.withUnsafeMutableBufferPointer {
+                    ecto_aes256_ctr(k.baseAddress, k.baseAddress! + 32, $0.baseAddress, $0.count)
+                }
             }
             guard ok == 1 else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: decryption failed") }
         }
@@ -119,7 +129,8 @@ public final class SSHPrivateKey {
                             f[5].withUnsafeBufferPointer { q in
                                 f[3].withUnsafeBufferPointer { iqmp in
                                     ecto_rsa_from_components(
-                                        n.baseAddress, n.count, e.baseAddress, e.count, d.baseAddress, d.count, p.baseAddress, p.count,
+                                        n.baseAddress, n.count, e.baseAddress, e.count, d.baseAddress, d.count,
+                                        p.baseAddress, p.count,
                                         q.baseAddress, q.count, iqmp.baseAddress, iqmp.count)
                                 }
                             }
@@ -127,7 +138,9 @@ public final class SSHPrivateKey {
                     }
                 }
             }
-            guard let key else { throw PrivateKeyFileError(.malformed, "OpenSSH private key: the RSA key is not valid") }
+            guard let key else {
+                throw PrivateKeyFileError(.malformed, "OpenSSH private key: the RSA key is not valid")
+            }
             return SSHPrivateKey(
                 keyType: "ssh-rsa", publicKeyBlob: rsaBlob(n: f[0], e: f[1]), bits: Int(ecto_pkey_bits(key)), rsa: key)
         case "ssh-ed25519":
@@ -140,7 +153,9 @@ public final class SSHPrivateKey {
         }
     }
 
-    private static func loadPEM(_ bytes: [UInt8], isEncrypted: Bool, passphrase: [UInt8]?) throws(PrivateKeyFileError) -> SSHPrivateKey {
+    private static func loadPEM(
+        _ bytes: [UInt8], isEncrypted: Bool, passphrase: [UInt8]?
+    ) throws(PrivateKeyFileError) -> SSHPrivateKey {
         var reason: Int32 = 0
         var secret = (passphrase ?? []) + [0]
         defer { wipe(&secret) }
@@ -153,7 +168,8 @@ public final class SSHPrivateKey {
         }
         guard let key else {
             if isEncrypted || reason == 1 { throw PrivateKeyFileError(.wrongPassphrase, "wrong passphrase") }
-            throw PrivateKeyFileError(.malformed, "OpenSSL cannot read this PEM key (damaged, or an unsupported key type)")
+            throw PrivateKeyFileError(
+                .malformed, "OpenSSL cannot read this PEM key (damaged, or an unsupported key type)")
         }
         let type = String(cString: ecto_pkey_type_name(key))
         let bits = Int(ecto_pkey_bits(key))
@@ -168,7 +184,8 @@ public final class SSHPrivateKey {
                 throw PrivateKeyFileError(.malformed, "cannot read the RSA public key")
             }
             return SSHPrivateKey(
-                keyType: "ssh-rsa", publicKeyBlob: rsaBlob(n: Array(n[0..<nLength]), e: Array(e[0..<eLength])), bits: bits, rsa: key)
+                keyType: "ssh-rsa", publicKeyBlob: rsaBlob(n: Array(n[0..<nLength]), e: Array(e[0..<eLength])),
+                bits: bits, rsa: key)
         case "ED25519":
             EVP_PKEY_free(key)
             return SSHPrivateKey(keyType: "ssh-ed25519", publicKeyBlob: nil, bits: 256, rsa: nil)
@@ -191,7 +208,8 @@ public final class SSHPrivateKey {
             }
             return nil
         } catch {
-            return error.kind == .wrongPassphrase ? "wrong passphrase (identity_passphrase_file does not decrypt it)" : error.message
+            return error.kind == .wrongPassphrase
+                ? "wrong passphrase (identity_passphrase_file does not decrypt it)" : error.message
         }
     }
 
@@ -203,10 +221,14 @@ public final class SSHPrivateKey {
     /// An RSASSA-PKCS1-v1_5 signature over `data` with `algorithm`'s hash, in memory allocated with
     /// `malloc` (what libssh2 frees a sign callback's result with). nil when this is not an RSA key
     /// or OpenSSL failed.
-    public func signRSARaw(_ data: UnsafeRawBufferPointer, algorithm: RSASignatureAlgorithm) -> (UnsafeMutablePointer<UInt8>, Int)? {
+    public func signRSARaw(
+        _ data: UnsafeRawBufferPointer, algorithm: RSASignatureAlgorithm
+    ) -> (UnsafeMutablePointer<UInt8>, Int)? {
         guard let rsa else { return nil }
         var length = 0
-        guard let signature = ecto_rsa_sign(rsa, algorithm.hashBits, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &length)
+        guard
+            let signature = ecto_rsa_sign(
+                rsa, algorithm.hashBits, data.baseAddress?.assumingMemoryBound(to: UInt8.self), data.count, &length)
         else { return nil }
         return (signature, length)
     }

@@ -30,7 +30,8 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
     /// it adds something (its generic "Unexpected error" does not), then the code for reference.
     public var description: String {
         let words = Self.words(for: code)
-        let generic = message.isEmpty || message == "Unexpected error" || message.hasPrefix("libssh2 error") || words == nil
+        let generic =
+            message.isEmpty || message == "Unexpected error" || message.hasPrefix("libssh2 error") || words == nil
         var text = "\(operation): \(words ?? (message.isEmpty ? "error" : message))"
         if !generic && message.lowercased() != words?.lowercased() { text += " (\(message))" }
         return code == 0 ? text : text + " [libssh2 error \(code)]"

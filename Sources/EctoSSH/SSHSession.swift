@@ -184,7 +184,9 @@ public final class SSHSession {
     /// Public key authentication with a private key held in memory (OpenSSH or PEM format).
     /// The key and passphrase are never logged; the caller should wipe its copies.
     /// With `publicKey` (an OpenSSH public key or certificate line), that blob is sent as the key.
-    public func authenticate(user: String, privateKey: [UInt8], passphrase: String?, publicKey: [UInt8]? = nil) throws(SSHError)
+    public func authenticate(
+        user: String, privateKey: [UInt8], passphrase: String?, publicKey: [UInt8]? = nil
+    ) throws(SSHError)
         -> SSHResult<Void>
     {
         let rc: Int32 = privateKey.withUnsafeBufferPointer { key in
@@ -192,7 +194,8 @@ public final class SSHSession {
                 let keyPointer = UnsafeRawPointer(key.baseAddress!).assumingMemoryBound(to: CChar.self)
                 func call(_ pass: UnsafePointer<CChar>?) -> Int32 {
                     guard let publicKey else {
-                        return ecto_userauth_publickey_frommemory(raw, userPointer, strlen(userPointer), keyPointer, key.count, pass)
+                        return ecto_userauth_publickey_frommemory(
+                            raw, userPointer, strlen(userPointer), keyPointer, key.count, pass)
                     }
                     return publicKey.withUnsafeBufferPointer { pub in
                         pub.baseAddress!.withMemoryRebound(to: CChar.self, capacity: pub.count) {
@@ -252,14 +255,21 @@ public final class SSHSession {
         var message: [UInt8] = []
         message.reserveCapacity(host.utf8.count + originHost.utf8.count + 16)
         func putUInt32(_ value: UInt32) {
-            message.append(contentsOf: [UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)])
+            message.append(contentsOf: [
+                UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF),
+            ])
         }
-        putUInt32(UInt32(host.utf8.count)); message.append(contentsOf: host.utf8); putUInt32(UInt32(port))
-        putUInt32(UInt32(originHost.utf8.count)); message.append(contentsOf: originHost.utf8); putUInt32(UInt32(originPort))
+        putUInt32(UInt32(host.utf8.count))
+        message.append(contentsOf: host.utf8)
+        putUInt32(UInt32(port))
+        putUInt32(UInt32(originHost.utf8.count))
+        message.append(contentsOf: originHost.utf8)
+        putUInt32(UInt32(originPort))
         let type = "direct-tcpip"
         let channel: OpaquePointer? = message.withUnsafeBufferPointer { bytes in
             let messagePointer = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
-            return ecto_channel_open(raw, type, UInt32(type.utf8.count), window, packetSize, messagePointer, UInt32(bytes.count))
+            return ecto_channel_open(
+                raw, type, UInt32(type.utf8.count), window, packetSize, messagePointer, UInt32(bytes.count))
         }
         if let channel { return .done(SSHChannel(raw: channel, session: self)) }
         if libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }
@@ -351,7 +361,8 @@ extension SSHSession {
             if case .done = try handshake() { return true }
             let left = ContinuousClock.now.duration(to: deadline)
             guard left > .zero else { return false }
-            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            let milliseconds = Int32(
+                clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
             var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLOUT), revents: 0)
             _ = poll(&pfd, 1, max(1, min(milliseconds, 100)))
         }

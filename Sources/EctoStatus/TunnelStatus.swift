@@ -273,7 +273,9 @@ public struct TunnelStatus: Codable, Sendable, Equatable {
         self.retryCause = nil
         self.hop = nil
         self.change = nil
-        self.forwards = (forwards.isEmpty ? [(local, remote)] : forwards).map { ForwardStatus(local: $0.local, remote: $0.remote) }
+        self.forwards = (forwards.isEmpty ? [(local, remote)] : forwards).map {
+            ForwardStatus(local: $0.local, remote: $0.remote)
+        }
     }
 
     /// Up, or deliberately down: what `status` counts as healthy.

@@ -32,7 +32,8 @@ public final class DropbearServer: @unchecked Sendable {
         do {
             let sshDirectory = home + "/.ssh"
             mkdir(sshDirectory, 0o700)
-            try writeFile(sshDirectory + "/authorized_keys", authorized.map { $0.publicLine + "\n" }.joined(), mode: 0o600)
+            try writeFile(
+                sshDirectory + "/authorized_keys", authorized.map { $0.publicLine + "\n" }.joined(), mode: 0o600)
             let hostKey = directory.file("host_key")
             try Subprocess.run("dropbearkey", ["-t", "ed25519", "-f", hostKey]).check()
             let publicKey = try Subprocess.run("dropbearkey", ["-y", "-f", hostKey]).check().stdout
@@ -72,7 +73,10 @@ public final class DropbearServer: @unchecked Sendable {
             guard process.isRunning else {
                 throw TestSupportError(.serverFailed, "dropbear exited: \(readFileString(logPath) ?? "")")
             }
-            return (try? TCPClient.connect(port: port)).map { $0.close(); return true } ?? false
+            return (try? TCPClient.connect(port: port)).map {
+                $0.close()
+                return true
+            } ?? false
         }
     }
 

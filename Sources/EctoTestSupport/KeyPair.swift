@@ -102,11 +102,17 @@ extension KeyPair {
     public func converted(to privatePath: String, format: String, passphrase newPassphrase: String?) throws -> KeyPair {
         unlink(privatePath)
         unlink(privatePath + ".pub")
-        guard let privateText = readFileString(self.privatePath) else { throw TestSupportError(.notFound, "cannot read \(self.privatePath)") }
-        FileManager.default.createFile(atPath: privatePath, contents: Data(privateText.utf8), attributes: [.posixPermissions: 0o600])
-        FileManager.default.createFile(atPath: privatePath + ".pub", contents: Data((publicLine + "\n").utf8), attributes: [.posixPermissions: 0o644])
+        guard let privateText = readFileString(self.privatePath) else {
+            throw TestSupportError(.notFound, "cannot read \(self.privatePath)")
+        }
+        FileManager.default.createFile(
+            atPath: privatePath, contents: Data(privateText.utf8), attributes: [.posixPermissions: 0o600])
+        FileManager.default.createFile(
+            atPath: privatePath + ".pub", contents: Data((publicLine + "\n").utf8),
+            attributes: [.posixPermissions: 0o644])
         try Subprocess.run(
-            "ssh-keygen", ["-q", "-p", "-f", privatePath, "-m", format, "-P", passphrase ?? "", "-N", newPassphrase ?? ""]
+            "ssh-keygen",
+            ["-q", "-p", "-f", privatePath, "-m", format, "-P", passphrase ?? "", "-N", newPassphrase ?? ""]
         ).check()
         return KeyPair(
             type: type, privatePath: privatePath, publicPath: privatePath + ".pub", publicLine: publicLine,

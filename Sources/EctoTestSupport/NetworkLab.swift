@@ -150,7 +150,9 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Runs a short command inside `namespace` (`ip netns exec`) to completion.
     @discardableResult
-    public func run(in namespace: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws
+    public func run(
+        in namespace: String, _ arguments: [String], timeout: Duration = .seconds(30)
+    ) throws
         -> CommandResult
     {
         guard let first = arguments.first else { throw TestSupportError(.notFound, "no command given") }
@@ -161,7 +163,9 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Like `run(in:_:)`, throwing `.commandFailed` unless the command exits with 0.
     @discardableResult
-    public func check(in namespace: String, _ arguments: [String], timeout: Duration = .seconds(30)) throws
+    public func check(
+        in namespace: String, _ arguments: [String], timeout: Duration = .seconds(30)
+    ) throws
         -> CommandResult
     {
         try run(in: namespace, arguments, timeout: timeout).check()
@@ -196,21 +200,27 @@ public final class NetworkLab: @unchecked Sendable {
     /// Runs `body` on a fresh thread that joined `namespace` (`setns(CLONE_NEWNET)`), and awaits it.
     /// Sockets created in `body` live in that namespace for good (servers, clients); the thread
     /// ends with `body`. Blocking work belongs here, as in `offload`.
-    public func withNamespace<T: Sendable>(_ namespace: String, _ body: @escaping @Sendable () throws -> T)
+    public func withNamespace<T: Sendable>(
+        _ namespace: String, _ body: @escaping @Sendable () throws -> T
+    )
         async throws -> T
     {
         try await NetworkLab.withNamespace(namespace, body)
     }
 
     /// The blocking twin of `withNamespace(_:_:)`: the calling thread waits for the fresh thread.
-    public func withNamespaceBlocking<T: Sendable>(_ namespace: String, _ body: @escaping @Sendable () throws -> T)
+    public func withNamespaceBlocking<T: Sendable>(
+        _ namespace: String, _ body: @escaping @Sendable () throws -> T
+    )
         throws -> T
     {
         try NetworkLab.withNamespaceBlocking(namespace, body)
     }
 
     /// See the instance method; works for any named namespace (`/run/netns/NAME`).
-    public static func withNamespace<T: Sendable>(_ namespace: String, _ body: @escaping @Sendable () throws -> T)
+    public static func withNamespace<T: Sendable>(
+        _ namespace: String, _ body: @escaping @Sendable () throws -> T
+    )
         async throws -> T
     {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in

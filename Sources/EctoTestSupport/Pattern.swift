@@ -99,7 +99,8 @@ public struct PatternCheck: Sendable, Equatable, CustomStringConvertible {
         let fields = line.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
         if fields.count == 2, fields[0] == "OK", let received = Int(fields[1]) {
             self.init(received: received, firstMismatch: nil)
-        } else if fields.count == 3, fields[0] == "MISMATCH", let offset = Int(fields[1]), let received = Int(fields[2]) {
+        } else if fields.count == 3, fields[0] == "MISMATCH", let offset = Int(fields[1]), let received = Int(fields[2])
+        {
             self.init(received: received, firstMismatch: offset)
         } else {
             return nil

@@ -105,7 +105,8 @@ final class PollingServer: @unchecked Sendable {
         name: String, port: UInt16, host: String = "127.0.0.1",
         makeBehaviour: @escaping @Sendable () -> ConnectionBehaviour
     ) throws {
-        listener = try Sockets.loopbackListener(port: port, reuseAddress: true, host: host)  // a restart on the same port must not trip over its own closed connections
+        // A restart on the same port must not trip over its own closed connections.
+        listener = try Sockets.loopbackListener(port: port, reuseAddress: true, host: host)
         do {
             self.port = try Sockets.localPort(listener)
             wake = try Sockets.wakePipe()
@@ -203,7 +204,9 @@ final class PollingServer: @unchecked Sendable {
     }
 
     /// Accepts every pending connection; returns when to retry if out of descriptors.
-    private func acceptAll(into connections: inout [Connection], scratch: UnsafeMutableRawBufferPointer)
+    private func acceptAll(
+        into connections: inout [Connection], scratch: UnsafeMutableRawBufferPointer
+    )
         -> ContinuousClock.Instant?
     {
         while true {
@@ -252,7 +255,8 @@ final class PollingServer: @unchecked Sendable {
                 progressed = true
                 budget -= n
                 state.withLock { $0.counters.bytesIn += n }
-                connection.behaviour.received(UnsafeRawBufferPointer(rebasing: scratch[0..<n]), output: connection.output)
+                connection.behaviour.received(
+                    UnsafeRawBufferPointer(rebasing: scratch[0..<n]), output: connection.output)
             } else if n == 0 {
                 progressed = true
                 connection.readEOF = true

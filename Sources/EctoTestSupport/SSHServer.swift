@@ -168,8 +168,10 @@ public final class SSHServer: @unchecked Sendable {
         let matchStart = extra.firstIndex { $0.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("match ") }
         let overrides = extra[..<(matchStart ?? extra.endIndex)]
         let matchBlocks = extra[(matchStart ?? extra.endIndex)...]
-        var lines = ["# Written by EctoTestSupport.SSHServer. sshd keeps the first value of a keyword,",
-                     "# so the test's own lines come first."]
+        var lines = [
+            "# Written by EctoTestSupport.SSHServer. sshd keeps the first value of a keyword,",
+            "# so the test's own lines come first.",
+        ]
         lines += overrides
         lines += [
             "HostKey \(hostKeyPath)",
@@ -437,7 +439,8 @@ public final class SSHServer: @unchecked Sendable {
         environment: [String: String] = [:]
     ) throws -> Subprocess {
         let forward = "127.0.0.1:\(localPort):\(destinationHost):\(destinationPort)"
-        var arguments = sshClientArguments(identity: identity, knownHostsPath: knownHostsPath, extraOptions: extraOptions)
+        var arguments = sshClientArguments(
+            identity: identity, knownHostsPath: knownHostsPath, extraOptions: extraOptions)
         arguments.insert(contentsOf: ["-N", "-L", forward], at: arguments.count - 1)
         return try Subprocess("ssh", arguments, extraEnvironment: environment)
     }

@@ -113,7 +113,10 @@ public final class ClosingServer: @unchecked Sendable {
 
     private func run(reset: Bool) {
         while true {
-            var fds = [pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0), pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
+            ]
             let n = poll(&fds, 2, -1)
             if n < 0 && errno == EINTR { continue }
             if n < 0 || fds[0].revents != 0 { return }
@@ -162,7 +165,10 @@ private final class GatewayBehaviour: ConnectionBehaviour {
     }
 
     private func respond(_ status: String, _ body: String, _ output: ByteQueue, extra: [String] = []) {
-        var head = ["HTTP/1.1 \(status)", "Content-Type: application/json", "Content-Length: \(body.utf8.count)", "Connection: close"]
+        var head = [
+            "HTTP/1.1 \(status)", "Content-Type: application/json", "Content-Length: \(body.utf8.count)",
+            "Connection: close",
+        ]
         head += extra
         send(Array((head.joined(separator: "\r\n") + "\r\n\r\n" + body).utf8), output)
         done = true
@@ -180,7 +186,8 @@ private final class GatewayBehaviour: ConnectionBehaviour {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         let bodyLength = Int(headers["content-length"] ?? "0") ?? 0
         guard input.count >= end + 4 + bodyLength else { return }  // wait for the body
@@ -279,7 +286,8 @@ public enum WebSocketTestFrames {
         let payload = Array(text.utf8)
         precondition(payload.count < 126)
         let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
-        return [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        return [0x81, 0x80 | UInt8(payload.count)] + mask
+            + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
     }
 
     /// Opcode and payload of one server frame at the start of `bytes` (payload < 126 bytes), if complete.

@@ -96,7 +96,8 @@ public final class TCPClient: @unchecked Sendable {
                 continue
             } else if errno == EAGAIN || errno == EWOULDBLOCK {
                 throw TestSupportError(
-                    .timeout, "send to port \(remotePort) stalled for \(ioTimeout) (\(offset) of \(bytes.count) bytes sent)")
+                    .timeout,
+                    "send to port \(remotePort) stalled for \(ioTimeout) (\(offset) of \(bytes.count) bytes sent)")
             } else {
                 throw TestSupportError.system("send (port \(remotePort))")
             }

@@ -43,7 +43,8 @@ public final class SystemdUserManager: @unchecked Sendable {
     /// neither it nor its services see them (the package tests hide the Swift toolchain).
     public init(timeout: Duration = .seconds(15), hiding: [String] = []) throws {
         guard geteuid() == 0 else {
-            throw TestSupportError(.notFound, "a systemd --user test manager needs root (to create cgroups and a mount namespace)")
+            throw TestSupportError(
+                .notFound, "a systemd --user test manager needs root (to create cgroups and a mount namespace)")
         }
         (uid, gid) = try Self.ensureUser()
         let base = "/home/\(Self.userName)"
@@ -57,10 +58,14 @@ public final class SystemdUserManager: @unchecked Sendable {
         let uid = self.uid
         let gid = self.gid
         let home = self.home
-        for directory in [runtimeDirectory, configHome, configHome + "/systemd", configHome + "/systemd/user", home + "/.ssh"] {
+        for directory in [
+            runtimeDirectory, configHome, configHome + "/systemd", configHome + "/systemd/user", home + "/.ssh",
+        ] {
             mkdir(directory, 0o700)
         }
-        for path in [home, runtimeDirectory, configHome, configHome + "/systemd", configHome + "/systemd/user", home + "/.ssh"] {
+        for path in [
+            home, runtimeDirectory, configHome, configHome + "/systemd", configHome + "/systemd/user", home + "/.ssh",
+        ] {
             chown(path, uid, gid)
         }
         chmod(home, 0o700)
@@ -130,13 +135,16 @@ public final class SystemdUserManager: @unchecked Sendable {
 
     /// Runs `executable arguments` as the test user with `clientEnvironment` plus `environment`.
     public func runAsUser(
-        _ executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60)
+        _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+        timeout: Duration = .seconds(60)
     ) throws -> CommandResult {
         var env = clientEnvironment
         for (key, value) in environment { env[key] = value }
-        let setpriv = ["--reuid=\(uid)", "--regid=\(gid)", "--init-groups", "env", "-i"]
+        let setpriv =
+            ["--reuid=\(uid)", "--regid=\(gid)", "--init-groups", "env", "-i"]
             + env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        var result = try Subprocess.run("setpriv", setpriv + [executable] + arguments, environment: [:], timeout: timeout)
+        var result = try Subprocess.run(
+            "setpriv", setpriv + [executable] + arguments, environment: [:], timeout: timeout)
         result.command = [executable] + arguments
         return result
     }
@@ -204,9 +212,13 @@ public final class SystemdUserManager: @unchecked Sendable {
 
     private static func ensureUser() throws -> (uid_t, gid_t) {
         if let entry = getpwnam(userName) { return (entry.pointee.pw_uid, entry.pointee.pw_gid) }
-        try Subprocess.run("useradd", ["--create-home", "--shell", "/bin/sh", userName], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]).check()
+        try Subprocess.run(
+            "useradd", ["--create-home", "--shell", "/bin/sh", userName],
+            environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        ).check()
         // useradd leaves the account locked; "*" unlocks it without a usable password.
-        try Subprocess.run("usermod", ["-p", "*", userName], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]).check()
+        try Subprocess.run("usermod", ["-p", "*", userName], environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
+            .check()
         guard let entry = getpwnam(userName) else {
             throw TestSupportError(.notFound, "useradd \(userName) succeeded but getpwnam does not find it")
         }
@@ -227,7 +239,9 @@ public final class SystemdUserManager: @unchecked Sendable {
         }
         var isDirectory: ObjCBool = false
         for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        where FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue {
+        where FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isDirectory)
+            && isDirectory.boolValue
+        {
             result += processes(inCgroupTree: path + "/" + name)
         }
         return result
@@ -238,7 +252,9 @@ public final class SystemdUserManager: @unchecked Sendable {
         func remove(_ path: String) {
             var isDirectory: ObjCBool = false
             for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-            where FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue {
+            where FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isDirectory)
+                && isDirectory.boolValue
+            {
                 remove(path + "/" + name)
             }
             for _ in 0..<50 {

@@ -76,7 +76,10 @@ final class Authenticator {
         var what: String {
             switch self {
             case .agentLibrary(let identity, _), .fileLibrary(let identity):
-                return identity.isRSA ? "ssh-rsa" : (identity.blob.flatMap { SSHWire.strings($0)?.first }.map { String(decoding: $0, as: UTF8.self) } ?? "key")
+                return identity.isRSA
+                    ? "ssh-rsa"
+                    : (identity.blob.flatMap { SSHWire.strings($0)?.first }.map { String(decoding: $0, as: UTF8.self) }
+                        ?? "key")
             case .agentRSA(_, _, let algorithm), .fileRSA(_, let algorithm): return algorithm.rawValue
             case .certificateLibrary(let identity):
                 return "certificate \(identity.certificate?.path ?? "")"
@@ -129,11 +132,16 @@ final class Authenticator {
         }
         if let certificate = config.certificateFile, !files.contains(where: { $0.certificate?.path == certificate }) {
             throw AttemptFailure(
-                .local, "certificate_file \(certificate) does not certify any of the identity files (\(paths.joined(separator: ", ")))")
+                .local,
+                "certificate_file \(certificate) does not certify any of the identity files (\(paths.joined(separator: ", ")))"
+            )
         }
         if socket == nil && files.isEmpty {
             var message = "no credentials: SSH_AUTH_SOCK is not set (no ssh-agent) and "
-            message += explicit ? "no identity file is usable" : "no identity_file is configured and none of ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa is usable"
+            message +=
+                explicit
+                ? "no identity file is usable"
+                : "no identity_file is configured and none of ~/.ssh/id_ed25519, ~/.ssh/id_ecdsa, ~/.ssh/id_rsa is usable"
             if !notes.isEmpty { message += " (" + notes.joined(separator: "; ") + ")" }
             throw AttemptFailure(.local, message)
         }
@@ -151,7 +159,9 @@ final class Authenticator {
     }
 
     /// Reads, checks and decrypts one identity file, and finds its certificate.
-    private static func load(_ identity: Identity, path: String, passphrase: String?, certificateFile: String?) throws(AttemptFailure) {
+    private static func load(
+        _ identity: Identity, path: String, passphrase: String?, certificateFile: String?
+    ) throws(AttemptFailure) {
         var bytes = try Credentials.readSecretFile(path, what: "private key")
         defer { wipeBytes(&bytes) }
         var secret = passphrase.map { Array($0.utf8) }
@@ -162,8 +172,10 @@ final class Authenticator {
         } catch {
             let reason: String =
                 switch error.kind {
-                case .wrongPassphrase: "wrong passphrase (from identity_passphrase_file / identity_passphrase_credential)"
-                case .needsPassphrase: "the key is encrypted: set identity_passphrase_file or identity_passphrase_credential, or add it to ssh-agent"
+                case .wrongPassphrase:
+                    "wrong passphrase (from identity_passphrase_file / identity_passphrase_credential)"
+                case .needsPassphrase:
+                    "the key is encrypted: set identity_passphrase_file or identity_passphrase_credential, or add it to ssh-agent"
                 case .unsupportedType: "unsupported key type: \(error.message)"
                 default: error.message
                 }
@@ -173,7 +185,8 @@ final class Authenticator {
         identity.blob = key.publicKeyBlob ?? publicBlob(fromFile: path + ".pub")
         // The certificate: certificate_file when it certifies this key, else KEY-cert.pub beside it.
         for candidate in [certificateFile, path + "-cert.pub"].compactMap({ $0 }) {
-            guard let line = readPublicFile(candidate), let cert = try? HostKey(openSSHLine: String(decoding: line, as: UTF8.self)),
+            guard let line = readPublicFile(candidate),
+                let cert = try? HostKey(openSSHLine: String(decoding: line, as: UTF8.self)),
                 cert.algorithm.hasSuffix("-cert-v01@openssh.com")
             else { continue }
             guard let blob = identity.blob, certifiedKey(cert.blob) == blob else { continue }
@@ -191,12 +204,15 @@ final class Authenticator {
         // type, nonce, then the key's fields (ed25519: 1, ECDSA: 2, RSA: 2), then non-string fields.
         guard let first = partialStrings(certificate, count: 1) else { return nil }
         let type = String(decoding: first[0], as: UTF8.self)
-        guard let strings = partialStrings(certificate, count: type.hasPrefix("ssh-ed25519") ? 3 : 4) else { return nil }
+        guard let strings = partialStrings(certificate, count: type.hasPrefix("ssh-ed25519") ? 3 : 4) else {
+            return nil
+        }
         switch type {
         case "ssh-ed25519-cert-v01@openssh.com" where strings.count >= 3:
             return SSHWire.string(Array("ssh-ed25519".utf8)) + SSHWire.string(strings[2])
         case let t where t.hasPrefix("ecdsa-sha2-") && strings.count >= 4:
-            return SSHWire.string(Array(t.dropLast("-cert-v01@openssh.com".count).utf8)) + SSHWire.string(strings[2]) + SSHWire.string(strings[3])
+            return SSHWire.string(Array(t.dropLast("-cert-v01@openssh.com".count).utf8)) + SSHWire.string(strings[2])
+                + SSHWire.string(strings[3])
         case "ssh-rsa-cert-v01@openssh.com" where strings.count >= 4:
             return SSHWire.string(Array("ssh-rsa".utf8)) + SSHWire.string(strings[2]) + SSHWire.string(strings[3])
         default:
@@ -249,7 +265,9 @@ final class Authenticator {
                 guard let methods else { return true }
                 guard methods.contains("publickey") else {
                     throw AttemptFailure(
-                        .authentication, "the server does not offer public key authentication for \(user) (offers: \(methods.joined(separator: ", ")))")
+                        .authentication,
+                        "the server does not offer public key authentication for \(user) (offers: \(methods.joined(separator: ", ")))"
+                    )
                 }
                 plan = makePlan(session)
                 step = plan.isEmpty ? .exhausted : .attempt(0)
@@ -262,7 +280,9 @@ final class Authenticator {
                 do {
                     guard case .done = try run(attempt, session) else { return false }
                     attempts += 1
-                    var metadata: Logging.Logger.Metadata = ["ssh.auth": "\(attempt.what)", "ssh.auth_attempts": "\(attempts)"]
+                    var metadata: Logging.Logger.Metadata = [
+                        "ssh.auth": "\(attempt.what)", "ssh.auth_attempts": "\(attempts)",
+                    ]
                     switch attempt.identity.source {
                     case .agent:
                         metadata["key"] = "\(attempt.identity.label.dropFirst("agent key ".count))"
@@ -278,17 +298,24 @@ final class Authenticator {
                     let ended = session.peerEnded
                     attempts += 1
                     let outcome =
-                        ended != nil && !error.isPublicKeyRefused ? "answered by ending the session"
+                        ended != nil && !error.isPublicKeyRefused
+                        ? "answered by ending the session"
                         : error.isAuthenticationRefused ? "refused by server" : error.message
                     attempt.identity.outcomes.append("\(outcome) (\(attempt.what))")
-                    logger.debug("key not accepted", metadata: ["key": "\(attempt.identity.label)", "ssh.auth": "\(attempt.what)", "reason": "\(outcome)"])
+                    logger.debug(
+                        "key not accepted",
+                        metadata: [
+                            "key": "\(attempt.identity.label)", "ssh.auth": "\(attempt.what)", "reason": "\(outcome)",
+                        ])
                     if error.isTransportFailure || ended != nil {
                         guard let ended, attempts >= 2 else {
-                            throw AttemptFailure(.transport, ended.map { "the server ended the session (\($0))" } ?? error.description)
+                            throw AttemptFailure(
+                                .transport, ended.map { "the server ended the session (\($0))" } ?? error.description)
                         }
                         throw AttemptFailure(
                             .authentication,
-                            "the server ended the session (\(ended)) at authentication attempt \(attempts) (its MaxAuthTries, 6 by default in OpenSSH, counts every key offered and every RSA algorithm); tried: \(summary()); offer fewer keys: identities_only = true with identity_file")
+                            "the server ended the session (\(ended)) at authentication attempt \(attempts) (its MaxAuthTries, 6 by default in OpenSSH, counts every key offered and every RSA algorithm); tried: \(summary()); offer fewer keys: identities_only = true with identity_file"
+                        )
                     }
                     step = .attempt(index + 1)
                 }
@@ -308,7 +335,9 @@ final class Authenticator {
         let identities = plan.map(\.identity).reduce(into: [Identity]()) { list, identity in
             if !list.contains(where: { $0 === identity }) { list.append(identity) }
         }
-        let parts = identities.filter { !$0.outcomes.isEmpty }.map { "\($0.label): " + $0.outcomes.joined(separator: ", ") }
+        let parts = identities.filter { !$0.outcomes.isEmpty }.map {
+            "\($0.label): " + $0.outcomes.joined(separator: ", ")
+        }
         guard !parts.isEmpty else { return "" }
         return parts.joined(separator: "; ") + " (\(attempts) attempt\(attempts == 1 ? "" : "s"))"
     }
@@ -327,12 +356,15 @@ final class Authenticator {
             let logger = self.logger
             result = try session.authenticate(user: user, publicKeyBlob: blob) { data in
                 do throws(SSHError) {
-                    let signature = try SSHAgentSigner.sign(socketPath: socket, keyBlob: original, data: Array(data), algorithm: algorithm)
+                    let signature = try SSHAgentSigner.sign(
+                        socketPath: socket, keyBlob: original, data: Array(data), algorithm: algorithm)
                     let pointer = UnsafeMutablePointer<UInt8>(OpaquePointer(malloc(max(1, signature.count))!))
                     signature.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: signature.count) }
                     return .signature(pointer, count: signature.count)
                 } catch {
-                    logger.debug("ssh-agent could not sign", metadata: ["key": "\(identity.label)", "reason": "\(error.message)"])
+                    logger.debug(
+                        "ssh-agent could not sign",
+                        metadata: ["key": "\(identity.label)", "reason": "\(error.message)"])
                     return .failed(error.message)
                 }
             }
@@ -344,12 +376,14 @@ final class Authenticator {
                 throw SSHError(code: 0, message: "not an RSA key", operation: "public key authentication")
             }
             result = try session.authenticate(user: user, publicKeyBlob: blob) { data in
-                key.signRSARaw(data, algorithm: algorithm).map { .signature($0.0, count: $0.1) } ?? .failed("OpenSSL could not sign with the key")
+                key.signRSARaw(data, algorithm: algorithm).map { .signature($0.0, count: $0.1) }
+                    ?? .failed("OpenSSL could not sign with the key")
             }
         case .certificateLibrary(let identity):
             let material = identity.material!
             result = try session.authenticate(
-                user: user, privateKey: material.bytes, passphrase: material.passphrase, publicKey: identity.certificate!.line)
+                user: user, privateKey: material.bytes, passphrase: material.passphrase,
+                publicKey: identity.certificate!.line)
         }
         return result
     }
@@ -371,7 +405,10 @@ final class Authenticator {
                     let blob = agent.identityBlob(index)
                     if identitiesOnly && !listed.contains(blob) { continue }
                     let key = try? HostKey(blob: blob)
-                    let description = key.map { "\($0.fingerprintSHA256) (\($0.algorithm)\(comments[index].isEmpty ? "" : ", \(comments[index])"))" } ?? "#\(index)"
+                    let description =
+                        key.map {
+                            "\($0.fingerprintSHA256) (\($0.algorithm)\(comments[index].isEmpty ? "" : ", \(comments[index])"))"
+                        } ?? "#\(index)"
                     let identity = Identity(source: .agent(index: index), label: "agent key \(description)")
                     identity.blob = blob
                     agentBlobs.append(blob)
@@ -400,7 +437,8 @@ final class Authenticator {
                 if IdentityCheck.certificateUsable(type) {
                     attempts.append(.certificateLibrary(identity))
                 } else {
-                    identity.outcomes.append("certificate \(certificate.path) not offered (\(IdentityCheck.certificateLimitation(type)))")
+                    identity.outcomes.append(
+                        "certificate \(certificate.path) not offered (\(IdentityCheck.certificateLimitation(type)))")
                 }
             }
             if let blob = identity.blob, agentBlobs.contains(blob) {

@@ -23,7 +23,10 @@ struct ByteBuffer: ~Copyable {
     /// Lets `body` fill the free space at the end; `body` returns how many bytes it wrote.
     mutating func fill<E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> Int) throws(E) -> Int {
         if storage == nil { storage = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16) }
-        if head > 0 && head == tail { head = 0; tail = 0 }
+        if head > 0 && head == tail {
+            head = 0
+            tail = 0
+        }
         let written = try body(UnsafeMutableRawBufferPointer(start: storage! + tail, count: capacity - tail))
         tail += written
         if isEmpty { release() }
@@ -63,7 +66,10 @@ struct ByteBuffer: ~Copyable {
         guard let storage, head < tail else { return 0 }
         let consumed = try body(UnsafeRawBufferPointer(start: storage + head, count: tail - head))
         head += consumed
-        if head == tail { head = 0; tail = 0 }
+        if head == tail {
+            head = 0
+            tail = 0
+        }
         return consumed
     }
 

@@ -40,7 +40,8 @@ func wipeBytes(_ bytes: inout [UInt8]) {
 enum Credentials {
     /// The passphrase for encrypted identity files, from `identity_passphrase_file` or the
     /// systemd credential `identity_passphrase_credential`; nil when neither is set.
-    static func loadPassphrase(_ config: TunnelConfig, environment: [String: String]) throws(AttemptFailure) -> String? {
+    static func loadPassphrase(_ config: TunnelConfig, environment: [String: String]) throws(AttemptFailure) -> String?
+    {
         if let passphraseFile = config.identityPassphraseFile {
             return passphraseText(try readSecretFile(passphraseFile, what: "passphrase file"))
         }
@@ -51,7 +52,8 @@ enum Credentials {
                     "identity_passphrase_credential = \"\(credential)\" but $CREDENTIALS_DIRECTORY is not set "
                         + "(run under systemd with LoadCredential=\(credential):PATH)")
             }
-            return passphraseText(try readSecretFile(directory + "/" + credential, what: "passphrase credential", checkMode: false))
+            return passphraseText(
+                try readSecretFile(directory + "/" + credential, what: "passphrase credential", checkMode: false))
         }
         return nil
     }
@@ -92,14 +94,18 @@ enum Credentials {
                         + "it must not be accessible by others (fix: chmod 600 \(path))")
             }
             if info.st_uid != getuid() && info.st_uid != 0 {
-                throw AttemptFailure(.local, "\(what) \(path) is owned by uid \(info.st_uid), not by us (uid \(getuid()))")
+                throw AttemptFailure(
+                    .local, "\(what) \(path) is owned by uid \(info.st_uid), not by us (uid \(getuid()))")
             }
         }
         guard info.st_size < 1 << 20 else { throw AttemptFailure(.local, "\(what) \(path) is too large") }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         var offset = 0
         while offset < bytes.count {
-            guard let n = try? Syscall.blocking("read", { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) } }), n > 0
+            guard
+                let n = try? Syscall.blocking(
+                    "read", { bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) } }),
+                n > 0
             else { break }
             offset += n
         }

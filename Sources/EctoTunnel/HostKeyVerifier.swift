@@ -97,7 +97,8 @@ public enum HostKeyVerifier {
         let offered = "\(key.algorithm) \(key.fingerprintSHA256)"
         switch refusal {
         case .pinMismatch(let pin):
-            return "HOST KEY MISMATCH for \(name): the server presented \(offered), but host_key_fingerprint pins \(pin). "
+            return
+                "HOST KEY MISMATCH for \(name): the server presented \(offered), but host_key_fingerprint pins \(pin). "
                 + "Someone may be intercepting the connection, or the server's key was replaced. "
                 + "If the new key is legitimate (verify out of band), set host_key_fingerprint = \"\(key.fingerprintSHA256)\"."
         case .revoked(let line):

@@ -158,10 +158,12 @@ final class JumpChain {
             let preferred = known.knownAlgorithms(host: target.host, port: Int(target.port))
             if !preferred.isEmpty {
                 let supported = session.supportedHostKeyAlgorithms
-                try? session.preferHostKeyAlgorithms(preferred.filter(supported.contains) + supported.filter { !preferred.contains($0) })
+                try? session.preferHostKeyAlgorithms(
+                    preferred.filter(supported.contains) + supported.filter { !preferred.contains($0) })
             }
         }
-        hops.append(Hop(index: index, count: hopTargets.count, target: target, next: next, config: config, session: session))
+        hops.append(
+            Hop(index: index, count: hopTargets.count, target: target, next: next, config: config, session: session))
         logger.debug("jump: connecting \(hops[index].name)")
     }
 
@@ -250,7 +252,8 @@ final class JumpChain {
                     // with backoff like an unreachable server.
                     throw HopFailure(
                         failure: AttemptFailure(
-                            .transport, "\(hop.name) refused to forward to \(hop.next.host):\(hop.next.port): \(error.message)"))
+                            .transport,
+                            "\(hop.name) refused to forward to \(hop.next.host):\(hop.next.port): \(error.message)"))
                 }
                 throw HopFailure(failure: AttemptFailure(.transport, "\(hop.name): \(error.description)"))
             }
@@ -261,7 +264,8 @@ final class JumpChain {
             var ends: [Int32] = [-1, -1]
             let rc = ecto_socketpair(&ends, 1)
             guard rc == 0 else {
-                throw HopFailure(failure: AttemptFailure(.resources, "\(hop.name): socketpair: \(String(cString: strerror(rc)))"))
+                throw HopFailure(
+                    failure: AttemptFailure(.resources, "\(hop.name): socketpair: \(String(cString: strerror(rc)))"))
             }
             hop.relayFD = ends[0]
             hop.stage = .relaying(channel)
@@ -301,14 +305,17 @@ final class JumpChain {
             return
         case .recordNew:
             do {
-                try KnownHostsFile.append(host: hop.target.host, port: Int(hop.target.port), key: key, to: hop.config.knownHosts)
+                try KnownHostsFile.append(
+                    host: hop.target.host, port: Int(hop.target.port), key: key, to: hop.config.knownHosts)
             } catch {
                 throw HopFailure(
                     failure: AttemptFailure(
-                        .localTemporary, "\(hop.name): cannot record the new host key in \(hop.config.knownHosts): \(error)"))
+                        .localTemporary,
+                        "\(hop.name): cannot record the new host key in \(hop.config.knownHosts): \(error)"))
             }
             logger.warning(
-                "permanently added jump host \(HostKeyVerifier.lookupName(hop.config)) (\(key.algorithm) \(key.fingerprintSHA256)) to \(hop.config.knownHosts) (host_key_policy = accept-new)")
+                "permanently added jump host \(HostKeyVerifier.lookupName(hop.config)) (\(key.algorithm) \(key.fingerprintSHA256)) to \(hop.config.knownHosts) (host_key_policy = accept-new)"
+            )
         case .refused(let message):
             throw HopFailure(failure: AttemptFailure(.hostKey, "\(hop.name): \(message)"))
         }
@@ -463,7 +470,8 @@ final class JumpChain {
         case .done(let seconds):
             if hop.session.blockDirections.contains(.outbound) {
                 throw HopFailure(
-                    failure: AttemptFailure(.transport, "\(hop.name): a keepalive was left half-sent (libssh2 1.10 limitation)"))
+                    failure: AttemptFailure(
+                        .transport, "\(hop.name): a keepalive was left half-sent (libssh2 1.10 limitation)"))
             }
             hop.nextKeepalive = clock.now.advanced(by: .seconds(max(1, seconds)))
             return true
@@ -481,7 +489,9 @@ final class JumpChain {
             if hop.toChannel.isEmpty { relayEvents.insert(.input) }
             if hop.relayWriteBlocked { relayEvents.insert(.output) }
         }
-        return (sessionEvents.isEmpty ? nil : sessionEvents, hop.relayFD >= 0 && !relayEvents.isEmpty ? relayEvents : nil)
+        return (
+            sessionEvents.isEmpty ? nil : sessionEvents, hop.relayFD >= 0 && !relayEvents.isEmpty ? relayEvents : nil
+        )
     }
 
     /// Ends every hop, the last first: sessions shut down (nothing waits on a peer), channels and

@@ -24,7 +24,8 @@ enum Listener {
             throw ListenError(description: "cannot resolve \(endpoint.host): \(error.operation)")
         }
         guard var address = addresses.first else { throw ListenError(description: "no address for \(endpoint.host)") }
-        let fd = socket(Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw ListenError(description: String(cString: strerror(errno))) }
         Posix.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
         if address.ss_family == sa_family_t(AF_INET6) { Posix.setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1) }
@@ -93,19 +94,23 @@ enum PortHolder {
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A: LISTEN
-                guard let colon = fields[1].lastIndex(of: ":"), UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
+                guard let colon = fields[1].lastIndex(of: ":"),
+                    UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
                 else { continue }
                 inodes.insert(String(fields[9]))
             }
         }
-        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {
+            return nil
+        }
         for pid in pids where pid.allSatisfy(\.isNumber) {
             guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
             for fd in fds {
                 guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)"),
                     target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
                 else { continue }
-                let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                let name =
+                    (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
                     .trimmed() ?? "?"
                 return "pid \(pid) (\(name))"
             }

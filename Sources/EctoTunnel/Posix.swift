@@ -33,7 +33,7 @@ enum Posix {
                         }
                     }
                 }
-            } catch where error.code == ECONNABORTED {
+            } catch  where error.code == ECONNABORTED {
                 continue
             }
             switch result {
@@ -187,8 +187,9 @@ enum SocketAddress {
         var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
         let rc = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count), &service,
-                            socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
+                getnameinfo(
+                    $0, socklen_t(MemoryLayout<sockaddr_storage>.size), &host, socklen_t(host.count), &service,
+                    socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV)
             }
         }
         guard rc == 0 else { return "?" }
@@ -214,7 +215,8 @@ enum SocketAddress {
         while let entry = cursor {
             var storage = sockaddr_storage()
             withUnsafeMutableBytes(of: &storage) { target in
-                target.copyMemory(from: UnsafeRawBufferPointer(start: entry.pointee.ai_addr, count: Int(entry.pointee.ai_addrlen)))
+                target.copyMemory(
+                    from: UnsafeRawBufferPointer(start: entry.pointee.ai_addr, count: Int(entry.pointee.ai_addrlen)))
             }
             addresses.append(storage)
             cursor = entry.pointee.ai_next

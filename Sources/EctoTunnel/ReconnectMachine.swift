@@ -213,7 +213,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     }
 
     /// The attempt failed before the session was up.
-    public mutating func attemptFailed(_ kind: FailureKind, message: String, now: Instant, random: inout some RandomNumberGenerator)
+    public mutating func attemptFailed(
+        _ kind: FailureKind, message: String, now: Instant, random: inout some RandomNumberGenerator
+    )
         -> ReconnectAction<Instant>
     {
         switch phase {
@@ -243,7 +245,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
             // session, say a server stopped just after we connected, is forgiven); a transport
             // hiccup as the server went away (the port still open for a moment) is no evidence.
             if youngDeaths < 2 && outageStart.duration(to: now) < policy.fastWindow {
-                return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now, step: policy.refusedRetryCap)
+                return schedule(
+                    BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .refused, now,
+                    step: policy.refusedRetryCap)
             }
             failures += 1
             return scheduleBackoff(.refused, now, &random)
@@ -254,7 +258,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     }
 
     /// An established session ended (dead peer, reset, server shutdown).
-    public mutating func sessionLost(message: String, now: Instant, random: inout some RandomNumberGenerator) -> ReconnectAction<Instant> {
+    public mutating func sessionLost(
+        message: String, now: Instant, random: inout some RandomNumberGenerator
+    ) -> ReconnectAction<Instant> {
         guard case .up(let upSince, let proven) = phase else {
             return .none  // stale: the session was already given up (disabled, reconnect, local failure)
         }
@@ -273,7 +279,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
             // The first young death right after a proven session ended belongs to the same outage
             // (the server went away while we reconnected): retried at the fast cadence, once.
             graceUsed = true
-            return schedule(BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .remote, now, step: policy.refusedRetryCap)
+            return schedule(
+                BackoffPolicy.jittered(policy.refusedRetryCap, using: &random), .remote, now,
+                step: policy.refusedRetryCap)
         }
         // Died young: evidence against the server (it may accept and drop every session).
         failures += 1
@@ -362,7 +370,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
         return .giveUp
     }
 
-    private mutating func scheduleBackoff(_ cause: RetryCause, _ now: Instant, _ random: inout some RandomNumberGenerator)
+    private mutating func scheduleBackoff(
+        _ cause: RetryCause, _ now: Instant, _ random: inout some RandomNumberGenerator
+    )
         -> ReconnectAction<Instant>
     {
         schedule(
@@ -371,7 +381,9 @@ public struct ReconnectMachine<Instant: InstantProtocol & Sendable>: Sendable wh
     }
 
     /// Waits `delay`, in state `backoff`; `step` is the nominal wait of the rule applied.
-    private mutating func schedule(_ delay: Duration, _ cause: RetryCause, _ now: Instant, step: Duration) -> ReconnectAction<Instant> {
+    private mutating func schedule(
+        _ delay: Duration, _ cause: RetryCause, _ now: Instant, step: Duration
+    ) -> ReconnectAction<Instant> {
         let at = now.advanced(by: delay)
         enter(.backoff(Retry(at: at, cause: cause, step: step)), now)
         return .waitUntil(at)

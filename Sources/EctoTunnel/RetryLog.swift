@@ -40,7 +40,8 @@ public struct RetryLog<Instant: InstantProtocol & Sendable>: Sendable where Inst
         guard grew || due else { return nil }
         shownStep = step
         lastLine = now
-        return "still failing (\(reason)): \(attempts) attempts in \(spoken(start.duration(to: now))), next in \(spoken(next))"
+        return
+            "still failing (\(reason)): \(attempts) attempts in \(spoken(start.duration(to: now))), next in \(spoken(next))"
     }
 
     /// The session is up again: a line summing up the outage when more than one attempt failed

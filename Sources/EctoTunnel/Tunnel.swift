@@ -88,7 +88,8 @@ public final class Tunnel: Sendable {
         config: TunnelConfig, logger: Logger, onChange: @escaping @Sendable (Tunnel) -> Void = { _ in }
     ) throws(SystemError) -> Tunnel {
         let relay = Relay(onChange: onChange)
-        let handles = try startSessions(config: config, logger: logger, awaitListener: false, enabled: nil, relay: relay)
+        let handles = try startSessions(
+            config: config, logger: logger, awaitListener: false, enabled: nil, relay: relay)
         let tunnel = Tunnel(config: config, handles: handles, logger: logger, relay: relay)
         relay.tunnel.withLock { $0 = tunnel }
         return tunnel
@@ -105,7 +106,8 @@ public final class Tunnel: Sendable {
             for lane in 0..<count {
                 handles.append(
                     try TunnelHandle.start(
-                        config: config, logger: logger, awaitListener: lane == 0 && awaitListener, enabled: enabled, lane: lane,
+                        config: config, logger: logger, awaitListener: lane == 0 && awaitListener, enabled: enabled,
+                        lane: lane,
                         group: group, preflight: lane == 0 && preflight
                     ) { _ in relay.fire() })
             }
@@ -156,7 +158,8 @@ public final class Tunnel: Sendable {
         let candidate = try state.withLock { state throws(SystemError) -> Candidate in
             let enabled = state.config.enabled == config.enabled ? state.current[0].status.enabled : config.enabled
             let next = try Self.startSessions(
-                config: config, logger: logger, awaitListener: true, enabled: enabled, relay: relay, preflight: preflight)
+                config: config, logger: logger, awaitListener: true, enabled: enabled, relay: relay,
+                preflight: preflight)
             let candidate = Candidate(config: config, handles: next)
             if preflight { state.candidate = candidate }
             return candidate
@@ -247,7 +250,8 @@ public final class Tunnel: Sendable {
                 case .failed(let name, _)?: stage = "failed at \(name)"
                 case nil: stage = "starting"
                 }
-                status.change = .init(target: candidate.config.target.description, stage: stage, started: candidate.startedDate)
+                status.change = .init(
+                    target: candidate.config.target.description, stage: stage, started: candidate.startedDate)
             }
             return status
         }

@@ -94,7 +94,9 @@ extension TunnelDriver {
     /// It runs when the socket is readable and after any pass where bytes arrived that no check has
     /// seen yet (`arrivalsCheckedAt`), so packets that another call took in but left unprocessed
     /// (a channel open stops at its confirmation) are processed here.
-    private func collectArrivals(_ session: SSHSession, through retried: ForwardedConnection? = nil) throws(SSHError)
+    private func collectArrivals(
+        _ session: SSHSession, through retried: ForwardedConnection? = nil
+    ) throws(SSHError)
         -> Bool
     {
         // Any open channel will do (a read of 0 bytes takes nothing from it); a half-sent one is
@@ -403,7 +405,9 @@ extension TunnelDriver {
         return true
     }
 
-    private func sendEOF(_ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false) throws(SSHError) -> Bool {
+    private func sendEOF(
+        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
+    ) throws(SSHError) -> Bool {
         guard let channel = connection.channel, !connection.eofSent else { return true }
         guard retrying || hasSendRoom(session, connection) else { return true }
         do {
@@ -419,7 +423,9 @@ extension TunnelDriver {
     }
 
     /// Closes and frees a connection's channel; removes the connection once done.
-    private func closeChannel(_ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false) throws(SSHError) -> Bool {
+    private func closeChannel(
+        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
+    ) throws(SSHError) -> Bool {
         guard let channel = connection.channel else {
             connections[connection.id] = nil
             return true
@@ -481,7 +487,8 @@ extension TunnelDriver {
         case .done(let seconds):
             if session.blockDirections.contains(.outbound) {
                 throw SSHError(
-                    code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)", operation: "send keepalive")
+                    code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)",
+                    operation: "send keepalive")
             }
             nextKeepalive = clock.now.advanced(by: .seconds(max(1, seconds)))
             return true

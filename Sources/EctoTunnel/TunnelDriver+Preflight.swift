@@ -38,7 +38,10 @@ extension TunnelDriver {
             probe.peerFDs.append(fds[1])
             // Held (no session yet) until the session is up, then queued for its channel like any client.
             probe.connectionIDs.append(
-                admit(fd: fds[0], peer: "127.0.0.1:0", forward: forward, holdDeadline: clock.now.advanced(by: .seconds(86_400))).id)
+                admit(
+                    fd: fds[0], peer: "127.0.0.1:0", forward: forward,
+                    holdDeadline: clock.now.advanced(by: .seconds(86_400))
+                ).id)
         }
         logger.info(
             "pre-flight: proving the new session before it takes over",
@@ -55,7 +58,9 @@ extension TunnelDriver {
                 finishPreflight(
                     .failed(
                         stage: "channel",
-                        reason: "the server refused a channel to \(config.forwards[forward].remote) (nothing listens there as seen from the server, or it does not allow forwarding)"))
+                        reason:
+                            "the server refused a channel to \(config.forwards[forward].remote) (nothing listens there as seen from the server, or it does not allow forwarding)"
+                    ))
                 return
             }
             if connection.phase == .open {
@@ -68,7 +73,8 @@ extension TunnelDriver {
             return
         }
         if machine.state == .backoff || machine.state == .failed {
-            finishPreflight(.failed(stage: probe.stage, reason: machine.lastError ?? "the session could not be established"))
+            finishPreflight(
+                .failed(stage: probe.stage, reason: machine.lastError ?? "the session could not be established"))
             return
         }
         let stage = preflightStage ?? probe.stage
@@ -87,7 +93,8 @@ extension TunnelDriver {
         case .hostKey: stage = "host key"
         case .authentication: stage = "authentication"
         case .local: stage = "credentials"
-        case .localTemporary: stage = failure.message.hasPrefix("cannot record the new host key") ? "host key" : "credentials"
+        case .localTemporary:
+            stage = failure.message.hasPrefix("cannot record the new host key") ? "host key" : "credentials"
         case .resources: stage = preflightStage ?? probe.stage
         case .refused: stage = "connect"
         case .transport:

@@ -36,7 +36,8 @@ extension TunnelDriver {
         progress = true
         switch result {
         case .failure(let error):
-            attemptFailed(AttemptFailure(.transport, "cannot resolve \(firstHost.host): \(error.operation)"), hop: firstHopName)
+            attemptFailed(
+                AttemptFailure(.transport, "cannot resolve \(firstHost.host): \(error.operation)"), hop: firstHopName)
         case .success(let answer):
             connect(answer.addresses, from: 0, lastErrno: 0)
         }
@@ -83,7 +84,9 @@ extension TunnelDriver {
             }
         }
         guard rc == 0 else {
-            attemptFailed(AttemptFailure(.resources, "cannot start the proxy command: socketpair: \(String(cString: strerror(rc)))"))
+            attemptFailed(
+                AttemptFailure(
+                    .resources, "cannot start the proxy command: socketpair: \(String(cString: strerror(rc)))"))
             return
         }
         let pid: pid_t
@@ -127,7 +130,9 @@ extension TunnelDriver {
             case .working:
                 break
             case .ready(let fd):
-                logger.info("jump: reached \(config.target.host):\(config.target.port) through \(config.jump.count) hop\(config.jump.count == 1 ? "" : "s")")
+                logger.info(
+                    "jump: reached \(config.target.host):\(config.target.port) through \(config.jump.count) hop\(config.jump.count == 1 ? "" : "s")"
+                )
                 startHandshake(fd)
             case .failed(let failure, let hop):
                 if isEstablished {
@@ -145,7 +150,8 @@ extension TunnelDriver {
     /// Bytes the tunnel's own session has sent so far (0 without one).
     var sessionBytesSent: UInt64 {
         switch phase {
-        case .handshaking(let session), .authenticating(let session, _), .established(let session): return session.bytesSent
+        case .handshaking(let session), .authenticating(let session, _), .established(let session):
+            return session.bytesSent
         default: return 0
         }
     }
@@ -158,7 +164,8 @@ extension TunnelDriver {
             return
         case .proxy(let proxy):
             if !proxy.registered, proxy.stderrFD >= 0 {
-                proxy.registered = (try? poller.apply(.add(.input), fd: proxy.stderrFD, token: Token.proxyStderr)) != nil
+                proxy.registered =
+                    (try? poller.apply(.add(.input), fd: proxy.stderrFD, token: Token.proxyStderr)) != nil
             }
         case .chain(let chain):
             for hop in chain.hops {
@@ -262,7 +269,9 @@ final class ProxyProcess {
         for _ in 0..<16 {
             let result: IOResult<Int>
             do {
-                result = try buffer.withUnsafeMutableBytes { bytes throws(SystemError) in try Posix.read(stderrFD, bytes) }
+                result = try buffer.withUnsafeMutableBytes { bytes throws(SystemError) in
+                    try Posix.read(stderrFD, bytes)
+                }
             } catch {
                 flushErrors(logger, final: true)
                 return true
@@ -307,7 +316,9 @@ final class ProxyProcess {
             return
         }
         linesLogged += 1
-        logger.warning("proxy_command stderr: \(text)\(line.count > Self.maxLineBytes ? " …" : "")", metadata: ["proxy.pid": "\(pid)"])
+        logger.warning(
+            "proxy_command stderr: \(text)\(line.count > Self.maxLineBytes ? " …" : "")",
+            metadata: ["proxy.pid": "\(pid)"])
     }
 
     /// Kills its process group and reaps it, after logging what is left on its stderr.

@@ -37,7 +37,9 @@ extension TunnelDriver {
         var lastErrno = lastErrno
         for index in start..<addresses.count {
             var address = addresses[index]
-            let fd = socket(Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            let fd = socket(
+                Int32(address.ss_family), Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+                0)
             if fd < 0 {
                 lastErrno = errno
                 continue
@@ -68,7 +70,10 @@ extension TunnelDriver {
         default: kind = .transport
         }
         attemptFailed(
-            AttemptFailure(kind, "cannot connect to \(config.jump.isEmpty ? "" : "jump host ")\(firstHost.host):\(firstHost.port): \(reason)"),
+            AttemptFailure(
+                kind,
+                "cannot connect to \(config.jump.isEmpty ? "" : "jump host ")\(firstHost.host):\(firstHost.port): \(reason)"
+            ),
             hop: firstHopName)
     }
 
@@ -85,7 +90,9 @@ extension TunnelDriver {
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPIDLE, interval)
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPINTVL, interval)
         Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_KEEPCNT, Int32(clamping: config.keepaliveCountMax))
-        Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, Int32(clamping: 2 * Int(interval) * config.keepaliveCountMax * 1000))
+        Posix.setOption(
+            fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT,
+            Int32(clamping: 2 * Int(interval) * config.keepaliveCountMax * 1000))
     }
 
     func startHandshake(_ fd: Int32) {
@@ -174,17 +181,21 @@ extension TunnelDriver {
         for warning in known.warnings { logger.warning("\(warning)") }
         switch HostKeyVerifier.verify(key: key, config: config, knownHosts: known) {
         case .trusted(let source):
-            logger.debug("host key trusted", metadata: ["fingerprint": "\(key.fingerprintSHA256)", "source": "\(source)"])
+            logger.debug(
+                "host key trusted", metadata: ["fingerprint": "\(key.fingerprintSHA256)", "source": "\(source)"])
             return true
         case .recordNew:
             do {
-                try KnownHostsFile.append(host: config.knownHostsKey.host, port: config.knownHostsKey.port, key: key, to: config.knownHosts)
+                try KnownHostsFile.append(
+                    host: config.knownHostsKey.host, port: config.knownHostsKey.port, key: key, to: config.knownHosts)
             } catch {
-                attemptFailed(AttemptFailure(.localTemporary, "cannot record the new host key in \(config.knownHosts): \(error)"))
+                attemptFailed(
+                    AttemptFailure(.localTemporary, "cannot record the new host key in \(config.knownHosts): \(error)"))
                 return false
             }
             logger.warning(
-                "permanently added \(HostKeyVerifier.lookupName(config)) (\(key.algorithm) \(key.fingerprintSHA256)) to \(config.knownHosts) (host_key_policy = accept-new)")
+                "permanently added \(HostKeyVerifier.lookupName(config)) (\(key.algorithm) \(key.fingerprintSHA256)) to \(config.knownHosts) (host_key_policy = accept-new)"
+            )
             return true
         case .refused(let message):
             attemptFailed(AttemptFailure(.hostKey, message))
@@ -234,7 +245,8 @@ extension TunnelDriver {
         case .transport, .refused, .localTemporary, .resources:
             // Retried for as long as it takes: the first of a kind in full, then summaries.
             if case .waitUntil(let at) = action,
-                let line = retryLog.failed(reason: failure.message, step: machine.retryStep ?? .zero, next: now.duration(to: at), now: now)
+                let line = retryLog.failed(
+                    reason: failure.message, step: machine.retryStep ?? .zero, next: now.duration(to: at), now: now)
             {
                 logger.warning("\(line)", metadata: ["failures": "\(machine.failures)"])
             }

@@ -99,7 +99,9 @@ final class TunnelDriver {
     /// What the last status update carried of the counters (a pass that changed none of them
     /// publishes nothing). `refusedTotal` is among them: a channel refused in the same pass that
     /// accepted its client changes no other counter.
-    var published = (connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0), refusedTotal: UInt64(0))
+    var published = (
+        connections: 0, bytesIn: UInt64(0), bytesOut: UInt64(0), clientsRefused: UInt64(0), refusedTotal: UInt64(0)
+    )
     /// A forced liveness check after a network change: (CLOCK_BOOTTIME ns when it started, deadline).
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
@@ -212,7 +214,9 @@ final class TunnelDriver {
         if config.forwards.count == 1 {
             logger.info("tunnel starting", metadata: ["local": "\(config.local)", "remote": "\(config.remote)"])
         } else {
-            logger.info("tunnel starting", metadata: ["forwards": "\(config.forwards.map(\.description).joined(separator: ", "))"])
+            logger.info(
+                "tunnel starting",
+                metadata: ["forwards": "\(config.forwards.map(\.description).joined(separator: ", "))"])
         }
         if config.enabled {
             if !awaitingListener && isPrimary { bindListeners() }
@@ -285,7 +289,7 @@ final class TunnelDriver {
             // A driver retired before its own predecessor handed over waits for that hand-over,
             // which it must pass on.
             let owesHandOver = awaitingListener && successor != nil
-            if let stop = stopping, !stop.done, !owesHandOver, (connections.isEmpty || clock.now >= stop.deadline) {
+            if let stop = stopping, !stop.done, !owesHandOver, connections.isEmpty || clock.now >= stop.deadline {
                 finishStop()
             }
         }
@@ -373,7 +377,8 @@ final class TunnelDriver {
         switch phase {
         case .idle, .resolving, .jumping: return -1
         case .connectingTCP(let fd, _, _): return fd
-        case .handshaking(let session), .authenticating(let session, _), .established(let session): return session.socket
+        case .handshaking(let session), .authenticating(let session, _), .established(let session):
+            return session.socket
         }
     }
 
@@ -407,7 +412,8 @@ final class TunnelDriver {
                     interestChanged(connection)
                 } else {
                     // Closed without sending anything: nothing can come of it. Let it go now.
-                    logger.debug("client closed while waiting for a session", metadata: ["client": "\(connection.peer)"])
+                    logger.debug(
+                        "client closed while waiting for a session", metadata: ["client": "\(connection.peer)"])
                     drop(connection, reason: nil)
                 }
             } else {
@@ -541,7 +547,8 @@ final class TunnelDriver {
         }
         let open = connections.values.filter { !$0.clientClosed }.count
         logger.info(
-            "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(formatSeconds(drain))")
+            "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(formatSeconds(drain))"
+        )
         if stopping == nil { stopping = (clock.now.advanced(by: drain), false) }
     }
 
@@ -556,7 +563,9 @@ final class TunnelDriver {
         awaitingListener = false
         let accepting = stopping == nil && machine.state != .down
         for socket in handed {
-            if accepting, let index = listeners.firstIndex(where: { $0.forward.local == socket.local }), listeners[index].fd < 0 {
+            if accepting, let index = listeners.firstIndex(where: { $0.forward.local == socket.local }),
+                listeners[index].fd < 0
+            {
                 setListener(index, socket.fd)
                 listeners[index].bindError = nil
                 listeners[index].retryAt = nil
@@ -576,7 +585,8 @@ final class TunnelDriver {
         let accepting = stopping == nil && machine.state != .down
         let now = clock.now
         for client in clients {
-            guard accepting, machine.state != .failed, let forward = config.forwards.firstIndex(where: { $0.local == client.local })
+            guard accepting, machine.state != .failed,
+                let forward = config.forwards.firstIndex(where: { $0.local == client.local })
             else {
                 Posix.reset(client.fd)  // nothing will serve it (or this configuration no longer has its forward)
                 continue
@@ -590,7 +600,8 @@ final class TunnelDriver {
     @discardableResult
     func admit(fd: Int32, peer: String, forward: Int, holdDeadline: Instant) -> ForwardedConnection {
         let connection = ForwardedConnection(
-            id: nextConnectionID, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline, bufferSize: bufferSize)
+            id: nextConnectionID, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline,
+            bufferSize: bufferSize)
         nextConnectionID += 1
         connections[connection.id] = connection
         track(connection)
@@ -640,17 +651,24 @@ final class TunnelDriver {
             if case .resolving = phase {
                 // The lookup thread may still hang; its late answer is ignored (stale ticket).
                 attemptFailed(
-                    AttemptFailure(.transport, "cannot resolve \(firstHost.host): no answer within connect_timeout (\(config.connectTimeout))"),
+                    AttemptFailure(
+                        .transport,
+                        "cannot resolve \(firstHost.host): no answer within connect_timeout (\(config.connectTimeout))"),
                     hop: firstHopName)
             } else if let hop = hopBeingConnected {
-                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"), hop: hop)
+                attemptFailed(
+                    AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"),
+                    hop: hop)
             } else if case .connectingTCP = phase, let hop = firstHopName {
-                attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"), hop: hop)
+                attemptFailed(
+                    AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout) at \(hop)"),
+                    hop: hop)
             } else {
                 attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
             }
         }
-        for connection in connections.values where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {
+        for connection in connections.values
+        where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {
             logger.warning(
                 "closing a client held for \(config.holdTimeout) without a session",
                 metadata: ["client": "\(connection.peer)"])
@@ -667,7 +685,9 @@ final class TunnelDriver {
         }
         if case .established(let session) = phase, let deadPeer = deadPeerDeadline(session), now >= deadPeer {
             let silence = Double(session.nanosSinceLastReceive) / 1e9
-            sessionLost("dead peer: nothing received for \(fixed(silence, decimals: 1)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))")
+            sessionLost(
+                "dead peer: nothing received for \(fixed(silence, decimals: 1)) s (keepalive \(config.keepaliveInterval) × \(config.keepaliveCountMax))"
+            )
         }
     }
 
@@ -715,7 +735,9 @@ final class TunnelDriver {
         case .waitUntil(let at):
             teardownSession(reason: "backoff", graceful: false)
             if !logged {
-                logger.info("retrying in \(formatSeconds(clock.now.duration(to: at)))", metadata: ["failures": "\(machine.failures)"])
+                logger.info(
+                    "retrying in \(formatSeconds(clock.now.duration(to: at)))",
+                    metadata: ["failures": "\(machine.failures)"])
             }
         case .giveUp:
             retryLog.reset()
@@ -764,7 +786,9 @@ final class TunnelDriver {
             status.bytesOut = bytesOut
             status.reconnects = machine.reconnects
             // A forward that cannot listen while the session serves the others is the problem now.
-            status.lastError = machine.state == .up || machine.state == .connecting ? forwardProblem ?? machine.lastError : machine.lastError
+            status.lastError =
+                machine.state == .up || machine.state == .connecting
+                ? forwardProblem ?? machine.lastError : machine.lastError
             status.forwards = forwardStates
             status.listening = forwardStates.contains { $0.state == .listening }
             status.acceptedTotal = acceptedTotal
@@ -815,7 +839,10 @@ final class TunnelDriver {
             }
             publish(notify: true)
         } else {
-            let message = failures.count == 1 ? failures[0] : failures[0] + " (and \(failures.count - 1) more forward\(failures.count == 2 ? "" : "s"))"
+            let message =
+                failures.count == 1
+                ? failures[0]
+                : failures[0] + " (and \(failures.count - 1) more forward\(failures.count == 2 ? "" : "s"))"
             perform(machine.localFailure(message: message, now: clock.now), logged: true)
         }
     }
@@ -900,8 +927,13 @@ final class TunnelDriver {
             clientAdmitted(now)
             Posix.setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
             let deadline = now.advanced(by: config.holdTimeout)
-            if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) {
-                other.send(.assign(clients: [HandedClient(fd: fd, peer: peer, local: listeners[forward].forward.local, holdDeadline: deadline)]))
+            if let group, let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen)
+            {
+                other.send(
+                    .assign(clients: [
+                        HandedClient(
+                            fd: fd, peer: peer, local: listeners[forward].forward.local, holdDeadline: deadline)
+                    ]))
                 continue
             }
             reportedLoad.connections = -1  // counted by the group: report the real count after this pass
@@ -942,7 +974,9 @@ final class TunnelDriver {
     private func clientAdmitted(_ now: Instant) {
         guard let episode = refusalEpisode else { return }
         refusalEpisode = nil
-        logger.info("admitting clients again; \(episode.refused) refused over \(formatSeconds(episode.start.duration(to: now)))")
+        logger.info(
+            "admitting clients again; \(episode.refused) refused over \(formatSeconds(episode.start.duration(to: now)))"
+        )
     }
 
     /// Stops watching the listener for a while after accept failed (`AcceptBackoff`). The limit
@@ -951,7 +985,9 @@ final class TunnelDriver {
         let (pause, started) = acceptBackoff.failed(now: now)
         guard started else { return }
         DescriptorLimit.refresh()
-        logger.warning("accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time")
+        logger.warning(
+            "accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time"
+        )
         if refusalEpisode == nil { refusalEpisode = (now, 0) }
     }
 
@@ -961,7 +997,9 @@ final class TunnelDriver {
         guard let group, stopping == nil, counters.held > 0, !isEstablished else { return }
         let held = connections.values.filter { $0.phase == .held && !$0.clientClosed }.sorted { $0.id < $1.id }
         for connection in held {
-            guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else { return }
+            guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else {
+                return
+            }
             other.send(.assign(clients: [release(connection)]))
             progress = true
         }

@@ -109,7 +109,9 @@ public final class TunnelHandle: Sendable {
         return handle
     }
 
-    private init(config: TunnelConfig, threadName: String, onChange: @escaping @Sendable (TunnelStatus) -> Void) throws(SystemError) {
+    private init(
+        config: TunnelConfig, threadName: String, onChange: @escaping @Sendable (TunnelStatus) -> Void
+    ) throws(SystemError) {
         self.name = config.name
         self.threadName = threadName
         self.wakeup = try WakeupFD()

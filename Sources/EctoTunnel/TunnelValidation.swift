@@ -29,14 +29,18 @@ public enum TunnelValidation {
     /// `environment`: the process environment (`SSH_AUTH_SOCK`, `CREDENTIALS_DIRECTORY`).
     /// `text`: the config's text when it is not (yet) what the file holds, for line numbers.
     public static func check(_ config: Config, environment: [String: String], text: String? = nil) -> Report {
-        let lines = (text ?? (try? String(contentsOfFile: config.path, encoding: .utf8)))?.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines =
+            (text ?? (try? String(contentsOfFile: config.path, encoding: .utf8)))?.split(
+                separator: "\n", omittingEmptySubsequences: false
+            )
             .map(String.init) ?? []
         var report = Report()
         for tunnel in config.tunnels {
             var errors: [ConfigError] = []
             func problem(_ key: String, _ message: String, warning: Bool = false) {
                 let error = ConfigError(
-                    file: config.path, line: line(of: key, in: tunnel, lines: lines), key: "tunnels.\(tunnel.name).\(key)", message: message)
+                    file: config.path, line: line(of: key, in: tunnel, lines: lines),
+                    key: "tunnels.\(tunnel.name).\(key)", message: message)
                 if warning { report.warnings.append(error) } else { errors.append(error) }
             }
             checkKey(tunnel, environment: environment, problem: problem)
@@ -44,7 +48,11 @@ public enum TunnelValidation {
             if tunnel.enabled {
                 report.errors += errors
             } else {
-                report.warnings += errors.map { var e = $0; e.message += " (the tunnel is disabled)"; return e }
+                report.warnings += errors.map {
+                    var e = $0
+                    e.message += " (the tunnel is disabled)"
+                    return e
+                }
             }
         }
         return report
@@ -70,13 +78,17 @@ public enum TunnelValidation {
         return environment
     }
 
-    private static func checkKey(_ tunnel: TunnelConfig, environment: [String: String], problem: (String, String, Bool) -> Void) {
+    private static func checkKey(
+        _ tunnel: TunnelConfig, environment: [String: String], problem: (String, String, Bool) -> Void
+    ) {
         guard !tunnel.identityFiles.isEmpty else {
             // ssh's defaults are tried after the agent (Authenticator): only when none exists and
             // no agent is set is there nothing to authenticate with.
             let home = environment["HOME"] ?? ""
             let defaults = ["id_ed25519", "id_ecdsa", "id_rsa"].map { "\(home)/.ssh/\($0)" }
-            if (environment["SSH_AUTH_SOCK"] ?? "").isEmpty && !defaults.contains(where: { FileManager.default.fileExists(atPath: $0) }) {
+            if (environment["SSH_AUTH_SOCK"] ?? "").isEmpty
+                && !defaults.contains(where: { FileManager.default.fileExists(atPath: $0) })
+            {
                 problem(
                     "identity_file",
                     "no identity_file, no ~/.ssh/id_ed25519, id_ecdsa or id_rsa, and SSH_AUTH_SOCK is not set here: the daemon needs a key file or an ssh-agent",
@@ -86,10 +98,12 @@ public enum TunnelValidation {
         }
         let judging = judgingKeys
         let passphraseConfigured = tunnel.identityPassphraseFile != nil || tunnel.identityPassphraseCredential != nil
-        let passphrase = tunnel.identityPassphraseFile.flatMap { judging.readBytes($0) }.map(IdentityCheck.passphraseBytes)
+        let passphrase = tunnel.identityPassphraseFile.flatMap { judging.readBytes($0) }.map(
+            IdentityCheck.passphraseBytes)
         for path in tunnel.identityFiles {
             if let message = IdentityCheck.problem(
-                privateKey: path, passphraseConfigured: passphraseConfigured, passphrase: passphrase, environment: judging)
+                privateKey: path, passphraseConfigured: passphraseConfigured, passphrase: passphrase,
+                environment: judging)
             {
                 problem("identity_file", message, false)
             }
@@ -106,7 +120,9 @@ public enum TunnelValidation {
     private static func checkKnownHosts(_ tunnel: TunnelConfig, problem: (String, String, Bool) -> Void) {
         // Every jump host's key is checked under its own name; host_key_fingerprint pins the target
         // only, which is looked up under host_key_alias when set (ssh-keyscan still asks the target).
-        var hosts = tunnel.jump.map { (lookup: $0.host, lookupPort: Int($0.port), host: $0.host, port: Int($0.port), key: "jump") }
+        var hosts = tunnel.jump.map {
+            (lookup: $0.host, lookupPort: Int($0.port), host: $0.host, port: Int($0.port), key: "jump")
+        }
         if tunnel.hostKeyFingerprint == nil {
             let (alias, aliasPort) = tunnel.knownHostsKey
             hosts.append((alias, aliasPort, tunnel.target.host, Int(tunnel.target.port), "known_hosts"))
@@ -117,7 +133,8 @@ public enum TunnelValidation {
             problem("known_hosts", "cannot read \(tunnel.knownHosts)", false)
             return
         }
-        for (lookup, lookupPort, host, port, key) in hosts where known.entries(forHost: lookup, port: lookupPort).isEmpty {
+        for (lookup, lookupPort, host, port, key) in hosts
+        where known.entries(forHost: lookup, port: lookupPort).isEmpty {
             let name = KnownHostsFile.lookupName(host: lookup, port: lookupPort)
             let portOption = port == 22 ? "" : "-p \(port) "
             let what = key == "jump" ? "the jump host \(name)" : name

@@ -34,7 +34,8 @@ func printError(_ message: String) {
 
 /// Sends one request; on any failure prints why and exits with the contract's code.
 func call<T: Decodable>(
-    _ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type, timeout: Double = ControlClient.defaultTimeout
+    _ global: GlobalOptions, _ method: String, _ path: String, body: Data? = nil, as type: T.Type,
+    timeout: Double = ControlClient.defaultTimeout
 ) throws -> T {
     let client = ControlClient(path: global.socketPath, timeout: timeout)
     let answer: ControlAnswer
@@ -108,7 +109,8 @@ struct Status: ParsableCommand {
         var path = tunnel.map { "/v1/tunnels/\(pathComponent($0))" } ?? "/v1/status"
         if deep { path += "?deep=1" }
         // A plain status is a snapshot (answered at once); --deep waits for the probes (≤ 15 s).
-        let report = try call(global, "GET", path, as: StatusReport.self, timeout: deep ? 30 : ControlClient.defaultTimeout)
+        let report = try call(
+            global, "GET", path, as: StatusReport.self, timeout: deep ? 30 : ControlClient.defaultTimeout)
         if json {
             let data = try ControlProtocol.encoder().encode(report)
             print(String(decoding: data, as: UTF8.self))
@@ -118,7 +120,8 @@ struct Status: ParsableCommand {
         if !report.tunnels.allSatisfy(\.isHealthy) { throw ExitCode(ControlExit.notUp) }
         let failing = report.tunnels.filter { $0.enabled && $0.gateway?.ok == false }
         if deep && !failing.isEmpty {
-            throw ExitCode(failing.allSatisfy { $0.gateway?.tokenRefused == true } ? ControlExit.tokenRefused : ControlExit.notUp)
+            throw ExitCode(
+                failing.allSatisfy { $0.gateway?.tokenRefused == true } ? ControlExit.tokenRefused : ControlExit.notUp)
         }
     }
 
@@ -143,7 +146,9 @@ struct Status: ParsableCommand {
                 }
                 let shown = tunnel.map { name in tunnels.filter { $0.name == name } } ?? tunnels
                 if json {
-                    if let data = try? ControlProtocol.encoder().encode(event) { print(String(decoding: data, as: UTF8.self)) }
+                    if let data = try? ControlProtocol.encoder().encode(event) {
+                        print(String(decoding: data, as: UTF8.self))
+                    }
                 } else if interactive {
                     print("\u{1B}[H\u{1B}[2J" + StatusTable.render(shown, now: Date()), terminator: "")
                 } else if event.event == .snapshot {
@@ -211,23 +216,30 @@ struct Target: ParsableCommand {
     }
 
     func run() throws {
-        let body = try ControlProtocol.encoder().encode(TargetRequest(target: target, drainTimeout: drain, force: force ? true : nil))
+        let body = try ControlProtocol.encoder().encode(
+            TargetRequest(target: target, drainTimeout: drain, force: force ? true : nil))
         // The answer comes once the pre-flight has a verdict (connect_timeout + 5 s at most).
         let result = try call(
-            global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/target", body: body, as: ActionReport.self, timeout: 600)
+            global, "POST", "/v1/tunnels/\(pathComponent(tunnel))/target", body: body, as: ActionReport.self,
+            timeout: 600)
         print(result.message)
         guard !noWait, let wanted = result.tunnels.first?.target else { return }
         let start = ContinuousClock.now
-        let outcome = try TunnelWait.untilUp(target: wanted, stopWhenDisabled: true, timeout: .milliseconds(Int64(wait * 1000))) {
+        let outcome = try TunnelWait.untilUp(
+            target: wanted, stopWhenDisabled: true, timeout: .milliseconds(Int64(wait * 1000))
+        ) {
             let report = try call(global, "GET", "/v1/tunnels/\(pathComponent(tunnel))", as: StatusReport.self)
             return report.tunnels.first.map { .status($0) } ?? .gone
         }
         switch outcome {
         case .up(let current):
             let took = start.duration(to: .now)
-            var line = "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
+            var line =
+                "\(tunnel): up on \(wanted) (\(fixed(Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18, decimals: 1)) s)"
             let draining = current.draining.reduce(0) { $0 + $1.connections }
-            if draining > 0 { line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session" }
+            if draining > 0 {
+                line += "; \(draining) connection\(draining == 1 ? "" : "s") still finishing on the old session"
+            }
             print(line)
         case .failed(let current):
             printError("\(tunnel): failed on \(wanted): \(current.lastError ?? "unknown error")")
@@ -240,7 +252,8 @@ struct Target: ParsableCommand {
                 line += "; state \(last.state.rawValue)"
                 if let error = last.lastError { line += ", last error: \(error)" }
             }
-            printError(line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
+            printError(
+                line + ". The tunnel keeps retrying the new target; `ecto-tunnel status \(tunnel)` shows progress.")
             throw ExitCode(ControlExit.notUp)
         }
     }
@@ -336,7 +349,9 @@ struct Reload: ParsableCommand {
         }
         for warning in result.warnings { print("warning: \(warning)") }
         for failure in result.failed {
-            printError("\(failure.tunnel): not changed, pre-flight failed at \(failure.stage): \(failure.error) (it keeps its running settings; --force applies it anyway)")
+            printError(
+                "\(failure.tunnel): not changed, pre-flight failed at \(failure.stage): \(failure.error) (it keeps its running settings; --force applies it anyway)"
+            )
         }
         if !result.failed.isEmpty { throw ExitCode(ControlExit.refused) }
     }
@@ -346,23 +361,31 @@ struct Reload: ParsableCommand {
 enum StatusTable {
     static func render(_ tunnels: [TunnelStatus], now: Date, deep: Bool = false) -> String {
         if tunnels.isEmpty { return "no tunnels configured\n" }
-        let header = ["TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY", "LAST ERROR"]
+        let header = [
+            "TUNNEL", "STATE", "TARGET", "LOCAL → REMOTE", "UPTIME", "CONNS", "IN", "OUT", "RECONN", "GATEWAY",
+            "LAST ERROR",
+        ]
         var rows: [[String]] = []
         var notes: [Int: [String]] = [:]
         for (index, t) in tunnels.enumerated() {
             let age = duration(now.timeIntervalSince(t.since))
             rows.append([
-                t.name, stateCell(t, age: age), t.target, t.forwards.count > 1 ? "\(t.forwards.count) forwards:" : "\(t.local) → \(t.remote)",
-                t.state == .up ? age : "-", "\(t.connections)", bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)", gateway(t),
+                t.name, stateCell(t, age: age), t.target,
+                t.forwards.count > 1 ? "\(t.forwards.count) forwards:" : "\(t.local) → \(t.remote)",
+                t.state == .up ? age : "-", "\(t.connections)", bytes(t.bytesIn), bytes(t.bytesOut), "\(t.reconnects)",
+                gateway(t),
                 t.lastError ?? "-",
             ])
             // Several forwards: one line each under the tunnel.
             notes[index] = t.forwards.count > 1 ? forwardLines(t.forwards) : []
-            notes[index, default: []] += t.draining.map { "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)" }
+            notes[index, default: []] += t.draining.map {
+                "  ↳ \($0.connections) connection\($0.connections == 1 ? "" : "s") finishing on the old target \($0.target)"
+            }
             if let hop = t.hop { notes[index, default: []].append("  ↳ jump host down: \(hop)") }
             if let change = t.change {
                 notes[index, default: []].append(
-                    "  ↳ changing to \(change.target): pre-flight \(change.stage) (\(duration(now.timeIntervalSince(change.started))))")
+                    "  ↳ changing to \(change.target): pre-flight \(change.stage) (\(duration(now.timeIntervalSince(change.started))))"
+                )
             }
         }
         var widths = header.map(\.count)
@@ -380,7 +403,8 @@ enum StatusTable {
                 out += "  ↳ gateway (\(g.probe)): \(g.detail)\n"
             }
             if deep, let g = tunnels[index].gateway, let source = g.tokenSource {
-                out += "  ↳ gateway token: \(source == "none" ? "none found (gateway.remote.token, OPENCLAW_GATEWAY_TOKEN, gateway.auth.token)" : "from \(source)")\n"
+                out +=
+                    "  ↳ gateway token: \(source == "none" ? "none found (gateway.remote.token, OPENCLAW_GATEWAY_TOKEN, gateway.auth.token)" : "from \(source)")\n"
             }
         }
         return out
@@ -394,7 +418,9 @@ enum StatusTable {
         case .up:
             var cell = t.sessions > 1 ? "up \(t.sessionsUp)/\(t.sessions)" : "up"
             let listening = t.forwards.filter { $0.state == .listening }.count
-            if t.forwards.count > 1 && listening < t.forwards.count { cell += " (\(listening)/\(t.forwards.count) listening)" }
+            if t.forwards.count > 1 && listening < t.forwards.count {
+                cell += " (\(listening)/\(t.forwards.count) listening)"
+            }
             return cell
         case .backoff where t.retryCause == .local:
             return "backoff (local) \(age)"
@@ -428,9 +454,12 @@ enum StatusTable {
     }
 
     static func eventLine(_ t: TunnelStatus, at time: Date) -> String {
-        var text = "\(timestamp(time)) \(t.name) \(t.state.rawValue) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
+        var text =
+            "\(timestamp(time)) \(t.name) \(t.state.rawValue) \(t.target) conns=\(t.connections) reconnects=\(t.reconnects)"
         if let error = t.lastError, t.state != .up { text += " error=\(error)" }
-        if let change = t.change { text += " changing-to=\(change.target) preflight=\(change.stage.replacing(" ", with: "-"))" }
+        if let change = t.change {
+            text += " changing-to=\(change.target) preflight=\(change.stage.replacing(" ", with: "-"))"
+        }
         return text
     }
 

@@ -39,7 +39,8 @@ struct GlobalOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
+            "The config file.",
+            discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
             valueName: "path"))
     var config: String?
 
@@ -56,7 +57,8 @@ struct GlobalOptions: ParsableArguments {
 
     static func absolute(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
-        return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+        return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+            .standardizedFileURL.path
     }
     var socketPath: String { socket ?? ControlPaths.defaultSocket() }
 }
@@ -67,7 +69,8 @@ struct ConfigOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The config file.", discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
+            "The config file.",
+            discussion: "Default: $XDG_CONFIG_HOME/ecto-tunnel/config.toml (~/.config/ecto-tunnel/config.toml).",
             valueName: "path"))
     var config: String?
 
@@ -95,7 +98,8 @@ struct Run: ParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
-    @Option(name: .long, help: ArgumentHelp("Seconds open connections may continue after SIGTERM.", valueName: "seconds"))
+    @Option(
+        name: .long, help: ArgumentHelp("Seconds open connections may continue after SIGTERM.", valueName: "seconds"))
     var stopGrace: Double = 5
 
     func validate() throws {
@@ -145,7 +149,8 @@ struct Check: ParsableCommand {
 
     func run() throws {
         do {
-            let config = try TunnelValidation.load(path: global.configPath, environment: ProcessInfo.processInfo.environment)
+            let config = try TunnelValidation.load(
+                path: global.configPath, environment: ProcessInfo.processInfo.environment)
             for warning in config.warnings { print("warning: \(warning)") }
             print("\(config.path): OK, \(config.tunnels.count) tunnel\(config.tunnels.count == 1 ? "" : "s")")
             for tunnel in config.tunnels {

@@ -81,7 +81,8 @@ struct UnitFile: ParsableCommand {
 
     func validate() throws {
         guard UnitPaths.templates[name] != nil else {
-            throw ValidationError("unknown unit \(name): expected \(UnitPaths.serviceName) or \(UnitPaths.templateName)")
+            throw ValidationError(
+                "unknown unit \(name): expected \(UnitPaths.serviceName) or \(UnitPaths.templateName)")
         }
         guard exec.hasPrefix("/") else { throw ValidationError("--exec must be an absolute path, got \(exec)") }
     }
@@ -90,4 +91,3 @@ struct UnitFile: ParsableCommand {
         print(UnitPaths.unit(UnitPaths.templates[name]!, binary: exec, arguments: nil), terminator: "")
     }
 }
-

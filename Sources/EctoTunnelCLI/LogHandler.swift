@@ -31,12 +31,16 @@ struct StderrLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         writeStandardError(
-            Self.format(level: event.level, fields: fields, message: "\(event.message)", journald: journald, timestamp: Self.timestamp()))
+            Self.format(
+                level: event.level, fields: fields, message: "\(event.message)", journald: journald,
+                timestamp: Self.timestamp()))
     }
 
     /// The text written for one message: one line, or several for a multi-line message; under
     /// journald every line starts with the priority.
-    static func format(level: Logger.Level, fields: String, message: String, journald: Bool, timestamp: String) -> String {
+    static func format(
+        level: Logger.Level, fields: String, message: String, journald: Bool, timestamp: String
+    ) -> String {
         var head = journald ? "" : timestamp + " "
         head += "\(level.rawValue)"
         if !fields.isEmpty { head += " [\(fields)]" }
@@ -84,9 +88,11 @@ struct StderrLogHandler: LogHandler {
         var time = tm()
         var seconds = ts.tv_sec
         gmtime_r(&seconds, &time)
-        let day = zeroPadded(time.tm_year + 1900, width: 4) + "-" + zeroPadded(time.tm_mon + 1, width: 2) + "-"
+        let day =
+            zeroPadded(time.tm_year + 1900, width: 4) + "-" + zeroPadded(time.tm_mon + 1, width: 2) + "-"
             + zeroPadded(time.tm_mday, width: 2)
-        let clock = zeroPadded(time.tm_hour, width: 2) + ":" + zeroPadded(time.tm_min, width: 2) + ":"
+        let clock =
+            zeroPadded(time.tm_hour, width: 2) + ":" + zeroPadded(time.tm_min, width: 2) + ":"
             + zeroPadded(time.tm_sec, width: 2) + "." + zeroPadded(ts.tv_nsec / 1_000_000, width: 3)
         return day + "T" + clock + "Z"
     }
@@ -96,7 +102,9 @@ struct StderrLogHandler: LogHandler {
 func writeStandardError(_ text: String) {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
-        guard let written = try? Syscall.blocking("write", { bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }), written > 0
+        guard
+            let written = try? Syscall.blocking(
+                "write", { bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }), written > 0
         else { return }
         bytes = bytes.dropFirst(written)
     }

@@ -55,28 +55,41 @@ struct Connect: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: ArgumentHelp("The gateway host: [user@]host[:port] or an ~/.ssh/config alias.", valueName: "target"))
+    @Argument(
+        help: ArgumentHelp("The gateway host: [user@]host[:port] or an ~/.ssh/config alias.", valueName: "target"))
     var target: String
 
     @Option(name: .long, help: "The tunnel's name in the config.")
     var name: String = "gateway"
 
-    @Option(name: .long, help: ArgumentHelp("Local port (and remote port unless --remote-port). Default: $OPENCLAW_GATEWAY_PORT or 18789.", valueName: "port"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Local port (and remote port unless --remote-port). Default: $OPENCLAW_GATEWAY_PORT or 18789.",
+            valueName: "port"))
     var port: UInt16?
 
     @Option(name: .long, help: ArgumentHelp("The gateway's port on the remote host.", valueName: "port"))
     var remotePort: UInt16?
 
-    @Option(name: .long, help: ArgumentHelp("Private key file (ed25519, ecdsa or rsa; OpenSSH or PEM format). Default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa.", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Private key file (ed25519, ecdsa or rsa; OpenSSH or PEM format). Default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa.",
+            valueName: "path"))
     var identity: String?
 
-    @Option(name: .long, help: ArgumentHelp("known_hosts file. Default: ~/.ssh/known_hosts (or the alias's UserKnownHostsFile).", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "known_hosts file. Default: ~/.ssh/known_hosts (or the alias's UserKnownHostsFile).", valueName: "path"))
     var knownHosts: String?
 
     @Flag(name: .long, help: "Trust the server's host key without asking (when it is not known yet).")
     var yes = false
 
-    @Option(name: .long, help: ArgumentHelp("Trust the host key only if it has this fingerprint.", valueName: "SHA256:…"))
+    @Option(
+        name: .long, help: ArgumentHelp("Trust the host key only if it has this fingerprint.", valueName: "SHA256:…"))
     var fingerprint: String?
 
     @Flag(name: .long, help: "Restart the daemon (service) even if it runs already.")
@@ -112,12 +125,17 @@ struct Connect: ParsableCommand {
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
         let keyPath = try runOperator { _ in
-            try ConnectWorkflow.pickKey(explicit: identity, alias: aliasSettings, agent: agent, home: home, target: sshTarget)
+            try ConnectWorkflow.pickKey(
+                explicit: identity, alias: aliasSettings, agent: agent, home: home, target: sshTarget)
         }
-        step(2, "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")" + (agent ? "; ssh-agent keys are tried first" : ""))
+        step(
+            2,
+            "key \(keyPath.map { SSHClientConfig.abbreviate($0, home: home) } ?? "none (ssh-agent only)")"
+                + (agent ? "; ssh-agent keys are tried first" : ""))
 
         // 3. Host key.
-        let knownHostsPath = SSHClientConfig.expandTilde(knownHosts ?? aliasSettings?.userKnownHostsFile?.value ?? "~/.ssh/known_hosts", home: home)
+        let knownHostsPath = SSHClientConfig.expandTilde(
+            knownHosts ?? aliasSettings?.userKnownHostsFile?.value ?? "~/.ssh/known_hosts", home: home)
         try trustHostKey(sshTarget, knownHostsPath: knownHostsPath, home: home)
 
         // 4. Config.
@@ -135,26 +153,36 @@ struct Connect: ParsableCommand {
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
         let previous = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
         let changed = try runOperator { _ in try ConnectWorkflow.writeTunnel(table, name: name, to: configPath) }
-        step(4, "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))")
+        step(
+            4,
+            "config \(SSHClientConfig.abbreviate(configPath, home: home)): [tunnels.\(name)] \(changed ? "written" : "unchanged") (127.0.0.1:\(localPort) → 127.0.0.1:\(remote) on \(sshTarget.host))"
+        )
 
         // 5. Daemon.
         let daemon = try runOperator { out in
             try ConnectWorkflow.ensureDaemon(
-                configPath: configPath, socket: global.socketPath, socketOption: global.socket, tunnel: name, restart: restart,
+                configPath: configPath, socket: global.socketPath, socketOption: global.socket, tunnel: name,
+                restart: restart,
                 noSystemd: noSystemd, changed: changed, previous: previous, out: out)
         }
         switch daemon {
         case .restartedService: step(5, "daemon: restarted \(UnitPaths.serviceName)")
-        case .restartedInBackground(let pid): step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
-        case .reloaded(let pid, let applied): step(5, "daemon: running (pid \(pid)); " + (applied ? "reloaded" : "nothing to reload"))
+        case .restartedInBackground(let pid):
+            step(5, "daemon: restarted in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+        case .reloaded(let pid, let applied):
+            step(5, "daemon: running (pid \(pid)); " + (applied ? "reloaded" : "nothing to reload"))
         case .installed: break  // the installer said what it did
         case .refusedByPreflight(let pid, let failure):
             step(5, "daemon: running (pid \(pid)); the new settings of \(name) failed their pre-flight")
             printError(
-                "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was.")
+                "\(name): not changed: \(failure.stage) failed: \(failure.error). The tunnel keeps its running settings and \(configPath) is as it was."
+            )
             throw ExitCode(ControlExit.refused)
         case .startedInBackground(let pid, let noUserManager):
-            step(5, "daemon: \(noUserManager ? "no systemd user manager here; " : "")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))")
+            step(
+                5,
+                "daemon: \(noUserManager ? "no systemd user manager here; " : "")started in the background (pid \(pid), log \(BackgroundDaemon.logPath()))"
+            )
         }
 
         // 6. Wait for the tunnel and the gateway: probed from here, with the token resolved here.
@@ -168,7 +196,8 @@ struct Connect: ParsableCommand {
     private func resolveCredentials() -> GatewayCredentials {
         let settings = try? OpenClawImport.readSettings(environment: .current)
         return GatewayCredentials.resolve(
-            explicitToken: token, explicitPassword: password, settings: settings, environment: ProcessInfo.processInfo.environment)
+            explicitToken: token, explicitPassword: password, settings: settings,
+            environment: ProcessInfo.processInfo.environment)
     }
 
     private func step(_ n: Int, _ text: String) { print("[\(n)/6] \(text)") }
@@ -177,7 +206,8 @@ struct Connect: ParsableCommand {
         let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)
         let key: HostKey
         do {
-            key = try HostKeyTrust.fetch(host: sshTarget.host, port: sshTarget.port, knownHosts: known, timeout: .seconds(10))
+            key = try HostKeyTrust.fetch(
+                host: sshTarget.host, port: sshTarget.port, knownHosts: known, timeout: .seconds(10))
         } catch {
             printError("cannot reach \(sshTarget.host):\(sshTarget.port) to read its host key: \(error)")
             throw ExitCode(ControlExit.notUp)
@@ -189,10 +219,13 @@ struct Connect: ParsableCommand {
             step(3, "host key \(key.algorithm) \(key.fingerprintSHA256), already trusted (\(shownPath):\(line))")
             return
         case .refused(.revoked(let line)):
-            printError("the host key of \(lookup) (\(key.fingerprintSHA256)) is marked @revoked in \(knownHostsPath):\(line); refusing")
+            printError(
+                "the host key of \(lookup) (\(key.fingerprintSHA256)) is marked @revoked in \(knownHostsPath):\(line); refusing"
+            )
             throw ExitCode(ControlExit.refused)
         case .refused(.changed(let others, let sameType)):
-            let old = others.map { "\($0.key.algorithm) \($0.key.fingerprintSHA256) (line \($0.line))" }.joined(separator: ", ")
+            let old = others.map { "\($0.key.algorithm) \($0.key.fingerprintSHA256) (line \($0.line))" }.joined(
+                separator: ", ")
             let what = sameType ? "" : " (a key type it does not have for this host; the daemon refuses it too)"
             printError(
                 """
@@ -219,7 +252,9 @@ struct Connect: ParsableCommand {
             print("      matches --fingerprint")
         } else if !yes {
             guard isatty(STDIN_FILENO) == 1 else {
-                printError("not trusting an unknown host key without confirmation: pass --yes, or --fingerprint \(key.fingerprintSHA256) after checking it")
+                printError(
+                    "not trusting an unknown host key without confirmation: pass --yes, or --fingerprint \(key.fingerprintSHA256) after checking it"
+                )
                 throw ExitCode(ControlExit.refused)
             }
             print("      Trust this key and remember it in \(shownPath)? [y/N] ", terminator: "")
@@ -242,7 +277,9 @@ struct Connect: ParsableCommand {
     private func waitUntilUp(localPort: UInt16, credentials: GatewayCredentials) throws -> TunnelStatus {
         let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
         let outcome = TunnelWait.untilUp(timeout: ContinuousClock.now.duration(to: deadline)) {
-            guard let answer = try? ControlClient(path: global.socketPath).request("GET", "/v1/tunnels/\(pathComponent(name))"),
+            guard
+                let answer = try? ControlClient(path: global.socketPath).request(
+                    "GET", "/v1/tunnels/\(pathComponent(name))"),
                 case .success(let report) = answer.decode(StatusReport.self), let tunnel = report.tunnels.first
             else { return .retry }
             return .status(tunnel)
@@ -255,29 +292,42 @@ struct Connect: ParsableCommand {
             printError("the tunnel failed: \(tunnel.lastError ?? "unknown error")")
             throw ExitCode(ControlExit.refused)
         case .disabled(let tunnel), .notUp(let tunnel?):
-            printError("the tunnel is not up after \(Int(timeout)) s: \(tunnel.state.rawValue), \(tunnel.lastError ?? "no error yet"); it keeps retrying (ecto-tunnel status)")
+            printError(
+                "the tunnel is not up after \(Int(timeout)) s: \(tunnel.state.rawValue), \(tunnel.lastError ?? "no error yet"); it keeps retrying (ecto-tunnel status)"
+            )
             throw ExitCode(ControlExit.notUp)
         case .notUp(nil):
-            printError("the tunnel is not up after \(Int(timeout)) s: no answer from the daemon; it keeps retrying (ecto-tunnel status)")
+            printError(
+                "the tunnel is not up after \(Int(timeout)) s: no answer from the daemon; it keeps retrying (ecto-tunnel status)"
+            )
             throw ExitCode(ControlExit.notUp)
         }
         // The gateway, through the tunnel, with this run's token: HTTP first (does it answer at
         // all?), then the WebSocket that OpenClaw's clients use (does it take the token?).
-        let result = TunnelWait.gateway(at: Endpoint(host: "127.0.0.1", port: localPort), token: credentials.token?.value, deadline: deadline)
+        let result = TunnelWait.gateway(
+            at: Endpoint(host: "127.0.0.1", port: localPort), token: credentials.token?.value, deadline: deadline)
         if result.tokenRefused {
-            step(6, "tunnel up; the gateway answers, but \(credentials.token == nil ? "wants a token" : "refused the token") (\(result.detail))")
+            step(
+                6,
+                "tunnel up; the gateway answers, but \(credentials.token == nil ? "wants a token" : "refused the token") (\(result.detail))"
+            )
             if let secret = credentials.token {
-                printError("gateway refused the token from \(secret.source); check it (the gateway's gateway.auth.token), or pass the right one with --token")
+                printError(
+                    "gateway refused the token from \(secret.source); check it (the gateway's gateway.auth.token), or pass the right one with --token"
+                )
             } else {
                 printError(
                     "the gateway wants a token and none was found: pass --token, set OPENCLAW_GATEWAY_TOKEN, or gateway.remote.token in ~/.openclaw/openclaw.json"
-                        + (credentials.skipped.isEmpty ? "" : " (skipped: \(credentials.skipped.joined(separator: "; ")))"))
+                        + (credentials.skipped.isEmpty
+                            ? "" : " (skipped: \(credentials.skipped.joined(separator: "; ")))"))
             }
             throw ExitCode(ControlExit.tokenRefused)
         }
         guard result.ok else {
             step(6, "tunnel up, but the gateway does not answer through it: \(result.detail)")
-            print("      Is the OpenClaw gateway running on the remote host, on port \(up.remote)? (ecto-tunnel status --deep)")
+            print(
+                "      Is the OpenClaw gateway running on the remote host, on port \(up.remote)? (ecto-tunnel status --deep)"
+            )
             throw ExitCode(ControlExit.notUp)
         }
         step(6, "tunnel up; the gateway answers (\(result.detail))")
@@ -290,7 +340,8 @@ struct Connect: ParsableCommand {
         // else $TOKEN with a note); printed only with --show-token.
         var authHeader: String? = nil
         var tokenNote: String? = nil
-        var tokenLine = "token:      none found (set OPENCLAW_GATEWAY_TOKEN, gateway.remote.token in ~/.openclaw/openclaw.json, or pass --token)"
+        var tokenLine =
+            "token:      none found (set OPENCLAW_GATEWAY_TOKEN, gateway.remote.token in ~/.openclaw/openclaw.json, or pass --token)"
         if let secret = credentials.token {
             tokenLine = "token:      \(showToken ? secret.reveal() : secret.description)"
             switch secret.source {
@@ -304,7 +355,9 @@ struct Connect: ParsableCommand {
             }
         }
         var passwordLine: String? = nil
-        if let secret = credentials.password { passwordLine = "password:   \(showToken ? secret.reveal() : secret.description)" }
+        if let secret = credentials.password {
+            passwordLine = "password:   \(showToken ? secret.reveal() : secret.description)"
+        }
         print(
             """
 
@@ -347,8 +400,12 @@ struct Disconnect: ParsableCommand {
 
     func run() throws {
         let path = global.configPath
-        let config = try runOperator { _ in try DisconnectWorkflow.edit(configPath: path, tunnel: tunnel, purge: purge) }
-        print(purge ? "removed [tunnels.\(tunnel)] from \(path)" : "disabled [tunnels.\(tunnel)] in \(path) (enabled = false)")
+        let config = try runOperator { _ in try DisconnectWorkflow.edit(configPath: path, tunnel: tunnel, purge: purge)
+        }
+        print(
+            purge
+                ? "removed [tunnels.\(tunnel)] from \(path)"
+                : "disabled [tunnels.\(tunnel)] in \(path) (enabled = false)")
         switch try runOperator({ _ in try DisconnectWorkflow.applyToDaemon(config, socket: global.socketPath) }) {
         case .notRunning: print("no daemon is running")
         case .reloaded(let pid): print("daemon (pid \(pid)) reloaded; its other tunnels keep running")
@@ -367,10 +424,13 @@ struct Import: ParsableCommand {
 /// Shared by both imports: print, and with --write add the table to the config. With
 /// `refuseUnsupported` (ssh-config) anything that cannot be carried over stops it: nothing is
 /// printed as a table or written, each setting is named with file:line, exit 1.
-func finishImport(_ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool, refuseUnsupported: Bool = false) throws {
+func finishImport(
+    _ imported: TunnelImport, global: ConfigOptions, write: Bool, replace: Bool, refuseUnsupported: Bool = false
+) throws {
     let home = ConfigEnvironment.current.home
     if refuseUnsupported && !imported.unsupported.isEmpty {
-        var message = "cannot import \(imported.source): \(imported.unsupported.count) setting\(imported.unsupported.count == 1 ? "" : "s") ecto-tunnel cannot carry over (nothing written):"
+        var message =
+            "cannot import \(imported.source): \(imported.unsupported.count) setting\(imported.unsupported.count == 1 ? "" : "s") ecto-tunnel cannot carry over (nothing written):"
         for item in imported.unsupported { message += "\n  \(item.description(home: home))" }
         message += "\nsee docs/ssh-config.md for what each ssh option becomes"
         printError(message)
@@ -414,7 +474,8 @@ struct ImportSSHConfig: ParsableCommand {
     @OptionGroup var global: ConfigOptions
     @Argument(help: "The Host alias.") var host: String
     @Option(name: .long, help: "The tunnel's name (default: the alias).") var name: String?
-    @Option(name: .long, help: "Import only the LocalForward listening on this port (default: every LocalForward).") var localPort: UInt16?
+    @Option(name: .long, help: "Import only the LocalForward listening on this port (default: every LocalForward).")
+    var localPort: UInt16?
     @Option(name: .long, help: ArgumentHelp("The ssh config file.", valueName: "path")) var sshConfig: String?
     @Flag(name: .long, help: "Add the table to the config file.") var write = false
     @Flag(name: .long, help: "With --write: replace a tunnel of the same name.") var replace = false
@@ -460,7 +521,6 @@ struct ImportOpenClaw: ParsableCommand {
         }
     }
 }
-
 
 /// Runs an operator workflow: its progress printed on stdout, its failure on stderr with its exit
 /// status.

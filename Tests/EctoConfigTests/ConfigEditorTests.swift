@@ -20,7 +20,8 @@ import Testing
         """
 
     @Test func replacesOnlyTheValue() throws {
-        let out = try ConfigEditor.setValue("deploy@gw2.example.net:2222", forKey: "target", inTunnel: "gateway", in: Self.original)
+        let out = try ConfigEditor.setValue(
+            "deploy@gw2.example.net:2222", forKey: "target", inTunnel: "gateway", in: Self.original)
         let expected = Self.original.replacingOnce(
             "target   =   \"ops@gw.example.net:22\"   # old gateway",
             with: "target   =   \"deploy@gw2.example.net:2222\"   # old gateway")
@@ -45,7 +46,8 @@ import Testing
     }
 
     @Test func addsMissingKeyAtEndOfTable() throws {
-        let out = try ConfigEditor.setValue("~/.ssh/id_ed25519", forKey: "identity_file", inTunnel: "gateway", in: Self.original)
+        let out = try ConfigEditor.setValue(
+            "~/.ssh/id_ed25519", forKey: "identity_file", inTunnel: "gateway", in: Self.original)
         let expected = Self.original.replacingOnce(
             "remote = \"127.0.0.1:18789\"\n",
             with: "remote = \"127.0.0.1:18789\"\nidentity_file = \"~/.ssh/id_ed25519\"\n")
@@ -69,10 +71,12 @@ import Testing
 
     @Test func quotesAndEscapes() throws {
         let tricky = "a\"b\\c\td\u{1}é"
-        let out = try ConfigEditor.setValue(tricky, forKey: "identity_passphrase_credential", inTunnel: "gateway", in: Self.original)
+        let out = try ConfigEditor.setValue(
+            tricky, forKey: "identity_passphrase_credential", inTunnel: "gateway", in: Self.original)
         let doc = TOMLParser.parse(out)
         #expect(doc.errors == [])
-        #expect(doc.table(["tunnels", "gateway"])?.entry("identity_passphrase_credential")?.value.value == .string(tricky))
+        #expect(
+            doc.table(["tunnels", "gateway"])?.entry("identity_passphrase_credential")?.value.value == .string(tricky))
     }
 
     @Test func keepsCRLF() throws {

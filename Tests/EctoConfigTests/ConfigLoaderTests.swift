@@ -198,7 +198,8 @@ import Testing
     @Test func fileOrderIsKept() throws {
         var text = ""
         for (i, name) in ["zeta", "alpha", "mid"].enumerated() {
-            text += "[tunnels.\(name)]\ntarget = \"h\(i).example\"\nlocal = \"127.0.0.1:\(2000 + i)\"\nremote = \"x.example:1\"\n"
+            text +=
+                "[tunnels.\(name)]\ntarget = \"h\(i).example\"\nlocal = \"127.0.0.1:\(2000 + i)\"\nremote = \"x.example:1\"\n"
         }
         #expect(try parseConfig(text).tunnels.map(\.name) == ["zeta", "alpha", "mid"])
     }
@@ -228,20 +229,24 @@ import Testing
 
     @Test func sessionsParsesWithDefaultAndRange() throws {
         let config = try parseConfig(
-            "[defaults]\nsessions = 4\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\nsessions = 1\n")
+            "[defaults]\nsessions = 4\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\nsessions = 1\n"
+        )
         #expect(config.tunnels[0].sessions == 4)
         #expect(config.tunnels[1].sessions == 1)
         #expect(try parseConfig("[tunnels.a]\n\(validBody)\n").tunnels[0].sessions == 1)
         for bad in ["0", "17", "-1"] {
             expectSingleError(
-                "[tunnels.gw]\n\(validBody)\nsessions = \(bad)\n", line: 5, key: "tunnels.gw.sessions", contains: "is out of range: must be 1-16")
+                "[tunnels.gw]\n\(validBody)\nsessions = \(bad)\n", line: 5, key: "tunnels.gw.sessions",
+                contains: "is out of range: must be 1-16")
         }
-        expectSingleError("[tunnels.gw]\n\(validBody)\nsessions = \"2\"\n", line: 5, key: "tunnels.gw.sessions", contains: "integer")
+        expectSingleError(
+            "[tunnels.gw]\n\(validBody)\nsessions = \"2\"\n", line: 5, key: "tunnels.gw.sessions", contains: "integer")
     }
 
     @Test func drainTimeoutParsesWithDefault() throws {
         let config = try parseConfig(
-            "[defaults]\ndrain_timeout = \"90s\"\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\ndrain_timeout = 0\n")
+            "[defaults]\ndrain_timeout = \"90s\"\n[tunnels.a]\n\(validBody)\n[tunnels.b]\n\(validBody.replacingOccurrences(of: "18789", with: "18790"))\ndrain_timeout = 0\n"
+        )
         #expect(config.tunnels[0].drainTimeout == .seconds(90))
         #expect(config.tunnels[1].drainTimeout == .zero)
         let plain = try parseConfig("[tunnels.a]\n\(validBody)\n")
@@ -317,7 +322,8 @@ import Testing
 
     @Test func syntaxErrorInRequiredKeyIsNotAlsoMissing() {
         // `local` is present but unquoted: one syntax error, no "missing local".
-        let errors = configErrors("[tunnels.a]\ntarget = \"h.example\"\nlocal = 127.0.0.1:80\nremote = \"x.example:1\"\n")
+        let errors = configErrors(
+            "[tunnels.a]\ntarget = \"h.example\"\nlocal = 127.0.0.1:80\nremote = \"x.example:1\"\n")
         #expect(errors.count == 1)
         #expect(errors.first?.line == 3)
         #expect(errors.first?.message.contains("strings must be quoted") == true)
@@ -339,15 +345,30 @@ import Testing
         ("host_key_policy = \"accept_new\"", "tunnels.a.host_key_policy", "did you mean accept-new?"),
         ("host_key_policy = \"yolo\"", "tunnels.a.host_key_policy", "expected \"strict\" or \"accept-new\""),
         ("host_key_fingerprint = \"SHA256:abc\"", "tunnels.a.host_key_fingerprint", "3 characters after SHA256:"),
-        ("host_key_fingerprint = \"MD5:aa:bb\"", "tunnels.a.host_key_fingerprint", "MD5 fingerprints are not supported"),
+        (
+            "host_key_fingerprint = \"MD5:aa:bb\"", "tunnels.a.host_key_fingerprint",
+            "MD5 fingerprints are not supported"
+        ),
         ("host_key_fingerprint = \"\(goodFingerprint)=\"", "tunnels.a.host_key_fingerprint", "padding"),
-        ("host_key_fingerprint = \"SHA256:\(String(repeating: "x", count: 43))\"", "tunnels.a.host_key_fingerprint", "not the base64 of a 32-byte"),
-        ("host_key_fingerprint = \"SHA256:\(String(repeating: "x", count: 42))!\"", "tunnels.a.host_key_fingerprint", "not a base64 character"),
+        (
+            "host_key_fingerprint = \"SHA256:\(String(repeating: "x", count: 43))\"", "tunnels.a.host_key_fingerprint",
+            "not the base64 of a 32-byte"
+        ),
+        (
+            "host_key_fingerprint = \"SHA256:\(String(repeating: "x", count: 42))!\"", "tunnels.a.host_key_fingerprint",
+            "not a base64 character"
+        ),
         ("user = \"\"", "tunnels.a.user", "not a valid user name"),
         ("user = \"a b\"", "tunnels.a.user", "not a valid user name"),
         ("identity_file = \"~bob/key\"", "tunnels.a.identity_file", "~user is not supported"),
-        ("identity_file = 5", "tunnels.a.identity_file", "expected a string (a file path) or an array of them, got integer 5"),
-        ("identity_passphrase_credential = \"a/b\"", "tunnels.a.identity_passphrase_credential", "not a valid credential name"),
+        (
+            "identity_file = 5", "tunnels.a.identity_file",
+            "expected a string (a file path) or an array of them, got integer 5"
+        ),
+        (
+            "identity_passphrase_credential = \"a/b\"", "tunnels.a.identity_passphrase_credential",
+            "not a valid credential name"
+        ),
         ("allow_non_loopback = 1", "tunnels.a.allow_non_loopback", "expected true or false, got integer 1"),
     ])
     func wrongValue(line: String, key: String, fragment: String) {
@@ -355,9 +376,13 @@ import Testing
     }
 
     @Test func addressErrorMessage() {
-        let errors = configErrors("[tunnels.gw]\ntarget = \"h.example\"\nremote = \"127.0.0.1:1\"\n\n\n\nlocal = \"127.0.0.1:99999\"\n")
+        let errors = configErrors(
+            "[tunnels.gw]\ntarget = \"h.example\"\nremote = \"127.0.0.1:1\"\n\n\n\nlocal = \"127.0.0.1:99999\"\n")
         #expect(errors.count == 1)
-        #expect(errors.first?.description == "/cfg/config.toml:7: tunnels.gw.local: \"127.0.0.1:99999\" is not a valid address: port must be 1-65535")
+        #expect(
+            errors.first?.description
+                == "/cfg/config.toml:7: tunnels.gw.local: \"127.0.0.1:99999\" is not a valid address: port must be 1-65535"
+        )
     }
 
     @Test(arguments: [
@@ -395,7 +420,8 @@ import Testing
 
     @Test func targetAndSSHHost() {
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nssh_host = \"gw\"\n", line: 5, key: "tunnels.a", contains: "either target or ssh_host, not both")
+            "[tunnels.a]\n\(validBody)\nssh_host = \"gw\"\n", line: 5, key: "tunnels.a",
+            contains: "either target or ssh_host, not both")
         expectSingleError(
             "\n[tunnels.a]\nlocal = \"127.0.0.1:1\"\nremote = \"127.0.0.1:1\"\n", line: 2, key: "tunnels.a.target",
             contains: "missing target")
@@ -410,7 +436,8 @@ import Testing
 
     @Test func backoffOrder() {
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nbackoff_initial = \"10s\"\nbackoff_max = 5\n", line: 6, key: "tunnels.a.backoff_max",
+            "[tunnels.a]\n\(validBody)\nbackoff_initial = \"10s\"\nbackoff_max = 5\n", line: 6,
+            key: "tunnels.a.backoff_max",
             contains: "backoff_max (5s) must be at least backoff_initial (10s)")
         // Only backoff_initial set, above the default maximum of 60s.
         expectSingleError(
@@ -441,7 +468,8 @@ import Testing
         sys.extraDirectories.insert("/keys/dir")
         sys.others.insert("/dev/fifo")
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nidentity_file = \"~/.ssh/missing\"\n", sys, line: 5, key: "tunnels.a.identity_file",
+            "[tunnels.a]\n\(validBody)\nidentity_file = \"~/.ssh/missing\"\n", sys, line: 5,
+            key: "tunnels.a.identity_file",
             contains: "\"/home/alice/.ssh/missing\" does not exist")
         expectSingleError(
             "[tunnels.a]\n\(validBody)\nidentity_file = \"/keys/dir\"\n", sys, line: 5, key: "tunnels.a.identity_file",
@@ -485,11 +513,14 @@ import Testing
         var sys = FakeSystem()
         sys.files["/p"] = "x"
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nidentity_passphrase_file = \"/p\"\nidentity_passphrase_credential = \"c\"\n", sys,
-            line: 6, key: "tunnels.a", contains: "at most one of identity_passphrase_file and identity_passphrase_credential")
+            "[tunnels.a]\n\(validBody)\nidentity_passphrase_file = \"/p\"\nidentity_passphrase_credential = \"c\"\n",
+            sys,
+            line: 6, key: "tunnels.a",
+            contains: "at most one of identity_passphrase_file and identity_passphrase_credential")
         // A tunnel's own choice replaces the one in [defaults].
         let c = try parseConfig(
-            "[defaults]\nidentity_passphrase_file = \"/p\"\n[tunnels.a]\n\(validBody)\nidentity_passphrase_credential = \"c\"\n", sys)
+            "[defaults]\nidentity_passphrase_file = \"/p\"\n[tunnels.a]\n\(validBody)\nidentity_passphrase_credential = \"c\"\n",
+            sys)
         #expect(c.tunnels[0].identityPassphraseFile == nil)
         #expect(c.tunnels[0].identityPassphraseCredential == "c")
     }
@@ -499,7 +530,9 @@ import Testing
         let text = "[tunnels.a]\n\(validBody)\nidentity_passphrase_credential = \"gwpass\"\n"
         #expect(try parseConfig(text, sys).tunnels[0].identityPassphraseCredential == "gwpass")
         sys.variables["CREDENTIALS_DIRECTORY"] = "/run/credentials/x"
-        expectSingleError(text, sys, line: 5, key: "tunnels.a.identity_passphrase_credential", contains: "credential \"gwpass\" not found")
+        expectSingleError(
+            text, sys, line: 5, key: "tunnels.a.identity_passphrase_credential",
+            contains: "credential \"gwpass\" not found")
         sys.files["/run/credentials/x/gwpass"] = "pw"
         #expect(try parseConfig(text, sys).tunnels.count == 1)
     }
@@ -596,7 +629,8 @@ import Testing
             _ = try ConfigLoader.load(path: "/nowhere/config.toml", environment: sys.environment)
             Issue.record("expected an error")
         } catch {
-            #expect(error.errors == [ConfigError(file: "/nowhere/config.toml", line: 0, message: "config file not found")])
+            #expect(
+                error.errors == [ConfigError(file: "/nowhere/config.toml", line: 0, message: "config file not found")])
             #expect(error.description == "/nowhere/config.toml: config file not found")
         }
     }

@@ -72,8 +72,12 @@ import Testing
                 ]
                 """)
         let t = try #require(config.tunnels.first)
-        #expect(t.forwards.map(\.description) == ["127.0.0.1:18789:127.0.0.1:18789", "127.0.0.1:8080:localhost:80", "[::1]:9000:[fe80::1]:22"])
-        #expect(t.local == Endpoint(host: "127.0.0.1", port: 18789) && t.remote == Endpoint(host: "127.0.0.1", port: 18789))
+        #expect(
+            t.forwards.map(\.description) == [
+                "127.0.0.1:18789:127.0.0.1:18789", "127.0.0.1:8080:localhost:80", "[::1]:9000:[fe80::1]:22",
+            ])
+        #expect(
+            t.local == Endpoint(host: "127.0.0.1", port: 18789) && t.remote == Endpoint(host: "127.0.0.1", port: 18789))
     }
 
     @Test func oneForwardIsTheSameAsLocalRemote() throws {
@@ -119,15 +123,19 @@ import Testing
 
     @Test func badSyntaxNamesTheItemAndItsLine() {
         expectSingleError(
-            head + "forwards = [\n  \"8080:a:80\",\n  \"::1:9000:fe80::1:22\",\n]\n", line: 5, key: "tunnels.gw.forwards",
+            head + "forwards = [\n  \"8080:a:80\",\n  \"::1:9000:fe80::1:22\",\n]\n", line: 5,
+            key: "tunnels.gw.forwards",
             contains: "forward 2 \"::1:9000:fe80::1:22\": too many \":\"")
         expectSingleError(
             head + "forwards = [\"8080:a\"]\n", line: 3, key: "tunnels.gw.forwards", contains: "forward 1 \"8080:a\"")
         expectSingleError(head + "forwards = []\n", line: 3, key: "tunnels.gw.forwards", contains: "empty list")
-        expectSingleError(head + "forwards = [8080]\n", line: 3, key: "tunnels.gw.forwards", contains: "got an array holding")
-        expectSingleError(head + "forwards = 8080\n", line: 3, key: "tunnels.gw.forwards", contains: "expected an array of strings")
         expectSingleError(
-            "[defaults]\nforwards = [\"1:a:1\"]\n" + head + "forwards = [\"2:a:2\"]\n", line: 2, key: "defaults.forwards",
+            head + "forwards = [8080]\n", line: 3, key: "tunnels.gw.forwards", contains: "got an array holding")
+        expectSingleError(
+            head + "forwards = 8080\n", line: 3, key: "tunnels.gw.forwards", contains: "expected an array of strings")
+        expectSingleError(
+            "[defaults]\nforwards = [\"1:a:1\"]\n" + head + "forwards = [\"2:a:2\"]\n", line: 2,
+            key: "defaults.forwards",
             contains: "cannot be set in [defaults]")
         let many = (1...65).map { "\"\($0):h:1\"" }.joined(separator: ", ")
         expectSingleError(head + "forwards = [\(many)]\n", line: 3, key: "tunnels.gw.forwards", contains: "at most 64")
@@ -160,10 +168,16 @@ import Testing
     }
 
     @Test func badAliases() {
-        expectSingleError(head + "host_key_alias = \"a b\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "not a valid host key alias")
-        expectSingleError(head + "host_key_alias = \"*.corp\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "wildcards")
-        expectSingleError(head + "host_key_alias = \"\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "not a valid host key alias")
         expectSingleError(
-            "[defaults]\nhost_key_alias = \"x\"\n" + head, line: 2, key: "defaults.host_key_alias", contains: "cannot be set in [defaults]")
+            head + "host_key_alias = \"a b\"\n", line: 5, key: "tunnels.gw.host_key_alias",
+            contains: "not a valid host key alias")
+        expectSingleError(
+            head + "host_key_alias = \"*.corp\"\n", line: 5, key: "tunnels.gw.host_key_alias", contains: "wildcards")
+        expectSingleError(
+            head + "host_key_alias = \"\"\n", line: 5, key: "tunnels.gw.host_key_alias",
+            contains: "not a valid host key alias")
+        expectSingleError(
+            "[defaults]\nhost_key_alias = \"x\"\n" + head, line: 2, key: "defaults.host_key_alias",
+            contains: "cannot be set in [defaults]")
     }
 }

@@ -37,7 +37,9 @@ import Testing
         return sys
     }
 
-    func importHost(_ alias: String, _ sys: FakeSystem = system, port: UInt16? = nil) throws(ImportError) -> TunnelImport {
+    func importHost(
+        _ alias: String, _ sys: FakeSystem = system, port: UInt16? = nil
+    ) throws(ImportError) -> TunnelImport {
         try SSHConfigImport.importHost(alias, forwardLocalPort: port, environment: sys.environment)
     }
 
@@ -47,7 +49,9 @@ import Testing
         #expect(imp.value(forKey: "target") == .string("ops@gw.example.net:2222"))
         // Both LocalForwards, in one tunnel.
         #expect(imp.value(forKey: "local") == nil && imp.value(forKey: "remote") == nil)
-        #expect(imp.value(forKey: "forwards") == .strings(["127.0.0.1:18789:127.0.0.1:18789", "localhost:9000:db.internal:5432"]))
+        #expect(
+            imp.value(forKey: "forwards")
+                == .strings(["127.0.0.1:18789:127.0.0.1:18789", "localhost:9000:db.internal:5432"]))
         #expect(imp.value(forKey: "identity_file") == .string("/home/alice/.ssh/id_ed25519"))
         #expect(imp.value(forKey: "certificate_file") == .string("/home/alice/.ssh/id_ed25519-cert.pub"))
         #expect(imp.value(forKey: "known_hosts") == .string("/home/alice/.ssh/known_hosts"))
@@ -68,7 +72,7 @@ import Testing
         // Grouped by file, in the order the files were first read, then by line.
         #expect(
             listed == [
-                "ControlMaster@/home/alice/.ssh/conf.d/10-extra:3",
+                "ControlMaster@/home/alice/.ssh/conf.d/10-extra:3"
             ])
         // ProxyJump is carried over (a tunnel that connected straight to the inner host was wrong).
         #expect(imp.value(forKey: "jump") == .strings(["bastion.example.net:22"]))
@@ -203,18 +207,29 @@ import Testing
         #expect(imp.unsupported.isEmpty == false, "the Match block elsewhere in the files read is still refused")
         #expect(imp.unsupported.map(\.setting) == ["Match"])
         #expect(imp.value(forKey: "target") == .string("ops@office.example.net:22"))
-        #expect(imp.value(forKey: "identity_file") == .strings(["/home/alice/.ssh/id_office", "/home/alice/.ssh/id_rsa"]))
+        #expect(
+            imp.value(forKey: "identity_file") == .strings(["/home/alice/.ssh/id_office", "/home/alice/.ssh/id_rsa"]))
         #expect(imp.value(forKey: "identities_only") == .bool(true))
         #expect(imp.value(forKey: "certificate_file") == .string("/home/alice/.ssh/id_office-cert.pub"))
         #expect(imp.value(forKey: "host_key_alias") == .string("office-gw"))
         #expect(imp.value(forKey: "known_hosts") == .string("/home/alice/.ssh/known_hosts_office"))
-        #expect(imp.notes.contains { $0.contains("lists 2 files: only the first is read") && $0.contains("~/.ssh/known_hosts") })
-        #expect(imp.value(forKey: "forwards") == .strings(["127.0.0.1:18789:127.0.0.1:18789", "127.0.0.1:8080:localhost:80", "[::1]:9000:[fe80::1]:22"]))
+        #expect(
+            imp.notes.contains {
+                $0.contains("lists 2 files: only the first is read") && $0.contains("~/.ssh/known_hosts")
+            })
+        #expect(
+            imp.value(forKey: "forwards")
+                == .strings([
+                    "127.0.0.1:18789:127.0.0.1:18789", "127.0.0.1:8080:localhost:80", "[::1]:9000:[fe80::1]:22",
+                ]))
         #expect(imp.value(forKey: "keepalive_interval") == .integer(20))
         #expect(imp.value(forKey: "keepalive_count_max") == .integer(5))
         let text = imp.tableText(home: "/home/alice")
         #expect(text.contains("identity_file = [\"~/.ssh/id_office\", \"~/.ssh/id_rsa\"]\n"))
-        #expect(text.contains("forwards = [\"127.0.0.1:18789:127.0.0.1:18789\", \"127.0.0.1:8080:localhost:80\", \"[::1]:9000:[fe80::1]:22\"]\n"))
+        #expect(
+            text.contains(
+                "forwards = [\"127.0.0.1:18789:127.0.0.1:18789\", \"127.0.0.1:8080:localhost:80\", \"[::1]:9000:[fe80::1]:22\"]\n"
+            ))
     }
 
     @Test func refusesWhatChangesTheConnection() throws {
@@ -223,7 +238,9 @@ import Testing
         #expect(match.map { "\($0.setting)@\($0.location.line)" } == ["Match@3"])
         #expect(match[0].reason.contains("Match blocks are not evaluated"))
         let remote = try importHost("remote", sys).unsupported.filter { $0.setting != "Match" }
-        #expect(remote.map { "\($0.setting)@\($0.location.line)" } == ["RemoteForward@7"], "PermitLocalCommand no is harmless")
+        #expect(
+            remote.map { "\($0.setting)@\($0.location.line)" } == ["RemoteForward@7"],
+            "PermitLocalCommand no is harmless")
         let cmd = try importHost("cmd", sys).unsupported.filter { $0.setting != "Match" }
         #expect(cmd.map { "\($0.setting)@\($0.location.line)" } == ["PermitLocalCommand@11", "LocalCommand@12"])
         let odd = try importHost("odd", sys).unsupported.filter { $0.setting != "Match" }
@@ -239,14 +256,19 @@ import Testing
         var env = sys.environment
         env.judgeKeyFiles = false
         let config = try ConfigLoader.parse(
-            text: "[tunnels.o]\nssh_host = \"office\"\nlocal = \"127.0.0.1:1\"\nremote = \"h:1\"\n", path: configPath, environment: env)
+            text: "[tunnels.o]\nssh_host = \"office\"\nlocal = \"127.0.0.1:1\"\nremote = \"h:1\"\n", path: configPath,
+            environment: env)
         let t = try #require(config.tunnels.first)
         #expect(t.identityFiles == ["/home/alice/.ssh/id_office", "/home/alice/.ssh/id_rsa"])
         #expect(t.identitiesOnly)
         #expect(t.hostKeyAlias == "office-gw")
         #expect(t.knownHostsKey.host == "office-gw" && t.knownHostsKey.port == 22)
         #expect(t.certificateFile == nil)
-        #expect(config.warnings.contains { $0.message.contains("CertificateFile \"/home/alice/.ssh/id_office-cert.pub\"") && $0.message.contains("ignored") })
+        #expect(
+            config.warnings.contains {
+                $0.message.contains("CertificateFile \"/home/alice/.ssh/id_office-cert.pub\"")
+                    && $0.message.contains("ignored")
+            })
     }
 
     @Test func sanitizedNames() {
@@ -318,7 +340,9 @@ import Testing
         let s = try settings(#"{gateway: {remote: {url: "ws://127.0.0.1:18789"}}}"#)
         #expect(throws: ImportError.self) { try OpenClawImport.makeImport(s) }
         // An explicit target (connect USER@HOST) works without sshTarget.
-        #expect(try OpenClawImport.makeImport(s, sshTarget: "ops@h.example").value(forKey: "target") == .string("ops@h.example:22"))
+        #expect(
+            try OpenClawImport.makeImport(s, sshTarget: "ops@h.example").value(forKey: "target")
+                == .string("ops@h.example:22"))
         do {
             _ = try settings("{gateway: {remote: {remotePort: 'x'}}}")
             Issue.record("accepted a bad port")
@@ -330,15 +354,22 @@ import Testing
             _ = try settings("{\n gateway: {\n  remote: { sshTarget: ops@gw }\n }\n}")
             Issue.record("accepted bad JSON5")
         } catch {
-            #expect(error.description == "/home/alice/.openclaw/openclaw.json:3: 24: unexpected \"@\": expected \",\" or \"}\" after the value of \"sshTarget\"" || error.location?.line == 3, "\(error)")
+            #expect(
+                error.description
+                    == "/home/alice/.openclaw/openclaw.json:3: 24: unexpected \"@\": expected \",\" or \"}\" after the value of \"sshTarget\""
+                    || error.location?.line == 3, "\(error)")
         }
     }
 
     @Test func directTransportAndRemoteURLAreListed() throws {
         let s = try settings(
-            #"{gateway: {remote: {sshTarget: "gw.example.net", transport: "direct", url: "wss://gw.example.net", sshHostKeyPolicy: "openssh"}}}"#)
+            #"{gateway: {remote: {sshTarget: "gw.example.net", transport: "direct", url: "wss://gw.example.net", sshHostKeyPolicy: "openssh"}}}"#
+        )
         let imp = try OpenClawImport.makeImport(s)
-        #expect(Set(imp.unsupported.map(\.setting)) == ["gateway.remote.transport", "gateway.remote.url", "gateway.remote.sshHostKeyPolicy"])
+        #expect(
+            Set(imp.unsupported.map(\.setting)) == [
+                "gateway.remote.transport", "gateway.remote.url", "gateway.remote.sshHostKeyPolicy",
+            ])
         #expect(imp.value(forKey: "local") == .string("127.0.0.1:18789"))
     }
 
@@ -362,8 +393,10 @@ import Testing
 @Suite struct GatewayCredentialPrecedence {
     static let loc = SettingLocation(file: "/oc.json", line: 3)
 
-    static func settings(remoteToken: OpenClawSecret? = nil, authToken: OpenClawSecret? = nil,
-                         remotePassword: OpenClawSecret? = nil, authPassword: OpenClawSecret? = nil) -> OpenClawGatewaySettings {
+    static func settings(
+        remoteToken: OpenClawSecret? = nil, authToken: OpenClawSecret? = nil,
+        remotePassword: OpenClawSecret? = nil, authPassword: OpenClawSecret? = nil
+    ) -> OpenClawGatewaySettings {
         var s = OpenClawGatewaySettings(path: "/oc.json")
         s.remoteToken = remoteToken.map { .init($0, at: loc) }
         s.authToken = authToken.map { .init($0, at: SettingLocation(file: "/oc.json", line: 9)) }
@@ -383,26 +416,40 @@ import Testing
     }
 
     static let tokenCases: [Case] = [
-        Case(name: "explicit wins over all", explicit: "cli", settings: settings(remoteToken: .literal("r"), authToken: .literal("a")),
-             env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "cli", source: .commandLine(option: "--token")),
-        Case(name: "remote token before env", explicit: nil, settings: settings(remoteToken: .literal("r"), authToken: .literal("a")),
-             env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "r",
-             source: .openClawConfig(key: "gateway.remote.token", location: loc, viaVariable: nil)),
-        Case(name: "env before auth token", explicit: nil, settings: settings(authToken: .literal("a")),
-             env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "e", source: .environment(variable: "OPENCLAW_GATEWAY_TOKEN")),
-        Case(name: "auth token last", explicit: nil, settings: settings(authToken: .literal("a")), env: [:], value: "a",
-             source: .openClawConfig(key: "gateway.auth.token", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
-        Case(name: "empty explicit and env count as unset", explicit: "", settings: settings(authToken: .literal("a")),
-             env: ["OPENCLAW_GATEWAY_TOKEN": ""], value: "a",
-             source: .openClawConfig(key: "gateway.auth.token", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
-        Case(name: "remote token through ${VAR}", explicit: nil, settings: settings(remoteToken: .environment("MY_TOK")),
-             env: ["MY_TOK": "v", "OPENCLAW_GATEWAY_TOKEN": "e"], value: "v",
-             source: .openClawConfig(key: "gateway.remote.token", location: loc, viaVariable: "MY_TOK")),
-        Case(name: "unset ${VAR} falls through to env", explicit: nil, settings: settings(remoteToken: .environment("MY_TOK")),
-             env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "e", source: .environment(variable: "OPENCLAW_GATEWAY_TOKEN")),
+        Case(
+            name: "explicit wins over all", explicit: "cli",
+            settings: settings(remoteToken: .literal("r"), authToken: .literal("a")),
+            env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "cli", source: .commandLine(option: "--token")),
+        Case(
+            name: "remote token before env", explicit: nil,
+            settings: settings(remoteToken: .literal("r"), authToken: .literal("a")),
+            env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "r",
+            source: .openClawConfig(key: "gateway.remote.token", location: loc, viaVariable: nil)),
+        Case(
+            name: "env before auth token", explicit: nil, settings: settings(authToken: .literal("a")),
+            env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "e", source: .environment(variable: "OPENCLAW_GATEWAY_TOKEN")),
+        Case(
+            name: "auth token last", explicit: nil, settings: settings(authToken: .literal("a")), env: [:], value: "a",
+            source: .openClawConfig(
+                key: "gateway.auth.token", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
+        Case(
+            name: "empty explicit and env count as unset", explicit: "", settings: settings(authToken: .literal("a")),
+            env: ["OPENCLAW_GATEWAY_TOKEN": ""], value: "a",
+            source: .openClawConfig(
+                key: "gateway.auth.token", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
+        Case(
+            name: "remote token through ${VAR}", explicit: nil, settings: settings(remoteToken: .environment("MY_TOK")),
+            env: ["MY_TOK": "v", "OPENCLAW_GATEWAY_TOKEN": "e"], value: "v",
+            source: .openClawConfig(key: "gateway.remote.token", location: loc, viaVariable: "MY_TOK")),
+        Case(
+            name: "unset ${VAR} falls through to env", explicit: nil,
+            settings: settings(remoteToken: .environment("MY_TOK")),
+            env: ["OPENCLAW_GATEWAY_TOKEN": "e"], value: "e", source: .environment(variable: "OPENCLAW_GATEWAY_TOKEN")),
         Case(name: "nothing at all", explicit: nil, settings: nil, env: [:], value: nil, source: nil),
-        Case(name: "password env does not give a token", explicit: nil, settings: nil, env: ["OPENCLAW_GATEWAY_PASSWORD": "p"],
-             value: nil, source: nil),
+        Case(
+            name: "password env does not give a token", explicit: nil, settings: nil,
+            env: ["OPENCLAW_GATEWAY_PASSWORD": "p"],
+            value: nil, source: nil),
     ]
 
     @Test(arguments: tokenCases)
@@ -413,18 +460,28 @@ import Testing
     }
 
     static let passwordCases: [Case] = [
-        Case(name: "explicit wins", explicit: "cli", settings: settings(remotePassword: .literal("r")),
-             env: ["OPENCLAW_GATEWAY_PASSWORD": "e"], value: "cli", source: .commandLine(option: "--password")),
+        Case(
+            name: "explicit wins", explicit: "cli", settings: settings(remotePassword: .literal("r")),
+            env: ["OPENCLAW_GATEWAY_PASSWORD": "e"], value: "cli", source: .commandLine(option: "--password")),
         // Note the order differs from the token's: the environment comes before gateway.remote.password.
-        Case(name: "env before remote password", explicit: nil, settings: settings(remotePassword: .literal("r"), authPassword: .literal("a")),
-             env: ["OPENCLAW_GATEWAY_PASSWORD": "e"], value: "e", source: .environment(variable: "OPENCLAW_GATEWAY_PASSWORD")),
-        Case(name: "remote password before auth password", explicit: nil,
-             settings: settings(remotePassword: .literal("r"), authPassword: .literal("a")), env: [:], value: "r",
-             source: .openClawConfig(key: "gateway.remote.password", location: loc, viaVariable: nil)),
-        Case(name: "auth password last", explicit: nil, settings: settings(authPassword: .literal("a")), env: [:], value: "a",
-             source: .openClawConfig(key: "gateway.auth.password", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
-        Case(name: "token env does not give a password", explicit: nil, settings: nil, env: ["OPENCLAW_GATEWAY_TOKEN": "t"],
-             value: nil, source: nil),
+        Case(
+            name: "env before remote password", explicit: nil,
+            settings: settings(remotePassword: .literal("r"), authPassword: .literal("a")),
+            env: ["OPENCLAW_GATEWAY_PASSWORD": "e"], value: "e",
+            source: .environment(variable: "OPENCLAW_GATEWAY_PASSWORD")),
+        Case(
+            name: "remote password before auth password", explicit: nil,
+            settings: settings(remotePassword: .literal("r"), authPassword: .literal("a")), env: [:], value: "r",
+            source: .openClawConfig(key: "gateway.remote.password", location: loc, viaVariable: nil)),
+        Case(
+            name: "auth password last", explicit: nil, settings: settings(authPassword: .literal("a")), env: [:],
+            value: "a",
+            source: .openClawConfig(
+                key: "gateway.auth.password", location: SettingLocation(file: "/oc.json", line: 9), viaVariable: nil)),
+        Case(
+            name: "token env does not give a password", explicit: nil, settings: nil,
+            env: ["OPENCLAW_GATEWAY_TOKEN": "t"],
+            value: nil, source: nil),
     ]
 
     @Test(arguments: passwordCases)
@@ -436,7 +493,8 @@ import Testing
 
     @Test func descriptionNeverShowsTheSecret() {
         let r = GatewayCredentials.resolve(
-            settings: Self.settings(remoteToken: .literal("s3cr3t-token-value")), environment: ["OPENCLAW_GATEWAY_PASSWORD": "hunter2"])
+            settings: Self.settings(remoteToken: .literal("s3cr3t-token-value")),
+            environment: ["OPENCLAW_GATEWAY_PASSWORD": "hunter2"])
         #expect(!r.description.contains("s3cr3t"))
         #expect(!r.description.contains("hunter2"))
         #expect(!"\(r.token!)".contains("s3cr3t"))
@@ -447,7 +505,8 @@ import Testing
 
     @Test func unresolvableReferencesAreReported() {
         let r = GatewayCredentials.resolve(
-            settings: Self.settings(remoteToken: .unsupportedReference("file"), authToken: .environment("NOPE")), environment: [:])
+            settings: Self.settings(remoteToken: .unsupportedReference("file"), authToken: .environment("NOPE")),
+            environment: [:])
         #expect(r.token == nil)
         #expect(r.skipped.count == 2)
         #expect(r.skipped[0].contains("source \"file\""))
@@ -488,7 +547,8 @@ import Testing
             remote = "127.0.0.1:18789"
             """
         let config = try parseConfig(text, sys)
-        #expect(config.tunnels[0].jump.map(\.description) == ["ops@edge.example.net:2200", "jump@relay.example.net:2201"])
+        #expect(
+            config.tunnels[0].jump.map(\.description) == ["ops@edge.example.net:2200", "jump@relay.example.net:2201"])
         #expect(config.tunnels[0].target.host == "10.9.0.5")
         // ~/.ssh/config comes before [defaults]; the tunnel's own key before both.
         let withDefaults = try parseConfig("[defaults]\njump = [\"bastion.example.net\"]\n\n" + text, sys)
@@ -496,10 +556,12 @@ import Testing
         let own = try parseConfig(text + "\njump = []\n", sys)
         #expect(own.tunnels[0].jump.isEmpty)
         let turnedOff = try parseConfig(
-            "[defaults]\njump = [\"bastion.example.net\"]\n\n" + text.replacingOccurrences(of: "\"inner\"", with: "\"direct\""), sys)
+            "[defaults]\njump = [\"bastion.example.net\"]\n\n"
+                + text.replacingOccurrences(of: "\"inner\"", with: "\"direct\""), sys)
         #expect(turnedOff.tunnels[0].jump.isEmpty, "ProxyJump none beats [defaults]")
         let plain = try parseConfig(
-            "[defaults]\njump = [\"bastion.example.net\"]\n\n" + text.replacingOccurrences(of: "\"inner\"", with: "\"edge\""), sys)
+            "[defaults]\njump = [\"bastion.example.net\"]\n\n"
+                + text.replacingOccurrences(of: "\"inner\"", with: "\"edge\""), sys)
         #expect(plain.tunnels[0].jump.map { $0.host } == ["bastion.example.net"], "no ProxyJump: [defaults] applies")
     }
 }

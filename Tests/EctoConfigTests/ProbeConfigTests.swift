@@ -60,12 +60,16 @@ import Testing
 
     @Test func loaderErrorsNameLineAndKey() {
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nprobe = \"htp:/x\"\n", line: 5, key: "tunnels.a.probe", contains: "did you mean http?")
+            "[tunnels.a]\n\(validBody)\nprobe = \"htp:/x\"\n", line: 5, key: "tunnels.a.probe",
+            contains: "did you mean http?")
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nprobe = 80\n", line: 5, key: "tunnels.a.probe", contains: "expected a string \"tcp\"")
+            "[tunnels.a]\n\(validBody)\nprobe = 80\n", line: 5, key: "tunnels.a.probe",
+            contains: "expected a string \"tcp\"")
         expectSingleError(
-            "[tunnels.a]\n\(validBody)\nprobe_interval = \"-1s\"\n", line: 5, key: "tunnels.a.probe_interval", contains: "not a valid duration")
+            "[tunnels.a]\n\(validBody)\nprobe_interval = \"-1s\"\n", line: 5, key: "tunnels.a.probe_interval",
+            contains: "not a valid duration")
         expectSingleError(
-            "[defaults]\nprobe = \"nope\"\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.probe", contains: "is not a probe")
+            "[defaults]\nprobe = \"nope\"\n[tunnels.a]\n\(validBody)\n", line: 2, key: "defaults.probe",
+            contains: "is not a probe")
     }
 }

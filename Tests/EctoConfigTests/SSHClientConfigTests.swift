@@ -137,11 +137,14 @@ import Testing
 
     @Test func noneMeansNoFile() {
         var sys = FakeSystem()
-        sys.files["/home/alice/.ssh/config"] = "Host n\n  IdentityFile none\n  UserKnownHostsFile NONE\nHost *\n  IdentityFile ~/.ssh/id_x\n"
+        sys.files["/home/alice/.ssh/config"] =
+            "Host n\n  IdentityFile none\n  UserKnownHostsFile NONE\nHost *\n  IdentityFile ~/.ssh/id_x\n"
         let s = SSHClientConfig.resolve(host: "n", environment: sys.environment)
         #expect(s.identityFile == nil)
         #expect(s.userKnownHostsFile == nil)
-        #expect(SSHClientConfig.resolve(host: "m", environment: sys.environment).identityFile?.value == "/home/alice/.ssh/id_x")
+        #expect(
+            SSHClientConfig.resolve(host: "m", environment: sys.environment).identityFile?.value
+                == "/home/alice/.ssh/id_x")
     }
 
     @Test func missingConfigGivesNothing() {
@@ -192,7 +195,11 @@ import Testing
         #expect(t.knownHosts == "/home/alice/.ssh/kh_all")
         // The second IdentityFile does not exist: skipped as ssh does, and said.
         #expect(config.warnings.count == 2)
-        #expect(config.warnings.contains { $0.message.contains("IdentityFile \"/home/alice/.ssh/id_second\" at ~/.ssh/config:11 is not a regular file; ignored") }, "\(config.warnings)")
+        #expect(
+            config.warnings.contains {
+                $0.message.contains(
+                    "IdentityFile \"/home/alice/.ssh/id_second\" at ~/.ssh/config:11 is not a regular file; ignored")
+            }, "\(config.warnings)")
         // The skipped Match block is remembered.
         let match = try #require(config.warnings.first { $0.message.contains("Match block skipped") })
         #expect(match.file == "/home/alice/.ssh/config")
@@ -209,7 +216,8 @@ import Testing
     @Test func tunnelKeysWin() throws {
         var sys = system
         sys.files["/k"] = "K"
-        let text = tunnel("ssh_host = \"gw\"\nuser = \"me\"\nidentity_file = \"/k\"\nknown_hosts = \"~/.ssh/known_hosts\"")
+        let text = tunnel(
+            "ssh_host = \"gw\"\nuser = \"me\"\nidentity_file = \"/k\"\nknown_hosts = \"~/.ssh/known_hosts\"")
         let t = try parseConfig(text, sys).tunnels[0]
         #expect(t.target == SSHTarget(user: "me", host: "gw.example.net", port: 2222))
         #expect(t.identityFile == "/k")

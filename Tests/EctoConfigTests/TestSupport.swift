@@ -21,7 +21,8 @@ struct FakeSystem {
         let resolvable = self.resolvable
         @Sendable func isDirectory(_ p: String) -> Bool {
             let prefix = p.hasSuffix("/") ? p : p + "/"
-            return dirs.contains(p) || files.keys.contains { $0.hasPrefix(prefix) } || dirs.contains { $0.hasPrefix(prefix) }
+            return dirs.contains(p) || files.keys.contains { $0.hasPrefix(prefix) }
+                || dirs.contains { $0.hasPrefix(prefix) }
         }
         return ConfigEnvironment(
             home: home,
@@ -54,7 +55,9 @@ func parseConfig(_ text: String, _ system: FakeSystem = FakeSystem()) throws(Con
 }
 
 /// The errors for `text`; records an issue if it parses cleanly.
-func configErrors(_ text: String, _ system: FakeSystem = FakeSystem(), sourceLocation: SourceLocation = #_sourceLocation) -> [ConfigError] {
+func configErrors(
+    _ text: String, _ system: FakeSystem = FakeSystem(), sourceLocation: SourceLocation = #_sourceLocation
+) -> [ConfigError] {
     do {
         let config = try parseConfig(text, system)
         Issue.record("expected errors, got \(config)", sourceLocation: sourceLocation)

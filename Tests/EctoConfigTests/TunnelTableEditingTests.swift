@@ -77,7 +77,8 @@ import Testing
     }
 
     @Test func addExistingNeedsReplace() throws {
-        let replacement = "[tunnels.gateway]\ntarget = \"gw2.example.net\"\nlocal = \"127.0.0.1:18789\"\nremote = \"127.0.0.1:18789\"\n"
+        let replacement =
+            "[tunnels.gateway]\ntarget = \"gw2.example.net\"\nlocal = \"127.0.0.1:18789\"\nremote = \"127.0.0.1:18789\"\n"
         do {
             _ = try ConfigEditor.addTunnel(replacement, named: "gateway", to: Self.original)
             Issue.record("replaced without being asked")

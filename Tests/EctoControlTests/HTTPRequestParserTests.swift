@@ -107,7 +107,10 @@ import EctoStatus
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(object["version"] as? Int == 1)
         let tunnel = try #require((object["tunnels"] as? [[String: Any]])?.first)
-        for key in ["name", "state", "enabled", "target", "local", "remote", "connections", "bytes_in", "bytes_out", "reconnects", "since", "last_error"] {
+        for key in [
+            "name", "state", "enabled", "target", "local", "remote", "connections", "bytes_in", "bytes_out",
+            "reconnects", "since", "last_error",
+        ] {
             #expect(tunnel.keys.contains(key), "missing \(key)")
         }
         #expect(tunnel["last_error"] is NSNull)
@@ -129,7 +132,9 @@ import EctoStatus
 /// PercentCoding replaced Foundation's `removingPercentEncoding` and
 /// `addingPercentEncoding(withAllowedCharacters:)`; checked against them here.
 @Suite struct PercentCodingTests {
-    static let samples = ["gw", "a b", "50%", "%41%42", "a%2Fb", "ü%C3%BC", "%", "%4", "%zz", "%FF", "x?y#z/w", "+plus+", ""]
+    static let samples = [
+        "gw", "a b", "50%", "%41%42", "a%2Fb", "ü%C3%BC", "%", "%4", "%zz", "%FF", "x?y#z/w", "+plus+", "",
+    ]
 
     @Test func decodeMatchesFoundation() {
         for sample in Self.samples {
@@ -140,7 +145,9 @@ import EctoStatus
     @Test func encodePathSegmentMatchesFoundation() {
         let allowed = CharacterSet.urlPathAllowed.subtracting(CharacterSet(charactersIn: "/?#"))
         for sample in Self.samples + ["tunnel-1_2.3~", "a:b@c!$&'()*+,;=", "日本"] {
-            #expect(PercentCoding.encodePathSegment(sample) == sample.addingPercentEncoding(withAllowedCharacters: allowed), "\(sample)")
+            #expect(
+                PercentCoding.encodePathSegment(sample) == sample.addingPercentEncoding(withAllowedCharacters: allowed),
+                "\(sample)")
         }
     }
 

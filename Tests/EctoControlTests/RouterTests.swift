@@ -16,8 +16,10 @@ final class FakeRegistry: ControlRegistry, Sendable {
 
     let calls = Mutex(Calls())
     let tunnels = [
-        TunnelStatus(name: "a", state: .up, enabled: true, target: "u@h:22", local: "127.0.0.1:1", remote: "127.0.0.1:2"),
-        TunnelStatus(name: "b c", state: .backoff, enabled: true, target: "u@h:22", local: "127.0.0.1:3", remote: "127.0.0.1:4"),
+        TunnelStatus(
+            name: "a", state: .up, enabled: true, target: "u@h:22", local: "127.0.0.1:1", remote: "127.0.0.1:2"),
+        TunnelStatus(
+            name: "b c", state: .backoff, enabled: true, target: "u@h:22", local: "127.0.0.1:3", remote: "127.0.0.1:4"),
     ]
 
     var log: [String] { calls.withLock { $0.log } }
@@ -36,14 +38,19 @@ final class FakeRegistry: ControlRegistry, Sendable {
 
     func version() -> VersionReport { VersionReport(pid: 1, config: "/c") }
 
-    func setTarget(tunnel: String, _ request: TargetRequest, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
+    func setTarget(
+        tunnel: String, _ request: TargetRequest,
+        reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
         calls.withLock {
             $0.log.append("setTarget \(tunnel) \(request.target) force=\(request.force ?? false)")
             $0.actionReplies.append(reply)
         }
     }
 
-    func setEnabled(tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void) {
+    func setEnabled(
+        tunnel: String, enabled: Bool, reply: @escaping @Sendable (Result<ActionReport, ControlFailure>) -> Void
+    ) {
         calls.withLock {
             $0.log.append("setEnabled \(tunnel) \(enabled)")
             $0.actionReplies.append(reply)
@@ -61,7 +68,11 @@ final class FakeRegistry: ControlRegistry, Sendable {
 
     func reload(_ request: ReloadRequest, reply: @escaping @Sendable (Result<ReloadReport, ControlFailure>) -> Void) {
         calls.withLock { $0.log.append("reload force=\(request.force ?? false)") }
-        reply(.failure(ControlFailure(422, "bad config", problems: [ConfigProblem(file: "/c", line: 3, column: nil, key: "x", message: "no")])))
+        reply(
+            .failure(
+                ControlFailure(
+                    422, "bad config",
+                    problems: [ConfigProblem(file: "/c", line: 3, column: nil, key: "x", message: "no")])))
     }
 }
 
@@ -89,7 +100,9 @@ final class Delivered: Sendable {
         let one = Router.route(request("GET", "/v1/tunnels/b c"), registry: registry)
         #expect(try decode(StatusReport.self, one.response).tunnels.map(\.state) == [.backoff])
         #expect(Router.route(request("GET", "/v1/tunnels/zz"), registry: registry).response.status == 404)
-        #expect(Router.route(request("GET", "/v1/status", query: ["tunnel": "zz"]), registry: registry).response.status == 404)
+        #expect(
+            Router.route(request("GET", "/v1/status", query: ["tunnel": "zz"]), registry: registry).response.status
+                == 404)
     }
 
     /// `deep` waits for probes: the router hands the answer to the registry and returns.
@@ -103,7 +116,9 @@ final class Delivered: Sendable {
         #expect(delivered.value == nil, "nothing is answered before the probes ran")
         let reply = try #require(registry.calls.withLock { $0.deepReplies.first })
         reply(StatusReport(tunnels: registry.tunnels))
-        #expect(try decode(StatusReport.self, delivered.value).tunnels.map(\.name) == ["a"], "filtered to the tunnel asked for")
+        #expect(
+            try decode(StatusReport.self, delivered.value).tunnels.map(\.name) == ["a"],
+            "filtered to the tunnel asked for")
     }
 
     @Test func commandsThatWaitForADriverAreDeferred() throws {
@@ -126,11 +141,13 @@ final class Delivered: Sendable {
 
     @Test func targetAndReloadBodies() throws {
         let registry = FakeRegistry()
-        let target = Router.route(request("POST", "/v1/tunnels/a/target", body: #"{"target":"x@y:2","force":true}"#), registry: registry)
+        let target = Router.route(
+            request("POST", "/v1/tunnels/a/target", body: #"{"target":"x@y:2","force":true}"#), registry: registry)
         let targetDeferred = try #require(target.deferred)
         targetDeferred { _ in }
         #expect(registry.log.last == "setTarget a x@y:2 force=true")
-        #expect(Router.route(request("POST", "/v1/tunnels/a/target", body: "{"), registry: registry).response.status == 400)
+        #expect(
+            Router.route(request("POST", "/v1/tunnels/a/target", body: "{"), registry: registry).response.status == 400)
         #expect(Router.route(request("POST", "/v1/reload", body: "nope"), registry: registry).response.status == 400)
         let reload = Router.route(request("POST", "/v1/reload"), registry: registry)
         let delivered = Delivered()

@@ -9,7 +9,8 @@ struct MetricsFormatTests {
     @Test("label values escape backslash, double quote and newline; every family has HELP and TYPE")
     func escapingAndFamilies() {
         #expect(Metrics.label("tunnel", #"a\b"c"# + "\nd") == #"tunnel="a\\b\"c\nd""#)
-        var status = TunnelStatus(name: "gw", state: .backoff, enabled: true, target: "u@h:22", local: "127.0.0.1:1", remote: "127.0.0.1:2")
+        var status = TunnelStatus(
+            name: "gw", state: .backoff, enabled: true, target: "u@h:22", local: "127.0.0.1:1", remote: "127.0.0.1:2")
         status.bytesIn = 12
         status.since = Date(timeIntervalSince1970: 1_700_000_000.5)
         let text = Metrics.render([.init(status: status, gateway: nil)])

@@ -50,7 +50,8 @@ import Testing
     }
 
     func makeFixture(_ tables: (String) -> String) throws -> Fixture {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ecto-sup-\(UUID().uuidString)").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ecto-sup-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: directory + "/known_hosts", contents: Data())
         let text = tables(directory)
@@ -67,7 +68,9 @@ import Testing
         let report = try answer.wait().get()
         #expect(report.message.contains("the tunnel is down: nothing to pre-flight"), "\(report.message)")
         #expect(report.tunnels.map(\.target) == ["ops@b.example:2222"])
-        #expect(fixture.text.contains("target = \"ops@b.example:2222\"") && fixture.text.contains("# kept"), "\(fixture.text)")
+        #expect(
+            fixture.text.contains("target = \"ops@b.example:2222\"") && fixture.text.contains("# kept"),
+            "\(fixture.text)")
         #expect(fixture.supervisor.status().tunnels.first?.state == .down)
     }
 
@@ -86,14 +89,20 @@ import Testing
         }
         let unknown = Answer<Result<ActionReport, ControlFailure>>()
         fixture.supervisor.setTarget(tunnel: "zz", TargetRequest(target: "x@y:1")) { unknown.set($0) }
-        if case .failure(let failure) = try unknown.wait() { #expect(failure.report.error == "no tunnel named zz (tunnels: a)") }
+        if case .failure(let failure) = try unknown.wait() {
+            #expect(failure.report.error == "no tunnel named zz (tunnels: a)")
+        }
         #expect(fixture.text == before)
     }
 
     @Test func reloadAddsRemovesAndRefusesABrokenFileWithItsLine() throws {
-        let fixture = try makeFixture { Self.table("a", port: 40003, directory: $0) + Self.table("b", port: 40004, directory: $0) }
+        let fixture = try makeFixture {
+            Self.table("a", port: 40003, directory: $0) + Self.table("b", port: 40004, directory: $0)
+        }
         defer { fixture.cleanup() }
-        try (Self.table("b", port: 40004, directory: fixture.directory) + Self.table("c", port: 40005, directory: fixture.directory))
+        try
+            (Self.table("b", port: 40004, directory: fixture.directory)
+            + Self.table("c", port: 40005, directory: fixture.directory))
             .write(toFile: fixture.path, atomically: true, encoding: .utf8)
         let answer = Answer<Result<ReloadReport, ControlFailure>>()
         fixture.supervisor.reload(ReloadRequest()) { answer.set($0) }
@@ -102,7 +111,9 @@ import Testing
         #expect(fixture.supervisor.status().tunnels.map(\.name) == ["b", "c"])
 
         // Line 4 of the file: remote is not an address.
-        let good = Self.table("b", port: 40004, directory: fixture.directory) + Self.table("c", port: 40005, directory: fixture.directory)
+        let good =
+            Self.table("b", port: 40004, directory: fixture.directory)
+            + Self.table("c", port: 40005, directory: fixture.directory)
         try good.replacing("remote = \"127.0.0.1:9\"", with: "remote = 12", maxReplacements: 1)
             .write(toFile: fixture.path, atomically: true, encoding: .utf8)
         let broken = Answer<Result<ReloadReport, ControlFailure>>()
@@ -127,7 +138,11 @@ import Testing
         #expect(report.tunnels.first?.enabled == true && report.tunnels.first?.state != .down, "\(report.tunnels)")
         let unknown = Answer<Result<ActionReport, ControlFailure>>()
         fixture.supervisor.setEnabled(tunnel: "zz", enabled: true) { unknown.set($0) }
-        if case .failure(let failure) = try unknown.wait() { #expect(failure.status == 404) } else { Issue.record("zz accepted") }
+        if case .failure(let failure) = try unknown.wait() {
+            #expect(failure.status == 404)
+        } else {
+            Issue.record("zz accepted")
+        }
     }
 }
 

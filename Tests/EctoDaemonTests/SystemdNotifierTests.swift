@@ -42,7 +42,9 @@ private final class NotifySocket {
 
 @Suite("SystemdNotifier")
 struct SystemdNotifierTests {
-    @Test("sends READY/STATUS/WATCHDOG/STOPPING datagrams to a path or an abstract (@name) socket", arguments: [false, true])
+    @Test(
+        "sends READY/STATUS/WATCHDOG/STOPPING datagrams to a path or an abstract (@name) socket",
+        arguments: [false, true])
     func sendsToSocket(abstract: Bool) throws {
         let socket = try NotifySocket(abstract: abstract)
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.name])
@@ -71,8 +73,12 @@ struct SystemdNotifierTests {
     func watchdogInterval() {
         let me = getpid()
         #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "2000000"], pid: me) == .seconds(2))
-        #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "\(me)"], pid: me) == .seconds(2))
-        #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "\(me + 1)"], pid: me) == nil)
+        #expect(
+            SystemdNotifier.watchdogInterval(
+                environment: ["WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "\(me)"], pid: me) == .seconds(2))
+        #expect(
+            SystemdNotifier.watchdogInterval(
+                environment: ["WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "\(me + 1)"], pid: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "0"], pid: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "x"], pid: me) == nil)
         #expect(SystemdNotifier.watchdogInterval(environment: [:], pid: me) == nil)

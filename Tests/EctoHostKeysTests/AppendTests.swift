@@ -81,7 +81,9 @@ func contents(_ path: String) throws -> String {
         // A path whose "directory" is a regular file.
         let file = tmp.path + "/plain"
         #expect(FileManager.default.createFile(atPath: file, contents: Data("x".utf8)))
-        #expect(throws: HostKeyError.self) { try KnownHostsFile.append(host: "h", port: 22, key: ed1, to: file + "/known_hosts") }
+        #expect(throws: HostKeyError.self) {
+            try KnownHostsFile.append(host: "h", port: 22, key: ed1, to: file + "/known_hosts")
+        }
         #expect(try contents(file) == "x")
     }
 

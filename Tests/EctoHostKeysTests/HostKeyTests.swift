@@ -79,8 +79,16 @@ func sshString(_ text: String) -> [UInt8] { sshString(Array(text.utf8)) }
             ("ed25519 short key", sshString("ssh-ed25519") + sshString(Array(ed.dropLast()))),
             ("ed25519 missing key", sshString("ssh-ed25519")),
             ("ed25519 trailing bytes", sshString("ssh-ed25519") + sshString(ed) + [0]),
-            ("ecdsa wrong curve", sshString("ecdsa-sha2-nistp256") + sshString("nistp384") + sshString([4] + [UInt8](repeating: 1, count: 64))),
-            ("ecdsa compressed point", sshString("ecdsa-sha2-nistp256") + sshString("nistp256") + sshString([2] + [UInt8](repeating: 1, count: 32))),
+            (
+                "ecdsa wrong curve",
+                sshString("ecdsa-sha2-nistp256") + sshString("nistp384")
+                    + sshString([4] + [UInt8](repeating: 1, count: 64))
+            ),
+            (
+                "ecdsa compressed point",
+                sshString("ecdsa-sha2-nistp256") + sshString("nistp256")
+                    + sshString([2] + [UInt8](repeating: 1, count: 32))
+            ),
             ("rsa missing modulus", sshString("ssh-rsa") + sshString([1, 0, 1])),
         ]
         for (what, blob) in bad {

@@ -10,11 +10,12 @@ func parseFindHeaders(_ headers: [String]) -> [(line: Int, marker: KnownHostsFil
     headers.map { header in
         let parts = header.split(separator: " ", omittingEmptySubsequences: true)
         let lineIndex = parts.firstIndex(of: "line")! + 1
-        let marker: KnownHostsFile.Marker? = switch parts.count > lineIndex + 1 ? String(parts[lineIndex + 1]) : "" {
-        case "CA": .certAuthority
-        case "REVOKED": .revoked
-        default: nil
-        }
+        let marker: KnownHostsFile.Marker? =
+            switch parts.count > lineIndex + 1 ? String(parts[lineIndex + 1]) : "" {
+            case "CA": .certAuthority
+            case "REVOKED": .revoked
+            default: nil
+            }
         return (Int(parts[lineIndex])!, marker)
     }
 }
@@ -62,7 +63,8 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
 
     @Test func commentsBlankAndCRLFLines() throws {
         let ed1 = fixtureKey("ked1")
-        let text = "\n   \n\t# c\r\n# x\nhost.test \(ed1.openSSHLine)\r\n  \t other.test \(ed1.openSSHLine)   spaced   comment \t\nlast.test \(ed1.openSSHLine)"
+        let text =
+            "\n   \n\t# c\r\n# x\nhost.test \(ed1.openSSHLine)\r\n  \t other.test \(ed1.openSSHLine)   spaced   comment \t\nlast.test \(ed1.openSSHLine)"
         let parsed = KnownHostsFile.parse(text, path: "p")
         #expect(parsed.warnings == [])
         #expect(parsed.entries.map(\.line) == [5, 6, 7])
@@ -205,7 +207,9 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
         #expect(full.check(host: "127.0.0.1", port: 2222, key: ec256) == .match(line: 5))
         #expect(full.check(host: "127.0.0.1", port: 22, key: ed3) == .match(line: 6))
         // "[127.0.0.1]:22" (line 23) is never the lookup name ssh forms for port 22.
-        #expect(full.check(host: "127.0.0.1", port: 22, key: ed4) == .mismatch(known: [KnownKey(line: 6, key: ed3, sameAlgorithm: true)]))
+        #expect(
+            full.check(host: "127.0.0.1", port: 22, key: ed4)
+                == .mismatch(known: [KnownKey(line: 6, key: ed3, sameAlgorithm: true)]))
         #expect(full.check(host: "127.0.0.1", port: 2223, key: ed2) == .notFound)
         #expect(full.check(host: "x.wport.test", port: 2222, key: ec256) == .match(line: 9))
         #expect(full.check(host: "x.wport.test", port: 22, key: ec256) == .notFound)
@@ -217,7 +221,9 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
         #expect(full.check(host: "bad.wild.test", port: 22, key: ed4) == .notFound)
         #expect(full.check(host: "wild.test", port: 22, key: ed4) == .notFound)
         #expect(full.check(host: "a.wild.test", port: 2222, key: ed4) == .notFound)
-        #expect(full.check(host: "h1.q.test", port: 22, key: ed1) == .mismatch(known: [KnownKey(line: 8, key: ed5, sameAlgorithm: true)]))
+        #expect(
+            full.check(host: "h1.q.test", port: 22, key: ed1)
+                == .mismatch(known: [KnownKey(line: 8, key: ed5, sameAlgorithm: true)]))
         #expect(full.check(host: "h12.q.test", port: 22, key: ed1) == .notFound)
         #expect(full.check(host: "neg.only.test", port: 22, key: ed2) == .notFound)
     }
@@ -234,26 +240,36 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
     }
 
     @Test func changedKeySameAlgorithm() {
-        #expect(full.check(host: "changed.test", port: 22, key: ed2) == .mismatch(known: [KnownKey(line: 10, key: ed1, sameAlgorithm: true)]))
+        #expect(
+            full.check(host: "changed.test", port: 22, key: ed2)
+                == .mismatch(known: [KnownKey(line: 10, key: ed1, sameAlgorithm: true)]))
     }
 
     @Test func otherAlgorithmOnly() {
-        #expect(full.check(host: "otheralg.test", port: 22, key: ed1) == .mismatch(known: [KnownKey(line: 11, key: ec521, sameAlgorithm: false)]))
+        #expect(
+            full.check(host: "otheralg.test", port: 22, key: ed1)
+                == .mismatch(known: [KnownKey(line: 11, key: ec521, sameAlgorithm: false)]))
         // Same algorithm name family but different curve is a different algorithm.
-        #expect(full.check(host: "otheralg.test", port: 22, key: ec256) == .mismatch(known: [KnownKey(line: 11, key: ec521, sameAlgorithm: false)]))
+        #expect(
+            full.check(host: "otheralg.test", port: 22, key: ec256)
+                == .mismatch(known: [KnownKey(line: 11, key: ec521, sameAlgorithm: false)]))
     }
 
     @Test func mismatchListsEveryKnownKey() {
-        #expect(full.check(host: "127.0.0.1", port: 2222, key: ed3) == .mismatch(known: [
-            KnownKey(line: 4, key: ed2, sameAlgorithm: true),
-            KnownKey(line: 5, key: ec256, sameAlgorithm: false),
-        ]))
+        #expect(
+            full.check(host: "127.0.0.1", port: 2222, key: ed3)
+                == .mismatch(known: [
+                    KnownKey(line: 4, key: ed2, sameAlgorithm: true),
+                    KnownKey(line: 5, key: ec256, sameAlgorithm: false),
+                ]))
     }
 
     @Test func certAuthorityLinesNeverMatch() {
         // Line 14: @cert-authority *.ca.test with ed3; line 27: x.ca.test with ed2.
         #expect(full.check(host: "y.ca.test", port: 22, key: ed3) == .notFound)
-        #expect(full.check(host: "x.ca.test", port: 22, key: ed3) == .mismatch(known: [KnownKey(line: 27, key: ed2, sameAlgorithm: true)]))
+        #expect(
+            full.check(host: "x.ca.test", port: 22, key: ed3)
+                == .mismatch(known: [KnownKey(line: 27, key: ed2, sameAlgorithm: true)]))
         #expect(full.check(host: "x.ca.test", port: 22, key: ed2) == .match(line: 27))
         #expect(hashed.check(host: "x.ca.test", port: 22, key: ed3) == .notFound)
     }
@@ -270,7 +286,9 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
         #expect(hashed.check(host: "127.0.0.1", port: 2222, key: ed2) == .match(line: 3))
         #expect(hashed.check(host: "127.0.0.1", port: 2222, key: ec256) == .match(line: 4))
         #expect(hashed.check(host: "127.0.0.1", port: 22, key: ed3) == .match(line: 5))
-        #expect(hashed.check(host: "127.0.0.1", port: 22, key: ed2) == .mismatch(known: [KnownKey(line: 5, key: ed3, sameAlgorithm: true)]))
+        #expect(
+            hashed.check(host: "127.0.0.1", port: 22, key: ed2)
+                == .mismatch(known: [KnownKey(line: 5, key: ed3, sameAlgorithm: true)]))
         #expect(hashed.check(host: "127.0.0.1", port: 2223, key: ed2) == .notFound)
         #expect(hashed.check(host: "localhost", port: 2200, key: ec384) == .match(line: 6))
         #expect(hashed.check(host: "localhost", port: 22, key: ec384) == .match(line: 7))
@@ -287,7 +305,8 @@ func keygenStyleFind(_ file: KnownHostsFile, _ name: String) -> [(line: Int, mar
         var checked = 0
         for entry in clean.entries where entry.marker == nil && !entry.hostPatterns.contains("*") {
             for name in entry.hostPatterns.split(separator: ",") {
-                guard case .match(let line) = hashed.check(host: hostPart(name), port: portPart(name), key: entry.key) else {
+                guard case .match(let line) = hashed.check(host: hostPart(name), port: portPart(name), key: entry.key)
+                else {
                     Issue.record("\(name) not found in hashed file")
                     continue
                 }

@@ -27,7 +27,8 @@ struct LiveSSHKeygenTests {
         let tmp = try TempDir()
         defer { tmp.cleanup() }
         let keyPath = tmp.path + "/k"
-        _ = try sshKeygen(["-q", "-t", type, "-N", "", "-C", "c", "-f", keyPath] + (type == "rsa" ? ["-b", "1024"] : []))
+        _ = try sshKeygen(
+            ["-q", "-t", type, "-N", "", "-C", "c", "-f", keyPath] + (type == "rsa" ? ["-b", "1024"] : []))
         let key = try HostKey(openSSHLine: try contents(keyPath + ".pub"))
         let listed = try sshKeygen(["-l", "-E", "sha256", "-f", keyPath + ".pub"]).split(separator: " ")
         #expect(listed.count >= 2)
@@ -44,7 +45,8 @@ struct LiveSSHKeygenTests {
             "[::1]:2200", "::1", "g.test,[g.test]:2222",
         ]
         let path = tmp.path + "/kh"
-        try patterns.map { "\($0) \(key)" }.joined(separator: "\n").write(toFile: path, atomically: false, encoding: .utf8)
+        try patterns.map { "\($0) \(key)" }.joined(separator: "\n").write(
+            toFile: path, atomically: false, encoding: .utf8)
         let file = try KnownHostsFile.load(path: path)
         #expect(file.warnings == [])
         let names = [
@@ -54,8 +56,9 @@ struct LiveSSHKeygenTests {
             "[g.test]:2222", "[g.test]:2223",
         ]
         for name in names {
-            let expected = parseFindHeaders(try sshKeygen(["-F", name, "-f", path]).split(separator: "\n")
-                .filter { $0.hasPrefix("# Host") }.map(String.init))
+            let expected = parseFindHeaders(
+                try sshKeygen(["-F", name, "-f", path]).split(separator: "\n")
+                    .filter { $0.hasPrefix("# Host") }.map(String.init))
             let ours = keygenStyleFind(file, name)
             #expect(ours.map(\.line) == expected.map(\.line), "name \(name)")
         }

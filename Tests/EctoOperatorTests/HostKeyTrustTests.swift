@@ -7,8 +7,10 @@ import Testing
 
 /// Keys from Tests/EctoHostKeysTests/Fixtures (ssh-keygen output).
 enum Keys {
-    static let ed1 = try! HostKey(openSSHLine: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBSArfpy3brUKQ2MmMNEm8rr/ed2vZf5tm0i88cEH4cD")
-    static let ed2 = try! HostKey(openSSHLine: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID8NvGR3NyPif5HjYqGW+BHcClO2e+cY9Ll15B9TmCIr")
+    static let ed1 = try! HostKey(
+        openSSHLine: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBSArfpy3brUKQ2MmMNEm8rr/ed2vZf5tm0i88cEH4cD")
+    static let ed2 = try! HostKey(
+        openSSHLine: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID8NvGR3NyPif5HjYqGW+BHcClO2e+cY9Ll15B9TmCIr")
     static let ec256 = try! HostKey(
         openSSHLine:
             "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEUfWD7diyRgDUTLFM7e829md1HfcnykgbYIWtL01jhjTMSXOZj7wDAfhrDMj4eua5eNvbrGsTdoV+vxHUXeE/Q="
@@ -45,8 +47,14 @@ enum Keys {
         let entry = "[gw.example]:2222 " + Keys.ed1.openSSHLine
         let cases: [(HostKey, KnownHostsFile, HostKeyVerifier.Decision)] = [
             (Keys.ed1, Keys.knownHosts([entry]), .known(line: 1)),
-            (Keys.ed2, Keys.knownHosts(["# comment", entry]), .refused(.changed(known: [KnownKey(line: 2, key: Keys.ed1, sameAlgorithm: true)], sameType: true))),
-            (Keys.ed1, Keys.knownHosts(["@revoked [gw.example]:2222 " + Keys.ed1.openSSHLine]), .refused(.revoked(line: 1))),
+            (
+                Keys.ed2, Keys.knownHosts(["# comment", entry]),
+                .refused(.changed(known: [KnownKey(line: 2, key: Keys.ed1, sameAlgorithm: true)], sameType: true))
+            ),
+            (
+                Keys.ed1, Keys.knownHosts(["@revoked [gw.example]:2222 " + Keys.ed1.openSSHLine]),
+                .refused(.revoked(line: 1))
+            ),
             (Keys.ed1, Keys.knownHosts(["other.example " + Keys.ed2.openSSHLine]), .recordNew),
             // A plain `host` entry is for port 22 only (OpenSSH's rule): unknown on 2222.
             (Keys.ed2, Keys.knownHosts(["gw.example " + Keys.ed1.openSSHLine]), .recordNew),

@@ -38,10 +38,14 @@ import Testing
         let disabled = try DisconnectWorkflow.edit(configPath: path, tunnel: "a", purge: false)
         #expect(disabled.tunnels.map(\.enabled) == [false, true])
         let text = try String(contentsOfFile: path, encoding: .utf8)
-        #expect(text.contains("enabled = false") && text.contains("# mine") && text.contains("[tunnels.b]   # keep"), "\(text)")
+        #expect(
+            text.contains("enabled = false") && text.contains("# mine") && text.contains("[tunnels.b]   # keep"),
+            "\(text)")
         let purged = try DisconnectWorkflow.edit(configPath: path, tunnel: "a", purge: true)
         #expect(purged.tunnels.map(\.name) == ["b"])
-        #expect(throws: OperatorFailure.self) { try DisconnectWorkflow.edit(configPath: path, tunnel: "zz", purge: false) }
+        #expect(throws: OperatorFailure.self) {
+            try DisconnectWorkflow.edit(configPath: path, tunnel: "zz", purge: false)
+        }
         do {
             _ = try DisconnectWorkflow.edit(configPath: path, tunnel: "zz", purge: false)
         } catch {
@@ -56,14 +60,18 @@ import Testing
         let imported = TunnelImport(
             name: "gw", source: "a test",
             keys: [
-                ImportedKey(key: "target", value: .string("ops@gw.example:22")), ImportedKey(key: "local", value: .string("127.0.0.1:40103")),
-                ImportedKey(key: "remote", value: .string("127.0.0.1:18789")), ImportedKey(key: "host_key_policy", value: .string("accept-new")),
+                ImportedKey(key: "target", value: .string("ops@gw.example:22")),
+                ImportedKey(key: "local", value: .string("127.0.0.1:40103")),
+                ImportedKey(key: "remote", value: .string("127.0.0.1:18789")),
+                ImportedKey(key: "host_key_policy", value: .string("accept-new")),
                 ImportedKey(key: "known_hosts", value: .string(dir + "/known_hosts")),
             ])
         try ImportWorkflow.write(imported, configPath: path, replace: false, home: "/home/none")
         let config = try ConfigLoader.load(path: path)
         #expect(config.tunnels.map(\.name) == ["gw"] && config.tunnels[0].target.description == "ops@gw.example:22")
-        #expect(throws: OperatorFailure.self) { try ImportWorkflow.write(imported, configPath: path, replace: false, home: "/home/none") }
+        #expect(throws: OperatorFailure.self) {
+            try ImportWorkflow.write(imported, configPath: path, replace: false, home: "/home/none")
+        }
         try ImportWorkflow.write(imported, configPath: path, replace: true, home: "/home/none")
         #expect(try ConfigLoader.load(path: path).tunnels.count == 1)
     }

@@ -16,8 +16,12 @@ import Glibc
             "  spaced  out  ",
         ]
         for sample in samples {
-            #expect(sample.trimmed(.whitespaces) == sample.trimmingCharacters(in: .whitespaces), "\(sample.debugDescription)")
-            #expect(sample.trimmed() == sample.trimmingCharacters(in: .whitespacesAndNewlines), "\(sample.debugDescription)")
+            #expect(
+                sample.trimmed(.whitespaces) == sample.trimmingCharacters(in: .whitespaces),
+                "\(sample.debugDescription)")
+            #expect(
+                sample.trimmed() == sample.trimmingCharacters(in: .whitespacesAndNewlines), "\(sample.debugDescription)"
+            )
         }
     }
 
@@ -132,7 +136,11 @@ import Glibc
             pauses.append(pause)
             starts.append(started)
         }
-        #expect(pauses == [.milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)])
+        #expect(
+            pauses == [
+                .milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800),
+                .seconds(1), .seconds(1),
+            ])
         #expect(starts == [true, false, false, false, false, false, false], "one log line per episode")
         #expect(backoff.isPaused(now: start) && backoff.wakeUp(now: start) == start.advanced(by: .seconds(1)))
         #expect(!backoff.isPaused(now: start.advanced(by: .seconds(1))), "watched again when the pause ends")

@@ -45,7 +45,9 @@ import Glibc
         #expect(try run(["/bin/sh", "-c", "exit 3"]).exit == .exited(3))
         #expect(try run(["/bin/sh", "-c", "kill -TERM $$"]).exit == .signaled(SIGTERM))
         #expect(try run(["echo", "found in PATH"]).output == "found in PATH\n")
-        #expect(throws: Spawn.Failure.self) { try Spawn.start(["/nonexistent/program"], stdin: -1, stdout: -1, stderr: -1, newProcessGroup: false) }
+        #expect(throws: Spawn.Failure.self) {
+            try Spawn.start(["/nonexistent/program"], stdin: -1, stdout: -1, stderr: -1, newProcessGroup: false)
+        }
     }
 
     @Test func terminateEndsTheWholeGroupAndReaps() throws {
@@ -53,7 +55,8 @@ import Glibc
         #expect(pipe(&ends) == 0)
         // A shell with a background child that would outlive it: both print their pids.
         let pid = try Spawn.start(
-            ["/bin/sh", "-c", "sleep 100 & echo $!; echo $$; wait"], stdin: -1, stdout: ends[1], stderr: -1, newProcessGroup: true)
+            ["/bin/sh", "-c", "sleep 100 & echo $!; echo $$; wait"], stdin: -1, stdout: ends[1], stderr: -1,
+            newProcessGroup: true)
         close(ends[1])
         var text = ""
         var buffer = [UInt8](repeating: 0, count: 256)
@@ -71,7 +74,8 @@ import Glibc
         let deadline = ContinuousClock.now.advanced(by: .seconds(2))
         var gone = false
         while !gone && ContinuousClock.now < deadline {
-            let state = (try? String(contentsOfFile: "/proc/\(sleeper)/stat", encoding: .utf8))?.split(separator: " ")[2]
+            let state = (try? String(contentsOfFile: "/proc/\(sleeper)/stat", encoding: .utf8))?.split(separator: " ")[
+                2]
             gone = state == nil || state == "Z"
             if !gone { usleep(10_000) }
         }

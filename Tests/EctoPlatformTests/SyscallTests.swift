@@ -31,17 +31,23 @@ import Testing
             Syscall.close(pair[1])
         }
         var buffer = [UInt8](repeating: 0, count: 16)
-        let empty = try Syscall.nonBlocking("recv") { buffer.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, $0.count, 0) } }
+        let empty = try Syscall.nonBlocking("recv") {
+            buffer.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, $0.count, 0) }
+        }
         guard case .wouldBlock = empty else {
             Issue.record("an empty socket must be .wouldBlock, got \(empty)")
             return
         }
-        let sent = try Syscall.nonBlocking("send") { [UInt8]([1, 2, 3]).withUnsafeBytes { send(pair[1], $0.baseAddress, $0.count, 0) } }
+        let sent = try Syscall.nonBlocking("send") {
+            [UInt8]([1, 2, 3]).withUnsafeBytes { send(pair[1], $0.baseAddress, $0.count, 0) }
+        }
         guard case .done(3) = sent else {
             Issue.record("send: \(sent)")
             return
         }
-        let received = try Syscall.nonBlocking("recv") { buffer.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, $0.count, 0) } }
+        let received = try Syscall.nonBlocking("recv") {
+            buffer.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, $0.count, 0) }
+        }
         guard case .done(3) = received else {
             Issue.record("recv: \(received)")
             return
@@ -54,7 +60,8 @@ import Testing
         #expect(throws: SystemError(EBADF, "recv")) {
             try Syscall.nonBlocking("recv") { buffer.withUnsafeMutableBytes { recv(-5, $0.baseAddress, $0.count, 0) } }
         }
-        #expect(SystemError(ECONNREFUSED, "connect").description == "connect: Connection refused (errno \(ECONNREFUSED))")
+        #expect(
+            SystemError(ECONNREFUSED, "connect").description == "connect: Connection refused (errno \(ECONNREFUSED))")
     }
 
     @Test func descriptorsAreNeverNegative() {

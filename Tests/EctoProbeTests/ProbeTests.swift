@@ -12,7 +12,8 @@ import Testing
 
     @Test func tcpUpWhenTheConnectionStaysOpen() async throws {
         let gateway = try StandInGateway()
-        let result = await Prober.run(.tcp, endpoint: local(gateway.port), options: ProbeOptions(settle: .milliseconds(150)))
+        let result = await Prober.run(
+            .tcp, endpoint: local(gateway.port), options: ProbeOptions(settle: .milliseconds(150)))
         #expect(result.ok, "\(result)")
         #expect(result.outcome == .up)
         #expect(result.detail.contains("still open after 150 ms"), "\(result)")
@@ -83,7 +84,9 @@ import Testing
         // GET on the chat path is a 404 (only POST is served); what matters is that the probe answers.
         let none = await Prober.run(.http(path: "/health"), endpoint: local(gateway.port))
         #expect(none.httpStatus == 200)
-        #expect(Prober.request(path: "/x", endpoint: local(1), token: "t0k").containsSubsequence("Authorization: Bearer t0k\r\n"))
+        #expect(
+            Prober.request(path: "/x", endpoint: local(1), token: "t0k").containsSubsequence(
+                "Authorization: Bearer t0k\r\n"))
         #expect(!Prober.request(path: "/x", endpoint: local(1), token: nil).containsSubsequence("Authorization"))
     }
 
@@ -106,7 +109,8 @@ import Testing
     @Test func nonHTTPAnswerIsAProtocolError() async throws {
         let echo = try EchoServer()
         // The echo server sends our request back: its first line is "GET / HTTP/1.1", not a status line.
-        let result = await Prober.run(.http(path: "/"), endpoint: local(echo.port), options: ProbeOptions(timeout: .seconds(2)))
+        let result = await Prober.run(
+            .http(path: "/"), endpoint: local(echo.port), options: ProbeOptions(timeout: .seconds(2)))
         #expect(result.outcome == .protocolError, "\(result)")
     }
 
@@ -133,17 +137,21 @@ import Testing
             for (auth, expected) in [("Bearer k", "HTTP/1.1 200"), ("Bearer nope", "HTTP/1.1 401")] {
                 let c = try TCPClient.connect(port: port, ioTimeout: .seconds(5))
                 try c.sendAll(
-                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: \(auth)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+                    "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: \(auth)\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                )
                 let reply = try c.receiveAllString()
                 #expect(reply.hasPrefix(expected), "\(reply)")
             }
             let ws = try TCPClient.connect(port: port, ioTimeout: .seconds(5))
             try ws.sendAll(
-                "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer k\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer k\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
             var buffer: [UInt8] = []
             while ProbeSocket.headEnd(buffer) == nil { buffer += try ws.receive() }
             let end = ProbeSocket.headEnd(buffer)!
-            #expect(String(decoding: buffer[..<end], as: UTF8.self).contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+            #expect(
+                String(decoding: buffer[..<end], as: UTF8.self).contains(
+                    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
             buffer.removeFirst(end + 4)
             try ws.sendAll(WebSocketTestFrames.maskedText("hello"))
             while WebSocketTestFrames.parseServerFrame(buffer) == nil { buffer += try ws.receive() }

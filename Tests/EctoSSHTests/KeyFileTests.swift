@@ -40,13 +40,20 @@ struct BcryptPBKDFTests {
     @Test("OpenBSD's bcrypt_pbkdf vectors")
     func openBSDVectors() {
         let cases: [(password: [UInt8], salt: [UInt8], rounds: Int, out: String)] = [
-            (Array("password".utf8), Array("salt".utf8), 4, "5bbf0cc293587f1c3635555c27796598d47e579071bf427e9d8fbe842aba34d9"),
+            (
+                Array("password".utf8), Array("salt".utf8), 4,
+                "5bbf0cc293587f1c3635555c27796598d47e579071bf427e9d8fbe842aba34d9"
+            ),
             (Array("password".utf8), [0], 4, "c12b566235eee04c212598970a579a67"),
             ([0], Array("salt".utf8), 4, "6051be18c2f4f82cbf0efee5471b4bb9"),
-            (Array("password".utf8) + [0], Array("salt".utf8) + [0], 4, "7410e44cf4fa07bfaac8a928b1727fac001375e7bf7384370f48efd121743050"),
+            (
+                Array("password".utf8) + [0], Array("salt".utf8) + [0], 4,
+                "7410e44cf4fa07bfaac8a928b1727fac001375e7bf7384370f48efd121743050"
+            ),
         ]
         for c in cases {
-            let derived = BcryptPBKDF.derive(password: c.password, salt: c.salt, rounds: c.rounds, keyLength: c.out.count / 2)
+            let derived = BcryptPBKDF.derive(
+                password: c.password, salt: c.salt, rounds: c.rounds, keyLength: c.out.count / 2)
             #expect(derived.map(hexString) == c.out)
         }
     }
@@ -88,17 +95,28 @@ struct PrivateKeyLoadTests {
 
     private func publicBlob(_ pair: KeyPair) -> [UInt8] { try! HostKey(base64: pair.base64Blob).blob }
 
-    @Test("RSA in every format and size: the public key matches the .pub and signatures verify", arguments: [2048, 3072, 4096])
+    @Test(
+        "RSA in every format and size: the public key matches the .pub and signatures verify",
+        arguments: [2048, 3072, 4096])
     func rsaFormats(bits: Int) throws {
         let original = keys.rsa[bits]!
         let d = keys.directory
         let variants: [(KeyPair, String)] = [
             (original, "OpenSSH, plain"),
-            (try original.converted(to: d.file("rsa\(bits)-enc"), format: "RFC4716", passphrase: "correct horse"), "OpenSSH, passphrase"),
+            (
+                try original.converted(to: d.file("rsa\(bits)-enc"), format: "RFC4716", passphrase: "correct horse"),
+                "OpenSSH, passphrase"
+            ),
             (try original.converted(to: d.file("rsa\(bits)-pkcs1"), format: "PEM", passphrase: nil), "PEM PKCS#1"),
-            (try original.converted(to: d.file("rsa\(bits)-pkcs1-enc"), format: "PEM", passphrase: "pem pass"), "PEM PKCS#1, encrypted"),
+            (
+                try original.converted(to: d.file("rsa\(bits)-pkcs1-enc"), format: "PEM", passphrase: "pem pass"),
+                "PEM PKCS#1, encrypted"
+            ),
             (try original.converted(to: d.file("rsa\(bits)-pkcs8"), format: "PKCS8", passphrase: nil), "PKCS#8"),
-            (try original.converted(to: d.file("rsa\(bits)-pkcs8-enc"), format: "PKCS8", passphrase: "p8 pass"), "PKCS#8, encrypted"),
+            (
+                try original.converted(to: d.file("rsa\(bits)-pkcs8-enc"), format: "PKCS8", passphrase: "p8 pass"),
+                "PKCS#8, encrypted"
+            ),
         ]
         for (pair, what) in variants {
             let key = try load(pair.privatePath, pair.passphrase)
@@ -111,7 +129,9 @@ struct PrivateKeyLoadTests {
                 #expect(signature.count == bits / 8)
                 #expect(key.verifyRSA(data, signature: signature, algorithm: algorithm), "\(what) \(algorithm)")
                 let other = RSASignatureAlgorithm.allCases.first { $0 != algorithm }!
-                #expect(!key.verifyRSA(data, signature: signature, algorithm: other), "a \(algorithm) signature must not verify as \(other)")
+                #expect(
+                    !key.verifyRSA(data, signature: signature, algorithm: other),
+                    "a \(algorithm) signature must not verify as \(other)")
             }
         }
     }
@@ -122,7 +142,9 @@ struct PrivateKeyLoadTests {
         let openSSH = try keys.rsa[2048]!.converted(to: d.file("wrong-openssh"), format: "RFC4716", passphrase: "right")
         let pem = try keys.rsa[2048]!.converted(to: d.file("wrong-pem"), format: "PEM", passphrase: "right")
         for pair in [openSSH, pem] {
-            #expect(throws: PrivateKeyFileError(.wrongPassphrase, "wrong passphrase")) { try load(pair.privatePath, "wrong") }
+            #expect(throws: PrivateKeyFileError(.wrongPassphrase, "wrong passphrase")) {
+                try load(pair.privatePath, "wrong")
+            }
             do {
                 _ = try load(pair.privatePath, nil)
                 Issue.record("an encrypted key loaded without a passphrase")
@@ -135,7 +157,8 @@ struct PrivateKeyLoadTests {
     @Test("bcrypt rounds: -a 4 and -a 64 keys decrypt, and the rounds are read from the file")
     func rounds() throws {
         for rounds in [4, 64] {
-            let pair = try KeyPair.generate(type: "ed25519", in: keys.directory, name: "ed-a\(rounds)", passphrase: "pw\(rounds)", rounds: rounds)
+            let pair = try KeyPair.generate(
+                type: "ed25519", in: keys.directory, name: "ed-a\(rounds)", passphrase: "pw\(rounds)", rounds: rounds)
             let bytes = [UInt8](FileManager.default.contents(atPath: pair.privatePath)!)
             let file = try PrivateKeyFile.parse(bytes)
             #expect(file.rounds == rounds && file.kdfName == "bcrypt" && file.cipherName == "aes256-ctr")

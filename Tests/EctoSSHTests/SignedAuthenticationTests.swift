@@ -32,7 +32,9 @@ struct SignedAuthenticationTests {
         address.sin_port = server.port.bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         #expect(rc == 0)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -43,26 +45,36 @@ struct SignedAuthenticationTests {
     }
 
     /// A signer that signs with `hash` whatever the blob is named.
-    private func signer(_ key: SSHPrivateKey, _ hash: RSASignatureAlgorithm) -> (UnsafeRawBufferPointer) -> SignatureResult {
-        { data in key.signRSARaw(data, algorithm: hash).map { .signature($0.0, count: $0.1) } ?? .failed("no signature") }
+    private func signer(
+        _ key: SSHPrivateKey, _ hash: RSASignatureAlgorithm
+    ) -> (UnsafeRawBufferPointer) -> SignatureResult {
+        { data in key.signRSARaw(data, algorithm: hash).map { .signature($0.0, count: $0.1) } ?? .failed("no signature")
+        }
     }
 
-    @Test("rsa-sha2-512 and rsa-sha2-256 blobs with matching signatures are accepted; ssh-rsa is refused by OpenSSH's defaults")
+    @Test(
+        "rsa-sha2-512 and rsa-sha2-256 blobs with matching signatures are accepted; ssh-rsa is refused by OpenSSH's defaults"
+    )
     func namedAlgorithms() throws {
         let server = try SSHServer.started()
         defer { server.cleanup() }
         let pair = keys.rsa[3072]!
         try server.authorize(pair)
-        let key = try SSHPrivateKey.load([UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
+        let key = try SSHPrivateKey.load(
+            [UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
         for algorithm in [RSASignatureAlgorithm.sha512, .sha256] {
             let s = try session(server)
             let blob = try #require(algorithm.blob(from: key.publicKeyBlob!))
-            try drive(s) { () throws(SSHError) in try s.authenticate(user: server.user, publicKeyBlob: blob, sign: signer(key, algorithm)) }
+            try drive(s) { () throws(SSHError) in
+                try s.authenticate(user: server.user, publicKeyBlob: blob, sign: signer(key, algorithm))
+            }
             #expect(s.isAuthenticated, "\(algorithm)")
         }
         let s = try session(server)
         #expect(throws: SSHError.self) {
-            try drive(s) { () throws(SSHError) in try s.authenticate(user: server.user, publicKeyBlob: key.publicKeyBlob!, sign: signer(key, .sha1)) }
+            try drive(s) { () throws(SSHError) in
+                try s.authenticate(user: server.user, publicKeyBlob: key.publicKeyBlob!, sign: signer(key, .sha1))
+            }
         }
         #expect(server.log().contains("ssh-rsa not in PubkeyAcceptedAlgorithms"))
     }
@@ -73,12 +85,17 @@ struct SignedAuthenticationTests {
         defer { server.cleanup() }
         let pair = keys.rsa[2048]!
         try server.authorize(pair)
-        let key = try SSHPrivateKey.load([UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
-        for (named, signed) in [(RSASignatureAlgorithm.sha512, RSASignatureAlgorithm.sha1), (.sha512, .sha256), (.sha256, .sha512)] {
+        let key = try SSHPrivateKey.load(
+            [UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
+        for (named, signed) in [
+            (RSASignatureAlgorithm.sha512, RSASignatureAlgorithm.sha1), (.sha512, .sha256), (.sha256, .sha512),
+        ] {
             let s = try session(server)
             let blob = try #require(named.blob(from: key.publicKeyBlob!))
             do {
-                try drive(s) { () throws(SSHError) in try s.authenticate(user: server.user, publicKeyBlob: blob, sign: signer(key, signed)) }
+                try drive(s) { () throws(SSHError) in
+                    try s.authenticate(user: server.user, publicKeyBlob: blob, sign: signer(key, signed))
+                }
                 Issue.record("\(signed) signature accepted under \(named)")
             } catch let error as SSHError {
                 #expect(error.isAuthenticationRefused, "\(error)")
@@ -93,15 +110,19 @@ struct SignedAuthenticationTests {
         defer { agent.stop() }
         let pair = keys.rsa[2048]!
         try agent.add(pair)
-        let key = try SSHPrivateKey.load([UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
+        let key = try SSHPrivateKey.load(
+            [UInt8](FileManager.default.contents(atPath: pair.privatePath)!), passphrase: nil)
         let data = Array("data to sign".utf8)
         for algorithm in [RSASignatureAlgorithm.sha512, .sha256] {
-            let signature = try SSHAgentSigner.sign(socketPath: agent.socketPath, keyBlob: key.publicKeyBlob!, data: data, algorithm: algorithm)
+            let signature = try SSHAgentSigner.sign(
+                socketPath: agent.socketPath, keyBlob: key.publicKeyBlob!, data: data, algorithm: algorithm)
             #expect(key.verifyRSA(data, signature: signature, algorithm: algorithm), "\(algorithm)")
         }
-        let other = try SSHPrivateKey.load([UInt8](FileManager.default.contents(atPath: keys.rsa[3072]!.privatePath)!), passphrase: nil)
+        let other = try SSHPrivateKey.load(
+            [UInt8](FileManager.default.contents(atPath: keys.rsa[3072]!.privatePath)!), passphrase: nil)
         #expect(throws: SSHError.self) {
-            try SSHAgentSigner.sign(socketPath: agent.socketPath, keyBlob: other.publicKeyBlob!, data: data, algorithm: .sha512)
+            try SSHAgentSigner.sign(
+                socketPath: agent.socketPath, keyBlob: other.publicKeyBlob!, data: data, algorithm: .sha512)
         }
     }
 }

@@ -8,12 +8,12 @@ import Testing
 /// its driver status into a separate hand-written `TunnelReport`), and must come out byte for byte.
 @Suite struct StatusContractTests {
     static let recordedStatus = #"""
-{"daemon_version":"0.1.0","tunnels":[{"bytes_in":123,"bytes_out":456,"change":{"stage":"authentication","started":"2026-11-18T11:10:00Z","target":"ops@gw2:22"},"clients_refused":3,"connections":2,"draining":[{"connections":1,"target":"ops@old:22"}],"enabled":true,"gateway":{"checked":"2026-11-18T11:11:40Z","detail":"HTTP 200 in 3.1 ms","latency_ms":3.1,"ok":true,"outcome":"up","probe":"http:/","token_source":"none"},"last_error":null,"local":"127.0.0.1:18789","name":"gateway","reconnects":1,"remote":"127.0.0.1:18789","retry_at":null,"retry_cause":null,"sessions":2,"sessions_up":1,"since":"2026-11-18T11:06:40Z","state":"up","target":"ops@gw.example.net:22"},{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":true,"gateway":{"checked":"2026-11-18T11:06:40Z","detail":"HTTP 401","latency_ms":12.25,"ok":false,"outcome":"token-refused","probe":"websocket:/"},"last_error":"connect: \"refused\" é","local":"127.0.0.1:1","name":"b/x","reconnects":0,"remote":"[::1]:2","retry_at":"2026-11-18T11:06:50Z","retry_cause":"refused","sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"backoff","target":"me@h:2222"},{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":false,"gateway":null,"last_error":null,"local":"127.0.0.1:3","name":"d","reconnects":0,"remote":"127.0.0.1:4","retry_at":null,"retry_cause":null,"sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"down","target":"d"}],"version":1}
-"""#
+        {"daemon_version":"0.1.0","tunnels":[{"bytes_in":123,"bytes_out":456,"change":{"stage":"authentication","started":"2026-11-18T11:10:00Z","target":"ops@gw2:22"},"clients_refused":3,"connections":2,"draining":[{"connections":1,"target":"ops@old:22"}],"enabled":true,"gateway":{"checked":"2026-11-18T11:11:40Z","detail":"HTTP 200 in 3.1 ms","latency_ms":3.1,"ok":true,"outcome":"up","probe":"http:/","token_source":"none"},"last_error":null,"local":"127.0.0.1:18789","name":"gateway","reconnects":1,"remote":"127.0.0.1:18789","retry_at":null,"retry_cause":null,"sessions":2,"sessions_up":1,"since":"2026-11-18T11:06:40Z","state":"up","target":"ops@gw.example.net:22"},{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":true,"gateway":{"checked":"2026-11-18T11:06:40Z","detail":"HTTP 401","latency_ms":12.25,"ok":false,"outcome":"token-refused","probe":"websocket:/"},"last_error":"connect: \"refused\" é","local":"127.0.0.1:1","name":"b/x","reconnects":0,"remote":"[::1]:2","retry_at":"2026-11-18T11:06:50Z","retry_cause":"refused","sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"backoff","target":"me@h:2222"},{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":false,"gateway":null,"last_error":null,"local":"127.0.0.1:3","name":"d","reconnects":0,"remote":"127.0.0.1:4","retry_at":null,"retry_cause":null,"sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"down","target":"d"}],"version":1}
+        """#
 
     static let recordedEvent = #"""
-{"event":"tunnel","name":"b/x","time":"2026-11-18T11:06:40Z","tunnel":{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":true,"gateway":{"checked":"2026-11-18T11:06:40Z","detail":"HTTP 401","latency_ms":12.25,"ok":false,"outcome":"token-refused","probe":"websocket:/"},"last_error":"connect: \"refused\" é","local":"127.0.0.1:1","name":"b/x","reconnects":0,"remote":"[::1]:2","retry_at":"2026-11-18T11:06:50Z","retry_cause":"refused","sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"backoff","target":"me@h:2222"}}
-"""#
+        {"event":"tunnel","name":"b/x","time":"2026-11-18T11:06:40Z","tunnel":{"bytes_in":0,"bytes_out":0,"clients_refused":0,"connections":0,"draining":[],"enabled":true,"gateway":{"checked":"2026-11-18T11:06:40Z","detail":"HTTP 401","latency_ms":12.25,"ok":false,"outcome":"token-refused","probe":"websocket:/"},"last_error":"connect: \"refused\" é","local":"127.0.0.1:1","name":"b/x","reconnects":0,"remote":"[::1]:2","retry_at":"2026-11-18T11:06:50Z","retry_cause":"refused","sessions":1,"sessions_up":0,"since":"2026-11-18T11:06:40Z","state":"backoff","target":"me@h:2222"}}
+        """#
 
     /// The same three tunnels as values: up with a probe, a change and a draining session; backoff
     /// with a refused token; down.
@@ -26,7 +26,8 @@ import Testing
         up.gateway = GatewayReport(
             ok: true, outcome: .up, detail: "HTTP 200 in 3.1 ms", latencyMs: 3.1, probe: "http:/",
             checked: Date(timeIntervalSince1970: 1_795_000_300), tokenSource: "none")
-        up.change = ChangeReport(target: "ops@gw2:22", stage: "authentication", started: Date(timeIntervalSince1970: 1_795_000_200))
+        up.change = ChangeReport(
+            target: "ops@gw2:22", stage: "authentication", started: Date(timeIntervalSince1970: 1_795_000_200))
         up.clientsRefused = 3
         var backoff = TunnelStatus(
             name: "b/x", state: .backoff, enabled: true, target: "me@h:2222", local: "127.0.0.1:1", remote: "[::1]:2",
@@ -58,7 +59,10 @@ import Testing
         status.forwards[1].lastError = "127.0.0.1:3 is in use (held by pid 7)"
         let data = try ControlProtocol.encoder().encode(status)
         let text = String(decoding: data, as: UTF8.self)
-        #expect(text.contains(#""forwards":[{"bytes_in":10,"bytes_out":0,"connections":2,"last_error":null,"local":"127.0.0.1:1","remote":"127.0.0.1:2","state":"listening"},{"bytes_in":0,"bytes_out":0,"connections":0,"last_error":"127.0.0.1:3 is in use (held by pid 7)","local":"[::1]:3","remote":"db:5432","state":"retrying"}]"#), "\(text)")
+        #expect(
+            text.contains(
+                #""forwards":[{"bytes_in":10,"bytes_out":0,"connections":2,"last_error":null,"local":"127.0.0.1:1","remote":"127.0.0.1:2","state":"listening"},{"bytes_in":0,"bytes_out":0,"connections":0,"last_error":"127.0.0.1:3 is in use (held by pid 7)","local":"[::1]:3","remote":"db:5432","state":"retrying"}]"#
+            ), "\(text)")
         #expect(try ControlProtocol.decoder().decode(TunnelStatus.self, from: data) == status)
     }
 
@@ -107,7 +111,8 @@ import Testing
 
     /// A daemon before 0.1.0 sent neither `sessions`, `clients_refused`, `retry_*` nor `change`.
     @Test func olderDocumentsDecode() throws {
-        let old = #"{"name":"a","state":"failed","enabled":true,"target":"t","local":"l","remote":"r","connections":0,"bytes_in":1,"bytes_out":2,"reconnects":0,"since":"2026-11-18T11:06:40Z","last_error":"x"}"#
+        let old =
+            #"{"name":"a","state":"failed","enabled":true,"target":"t","local":"l","remote":"r","connections":0,"bytes_in":1,"bytes_out":2,"reconnects":0,"since":"2026-11-18T11:06:40Z","last_error":"x"}"#
         let status = try ControlProtocol.decoder().decode(TunnelStatus.self, from: Data(old.utf8))
         #expect(status.state == .failed && status.sessions == 1 && status.sessionsUp == 0 && status.draining.isEmpty)
         #expect(status.retryCause == nil && status.change == nil && status.gateway == nil)
@@ -115,7 +120,10 @@ import Testing
 
     /// A state outside the contract is an error, not a silently different tunnel.
     @Test func unknownStateIsRefused() {
-        let bad = #"{"name":"a","state":"sleeping","enabled":true,"target":"t","local":"l","remote":"r","connections":0,"bytes_in":1,"bytes_out":2,"reconnects":0,"since":"2026-11-18T11:06:40Z","last_error":null}"#
-        #expect(throws: DecodingError.self) { try ControlProtocol.decoder().decode(TunnelStatus.self, from: Data(bad.utf8)) }
+        let bad =
+            #"{"name":"a","state":"sleeping","enabled":true,"target":"t","local":"l","remote":"r","connections":0,"bytes_in":1,"bytes_out":2,"reconnects":0,"since":"2026-11-18T11:06:40Z","last_error":null}"#
+        #expect(throws: DecodingError.self) {
+            try ControlProtocol.decoder().decode(TunnelStatus.self, from: Data(bad.utf8))
+        }
     }
 }

@@ -15,26 +15,41 @@ import Testing
         // A full buffer offers no space: this is the backpressure.
         #expect(buffer.fill { $0.count } == 0)
         var out: [UInt8] = []
-        _ = buffer.drain { bytes in out += bytes.prefix(3); return 3 }
-        _ = buffer.drain { bytes in out += bytes; return bytes.count }
+        _ = buffer.drain { bytes in
+            out += bytes.prefix(3)
+            return 3
+        }
+        _ = buffer.drain { bytes in
+            out += bytes
+            return bytes.count
+        }
         #expect(out == Array(0..<8))
         #expect(buffer.isEmpty && buffer.hasSpace)
     }
 
     @Test func partialDrainKeepsTheRest() {
         var buffer = ByteBuffer(capacity: 4)
-        _ = buffer.fill { space in space.copyBytes(from: [1, 2, 3]); return 3 }
+        _ = buffer.fill { space in
+            space.copyBytes(from: [1, 2, 3])
+            return 3
+        }
         _ = buffer.drain { _ in 1 }
         #expect(buffer.count == 2)
         var rest: [UInt8] = []
-        _ = buffer.drain { bytes in rest = Array(bytes); return 0 }
+        _ = buffer.drain { bytes in
+            rest = Array(bytes)
+            return 0
+        }
         #expect(rest == [2, 3])
         #expect(buffer.count == 2)
     }
 
     @Test func memoryIsKeptWhileBusyAndFreedWhenTheSourceIsQuiet() {
         var buffer = ByteBuffer(capacity: 4)
-        _ = buffer.fill { space in space.copyBytes(from: [1, 2]); return 2 }
+        _ = buffer.fill { space in
+            space.copyBytes(from: [1, 2])
+            return 2
+        }
         _ = buffer.drain { $0.count }
         // Drained: the memory stays for the next chunk.
         var allocated = buffer.isAllocated
@@ -43,7 +58,10 @@ import Testing
         #expect(buffer.fill { _ in 0 } == 0)
         allocated = buffer.isAllocated
         #expect(!allocated)
-        _ = buffer.fill { space in space.copyBytes(from: [7]); return 1 }
+        _ = buffer.fill { space in
+            space.copyBytes(from: [7])
+            return 1
+        }
         buffer.releaseIfEmpty()
         allocated = buffer.isAllocated
         #expect(allocated && buffer.count == 1)
@@ -59,12 +77,23 @@ import Testing
         var allocated = buffer.isAllocated
         #expect(!allocated)
         // Bytes that arrive through the small first buffer are kept, and later fills go straight in.
-        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [1, 2, 3]); return 3 } == 3)
+        #expect(
+            buffer.fillAllocatingOnData { space in
+                space.copyBytes(from: [1, 2, 3])
+                return 3
+            } == 3)
         allocated = buffer.isAllocated
         #expect(allocated && buffer.count == 3)
-        #expect(buffer.fillAllocatingOnData { space in space.copyBytes(from: [4]); return 1 } == 1)
+        #expect(
+            buffer.fillAllocatingOnData { space in
+                space.copyBytes(from: [4])
+                return 1
+            } == 1)
         var out: [UInt8] = []
-        _ = buffer.drain { bytes in out = Array(bytes); return bytes.count }
+        _ = buffer.drain { bytes in
+            out = Array(bytes)
+            return bytes.count
+        }
         #expect(out == [1, 2, 3, 4])
     }
 }

@@ -5,7 +5,8 @@ import Testing
 
 @Suite struct EpollInterestTests {
     private func connection(_ phase: ForwardedConnection.Phase = .open) -> ForwardedConnection {
-        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
+        let connection = ForwardedConnection(
+            id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
         connection.phase = phase
         return connection
     }
@@ -118,7 +119,8 @@ import Testing
 /// Which connections a forwarding pass visits: settled ones wait for epoll or libssh2.
 @Suite struct PassSchedulingTests {
     private func settled() -> ForwardedConnection {
-        let connection = ForwardedConnection(id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
+        let connection = ForwardedConnection(
+            id: 1, fd: -1, peer: "127.0.0.1:1", forward: 0, holdDeadline: .now, bufferSize: 4)
         connection.phase = .open
         connection.channelQuiet = true
         return connection

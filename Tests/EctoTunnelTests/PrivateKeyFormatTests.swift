@@ -14,18 +14,23 @@ struct PrivateKeyFormatTests {
             return [UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + bytes
         }
         let publicBlob = string(Array(type.utf8)) + string([UInt8](repeating: 7, count: 32))
-        let blob = Array("openssh-key-v1\0".utf8) + string(Array(cipher.utf8)) + string(Array("none".utf8)) + string([])
+        let blob =
+            Array("openssh-key-v1\0".utf8) + string(Array(cipher.utf8)) + string(Array("none".utf8)) + string([])
             + [0, 0, 0, 1] + string(publicBlob) + string([1, 2, 3])
-        return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + Data(blob).base64EncodedString() + "\n-----END OPENSSH PRIVATE KEY-----\n"
+        return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + Data(blob).base64EncodedString()
+            + "\n-----END OPENSSH PRIVATE KEY-----\n"
     }
 
     /// The problem `IdentityCheck` finds with `text` written as a 0600 key file (nil: none).
     func problem(_ text: String, passphrase: Bool = false) throws -> String? {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ecto-keyformat-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ecto-keyformat-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("id_test").path
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]))
         return IdentityCheck.problem(privateKey: path, passphraseConfigured: passphrase, environment: .current)
     }
 

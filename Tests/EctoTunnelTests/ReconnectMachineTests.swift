@@ -15,7 +15,10 @@ struct TestInstant: InstantProtocol, Sendable {
     let policy = BackoffPolicy(initial: .seconds(1), maximum: .seconds(60))
 
     @Test func nominalDelaysDoubleUpToTheCap() {
-        let expected: [Duration] = [.zero, .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(32), .seconds(60), .seconds(60)]
+        let expected: [Duration] = [
+            .zero, .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(32), .seconds(60),
+            .seconds(60),
+        ]
         #expect((0...8).map { policy.nominalDelay(afterFailures: $0) } == expected)
         #expect(policy.nominalDelay(afterFailures: 10_000) == .seconds(60))
     }
@@ -27,7 +30,9 @@ struct TestInstant: InstantProtocol, Sendable {
             var seen: Set<Int64> = []
             for _ in 0..<500 {
                 let delay = policy.delay(afterFailures: failures, using: &random)
-                #expect(delay >= nominal / 2 && delay <= nominal, "failure \(failures): \(delay) outside [\(nominal / 2), \(nominal)]")
+                #expect(
+                    delay >= nominal / 2 && delay <= nominal,
+                    "failure \(failures): \(delay) outside [\(nominal / 2), \(nominal)]")
                 seen.insert(delay.components.attoseconds / 1_000_000 + delay.components.seconds * 1_000_000_000_000)
             }
             #expect(seen.count > 100, "jitter must actually vary (failure \(failures))")
@@ -61,7 +66,8 @@ extension ReconnectAction {
 
 @Suite struct ReconnectMachineTests {
     typealias Machine = ReconnectMachine<TestInstant>
-    let policy = Machine.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), authenticationAttempts: 3)
+    let policy = Machine.Policy(
+        backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)), authenticationAttempts: 3)
 
     @Test func startsConnectingWhenEnabledAndDownWhenNot() {
         let enabled = Machine(policy: policy, enabled: true, now: .zero)
@@ -110,7 +116,9 @@ extension ReconnectAction {
         var random = SplitMix64(seed: 3)
         var now = TestInstant.zero
         for _ in 1..<policy.authenticationAttempts {
-            let at = try #require((machine.attemptFailed(.authentication, message: "refused", now: now, random: &random)).retryInstant, "expected a retry")
+            let at = try #require(
+                (machine.attemptFailed(.authentication, message: "refused", now: now, random: &random)).retryInstant,
+                "expected a retry")
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
         }
@@ -125,9 +133,13 @@ extension ReconnectAction {
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(10)))
         _ = machine.attemptFailed(.transport, message: "reset", now: TestInstant(offset: .seconds(10)), random: &random)
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(20)))
-        _ = machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(20)), random: &random)
+        _ = machine.attemptFailed(
+            .authentication, message: "refused", now: TestInstant(offset: .seconds(20)), random: &random)
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(30)))
-        #expect(machine.attemptFailed(.authentication, message: "refused", now: TestInstant(offset: .seconds(30)), random: &random) == .giveUp)
+        #expect(
+            machine.attemptFailed(
+                .authentication, message: "refused", now: TestInstant(offset: .seconds(30)), random: &random) == .giveUp
+        )
     }
 
     @Test func aProvenSessionClearsTheCountAndAYoungOneAddsToIt() throws {
@@ -136,7 +148,9 @@ extension ReconnectAction {
         var now = TestInstant.zero
         // Three failures, then up.
         for _ in 0..<3 {
-            let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
+            let at = try #require(
+                (machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant,
+                "expected a retry")
             now = at
             _ = machine.deadlineReached(now: now)
         }
@@ -144,7 +158,8 @@ extension ReconnectAction {
         #expect(machine.state == .up)
         // Dies after 1 s (< provenAfter): evidence against the server, the count goes on (4th: nominal 8 s).
         now = now.advanced(by: .seconds(1))
-        let at = try #require((machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant, "expected backoff")
+        let at = try #require(
+            (machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant, "expected backoff")
         #expect(machine.failures == 4)
         #expect(now.duration(to: at) >= .seconds(4))
         now = at
@@ -163,16 +178,22 @@ extension ReconnectAction {
         _ = machine.connected(now: .zero)
         machine.sessionProven()
         // Lost 0.1 s later (the server restarted right after a request went through): an outage.
-        #expect(machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(100)), random: &random) == .connect)
+        #expect(
+            machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(100)), random: &random)
+                == .connect)
         #expect(machine.failures == 0)
         // The next sessions carry nothing and die as young: the first is still part of that
         // outage (one grace), the second is evidence.
         _ = machine.connected(now: TestInstant(offset: .milliseconds(200)))
-        let at = try #require((machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(300)), random: &random)).retryInstant, "expected a retry")
+        let at = try #require(
+            (machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(300)), random: &random))
+                .retryInstant, "expected a retry")
         #expect(machine.failures == 0)
         _ = machine.deadlineReached(now: at)
         _ = machine.connected(now: at)
-        try #require((machine.sessionLost(message: "reset", now: at.advanced(by: .milliseconds(100)), random: &random)).retryInstant != nil, "a young session without traffic must back off")
+        try #require(
+            (machine.sessionLost(message: "reset", now: at.advanced(by: .milliseconds(100)), random: &random))
+                .retryInstant != nil, "a young session without traffic must back off")
         #expect(machine.failures == 1)
     }
 
@@ -182,19 +203,26 @@ extension ReconnectAction {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 19)
         _ = machine.connected(now: .zero)
-        #expect(machine.sessionLost(message: "reset", now: TestInstant(offset: .seconds(5)), random: &random) == .connect)
+        #expect(
+            machine.sessionLost(message: "reset", now: TestInstant(offset: .seconds(5)), random: &random) == .connect)
         _ = machine.connected(now: TestInstant(offset: .milliseconds(5_050)))
-        let at = try #require((machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(5_100)), random: &random)).retryInstant, "expected a retry")
+        let at = try #require(
+            (machine.sessionLost(message: "reset", now: TestInstant(offset: .milliseconds(5_100)), random: &random))
+                .retryInstant, "expected a retry")
         #expect(TestInstant(offset: .milliseconds(5_100)).duration(to: at) <= policy.refusedRetryCap)
         #expect(machine.failures == 0)
         // Refusals after it keep the fast cadence.
         _ = machine.deadlineReached(now: at)
-        let next = try #require((machine.attemptFailed(.refused, message: "refused", now: at, random: &random)).retryInstant, "expected a retry")
+        let next = try #require(
+            (machine.attemptFailed(.refused, message: "refused", now: at, random: &random)).retryInstant,
+            "expected a retry")
         #expect(at.duration(to: next) <= policy.refusedRetryCap)
         // A second young death in the same outage is evidence.
         _ = machine.deadlineReached(now: next)
         _ = machine.connected(now: next)
-        try #require((machine.sessionLost(message: "reset", now: next.advanced(by: .milliseconds(50)), random: &random)).retryInstant != nil, "expected a retry")
+        try #require(
+            (machine.sessionLost(message: "reset", now: next.advanced(by: .milliseconds(50)), random: &random))
+                .retryInstant != nil, "expected a retry")
         #expect(machine.failures == 1)
     }
 
@@ -247,7 +275,8 @@ extension ReconnectAction {
     @Test func localProblemsThatNeedTheOperatorFailAtOnce() {
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         var random = SplitMix64(seed: 5)
-        #expect(machine.attemptFailed(.local, message: "UNPROTECTED PRIVATE KEY", now: .zero, random: &random) == .giveUp)
+        #expect(
+            machine.attemptFailed(.local, message: "UNPROTECTED PRIVATE KEY", now: .zero, random: &random) == .giveUp)
         #expect(machine.state == .failed)
     }
 
@@ -257,13 +286,17 @@ extension ReconnectAction {
         var now = TestInstant.zero
         // Two transport failures first: the server's count is 2.
         for _ in 0..<2 {
-            let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
+            let at = try #require(
+                (machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant,
+                "expected a retry")
             now = at
             _ = machine.deadlineReached(now: now)
         }
         for (kind, wait) in [(FailureKind.resources, policy.resourceRetry), (.localTemporary, policy.localRetry)] {
             for _ in 0..<20 {
-                #expect(machine.attemptFailed(kind, message: "EMFILE", now: now, random: &random) == .waitUntil(now.advanced(by: wait)))
+                #expect(
+                    machine.attemptFailed(kind, message: "EMFILE", now: now, random: &random)
+                        == .waitUntil(now.advanced(by: wait)))
                 #expect(machine.state == .backoff && machine.retryCause == .local)
                 #expect(machine.failures == 2, "local trouble must not grow the server's backoff")
                 now = now.advanced(by: wait)
@@ -271,7 +304,9 @@ extension ReconnectAction {
             }
         }
         // The server's own schedule goes on where it was (3rd failure: nominal 4 s).
-        let at = try #require((machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant, "expected a retry")
+        let at = try #require(
+            (machine.attemptFailed(.transport, message: "timeout", now: now, random: &random)).retryInstant,
+            "expected a retry")
         #expect(now.duration(to: at) >= .seconds(2) && machine.retryCause == .remote)
     }
 
@@ -282,7 +317,9 @@ extension ReconnectAction {
         var waits: Set<Duration> = []
         // The fast window: every refusal retried within the cap, jittered, the count untouched.
         while now.offset < policy.fastWindow {
-            let at = try #require((machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random)).retryInstant, "expected a retry")
+            let at = try #require(
+                (machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random))
+                    .retryInstant, "expected a retry")
             let waited = now.duration(to: at)
             #expect(waited <= policy.refusedRetryCap && waited >= policy.refusedRetryCap / 2, "waited \(waited)")
             #expect(machine.failures == 0 && machine.retryCause == .refused)
@@ -293,7 +330,9 @@ extension ReconnectAction {
         #expect(waits.count > 10, "refused retries are jittered")
         // After it: exponential, 1 s, 2 s, 4 s … nominal.
         for failure in 1...6 {
-            let at = try #require((machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random)).retryInstant, "expected a retry")
+            let at = try #require(
+                (machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random))
+                    .retryInstant, "expected a retry")
             let nominal = policy.backoff.nominalDelay(afterFailures: failure)
             #expect(now.duration(to: at) >= nominal / 2 && now.duration(to: at) <= nominal)
             #expect(machine.failures == failure)
@@ -312,7 +351,9 @@ extension ReconnectAction {
         #expect(machine.failures == 1)
         // One young death is forgiven for the cadence (a server stopped just after we connected).
         _ = machine.deadlineReached(now: TestInstant(offset: .seconds(2)))
-        let fast = try #require((machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random)).retryInstant, "expected a retry")
+        let fast = try #require(
+            (machine.attemptFailed(.refused, message: "refused", now: TestInstant(offset: .seconds(2)), random: &random))
+                .retryInstant, "expected a retry")
         #expect(TestInstant(offset: .seconds(2)).duration(to: fast) <= policy.refusedRetryCap)
         // A second one in a row is not.
         _ = machine.deadlineReached(now: fast)
@@ -321,7 +362,9 @@ extension ReconnectAction {
         #expect(machine.failures == 2)
         let later = fast.advanced(by: .seconds(5))
         _ = machine.deadlineReached(now: later)
-        let at = try #require((machine.attemptFailed(.refused, message: "refused", now: later, random: &random)).retryInstant, "expected a retry")
+        let at = try #require(
+            (machine.attemptFailed(.refused, message: "refused", now: later, random: &random)).retryInstant,
+            "expected a retry")
         #expect(machine.failures == 3)
         #expect(later.duration(to: at) >= .seconds(2))
     }
@@ -371,18 +414,27 @@ extension ReconnectAction {
                     action = machine.connected(now: at(clock))
                     upAt = clock
                     run.sessions.append(clock)
-                    for (index, outage) in server.outages.enumerated() where recoveredAt[index] == nil && outage.1 <= clock {
+                    for (index, outage) in server.outages.enumerated()
+                    where recoveredAt[index] == nil && outage.1 <= clock {
                         recoveredAt[index] = clock
                     }
                 }
             case .waitUntil(let when):
-                clock = Int(when.offset.components.seconds * 1000 + when.offset.components.attoseconds / 1_000_000_000_000_000)
+                clock = Int(
+                    when.offset.components.seconds * 1000 + when.offset.components.attoseconds / 1_000_000_000_000_000)
                 action = machine.deadlineReached(now: when)
             case .none:
                 // Up: the session lives until it dies of old age or the next outage starts.
-                guard let since = upAt else { clock = end; break }
-                let death = [server.sessionLife.map { since + $0 }, server.outages.first(where: { $0.0 > since })?.0].compactMap { $0 }.min()
-                guard let death else { clock = end; break }
+                guard let since = upAt else {
+                    clock = end
+                    break
+                }
+                let death = [server.sessionLife.map { since + $0 }, server.outages.first(where: { $0.0 > since })?.0]
+                    .compactMap { $0 }.min()
+                guard let death else {
+                    clock = end
+                    break
+                }
                 clock = death
                 upAt = nil
                 action = machine.sessionLost(message: "reset", now: at(clock), random: &random)
@@ -410,7 +462,8 @@ extension ReconnectAction {
                 Issue.record("outage \(index) never recovered")
                 continue
             }
-            #expect(recovery <= .seconds(1), "outage \(index) (\(outage) ms): up \(recovery) after the server came back")
+            #expect(
+                recovery <= .seconds(1), "outage \(index) (\(outage) ms): up \(recovery) after the server came back")
         }
     }
 
@@ -458,7 +511,9 @@ extension ReconnectAction {
         for _ in 0..<6 {
             _ = machine.connected(now: now)
             now = now.advanced(by: .milliseconds(200))
-            let at = try #require((machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant, "expected a backoff after a short session")
+            let at = try #require(
+                (machine.sessionLost(message: "reset", now: now, random: &random)).retryInstant,
+                "expected a backoff after a short session")
             waits.append(now.duration(to: at))
             now = at
             #expect(machine.deadlineReached(now: now) == .connect)
@@ -481,7 +536,9 @@ extension ReconnectAction {
         #expect(up.state == .backoff && up.retryCause == .local && up.lastError == "port busy" && up.since == one)
         var backoff = Machine(policy: policy, enabled: true, now: .zero)
         _ = backoff.attemptFailed(.transport, message: "refused", now: .zero, random: &random)
-        #expect(backoff.localFailure(message: "port busy", now: .zero) == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
+        #expect(
+            backoff.localFailure(message: "port busy", now: .zero)
+                == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
         #expect(backoff.failures == 1, "a local failure is not a connection failure")
         var down = Machine(policy: policy, enabled: false, now: .zero)
         #expect(down.localFailure(message: "port busy", now: .zero) == .none)
@@ -506,7 +563,9 @@ extension ReconnectAction {
 
         var backoff = Machine(policy: policy, enabled: true, now: .zero)
         _ = backoff.connected(now: .zero)
-        #expect(backoff.localFailure(message: "port busy", now: .zero) == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
+        #expect(
+            backoff.localFailure(message: "port busy", now: .zero)
+                == .waitUntil(TestInstant.zero.advanced(by: policy.localRetry)))
         #expect(backoff.sessionLost(message: "torn down already", now: .zero, random: &random) == .none)
         #expect(backoff.lastError == "port busy" && backoff.retryCause == .local)
 
@@ -524,7 +583,8 @@ extension ReconnectAction {
         var random = SplitMix64(seed: 10)
         var machine = Machine(policy: policy, enabled: true, now: .zero)
         #expect(machine.retry == nil)
-        let at = try #require(machine.attemptFailed(.refused, message: "refused", now: .zero, random: &random).retryInstant)
+        let at = try #require(
+            machine.attemptFailed(.refused, message: "refused", now: .zero, random: &random).retryInstant)
         let retry = try #require(machine.retry)
         #expect(retry.at == at && retry.cause == .refused && retry.step == policy.refusedRetryCap)
         #expect(machine.networkChanged(now: .zero) == .connect)
@@ -539,7 +599,8 @@ extension ReconnectAction {
     /// in the owner, caught in debug builds.
     @Test func connectedOutsideAnAttemptIsAProgrammingError() async {
         await #expect(processExitsWith: .failure) {
-            let policy = ReconnectMachine<TestInstant>.Policy(backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)))
+            let policy = ReconnectMachine<TestInstant>.Policy(
+                backoff: BackoffPolicy(initial: .seconds(1), maximum: .seconds(8)))
             var machine = ReconnectMachine<TestInstant>(policy: policy, enabled: false, now: .zero)
             _ = machine.connected(now: .zero)
         }

@@ -70,7 +70,9 @@ struct ResolverTests {
         }
         let status = tunnel.status
         #expect(status.state == .backoff)
-        #expect(status.lastError?.contains("cannot resolve gw.hang.invalid: no answer within connect_timeout") == true, "\(String(describing: status.lastError))")
+        #expect(
+            status.lastError?.contains("cannot resolve gw.hang.invalid: no answer within connect_timeout") == true,
+            "\(String(describing: status.lastError))")
         // The late answer of the abandoned lookup is ignored: still backoff, same error.
         release.signal()
         try await Task.sleep(for: .milliseconds(200))

@@ -17,12 +17,17 @@ import Testing
         var attempts = 0
         while now.offset < .seconds(3600) {
             attempts += 1
-            guard case .waitUntil(let at) = machine.attemptFailed(.refused, message: "connection refused", now: now, random: &random) else {
+            guard
+                case .waitUntil(let at) = machine.attemptFailed(
+                    .refused, message: "connection refused", now: now, random: &random)
+            else {
                 Issue.record("expected a retry")
                 return
             }
             let step = try! #require(machine.retryStep)
-            if let line = log.failed(reason: "connection refused", step: step, next: now.duration(to: at), now: now) { lines.append(line) }
+            if let line = log.failed(reason: "connection refused", step: step, next: now.duration(to: at), now: now) {
+                lines.append(line)
+            }
             now = at
             _ = machine.deadlineReached(now: now)
         }
@@ -39,12 +44,17 @@ import Testing
         let t = { (s: Int) in TestInstant(offset: .seconds(s)) }
         #expect(log.failed(reason: "refused", step: .seconds(1), next: .seconds(1), now: t(0)) != nil)
         #expect(log.failed(reason: "refused", step: .seconds(1), next: .seconds(1), now: t(1)) == nil)
-        #expect(log.failed(reason: "timed out", step: .seconds(1), next: .seconds(1), now: t(2)) == "connection attempt failed: timed out; retrying in 1.00 s")
-        #expect(log.failed(reason: "timed out", step: .seconds(2), next: .milliseconds(1500), now: t(3))
-            == "still failing (timed out): 4 attempts in 3.00 s, next in 1.50 s")
+        #expect(
+            log.failed(reason: "timed out", step: .seconds(1), next: .seconds(1), now: t(2))
+                == "connection attempt failed: timed out; retrying in 1.00 s")
+        #expect(
+            log.failed(reason: "timed out", step: .seconds(2), next: .milliseconds(1500), now: t(3))
+                == "still failing (timed out): 4 attempts in 3.00 s, next in 1.50 s")
         #expect(log.recovered(now: t(65)) == "4 failed attempts over 1 min 5 s before this connection")
         // A clean slate: the next outage starts with a full line, and one failure sums up nothing.
-        #expect(log.failed(reason: "refused", step: .seconds(1), next: .seconds(1), now: t(100))?.hasPrefix("connection attempt failed") == true)
+        #expect(
+            log.failed(reason: "refused", step: .seconds(1), next: .seconds(1), now: t(100))?.hasPrefix(
+                "connection attempt failed") == true)
         #expect(log.recovered(now: t(101)) == nil)
     }
 }

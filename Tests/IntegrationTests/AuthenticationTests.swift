@@ -18,7 +18,9 @@ struct HostKeyTests {
         let log = fixture.daemonLog
         #expect(log.contains("HOST KEY UNKNOWN for [127.0.0.1]:\(fixture.server.port)"))
         #expect(log.contains(fixture.server.hostKeyFingerprint), "the fingerprint must be shown: \(log)")
-        #expect(log.contains("echo '[127.0.0.1]:\(fixture.server.port) \(fixture.server.hostPublicKey)' >> \(fixture.knownHosts)"))
+        #expect(
+            log.contains(
+                "echo '[127.0.0.1]:\(fixture.server.port) \(fixture.server.hostPublicKey)' >> \(fixture.knownHosts)"))
         #expect(!fixture.server.log().contains("Accepted publickey"), "nothing may be sent to an untrusted host")
         // Exactly one attempt: failed states do not retry.
         try await Task.sleep(for: .milliseconds(700))
@@ -42,7 +44,8 @@ struct HostKeyTests {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
         let impostor = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "old_host_key")
-        _ = try fixture.directory.write("known_hosts", "[127.0.0.1]:\(fixture.server.port) \(impostor.algorithm) \(impostor.base64Blob)\n")
+        _ = try fixture.directory.write(
+            "known_hosts", "[127.0.0.1]:\(fixture.server.port) \(impostor.algorithm) \(impostor.base64Blob)\n")
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: 9))
         try fixture.startDaemon()
@@ -70,7 +73,9 @@ struct HostKeyTests {
     func pinnedAccepted() async throws {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
-        let (echo, localPort) = try await fixture.startEchoTunnel(extra: ["host_key_fingerprint = \"\(fixture.server.hostKeyFingerprint)\""])
+        let (echo, localPort) = try await fixture.startEchoTunnel(extra: [
+            "host_key_fingerprint = \"\(fixture.server.hostKeyFingerprint)\""
+        ])
         defer { echo.stop() }  // keeps it alive to the end of the test
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 3, count: 10_000) })
     }
@@ -81,7 +86,9 @@ struct HostKeyTests {
         defer { fixture.cleanup() }
         let other = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "other")
         try fixture.writeConfig(
-            fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["host_key_fingerprint = \"\(other.fingerprint)\""]))
+            fixture.tunnel(
+                localPort: try FreePort.probe(), remotePort: 9,
+                extra: ["host_key_fingerprint = \"\(other.fingerprint)\""]))
         try fixture.startDaemon()
         try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
@@ -116,7 +123,10 @@ struct ClientAuthenticationTests {
         #expect(log.contains("identity file \(fixture.clientKey.privatePath)"))
         #expect(log.components(separatedBy: "connection attempt failed").count - 1 == 3, "exactly three tries: \(log)")
         try await Task.sleep(for: .seconds(1))
-        #expect(log.components(separatedBy: "connection attempt failed").count == fixture.daemonLog.components(separatedBy: "connection attempt failed").count, "no retries after failed")
+        #expect(
+            log.components(separatedBy: "connection attempt failed").count
+                == fixture.daemonLog.components(separatedBy: "connection attempt failed").count,
+            "no retries after failed")
     }
 
     @Test("ssh-agent authentication (no identity file)")
@@ -158,7 +168,8 @@ struct ClientAuthenticationTests {
     func encryptedKeyWithPassphraseFile(type: String) async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let key = try KeyPair.generate(type: type, in: fixture.directory, name: "id_locked", passphrase: "correct horse battery")
+        let key = try KeyPair.generate(
+            type: type, in: fixture.directory, name: "id_locked", passphrase: "correct horse battery")
         try fixture.server.authorize(key)
         let passphraseFile = try fixture.directory.write("passphrase", "correct horse battery\n", mode: 0o600)
         let echo = try EchoServer()
@@ -198,7 +209,8 @@ struct ClientAuthenticationTests {
         let key = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_locked", passphrase: "secret")
         try fixture.server.authorize(key)
         try fixture.writeConfig(
-            fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, extra: ["identity_file = \"\(key.privatePath)\""]))
+            fixture.tunnel(
+                localPort: try FreePort.probe(), remotePort: 9, extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
         try await fixture.waitForState(.failed)
         #expect(fixture.daemonLog.contains("the key is encrypted: set identity_passphrase_file"))
@@ -212,7 +224,9 @@ struct ClientAuthenticationTests {
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
         try await fixture.waitForState(.failed)
-        #expect(fixture.daemonLog.contains("UNPROTECTED PRIVATE KEY: permissions 0644 for \(fixture.clientKey.privatePath) are too open"))
+        #expect(
+            fixture.daemonLog.contains(
+                "UNPROTECTED PRIVATE KEY: permissions 0644 for \(fixture.clientKey.privatePath) are too open"))
         #expect(!fixture.server.log().contains("Accepted publickey"))
     }
 

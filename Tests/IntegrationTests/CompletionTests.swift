@@ -16,7 +16,9 @@ import Testing
     }
 
     @Test(arguments: [
-        Shell(name: "bash", header: "-F _ecto-tunnel ecto-tunnel", offersRun: "compgen -W 'run ", offersCheck: "_ecto-tunnel_check()"),
+        Shell(
+            name: "bash", header: "-F _ecto-tunnel ecto-tunnel", offersRun: "compgen -W 'run ",
+            offersCheck: "_ecto-tunnel_check()"),
         Shell(
             name: "zsh", header: "#compdef ecto-tunnel", offersRun: "'run:Run the daemon in the foreground",
             offersCheck: "'check:Validate the config file offline."),
@@ -25,7 +27,8 @@ import Testing
             offersCheck: "-fa 'check' -d 'Validate the config file offline.'"),
     ])
     func scriptOffersTheSubcommands(_ shell: Shell) throws {
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["--generate-completion-script", shell.name])
+        let result = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["--generate-completion-script", shell.name])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains(shell.header))
         #expect(result.stdout.contains(shell.offersRun))
@@ -33,7 +36,8 @@ import Testing
     }
 
     @Test func unknownShellIsRefused() throws {
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["--generate-completion-script", "tcsh"])
+        let result = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["--generate-completion-script", "tcsh"])
         #expect(result.status != 0)
     }
 }

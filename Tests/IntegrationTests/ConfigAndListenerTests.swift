@@ -38,7 +38,9 @@ struct ConfigAndListenerTests {
         #expect(result.stderr.contains("\(path):7"), "missing known_hosts at line 7: \(result.stderr)")
     }
 
-    @Test("check refuses what the daemon would refuse (key modes, unusable or encrypted keys, passphrase file modes), with file:line and key; the daemon says the same at start")
+    @Test(
+        "check refuses what the daemon would refuse (key modes, unusable or encrypted keys, passphrase file modes), with file:line and key; the daemon says the same at start"
+    )
     func checkRefusesWhatTheDaemonRefuses() async throws {
         let directory = try TestDirectory()
         defer { directory.cleanup() }
@@ -47,22 +49,29 @@ struct ConfigAndListenerTests {
         chmod(open.privatePath, 0o644)
         let locked = try KeyPair.generate(type: "ed25519", in: directory, name: "id_locked", passphrase: "secret")
         let rsa = try KeyPair.generate(type: "rsa", in: directory, name: "id_rsa")
-        let putty = try directory.write("id_putty", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n", mode: 0o600)
+        let putty = try directory.write(
+            "id_putty", "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n", mode: 0o600)
         let looseSecret = try directory.write("passphrase", "secret\n", mode: 0o644)
         // The daemon below starts these tunnels: every address is ours on loopback (free ports for the
         // listeners; the target is a free port nobody listens on, so its connects are refused at once).
         let closedTarget = try FreePort.probe()
         func table(_ name: String, port: UInt16, _ lines: [String]) -> String {
-            (["[tunnels.\(name)]", "target = \"ops@127.0.0.1:\(closedTarget)\"", "local = \"127.0.0.1:\(port)\"", "remote = \"127.0.0.1:1\"",
-              "known_hosts = \"KNOWN_HOSTS\""] + lines).joined(separator: "\n") + "\n"
+            ([
+                "[tunnels.\(name)]", "target = \"ops@127.0.0.1:\(closedTarget)\"", "local = \"127.0.0.1:\(port)\"",
+                "remote = \"127.0.0.1:1\"",
+                "known_hosts = \"KNOWN_HOSTS\"",
+            ] + lines).joined(separator: "\n") + "\n"
         }
         let ports = try (0..<7).map { _ in try FreePort.probe() }
-        let text = table("ok", port: ports[0], ["identity_file = \"\(good.privatePath)\""])
+        let text =
+            table("ok", port: ports[0], ["identity_file = \"\(good.privatePath)\""])
             + table("open", port: ports[1], ["identity_file = \"\(open.privatePath)\""])
             + table("locked", port: ports[2], ["identity_file = \"\(locked.privatePath)\""])
             + table("pub", port: ports[3], ["identity_file = \"\(good.publicPath)\""])
             + table("putty", port: ports[4], ["identity_file = \"\(putty)\""])
-            + table("loose", port: ports[5], ["identity_file = \"\(locked.privatePath)\"", "identity_passphrase_file = \"\(looseSecret)\""])
+            + table(
+                "loose", port: ports[5],
+                ["identity_file = \"\(locked.privatePath)\"", "identity_passphrase_file = \"\(looseSecret)\""])
             + table("rsa", port: ports[6], ["identity_file = \"\(rsa.privatePath)\""])
         let (path, result) = try checkConfig(in: directory, text)
         #expect(result.status == 1, "\(result)")
@@ -77,12 +86,16 @@ struct ConfigAndListenerTests {
         #expect(!result.stderr.contains("tunnels.ok.") && !result.stderr.contains("tunnels.rsa."), "\(result.stderr)")
 
         // The RSA key is usable (rsa-sha2 signatures): no warning about it; no host entry is a warning only.
-        let rsaOnly = try directory.write("rsa.toml", table("rsa", port: ports[6], ["identity_file = \"\(rsa.privatePath)\""])
-            .replacingOccurrences(of: "KNOWN_HOSTS", with: directory.file("known_hosts")))
+        let rsaOnly = try directory.write(
+            "rsa.toml",
+            table("rsa", port: ports[6], ["identity_file = \"\(rsa.privatePath)\""])
+                .replacingOccurrences(of: "KNOWN_HOSTS", with: directory.file("known_hosts")))
         let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", rsaOnly])
         #expect(warned.status == 0, "\(warned)")
         #expect(!warned.stdout.contains("tunnels.rsa.identity_file:"), "\(warned.stdout)")
-        #expect(warned.stdout.contains("tunnels.rsa.known_hosts:") && warned.stdout.contains("has no entry for [127.0.0.1]:\(closedTarget)"), "\(warned.stdout)")
+        #expect(
+            warned.stdout.contains("tunnels.rsa.known_hosts:")
+                && warned.stdout.contains("has no entry for [127.0.0.1]:\(closedTarget)"), "\(warned.stdout)")
 
         // The daemon says the same at start, with file:line and key.
         let socket = directory.file("control.sock")
@@ -90,7 +103,9 @@ struct ConfigAndListenerTests {
             try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path, "--socket", socket],
             stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
         defer { _ = daemon.terminate(grace: .seconds(5)) }
-        try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") { daemon.stderr().contains("ecto-tunnel running") }
+        try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
+            daemon.stderr().contains("ecto-tunnel running")
+        }
         for line in expected { #expect(daemon.stderr().contains(line), "daemon: \(line)") }
     }
 
@@ -117,12 +132,15 @@ struct ConfigAndListenerTests {
         let directory = try TestDirectory()
         defer { directory.cleanup() }
         let path = try directory.write("config.toml", "[tunnels.gw]\ntarget = 42\n")
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path], timeout: .seconds(20))
+        let result = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", path], timeout: .seconds(20))
         #expect(result.status == 78, "invalid config is EX_CONFIG, which the unit does not restart")
         #expect(result.stderr.contains("\(path):2"))
     }
 
-    @Test("the daemon's exit statuses: 78 invalid config (never restarted), 1 control socket taken (restarted), 0 clean stop")
+    @Test(
+        "the daemon's exit statuses: 78 invalid config (never restarted), 1 control socket taken (restarted), 0 clean stop"
+    )
     func daemonExitStatuses() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -130,7 +148,8 @@ struct ConfigAndListenerTests {
         defer { echo.stop() }
         // A second daemon on the same control socket: a start failure a restart may fix.
         let second = try Subprocess.run(
-            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", fixture.configPath, "--socket", fixture.socketPath],
+            try ProductLocator.binary("ecto-tunnel"),
+            ["run", "--config", fixture.configPath, "--socket", fixture.socketPath],
             timeout: .seconds(20))
         #expect(second.status == 1, "\(second)")
         #expect(second.stderr.contains("another ecto-tunnel daemon"), "\(second.stderr)")
@@ -146,7 +165,8 @@ struct ConfigAndListenerTests {
 
     @Test("check names a missing config file")
     func missingConfigFile() throws {
-        let result = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", "/nonexistent/ecto.toml"])
+        let result = try Subprocess.run(
+            try ProductLocator.binary("ecto-tunnel"), ["check", "--config", "/nonexistent/ecto.toml"])
         #expect(result.status == 1)
         #expect(result.stderr.contains("/nonexistent/ecto.toml"))
     }
@@ -166,7 +186,8 @@ struct ConfigAndListenerTests {
                 + fixture.tunnel("good", localPort: goodPort, remotePort: echo.port))
         try fixture.startDaemon()
         try await fixture.waitForLog("cannot listen on 127.0.0.1:\(busyPort): address already in use")
-        #expect(fixture.daemonLog.contains("held by pid \(getpid())"), "the holder should be named: \(fixture.daemonLog)")
+        #expect(
+            fixture.daemonLog.contains("held by pid \(getpid())"), "the holder should be named: \(fixture.daemonLog)")
         try await fixture.waitForUp(["good"])
         #expect(try await offload { try echoRoundTrip(port: goodPort, seed: 21, count: 10_000) })
         #expect(squatter.connectionsAccepted == 0)

@@ -29,7 +29,8 @@ struct ControlTests {
         var dead = fixture.tunnel("dead", localPort: try FreePort.probe(), remotePort: echo.port)
         dead = dead.replacingOccurrences(of: ":\(fixture.server.port)\"", with: ":\(deadPort)\"")
         try fixture.writeConfig(
-            fixture.tunnel("a", localPort: portA, remotePort: echo.port) + fixture.tunnel("b", localPort: portB, remotePort: echo.port)
+            fixture.tunnel("a", localPort: portA, remotePort: echo.port)
+                + fixture.tunnel("b", localPort: portB, remotePort: echo.port)
                 + dead)
         try fixture.startDaemon()
         try await fixture.waitForUp(["a", "b"])
@@ -60,7 +61,10 @@ struct ControlTests {
         #expect(a.lastError == nil && a.connections == 0)
         // The raw JSON has the contract's keys, last_error included as null.
         let raw = try fixture.runCLI(["status", "--json", "a"]).stdout
-        for key in ["\"bytes_in\":", "\"bytes_out\":", "\"last_error\":null", "\"since\":\"", "\"reconnects\":0", "\"version\":1"] {
+        for key in [
+            "\"bytes_in\":", "\"bytes_out\":", "\"last_error\":null", "\"since\":\"", "\"reconnects\":0",
+            "\"version\":1",
+        ] {
             #expect(raw.contains(key), "\(key) in \(raw)")
         }
         // The daemon's version, the one `--version` prints, in the status and in GET /v1/version.
@@ -102,10 +106,14 @@ struct ControlTests {
             environment: ProcessInfo.processInfo.environment.merging(["ECTO_TUNNEL_SOCKET": fixture.socketPath]) { $1 },
             stdoutPath: fixture.directory.file("watch.out"), stderrPath: fixture.directory.file("watch.err"))
         defer { _ = watcher.kill() }
-        try await waitUntil(timeout: .seconds(10), "the snapshot line") { watcher.stdout().contains("\"event\":\"snapshot\"") }
+        try await waitUntil(timeout: .seconds(10), "the snapshot line") {
+            watcher.stdout().contains("\"event\":\"snapshot\"")
+        }
         #expect(try fixture.runCLI(["down", "t"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "a down event\n\(watcher.stdout())") {
-            watcher.stdout().split(separator: "\n").contains { $0.contains("\"event\":\"tunnel\"") && $0.contains("\"state\":\"down\"") }
+            watcher.stdout().split(separator: "\n").contains {
+                $0.contains("\"event\":\"tunnel\"") && $0.contains("\"state\":\"down\"")
+            }
         }
         #expect(try fixture.runCLI(["up", "t"]).status == 0)
         try await waitUntil(timeout: .seconds(10), "an up event\n\(watcher.stdout())") {
@@ -140,7 +148,9 @@ struct ControlTests {
         try fixture.writeConfig(original + "\n")
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForUp()
-        func directTCPIP(_ server: SSHServer) -> Int { server.log().components(separatedBy: "server_request_direct_tcpip").count - 1 }
+        func directTCPIP(_ server: SSHServer) -> Int {
+            server.log().components(separatedBy: "server_request_direct_tcpip").count - 1
+        }
 
         // The transfer sends half, waits until the retarget is done, then sends the rest: it is
         // in flight across the retarget for sure, whatever the machine's speed.
@@ -177,7 +187,8 @@ struct ControlTests {
         try fresh.shutdownWrite()
         #expect(try fresh.receiveVerdict().isIntact(count: 1000))
         fresh.close()
-        #expect(directTCPIP(second) == 2, "the pre-flight's channel, then the new connection, went through the new server")
+        #expect(
+            directTCPIP(second) == 2, "the pre-flight's channel, then the new connection, went through the new server")
         #expect(directTCPIP(fixture.server) == 1, "and not through the old one")
 
         halfway.signal()
@@ -186,13 +197,16 @@ struct ControlTests {
         try await waitUntil(timeout: .seconds(10), "the old session to finish draining") {
             (try? self.tunnelReport(fixture, "t").draining.isEmpty) == true
         }
-        try await waitUntil(timeout: .seconds(10), "the old server to see the disconnect\n\(fixture.server.logTail())") {
+        try await waitUntil(timeout: .seconds(10), "the old server to see the disconnect\n\(fixture.server.logTail())")
+        {
             fixture.server.log().contains("Disconnected from") || fixture.server.log().contains("Received disconnect")
         }
 
         // The file has the new target and everything else, comments included.
         let saved = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
-        #expect(saved == original.replacingOccurrences(of: "target = \"\(fixture.target)\"", with: "target = \"\(newTarget)\"") + "\n")
+        #expect(
+            saved == original.replacingOccurrences(
+                of: "target = \"\(fixture.target)\"", with: "target = \"\(newTarget)\"") + "\n")
         let mode = try FileManager.default.attributesOfItem(atPath: fixture.configPath)[.posixPermissions] as? Int
         #expect(mode == 0o644 || mode == 0o600, "permissions kept (\(String(mode ?? 0, radix: 8)))")
     }
@@ -205,7 +219,9 @@ struct ControlTests {
         let nowhere = "nobody@127.0.0.1:\(try FreePort.probe())"
         let result = try fixture.runCLI(["target", "t", nowhere, "--force", "--wait", "2"])
         #expect(result.status == 3, "\(result)")
-        #expect(result.stderr.contains("not up on \(nowhere)") && result.stderr.contains("Connection refused"), "\(result.stderr)")
+        #expect(
+            result.stderr.contains("not up on \(nowhere)") && result.stderr.contains("Connection refused"),
+            "\(result.stderr)")
         let report = try tunnelReport(fixture, "t")
         #expect(report.target == nowhere && report.state != .up)
         #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8).contains("target = \"\(nowhere)\""))
@@ -243,7 +259,9 @@ struct ControlTests {
 
         #expect(try fixture.runCLI(["down", "a"]).status == 0)
         #expect(try tunnelReport(fixture, "a").state == .down)
-        #expect(throws: (any Error).self, "a's port is closed while down") { try TCPClient.connect(port: portA, ioTimeout: .seconds(2)) }
+        #expect(throws: (any Error).self, "a's port is closed while down") {
+            try TCPClient.connect(port: portA, ioTimeout: .seconds(2))
+        }
         #expect(try heldStillEchoes(2))
 
         #expect(try fixture.runCLI(["up", "a"]).status == 0)
@@ -259,7 +277,8 @@ struct ControlTests {
         #expect(try heldStillEchoes(4))
 
         // Reload: c added, a changed, b unchanged even though a comment moved it down a line.
-        let reloaded = tunnelA.replacingOccurrences(of: "connect_timeout = \"5s\"", with: "connect_timeout = \"6s\"")
+        let reloaded =
+            tunnelA.replacingOccurrences(of: "connect_timeout = \"5s\"", with: "connect_timeout = \"6s\"")
             + "# b is untouched\n" + tunnelB + fixture.tunnel("c", localPort: portC, remotePort: echo.port)
         try fixture.writeConfig(reloaded)
         let reload = try fixture.runCLI(["reload"])
@@ -283,7 +302,8 @@ struct ControlTests {
         #expect(try echoRoundTrip(port: portC, seed: 8, count: 1000))
 
         // SIGHUP does the same as reload: c goes away.
-        try fixture.writeConfig(reloaded.replacingOccurrences(of: fixture.tunnel("c", localPort: portC, remotePort: echo.port), with: ""))
+        try fixture.writeConfig(
+            reloaded.replacingOccurrences(of: fixture.tunnel("c", localPort: portC, remotePort: echo.port), with: ""))
         fixture.daemon?.signal(SIGHUP)
         try await fixture.waitForLog("configuration reloaded", count: 2)
         #expect(try statusJSON(fixture).report?.tunnels.map(\.name) == ["a", "b"])
@@ -292,7 +312,8 @@ struct ControlTests {
         }
         #expect(try heldStillEchoes(9))
         let bAfter = try tunnelReport(fixture, "b")
-        #expect(bAfter.reconnects == bBefore.reconnects && bAfter.since == bBefore.since, "b was never touched: \(bAfter)")
+        #expect(
+            bAfter.reconnects == bBefore.reconnects && bAfter.since == bBefore.since, "b was never touched: \(bAfter)")
     }
 
     @Test("only the owner may use the socket; garbage, a 10 MiB request and 200 idle clients change nothing")
@@ -309,7 +330,8 @@ struct ControlTests {
 
         // Another uid is turned away (by the file mode first; SO_PEERCRED is tested below).
         let other = try Subprocess.run(
-            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-", "UNIX-CONNECT:\(fixture.socketPath)"],
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-", "UNIX-CONNECT:\(fixture.socketPath)"],
             stdin: "GET /v1/status HTTP/1.1\r\n\r\n", timeout: .seconds(10))
         #expect(other.status != 0 && other.stderr.contains("Permission denied"), "\(other)")
         #expect(!other.stdout.contains("tunnels"))
@@ -321,12 +343,15 @@ struct ControlTests {
         #expect(garbage.hasPrefix("HTTP/1.1 400") || garbage.isEmpty, "\(garbage)")
 
         // 10 MiB: refused as too large, early, with an answer the client can read.
-        let huge = Array("POST /v1/reload HTTP/1.1\r\nContent-Length: \(10 << 20)\r\n\r\n".utf8) + [UInt8](repeating: 0x41, count: 10 << 20)
+        let huge =
+            Array("POST /v1/reload HTTP/1.1\r\nContent-Length: \(10 << 20)\r\n\r\n".utf8)
+            + [UInt8](repeating: 0x41, count: 10 << 20)
         let tooLarge = try RawControlClient.exchange(fixture.socketPath, huge)
         #expect(tooLarge.hasPrefix("HTTP/1.1 413"), "\(tooLarge)")
         let hugeHead = Array("GET /v1/status HTTP/1.1\r\nX-Filler: ".utf8) + [UInt8](repeating: 0x41, count: 10 << 20)
         #expect(try RawControlClient.exchange(fixture.socketPath, hugeHead).hasPrefix("HTTP/1.1 431"))
-        let notFound = try RawControlClient.exchange(fixture.socketPath, Array("DELETE /v1/everything HTTP/1.1\r\n\r\n".utf8))
+        let notFound = try RawControlClient.exchange(
+            fixture.socketPath, Array("DELETE /v1/everything HTTP/1.1\r\n\r\n".utf8))
         #expect(notFound.hasPrefix("HTTP/1.1 404"), "\(notFound)")
 
         // 200 idle clients: status still answers, the tunnel still forwards.
@@ -360,7 +385,9 @@ struct ControlTests {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         try #require(bound == 0 && listen(silent, 8) == 0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -369,7 +396,9 @@ struct ControlTests {
         }
         let localPort = try FreePort.probe()
         try fixture.writeConfig(
-            fixture.tunnel("g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port), extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
+            fixture.tunnel(
+                "g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port),
+                extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
                 + fixture.tunnel("e", localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()
         try await fixture.waitForUp(["g", "e"])
@@ -408,11 +437,17 @@ struct ControlTests {
         chown(socketDirectory, 65534, 65534)
         let socket = socketDirectory + "/control.sock"
         let daemon = try Subprocess(
-            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", binary, "run", "--config", config, "--socket", socket],
+            "/usr/bin/setpriv",
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", binary, "run", "--config", config, "--socket",
+                socket,
+            ],
             environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent"],
             stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
         defer { _ = daemon.terminate(grace: .seconds(3)) }
-        try await waitUntil(timeout: .seconds(10), "the socket\n\(daemon.stderr())") { FileManager.default.fileExists(atPath: socket) }
+        try await waitUntil(timeout: .seconds(10), "the socket\n\(daemon.stderr())") {
+            FileManager.default.fileExists(atPath: socket)
+        }
         // Root passes the file permissions, but the daemon checks who is calling.
         let answer = try RawControlClient.exchange(socket, Array("GET /v1/status HTTP/1.1\r\n\r\n".utf8))
         #expect(answer.hasPrefix("HTTP/1.1 403"), "\(answer)")
@@ -433,7 +468,9 @@ enum RawControlClient {
             for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
         }
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard rc == 0 else {
             close(fd)
@@ -450,7 +487,9 @@ enum RawControlClient {
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, min(65536, bytes.count - offset), Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + offset, min(65536, bytes.count - offset), Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { break }  // the daemon stopped listening to us: read its answer
             offset += n
         }

@@ -28,12 +28,15 @@ struct FaultInjectionTests {
         let echo = try await lab.withNamespace(lab.serverNamespace) { try EchoServer(host: serverAddress) }
         defer { echo.stop() }
         let port = echo.port
-        func attempt(timeout: Duration = .seconds(2), ioTimeout: Duration = .seconds(5)) async throws
+        func attempt(
+            timeout: Duration = .seconds(2), ioTimeout: Duration = .seconds(5)
+        ) async throws
             -> Result<Bool, TestSupportError>
         {
             try await lab.withNamespace(lab.clientNamespace) {
                 do {
-                    let client = try TCPClient.connect(host: serverAddress, port: port, timeout: timeout, ioTimeout: ioTimeout)
+                    let client = try TCPClient.connect(
+                        host: serverAddress, port: port, timeout: timeout, ioTimeout: ioTimeout)
                     defer { client.close() }
                     try client.sendAll("across")
                     try client.shutdownWrite()
@@ -87,7 +90,8 @@ struct FaultInjectionTests {
         var lossDrops = 0
         for _ in 0..<20 where lossDrops == 0 {
             _ = try await attempt(timeout: .milliseconds(300), ioTimeout: .milliseconds(300))
-            lossDrops = try lab.droppedPackets(chain: "ecto-loss", in: lab.serverNamespace)
+            lossDrops =
+                try lab.droppedPackets(chain: "ecto-loss", in: lab.serverNamespace)
                 + lab.droppedPackets(chain: "ecto-loss", in: lab.clientNamespace)
         }
         #expect(lossDrops > 0)
@@ -97,13 +101,16 @@ struct FaultInjectionTests {
         lab.cleanup()
         lab.cleanup()  // idempotent
         #expect(!NetworkLab.namespaces().contains(names.0) && !NetworkLab.namespaces().contains(names.1))
-        print("[figure] network lab \(names.0)/\(names.1) \(lab.subnet): created in \(created.ms); echo, isolation, blackhole, "
-            + "reset, link, loss as expected; whole check \(began.duration(to: .now).ms)")
+        print(
+            "[figure] network lab \(names.0)/\(names.1) \(lab.subnet): created in \(created.ms); echo, isolation, blackhole, "
+                + "reset, link, loss as expected; whole check \(began.duration(to: .now).ms)")
     }
 
     // MARK: Server crash and restart
 
-    @Test("sshd killed, restarted 2 s later on the same port, then again 1 s later: each time a new connection works within 1 s of sshd listening")
+    @Test(
+        "sshd killed, restarted 2 s later on the same port, then again 1 s later: each time a new connection works within 1 s of sshd listening"
+    )
     func sshdKilledAndRestarted() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
@@ -130,8 +137,10 @@ struct FaultInjectionTests {
             }
             let outageLog = String(fixture.daemonLog.dropFirst(logBefore))
             let retries = outageLog.lines(containing: "retrying in").map { $0.after("retrying in ") }
-            print("[figure] sshd restart \(round): first forwarded echo \(elapsed.ms) after sshd listened again (contract ≤ 1000 ms); "
-                + "\(outageLog.occurrences(of: "connection attempt failed")) failed attempts during/after the \(outage) outage, waits: \(retries)")
+            print(
+                "[figure] sshd restart \(round): first forwarded echo \(elapsed.ms) after sshd listened again (contract ≤ 1000 ms); "
+                    + "\(outageLog.occurrences(of: "connection attempt failed")) failed attempts during/after the \(outage) outage, waits: \(retries)"
+            )
             #expect(ok)
             #expect(elapsed <= .seconds(1), "restart \(round); log:\n\(fixture.daemonLog)")
             try await Task.sleep(for: .seconds(1))
@@ -161,9 +170,10 @@ struct FaultInjectionTests {
         let recovered = try await fixture.echoUntilItWorks(port: port, seed: 202, within: .seconds(30))
         let outageLog = String(fixture.daemonLog.dropFirst(logBefore))
         let failures = outageLog.lines(containing: "connection attempt failed").map { $0.after("failed: ") }
-        print("[figure] link down 5 s: recovered \(recovered.map { $0.ms } ?? "NOT within 30 s") after link up; "
-            + "session lost: \(outageLog.lines(containing: "session lost").map { $0.after("session lost: ") }); "
-            + "\(failures.count) failed attempts \(Set(failures).sorted())")
+        print(
+            "[figure] link down 5 s: recovered \(recovered.map { $0.ms } ?? "NOT within 30 s") after link up; "
+                + "session lost: \(outageLog.lines(containing: "session lost").map { $0.after("session lost: ") }); "
+                + "\(failures.count) failed attempts \(Set(failures).sorted())")
         #expect(recovered != nil, "no echo within 30 s of link up; log:\n\(fixture.daemonLog)")
     }
 
@@ -194,8 +204,10 @@ struct FaultInjectionTests {
 
         try lab.unblackhole()
         let recovered = try await fixture.echoUntilItWorks(port: port, seed: 302, within: .seconds(30))
-        print("[figure] blackhole: session lost \(detected.ms) after the blackhole started (log timestamp; polled \(polled.ms)) "
-            + "(contract ≤ 7000 ms): \(lostLine.after("session lost: ")); echo again \(recovered.map { $0.ms } ?? "NOT within 30 s") after unblackhole")
+        print(
+            "[figure] blackhole: session lost \(detected.ms) after the blackhole started (log timestamp; polled \(polled.ms)) "
+                + "(contract ≤ 7000 ms): \(lostLine.after("session lost: ")); echo again \(recovered.map { $0.ms } ?? "NOT within 30 s") after unblackhole"
+        )
         #expect(recovered != nil, "no recovery within 30 s; log:\n\(fixture.daemonLog)")
     }
 
@@ -247,10 +259,11 @@ struct FaultInjectionTests {
         }
         let droppedToServer = try lab.droppedPackets(chain: "ecto-loss", in: lab.serverNamespace)
         let droppedToClient = try lab.droppedPackets(chain: "ecto-loss", in: lab.clientNamespace)
-        print("[figure] 20 % loss \(bothWays ? "both ways, loss-tolerant lab TCP" : "on the data path"): 16 MiB through "
-            + "the tunnel in \(elapsed.ms) (\(mbPerSecond(count, elapsed))), packets dropped \(droppedToServer) to the server, "
-            + "\(droppedToClient) to the client; verdict \(verdict); sessions lost: "
-            + "\(fixture.daemonLog.lines(containing: "session lost").map { $0.after("session lost: ") })")
+        print(
+            "[figure] 20 % loss \(bothWays ? "both ways, loss-tolerant lab TCP" : "on the data path"): 16 MiB through "
+                + "the tunnel in \(elapsed.ms) (\(mbPerSecond(count, elapsed))), packets dropped \(droppedToServer) to the server, "
+                + "\(droppedToClient) to the client; verdict \(verdict); sessions lost: "
+                + "\(fixture.daemonLog.lines(containing: "session lost").map { $0.after("session lost: ") })")
         guard case .success(let check) = verdict else {
             Issue.record("the transfer failed: \(verdict); daemon log:\n\(fixture.daemonLog)")
             return
@@ -285,8 +298,9 @@ struct FaultInjectionTests {
         let attempts = log.occurrences(of: "connection attempt failed")
         try await Task.sleep(for: .seconds(3))  // the observation window
         let later = fixture.daemonLog.occurrences(of: "connection attempt failed")
-        print("[figure] host key replaced: failed after \(attempts) failed attempt(s); \(later - attempts) more in the "
-            + "\(failedAt.duration(to: .now).ms) after failed")
+        print(
+            "[figure] host key replaced: failed after \(attempts) failed attempt(s); \(later - attempts) more in the "
+                + "\(failedAt.duration(to: .now).ms) after failed")
         #expect(attempts == 1)
         #expect(later == attempts, "attempts after failed; log:\n\(fixture.daemonLog)")
         #expect(fixture.daemon?.isRunning == true)
@@ -313,8 +327,9 @@ struct FaultInjectionTests {
         let refused = log.occurrences(of: "connection attempt failed: the server refused authentication")
         try await Task.sleep(for: .seconds(3))  // the observation window
         let later = fixture.daemonLog.occurrences(of: "connection attempt failed")
-        print("[figure] key revoked: failed \(elapsed.ms) after the sessions were killed, after \(attempts) failed attempts "
-            + "(\(refused) authentication refusals); \(later - attempts) more in the 3 s after")
+        print(
+            "[figure] key revoked: failed \(elapsed.ms) after the sessions were killed, after \(attempts) failed attempts "
+                + "(\(refused) authentication refusals); \(later - attempts) more in the 3 s after")
         #expect(attempts == 3, "log:\n\(log)")
         #expect(refused == 3, "log:\n\(log)")
         #expect(later == attempts, "no retries after failed; log:\n\(fixture.daemonLog)")
@@ -357,8 +372,9 @@ struct FaultInjectionTests {
         let back = ContinuousClock.now
         let check = try await offload { try client.receivePattern(seed: 501) }
         let served = back.duration(to: .now)
-        print("[figure] client during a 3 s outage: accepted at once, served \(served.ms) after sshd listened again "
-            + "(\(outageStart.duration(to: .now).ms) after it connected)")
+        print(
+            "[figure] client during a 3 s outage: accepted at once, served \(served.ms) after sshd listened again "
+                + "(\(outageStart.duration(to: .now).ms) after it connected)")
         #expect(check.isIntact(count: 100_000), "\(check); log:\n\(fixture.daemonLog)")
     }
 
@@ -410,8 +426,10 @@ struct FaultInjectionTests {
         let fdsEnd = try #require(ProcessTree.openFileCount(pid))
         let rssEnd = try #require(ProcessTree.residentKiB(pid))
         let growth = rssEnd - rssStart
-        print("[figure] \(completed) reconnect cycles in \(cycleTime.ms) (\(completed > 0 ? (cycleTime / completed).ms : "-") each): "
-            + "fds \(fdsStart) → \(fdsEnd), VmRSS \(rssStart) KiB → \(rssEnd) KiB (\(growth >= 0 ? "+" : "")\(growth) KiB)")
+        print(
+            "[figure] \(completed) reconnect cycles in \(cycleTime.ms) (\(completed > 0 ? (cycleTime / completed).ms : "-") each): "
+                + "fds \(fdsStart) → \(fdsEnd), VmRSS \(rssStart) KiB → \(rssEnd) KiB (\(growth >= 0 ? "+" : "")\(growth) KiB)"
+        )
         #expect(completed == cycles, "only \(completed) cycles within 120 s")
         #expect(abs(fdsEnd - fdsStart) <= 2, "descriptors: before \(filesStart), after \(ProcessTree.openFiles(pid))")
         #expect(growth < 4096)
@@ -529,7 +547,9 @@ final class FaultFixture: @unchecked Sendable {
     var daemonLog: String { daemon?.stderr() ?? "" }
 
     func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
-        try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
+        try await waitUntil(
+            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
+        ) {
             self.daemonLog.occurrences(of: text) >= count
         }
     }
@@ -537,7 +557,9 @@ final class FaultFixture: @unchecked Sendable {
     /// Waits for tunnel t's state on `GET /v1/events` (the control socket is a path: reachable
     /// from our namespace too).
     func waitForState(_ wanted: TunnelState, timeout: Duration = .seconds(10)) async throws {
-        try await waitForTunnelState(socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout) { self.daemonLog }
+        try await waitForTunnelState(socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout) {
+            self.daemonLog
+        }
     }
 
     /// Makes a server (echo, sink, source) where sshd's forwarded connections go: the server
@@ -574,11 +596,12 @@ final class FaultFixture: @unchecked Sendable {
                 let client = try? TCPClient.connect(port: port, timeout: .seconds(2), ioTimeout: .seconds(12))
                 guard let client else { return false }
                 defer { client.close() }
-                return (try? { () throws -> Bool in
-                    try client.sendPattern(seed: seed, count: 10_000)
-                    try client.shutdownWrite()
-                    return try client.receivePattern(seed: seed).isIntact(count: 10_000)
-                }()) ?? false
+                return
+                    (try? { () throws -> Bool in
+                        try client.sendPattern(seed: seed, count: 10_000)
+                        try client.shutdownWrite()
+                        return try client.receivePattern(seed: seed).isIntact(count: 10_000)
+                    }()) ?? false
             }
             if ok { return start.duration(to: .now) }
             try await Task.sleep(for: .milliseconds(50))
@@ -591,7 +614,9 @@ final class FaultFixture: @unchecked Sendable {
     func waitForSettledDescriptors(_ pid: pid_t, atMost: Int = .max) async throws {
         var last = -1
         var stableSince = ContinuousClock.now
-        try await waitUntil(timeout: .seconds(5), "the daemon's descriptors to settle (now \(ProcessTree.openFiles(pid)))") {
+        try await waitUntil(
+            timeout: .seconds(5), "the daemon's descriptors to settle (now \(ProcessTree.openFiles(pid)))"
+        ) {
             let now = ProcessTree.openFileCount(pid) ?? -1
             if now != last {
                 last = now

@@ -47,7 +47,9 @@ struct ForwardingTests {
             return (check, start.duration(to: .now))
         }
         #expect(downCheck.isIntact(count: count), "remote → client: \(downCheck)")
-        print("[figure] 64 MiB client→remote in \(upTime) (\(mbPerSecond(count, upTime))); remote→client in \(downTime) (\(mbPerSecond(count, downTime))) [debug build]")
+        print(
+            "[figure] 64 MiB client→remote in \(upTime) (\(mbPerSecond(count, upTime))); remote→client in \(downTime) (\(mbPerSecond(count, downTime))) [debug build]"
+        )
     }
 
     @Test("200 concurrent connections, each echoing its own data")
@@ -65,7 +67,9 @@ struct ForwardingTests {
         let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
             for index in 0..<200 {
                 group.addTask {
-                    try await offload { (index, try echoRoundTrip(port: port, seed: UInt64(1000 + index), count: 48 * 1024 + index)) }
+                    try await offload {
+                        (index, try echoRoundTrip(port: port, seed: UInt64(1000 + index), count: 48 * 1024 + index))
+                    }
                 }
             }
             var results: [Int: Bool] = [:]
@@ -149,7 +153,9 @@ struct ForwardingTests {
         defer { echo.stop() }
         let ok = try await offload { try echoRoundTrip(port: localPort, seed: 77, count: 100_000) }
         #expect(ok)
-        #expect(fixture.daemonLog.components(separatedBy: "] connected").count - 1 == 1, "no reconnect: \(fixture.daemonLog)")
+        #expect(
+            fixture.daemonLog.components(separatedBy: "] connected").count - 1 == 1,
+            "no reconnect: \(fixture.daemonLog)")
     }
 
     @Test("the server forbids forwarding: the connection closes, the tunnel stays up")

@@ -11,22 +11,30 @@ struct ImportSSHConfigTests {
     func cli(_ fixture: TunnelFixture, _ arguments: [String]) throws -> CommandResult {
         try Subprocess.run(
             try ProductLocator.binary("ecto-tunnel"), arguments,
-            extraEnvironment: ["HOME": fixture.directory.path, "ECTO_TUNNEL_SOCKET": fixture.socketPath, "SSH_AUTH_SOCK": ""],
+            extraEnvironment: [
+                "HOME": fixture.directory.path, "ECTO_TUNNEL_SOCKET": fixture.socketPath, "SSH_AUTH_SOCK": "",
+            ],
             timeout: .seconds(60))
     }
 
-    @Test("a Host with three LocalForwards, Include, IdentitiesOnly, CertificateFile, HostKeyAlias: written, checked, connected")
+    @Test(
+        "a Host with three LocalForwards, Include, IdentitiesOnly, CertificateFile, HostKeyAlias: written, checked, connected"
+    )
     func roundTrip() async throws {
         let ca = try TestDirectory(prefix: "ecto-ca")
         defer { ca.cleanup() }
         let caKey = try KeyPair.generate(type: "ed25519", in: ca, name: "user_ca")
-        let fixture = try TunnelFixture(trustHost: false, authorize: false, sshdOptions: ["TrustedUserCAKeys \(caKey.publicPath)"])
+        let fixture = try TunnelFixture(
+            trustHost: false, authorize: false, sshdOptions: ["TrustedUserCAKeys \(caKey.publicPath)"])
         defer { fixture.cleanup() }
         // An ECDSA key whose certificate sshd trusts; the key itself is not authorized.
         let ssh = fixture.directory.file(".ssh")
         try FileManager.default.createDirectory(atPath: ssh + "/hosts", withIntermediateDirectories: true)
         let key = try KeyPair.generate(type: "ecdsa", in: fixture.directory, name: ".ssh/id_gw")
-        try Subprocess.run("ssh-keygen", ["-q", "-s", ca.file("user_ca"), "-I", "ecto-import", "-n", fixture.server.user, key.publicPath]).check()
+        try Subprocess.run(
+            "ssh-keygen",
+            ["-q", "-s", ca.file("user_ca"), "-I", "ecto-import", "-n", fixture.server.user, key.publicPath]
+        ).check()
         let certificate = ssh + "/gw-certificate.pub"
         try Subprocess.run("mv", [key.privatePath + "-cert.pub", certificate]).check()
         // known_hosts lists the server only under its HostKeyAlias.
@@ -65,9 +73,13 @@ struct ImportSSHConfigTests {
         let imported = try cli(fixture, ["import", "ssh-config", "gw", "--write", "--config", fixture.configPath])
         #expect(imported.status == 0, "\(imported)")
         let written = try String(contentsOfFile: fixture.configPath, encoding: .utf8)
-        #expect(written.contains("forwards = [\"127.0.0.1:\(ports[0]):127.0.0.1:\(echoes[0].port)\", \"127.0.0.1:\(ports[1]):localhost:\(echoes[1].port)\", \"localhost:\(ports[2]):127.0.0.1:\(echoes[2].port)\"]"), "\(written)")
+        #expect(
+            written.contains(
+                "forwards = [\"127.0.0.1:\(ports[0]):127.0.0.1:\(echoes[0].port)\", \"127.0.0.1:\(ports[1]):localhost:\(echoes[1].port)\", \"localhost:\(ports[2]):127.0.0.1:\(echoes[2].port)\"]"
+            ), "\(written)")
         for line in [
-            "identity_file = \"~/.ssh/id_gw\"", "identities_only = true", "certificate_file = \"~/.ssh/gw-certificate.pub\"",
+            "identity_file = \"~/.ssh/id_gw\"", "identities_only = true",
+            "certificate_file = \"~/.ssh/gw-certificate.pub\"",
             "known_hosts = \"~/.ssh/known_hosts_gw\"", "host_key_alias = \"gw-alias\"", "keepalive_interval = 5",
             "keepalive_count_max = 2",
         ] {
@@ -79,7 +91,9 @@ struct ImportSSHConfigTests {
         try fixture.startDaemon()
         try await fixture.waitForLog("] connected")
         for (index, port) in ports.enumerated() {
-            #expect(try await offload { try echoRoundTrip(port: port, seed: UInt64(40 + index), count: 30_000) }, "forward \(index + 1)")
+            #expect(
+                try await offload { try echoRoundTrip(port: port, seed: UInt64(40 + index), count: 30_000) },
+                "forward \(index + 1)")
         }
         #expect(echoes.map(\.connectionsAccepted) == [1, 1, 1])
         #expect(fixture.daemonLog.contains("ssh.auth=certificate \(certificate)"), "\(fixture.daemonLog)")
@@ -92,7 +106,8 @@ struct ImportSSHConfigTests {
     func refusals() throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        try FileManager.default.createDirectory(atPath: fixture.directory.file(".ssh"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: fixture.directory.file(".ssh"), withIntermediateDirectories: true)
         _ = try fixture.directory.write(
             ".ssh/config",
             """
@@ -112,14 +127,21 @@ struct ImportSSHConfigTests {
 
         let gw = try cli(fixture, ["import", "ssh-config", "gw", "--write", "--config", fixture.configPath])
         #expect(gw.status == 1, "\(gw)")
-        #expect(gw.stderr.contains("~/.ssh/config:4: RemoteForward 9000 localhost:9000: remote forwards (-R) are not supported"), "\(gw.stderr)")
+        #expect(
+            gw.stderr.contains(
+                "~/.ssh/config:4: RemoteForward 9000 localhost:9000: remote forwards (-R) are not supported"),
+            "\(gw.stderr)")
         #expect(gw.stderr.contains("~/.ssh/config:8: Match user root: Match blocks are not evaluated"), "\(gw.stderr)")
         #expect(gw.stderr.contains("nothing written"))
         #expect(!gw.stdout.contains("[tunnels."), "no table printed: \(gw.stdout)")
 
         let other = try cli(fixture, ["import", "ssh-config", "other", "--write", "--config", fixture.configPath])
         #expect(other.status == 1, "\(other)")
-        #expect(other.stderr.contains("\(sshConfig.replacingOccurrences(of: fixture.directory.path, with: "~")):8: Match user root"), "\(other.stderr)")
-        #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8) == before, "the config file is untouched")
+        #expect(
+            other.stderr.contains(
+                "\(sshConfig.replacingOccurrences(of: fixture.directory.path, with: "~")):8: Match user root"),
+            "\(other.stderr)")
+        #expect(
+            try String(contentsOfFile: fixture.configPath, encoding: .utf8) == before, "the config file is untouched")
     }
 }

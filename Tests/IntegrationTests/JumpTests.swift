@@ -16,7 +16,9 @@ struct JumpTests {
         return server
     }
 
-    @Test("three jump hosts on loopback: four sessions in a chain, 8 MiB each way intact, each hop in sshd's log, idle asleep")
+    @Test(
+        "three jump hosts on loopback: four sessions in a chain, 8 MiB each way intact, each hop in sshd's log, idle asleep"
+    )
     func threeHopChain() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -66,7 +68,9 @@ struct JumpTests {
         return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
     }
 
-    @Test("laptop → bastion → gateway in network namespaces: only the bastion reaches the gateway; killing the bastion mid-stream cuts it without a corrupted byte and the chain recovers")
+    @Test(
+        "laptop → bastion → gateway in network namespaces: only the bastion reaches the gateway; killing the bastion mid-stream cuts it without a corrupted byte and the chain recovers"
+    )
     func namespaceChainSurvivesBastionCrash() async throws {
         let fixture = try FaultFixture(lab: true)  // its sshd (on the veth) is the bastion
         defer { fixture.cleanup() }
@@ -142,7 +146,9 @@ struct JumpTests {
         #expect(again.firstMismatch == nil && again.received >= 16 << 20, "after recovery: \(again)")
     }
 
-    @Test("a silent bastion (blackholed path): keepalives find the dead chain, a client held meanwhile is served once the path is back")
+    @Test(
+        "a silent bastion (blackholed path): keepalives find the dead chain, a client held meanwhile is served once the path is back"
+    )
     func blackholedBastion() async throws {
         let fixture = try FaultFixture(lab: true)
         defer { fixture.cleanup() }
@@ -211,15 +217,21 @@ struct JumpTests {
         try fixture.writeConfig(
             fixture.tunnel(
                 localPort: port, remotePort: 9,
-                extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]", "backoff_initial = \"500ms\"", "backoff_max = \"10s\""]))
+                extra: [
+                    "jump = [\"127.0.0.1:\(bastion.port)\"]", "backoff_initial = \"500ms\"", "backoff_max = \"10s\"",
+                ]))
         try fixture.startDaemon()
         try await fixture.waitForLog("refused to forward")
         try await Task.sleep(for: .seconds(4))
         let (_, report) = try fixture.statusJSON()
         let tunnel = try #require(report?.tunnels.first)
         #expect(tunnel.state == .backoff || tunnel.state == .connecting, "\(tunnel.state)")
-        #expect(tunnel.hop == "hop 1/1 (\(fixture.server.user)@127.0.0.1:\(bastion.port))", "\(String(describing: tunnel.hop))")
-        #expect(tunnel.lastError?.contains("refused to forward to 127.0.0.1:\(fixture.server.port)") == true, "\(String(describing: tunnel.lastError))")
+        #expect(
+            tunnel.hop == "hop 1/1 (\(fixture.server.user)@127.0.0.1:\(bastion.port))",
+            "\(String(describing: tunnel.hop))")
+        #expect(
+            tunnel.lastError?.contains("refused to forward to 127.0.0.1:\(fixture.server.port)") == true,
+            "\(String(describing: tunnel.lastError))")
         // Backoff from 0.5 s doubling: 0, ~0.5, ~1.5, ~3.5 s → at most 5 attempts in ~4.5 s.
         let attempts = bastion.log().occurrences(of: "Accepted publickey")
         #expect(attempts >= 2 && attempts <= 5, "\(attempts) sessions on the bastion in ~4.5 s")
@@ -274,7 +286,9 @@ struct JumpTests {
         #expect(fixture.daemonLog.occurrences(of: "connection attempt failed") <= 4)
     }
 
-    @Test("proxy_command through socat: the session runs over the command's stdio; the command never sees our descriptors")
+    @Test(
+        "proxy_command through socat: the session runs over the command's stdio; the command never sees our descriptors"
+    )
     func proxyCommandThroughSocat() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -314,11 +328,14 @@ struct JumpTests {
         defer { echo.stop() }
         let port = try FreePort.probe()
         let command = [
-            "ssh", "-F", "/dev/null", "-i", fixture.clientKey.privatePath, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(fixture.knownHosts)", "-p", "\(bastion.port)",
+            "ssh", "-F", "/dev/null", "-i", fixture.clientKey.privatePath, "-o", "IdentitiesOnly=yes", "-o",
+            "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=\(fixture.knownHosts)", "-p",
+            "\(bastion.port)",
             "-W", "%h:%p", "\(bastion.user)@127.0.0.1",
         ].joined(separator: " ")
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["proxy_command = \"\(command)\""]))
+        try fixture.writeConfig(
+            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["proxy_command = \"\(command)\""]))
         try fixture.startDaemon()
         try await fixture.waitForLog("] connected")
         #expect(fixture.daemonLog.contains("proxy.arguments=[\"ssh\""), "run directly, not through /bin/sh")
@@ -343,7 +360,9 @@ struct JumpTests {
                 extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]", "host_key_policy = \"accept-new\""]))
         try fixture.startDaemon()
         try await fixture.waitForLog("] connected")
-        #expect(fixture.daemonLog.contains("permanently added jump host [127.0.0.1]:\(bastion.port)"), "\(fixture.daemonLog)")
+        #expect(
+            fixture.daemonLog.contains("permanently added jump host [127.0.0.1]:\(bastion.port)"),
+            "\(fixture.daemonLog)")
         let known = (try? String(contentsOfFile: fixture.knownHosts, encoding: .utf8)) ?? ""
         #expect(known.contains("[127.0.0.1]:\(bastion.port) \(bastion.hostPublicKey)"), "\(known)")
         #expect(try await offload { try echoRoundTrip(port: port, seed: 55, count: 100_000) })
@@ -399,7 +418,9 @@ struct JumpTests {
         #expect(ProcessTree.descendants(of: pid, includingZombies: true).count <= 1)
     }
 
-    @Test("check: jump and proxy_command together are an error with file:line and key; a jump host missing from known_hosts is a warning")
+    @Test(
+        "check: jump and proxy_command together are an error with file:line and key; a jump host missing from known_hosts is a warning"
+    )
     func checkRouteKeys() throws {
         let directory = try TestDirectory()
         defer { directory.cleanup() }
@@ -419,7 +440,8 @@ struct JumpTests {
         #expect(
             result.stderr.contains("\(path):7: tunnels.t.proxy_command: set either jump or proxy_command, not both"),
             "\(result.stderr)")
-        let knownHosts = try directory.write("known_hosts", "10.0.5.20 \(try KeyPair.generate(type: "ed25519", in: directory, name: "k").publicLine)\n")
+        let knownHosts = try directory.write(
+            "known_hosts", "10.0.5.20 \(try KeyPair.generate(type: "ed25519", in: directory, name: "k").publicLine)\n")
         let good = try directory.write(
             "good.toml",
             """
@@ -432,7 +454,9 @@ struct JumpTests {
 
             """)
         let warned = try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), ["check", "--config", good])
-        #expect(warned.stdout.contains("tunnels.t.jump:") && warned.stdout.contains("[bastion.example.net]:2200"), "\(warned.stdout)\(warned.stderr)")
+        #expect(
+            warned.stdout.contains("tunnels.t.jump:") && warned.stdout.contains("[bastion.example.net]:2200"),
+            "\(warned.stdout)\(warned.stderr)")
     }
 
     @Test("import ssh-config of a Host behind a ProxyJump writes jump, and the tunnel goes through the bastion")
@@ -463,7 +487,9 @@ struct JumpTests {
 
             """)
         try fixture.writeConfig("")
-        let imported = try fixture.runCLI(["import", "ssh-config", "gw", "--ssh-config", sshConfig, "--write", "--config", fixture.configPath])
+        let imported = try fixture.runCLI([
+            "import", "ssh-config", "gw", "--ssh-config", sshConfig, "--write", "--config", fixture.configPath,
+        ])
         #expect(imported.status == 0, "\(imported.stdout)\(imported.stderr)")
         let written = (try? String(contentsOfFile: fixture.configPath, encoding: .utf8)) ?? ""
         #expect(written.contains("jump = [\"\(bastion.user)@127.0.0.1:\(bastion.port)\"]"), "\(written)")
@@ -473,4 +499,3 @@ struct JumpTests {
         #expect(bastion.log().contains("Accepted publickey"), "the session went through the bastion")
     }
 }
-

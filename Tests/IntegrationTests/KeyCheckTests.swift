@@ -14,14 +14,20 @@ struct KeyCheckTests {
     func checkRSAKeys() throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let pem = try SharedRSAKeys.shared.copy(2048, to: fixture.directory, name: "id_pem", format: "PEM", passphrase: "right")
+        let pem = try SharedRSAKeys.shared.copy(
+            2048, to: fixture.directory, name: "id_pem", format: "PEM", passphrase: "right")
         let right = try fixture.directory.write("right", "right\n")
         let wrong = try fixture.directory.write("wrong", "wrong\n")
-        let ok = try check(fixture, ["identity_file = \"\(pem.privatePath)\"", "identity_passphrase_file = \"\(right)\""])
+        let ok = try check(
+            fixture, ["identity_file = \"\(pem.privatePath)\"", "identity_passphrase_file = \"\(right)\""])
         #expect(ok.status == 0, "\(ok.stderr)")
-        let bad = try check(fixture, ["identity_file = \"\(pem.privatePath)\"", "identity_passphrase_file = \"\(wrong)\""])
+        let bad = try check(
+            fixture, ["identity_file = \"\(pem.privatePath)\"", "identity_passphrase_file = \"\(wrong)\""])
         #expect(bad.status == 1)
-        #expect(bad.stderr.contains("\(fixture.configPath):9: tunnels.t.identity_file: \"\(pem.privatePath)\": wrong passphrase"), "\(bad.stderr)")
+        #expect(
+            bad.stderr.contains(
+                "\(fixture.configPath):9: tunnels.t.identity_file: \"\(pem.privatePath)\": wrong passphrase"),
+            "\(bad.stderr)")
         let openSSH = try SharedRSAKeys.shared.copy(2048, to: fixture.directory, name: "id_open")
         chmod(openSSH.privatePath, 0o640)
         let open = try check(fixture, ["identity_file = \"\(openSSH.privatePath)\""])
@@ -40,9 +46,12 @@ struct KeyCheckTests {
         env["HOME"] = fixture.directory.path
         let result = try Subprocess.run(
             try ProductLocator.binary("ecto-tunnel"),
-            ["connect", fixture.target, "--identity", key.publicPath, "--yes", "--config", fixture.configPath], environment: env)
+            ["connect", fixture.target, "--identity", key.publicPath, "--yes", "--config", fixture.configPath],
+            environment: env)
         #expect(result.status != 0)
-        #expect(result.stderr.contains("cannot use \(key.publicPath): \"\(key.publicPath)\": this is a public key"), "\(result.stderr)")
+        #expect(
+            result.stderr.contains("cannot use \(key.publicPath): \"\(key.publicPath)\": this is a public key"),
+            "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: fixture.configPath), "nothing may be written")
     }
 }

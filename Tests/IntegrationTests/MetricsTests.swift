@@ -30,12 +30,17 @@ struct MetricsTests {
         let script = try fixture.directory.write("parse.py", Self.parser)
         let result = try Subprocess.run(
             "/bin/bash",
-            ["-c", "set -o pipefail; curl -sS --fail --unix-socket \(fixture.socketPath) http://localhost/v1/metrics | python3 \(script)"])
+            [
+                "-c",
+                "set -o pipefail; curl -sS --fail --unix-socket \(fixture.socketPath) http://localhost/v1/metrics | python3 \(script)",
+            ])
         #expect(result.status == 0, "curl | prometheus_client parser: \(result)")
         return try JSONDecoder().decode([Sample].self, from: Data(result.stdout.utf8))
     }
 
-    @Test("GET /v1/metrics parses with prometheus_client: state gauges, bytes, connections, reconnects, refusals, last change")
+    @Test(
+        "GET /v1/metrics parses with prometheus_client: state gauges, bytes, connections, reconnects, refusals, last change"
+    )
     func metricsParse() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -60,7 +65,9 @@ struct MetricsTests {
             (try? fixture.statusJSON(["a"]).report?.tunnels.first?.state) == .up
         }
         try await waitUntil(timeout: .seconds(10), "b's refusal counted") {
-            ((try? self.scrape(fixture)) ?? []).contains { $0.name == "ecto_tunnel_channel_refusals_total" && $0.labels["tunnel"] == "b" && $0.value == 1 }
+            ((try? self.scrape(fixture)) ?? []).contains {
+                $0.name == "ecto_tunnel_channel_refusals_total" && $0.labels["tunnel"] == "b" && $0.value == 1
+            }
         }
 
         let samples = try scrape(fixture)
@@ -71,17 +78,25 @@ struct MetricsTests {
         #expect(value("ecto_tunnel_up", "a") == 1)
         #expect(value("ecto_tunnel_state", "a", ["state": "up"]) == 1)
         #expect(value("ecto_tunnel_state", "a", ["state": "backoff"]) == 0)
-        #expect(samples.filter { $0.name == "ecto_tunnel_state" && $0.labels["tunnel"] == "a" }.count == 5, "one per state")
+        #expect(
+            samples.filter { $0.name == "ecto_tunnel_state" && $0.labels["tunnel"] == "a" }.count == 5, "one per state")
         #expect(value("ecto_tunnel_received_bytes_total", "a") == Double(status.bytesIn) && status.bytesIn == 10_000)
         #expect(value("ecto_tunnel_sent_bytes_total", "a") == Double(status.bytesOut) && status.bytesOut == 10_000)
         #expect(value("ecto_tunnel_connections", "a") == 0)
         #expect(value("ecto_tunnel_connections_accepted_total", "a") == 1)
         #expect(value("ecto_tunnel_reconnects_total", "a") == Double(status.reconnects) && status.reconnects == 1)
-        #expect(value("ecto_tunnel_last_change_timestamp_seconds", "a").map { abs($0 - status.since.timeIntervalSince1970) < 1 } == true)
+        #expect(
+            value("ecto_tunnel_last_change_timestamp_seconds", "a").map {
+                abs($0 - status.since.timeIntervalSince1970) < 1
+            } == true)
         #expect(value("ecto_tunnel_change_in_progress", "a") == 0)
         #expect(value("ecto_tunnel_channel_refusals_total", "b") == 1)
-        #expect(value("ecto_tunnel_clients_refused_total", "a") == Double(status.clientsRefused) && status.clientsRefused == 0)
+        #expect(
+            value("ecto_tunnel_clients_refused_total", "a") == Double(status.clientsRefused)
+                && status.clientsRefused == 0)
         let counters = Set(samples.filter { $0.type == "counter" }.map(\.family))
-        #expect(counters.isSuperset(of: ["ecto_tunnel_received_bytes", "ecto_tunnel_sent_bytes", "ecto_tunnel_reconnects"]), "\(counters)")
+        #expect(
+            counters.isSuperset(of: ["ecto_tunnel_received_bytes", "ecto_tunnel_sent_bytes", "ecto_tunnel_reconnects"]),
+            "\(counters)")
     }
 }

@@ -74,8 +74,12 @@ struct MultiForwardTests {
         #expect(t.state == .up && t.sessionsUp == 1)
         #expect(t.forwards.map(\.state.rawValue) == ["listening", "listening", "listening"])
         #expect(t.forwards.map(\.local) == ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])", "127.0.0.1:\(ports[2])"])
-        #expect(t.forwards.map(\.remote) == ["127.0.0.1:\(echoes[0].port)", "localhost:\(echoes[1].port)", "127.0.0.1:\(echoes[2].port)"])
-        #expect(t.local == t.forwards[0].local && t.remote == t.forwards[0].remote, "local/remote are the first forward's")
+        #expect(
+            t.forwards.map(\.remote) == [
+                "127.0.0.1:\(echoes[0].port)", "localhost:\(echoes[1].port)", "127.0.0.1:\(echoes[2].port)",
+            ])
+        #expect(
+            t.local == t.forwards[0].local && t.remote == t.forwards[0].remote, "local/remote are the first forward's")
         #expect(t.bytesOut == expected.reduce(0, +))
 
         // The table shows one line per forward.
@@ -95,7 +99,9 @@ struct MultiForwardTests {
         try fixture.writeConfig(table(fixture, forwards: ports.map { "\($0):127.0.0.1:\(echo.port)" }))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForLog("] connected")
-        #expect(fixture.daemonLog.contains("cannot listen on 127.0.0.1:\(ports[1]): address already in use (held by pid \(getpid())"))
+        #expect(
+            fixture.daemonLog.contains(
+                "cannot listen on 127.0.0.1:\(ports[1]): address already in use (held by pid \(getpid())"))
 
         for (seed, port) in [ports[0], ports[2]].enumerated() {
             #expect(try await offload { try echoRoundTrip(port: port, seed: UInt64(seed + 7), count: 20_000) })
@@ -180,11 +186,15 @@ struct MultiForwardTests {
             (try? self.report(fixture).forwards.count) == 3
         }
         let atSwitch = rounds.withLock { $0 }
-        try await waitUntil(timeout: .seconds(10), "rounds after the reload") { rounds.withLock { $0 } >= atSwitch + 20 }
+        try await waitUntil(timeout: .seconds(10), "rounds after the reload") {
+            rounds.withLock { $0 } >= atSwitch + 20
+        }
         stop.withLock { $0 = true }
         _ = await hammer.value
         #expect(failures.withLock { $0 }.isEmpty, "refused or broken during the switch: \(failures.withLock { $0 })")
-        #expect(fixture.daemonLog.components(separatedBy: "took over the listener").count - 1 == 2, "both unchanged listeners were handed over")
+        #expect(
+            fixture.daemonLog.components(separatedBy: "took over the listener").count - 1 == 2,
+            "both unchanged listeners were handed over")
         #expect(try await offload { try echoRoundTrip(port: ports[2], seed: 3, count: 5000) }, "the new forward serves")
         let t = try report(fixture)
         #expect(t.forwards.map(\.state.rawValue) == ["listening", "listening", "listening"])
@@ -198,12 +208,16 @@ struct MultiForwardTests {
         defer { for echo in echoes { echo.stop() } }
         let ports = try (0..<2).map { _ in try FreePort.probe() }
         try fixture.writeConfig(
-            table(fixture, forwards: (0..<2).map { "\(ports[$0]):127.0.0.1:\(echoes[$0].port)" }, extra: ["sessions = 2"]))
+            table(
+                fixture, forwards: (0..<2).map { "\(ports[$0]):127.0.0.1:\(echoes[$0].port)" }, extra: ["sessions = 2"])
+        )
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForLog("] connected", count: 2)
         let results = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<20 {
-                group.addTask { try await offload { try echoRoundTrip(port: ports[index % 2], seed: UInt64(index), count: 8000) } }
+                group.addTask {
+                    try await offload { try echoRoundTrip(port: ports[index % 2], seed: UInt64(index), count: 8000) }
+                }
             }
             var all: [Bool] = []
             for try await ok in group { all.append(ok) }

@@ -50,11 +50,16 @@ struct OperatorFlowTests {
         }
 
         func cli(_ arguments: [String], timeout: Duration = .seconds(90)) throws -> CommandResult {
-            try Subprocess.run(try ProductLocator.binary("ecto-tunnel"), arguments, environment: environment, timeout: timeout)
+            try Subprocess.run(
+                try ProductLocator.binary("ecto-tunnel"), arguments, environment: environment, timeout: timeout)
         }
 
         func connect(_ extra: [String] = []) throws -> CommandResult {
-            try cli(["connect", "\(server.user)@127.0.0.1:\(server.port)", "--port", "\(localPort)", "--remote-port", "\(gateway.port)", "--timeout", "30"] + extra)
+            try cli(
+                [
+                    "connect", "\(server.user)@127.0.0.1:\(server.port)", "--port", "\(localPort)", "--remote-port",
+                    "\(gateway.port)", "--timeout", "30",
+                ] + extra)
         }
 
         /// The background daemon's pid, from the control socket.
@@ -77,17 +82,22 @@ struct OperatorFlowTests {
         }
     }
 
-    @Test("connect (refused fingerprint first), request through the tunnel, status --deep, gateway down, re-run, disconnect, purge")
+    @Test(
+        "connect (refused fingerprint first), request through the tunnel, status --deep, gateway down, re-run, disconnect, purge"
+    )
     func endToEnd() async throws {
         let world = try World()
         defer { world.cleanup() }
-        try FileManager.default.createDirectory(atPath: world.home + "/.config/ecto-tunnel", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: world.home + "/.config/ecto-tunnel", withIntermediateDirectories: true)
         try "# operator notes: keep me\n".write(toFile: world.configPath, atomically: true, encoding: .utf8)
 
         // A wrong fingerprint: refused, nothing written.
         let wrong = try world.connect(["--fingerprint", "SHA256:" + String(repeating: "A", count: 43)])
         #expect(wrong.status == 1, "\(wrong)")
-        #expect(wrong.stderr.contains("refused: the server's host key is \(world.server.hostKeyFingerprint)"), "\(wrong.stderr)")
+        #expect(
+            wrong.stderr.contains("refused: the server's host key is \(world.server.hostKeyFingerprint)"),
+            "\(wrong.stderr)")
         #expect(!FileManager.default.fileExists(atPath: world.home + "/.ssh/known_hosts"))
         #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == "# operator notes: keep me\n")
         // Without a terminal and without --yes: refused too.
@@ -107,7 +117,9 @@ struct OperatorFlowTests {
             #expect(out.contains(expected), "\(expected) in:\n\(out)")
         }
         #expect(!out.contains("s3cret-gateway-token"), "the token is never printed unless asked")
-        #expect(try String(contentsOfFile: world.home + "/.ssh/known_hosts", encoding: .utf8).contains(world.server.hostPublicKey))
+        #expect(
+            try String(contentsOfFile: world.home + "/.ssh/known_hosts", encoding: .utf8).contains(
+                world.server.hostPublicKey))
         let config = try String(contentsOfFile: world.configPath, encoding: .utf8)
         #expect(config.hasPrefix("# operator notes: keep me\n") && config.contains("[tunnels.gateway]"), "\(config)")
 
@@ -116,7 +128,8 @@ struct OperatorFlowTests {
         let body = #"{"model":"openclaw","messages":[{"role":"user","content":"Hello"}]}"#
         try client.sendAll(
             "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret-gateway-token\r\n"
-                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        )
         let answer = try client.receiveAllString()
         client.close()
         #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer)")
@@ -133,7 +146,9 @@ struct OperatorFlowTests {
         let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(down.stdout.utf8))
         let tunnel = try #require(report.tunnels.first)
         #expect(tunnel.state == .up, "the SSH tunnel itself is fine")
-        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .closedByTunnel, "\(String(describing: tunnel.gateway))")
+        #expect(
+            tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .closedByTunnel,
+            "\(String(describing: tunnel.gateway))")
         let table = try world.cli(["status", "--deep"]).stdout
         #expect(table.contains("DOWN (closed-by-tunnel)") && table.contains("↳ gateway (http:/)"), "\(table)")
         try world.gateway.restart()
@@ -171,14 +186,17 @@ struct OperatorFlowTests {
         let other = try SSHServer()
         defer { other.cleanup() }
         // known_hosts says another key belongs to this host and port.
-        try "[127.0.0.1]:\(world.server.port) \(other.hostPublicKey)\n".write(toFile: world.home + "/.ssh/known_hosts", atomically: true, encoding: .utf8)
+        try "[127.0.0.1]:\(world.server.port) \(other.hostPublicKey)\n".write(
+            toFile: world.home + "/.ssh/known_hosts", atomically: true, encoding: .utf8)
         let result = try world.connect(["--yes"])
         #expect(result.status == 1, "\(result)")
         #expect(result.stderr.contains("HAS CHANGED") && result.stderr.contains("ssh-keygen -R"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: world.configPath))
     }
 
-    @Test("token truth: a gateway that wants a token (401) is 'gateway refused the token' (exit 4), never 'Connected'; --token reaches the probes and the example references it")
+    @Test(
+        "token truth: a gateway that wants a token (401) is 'gateway refused the token' (exit 4), never 'Connected'; --token reaches the probes and the example references it"
+    )
     func tokenTruth() async throws {
         let world = try World()
         defer { world.cleanup() }
@@ -201,8 +219,12 @@ struct OperatorFlowTests {
         let right = try world.connect(["--token", "s3cret-gateway-token"])
         #expect(right.status == 0, "\(right)")
         #expect(right.stdout.contains("Connected") && right.stdout.contains("from --token"), "\(right.stdout)")
-        #expect(right.stdout.contains("TOKEN=…  # the token from --token") && right.stdout.contains("Bearer $TOKEN"), "\(right.stdout)")
-        #expect(!right.stdout.contains("OPENCLAW_GATEWAY_TOKEN\"") && !right.stdout.contains("s3cret-gateway-token"), "\(right.stdout)")
+        #expect(
+            right.stdout.contains("TOKEN=…  # the token from --token") && right.stdout.contains("Bearer $TOKEN"),
+            "\(right.stdout)")
+        #expect(
+            !right.stdout.contains("OPENCLAW_GATEWAY_TOKEN\"") && !right.stdout.contains("s3cret-gateway-token"),
+            "\(right.stdout)")
         // The stand-in saw the token on the WebSocket upgrade of the right run.
         #expect(world.gateway.requests.contains { $0.hasPrefix("GET /") }, "\(world.gateway.requests)")
 
@@ -217,12 +239,17 @@ struct OperatorFlowTests {
         let before = try String(contentsOfFile: world.configPath, encoding: .utf8)
         let closed = try FreePort.probe()
         let broken = try world.cli(
-            ["connect", "\(world.server.user)@127.0.0.1:\(world.server.port)", "--port", "\(world.localPort)", "--remote-port", "\(closed)", "--timeout", "30"])
+            [
+                "connect", "\(world.server.user)@127.0.0.1:\(world.server.port)", "--port", "\(world.localPort)",
+                "--remote-port", "\(closed)", "--timeout", "30",
+            ])
         #expect(broken.status == 1, "\(broken)")
         #expect(broken.stderr.contains("channel failed") && broken.stderr.contains("as it was"), "\(broken.stderr)")
         #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == before)
         let status = try world.cli(["status", "--json"])
-        #expect(status.stdout.contains("127.0.0.1:\(world.gateway.port)") && status.stdout.contains("\"state\":\"up\""), "\(status.stdout)")
+        #expect(
+            status.stdout.contains("127.0.0.1:\(world.gateway.port)") && status.stdout.contains("\"state\":\"up\""),
+            "\(status.stdout)")
     }
 
     @Test("status --deep: a probe answered 401 is TOKEN REFUSED (exit 4), never ok; the token source is shown")
@@ -232,15 +259,20 @@ struct OperatorFlowTests {
         let gateway = try StandInGateway(token: "deep-token")
         defer { gateway.stop() }
         let port = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: gateway.port, extra: ["probe = \"websocket:/\""]))
+        try fixture.writeConfig(
+            fixture.tunnel(localPort: port, remotePort: gateway.port, extra: ["probe = \"websocket:/\""]))
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "", "HOME": fixture.directory.path])
         try await fixture.waitForUp()
         let refused = try fixture.runCLI(["status", "--deep"])
         #expect(refused.status == 4, "\(refused)")
-        #expect(refused.stdout.contains("TOKEN REFUSED") && refused.stdout.contains("gateway token: none found"), "\(refused.stdout)")
+        #expect(
+            refused.stdout.contains("TOKEN REFUSED") && refused.stdout.contains("gateway token: none found"),
+            "\(refused.stdout)")
         let json = try fixture.statusJSON(["--deep"])
         let tunnel = try #require(json.report?.tunnels.first)
-        #expect(tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .tokenRefused && tunnel.gateway?.tokenSource == "none", "\(tunnel)")
+        #expect(
+            tunnel.gateway?.ok == false && tunnel.gateway?.outcome == .tokenRefused
+                && tunnel.gateway?.tokenSource == "none", "\(tunnel)")
         _ = fixture.daemon?.terminate(grace: .seconds(5))
 
         try fixture.startDaemon(environment: ["OPENCLAW_GATEWAY_TOKEN": "deep-token", "HOME": fixture.directory.path])
@@ -259,11 +291,14 @@ struct OperatorFlowTests {
         let noKey = try world.connect(["--yes"])
         #expect(noKey.status == 1, "\(noKey)")
         #expect(
-            noKey.stderr.contains("ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(world.server.port) \(world.server.user)@127.0.0.1"),
+            noKey.stderr.contains(
+                "ssh-copy-id -i ~/.ssh/id_ed25519.pub -p \(world.server.port) \(world.server.user)@127.0.0.1"),
             "\(noKey.stderr)")
         for command in [["check"], ["import", "ssh-config"], ["import", "openclaw"]] {
             let help = try world.cli(command + ["--help"])
-            #expect(help.status == 0 && help.stdout.contains("--config") && !help.stdout.contains("--socket"), "\(command): \(help.stdout)")
+            #expect(
+                help.status == 0 && help.stdout.contains("--config") && !help.stdout.contains("--socket"),
+                "\(command): \(help.stdout)")
         }
         #expect(try world.cli(["status", "--help"]).stdout.contains("--socket"))
     }

@@ -5,7 +5,8 @@ import Testing
 
 /// The repository root (for scripts/ and units/).
 private func repositoryRoot(filePath: StaticString = #filePath) -> String {
-    URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 }
 
 /// The .deb that `make deb` built; `make test` passes it in ECTO_TEST_DEB.
@@ -28,7 +29,8 @@ private func withoutToolchain(_ script: String) -> [String] {
     ]
 }
 
-private func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120)) throws -> CommandResult {
+private func run(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(120)) throws -> CommandResult
+{
     var environment = ProcessInfo.processInfo.environment
     environment["DEBIAN_FRONTEND"] = "noninteractive"
     environment["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -55,12 +57,20 @@ private let expectedFiles = [
 /// machine view without the Swift toolchain: the binary, a tunnel through a throwaway sshd, the
 /// shipped unit under a real systemd --user, then purge. Runs only with ECTO_TEST_DEB (`make test`
 /// sets it after building the package; a bare `swift test` skips this suite).
-@Suite("Debian package (make deb)", .serialized, .enabled(if: !debPath.isEmpty, "ECTO_TEST_DEB is not set (make test sets it)"))
+@Suite(
+    "Debian package (make deb)", .serialized,
+    .enabled(if: !debPath.isEmpty, "ECTO_TEST_DEB is not set (make test sets it)"))
 struct PackageTests {
-    @Test("dpkg-deb -I/-c: name, Version = scripts/version.sh = --version, computed Depends, every file, units with ExecStart=/usr/bin")
+    @Test(
+        "dpkg-deb -I/-c: name, Version = scripts/version.sh = --version, computed Depends, every file, units with ExecStart=/usr/bin"
+    )
     func contentsAndFields() throws {
-        let version = try run(repositoryRoot() + "/scripts/version.sh", []).check().stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(debPath.hasSuffix("/ecto-tunnel_\(version)_\(try run("dpkg", ["--print-architecture"]).check().stdout.trimmingCharacters(in: .whitespacesAndNewlines)).deb"))
+        let version = try run(repositoryRoot() + "/scripts/version.sh", []).check().stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        #expect(
+            debPath.hasSuffix(
+                "/ecto-tunnel_\(version)_\(try run("dpkg", ["--print-architecture"]).check().stdout.trimmingCharacters(in: .whitespacesAndNewlines)).deb"
+            ))
         func field(_ name: String) throws -> String {
             try run("dpkg-deb", ["-f", debPath, name]).check().stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -76,7 +86,8 @@ struct PackageTests {
         #expect(try run("dpkg-deb", ["-I", debPath]).check().stdout.contains("md5sums"))
 
         let listing = try run("dpkg-deb", ["-c", debPath]).check().stdout
-        let files = Set(listing.split(separator: "\n").compactMap { line in line.split(separator: " ").last.map(String.init) })
+        let files = Set(
+            listing.split(separator: "\n").compactMap { line in line.split(separator: " ").last.map(String.init) })
         for file in expectedFiles { #expect(files.contains(file), "\(file) missing from:\n\(listing)") }
         for line in listing.split(separator: "\n") {
             #expect(line.contains(" root/root "), "owner: \(line)")
@@ -89,7 +100,10 @@ struct PackageTests {
         for unit in ["ecto-tunnel.service", "ecto-tunnel@.service"] {
             let packaged = try String(contentsOfFile: directory.path + "/usr/lib/systemd/user/" + unit, encoding: .utf8)
             let source = try String(contentsOfFile: repositoryRoot() + "/units/" + unit, encoding: .utf8)
-            #expect(packaged == source.replacingOccurrences(of: "ExecStart=/usr/local/bin/ecto-tunnel ", with: "ExecStart=/usr/bin/ecto-tunnel "))
+            #expect(
+                packaged
+                    == source.replacingOccurrences(
+                        of: "ExecStart=/usr/local/bin/ecto-tunnel ", with: "ExecStart=/usr/bin/ecto-tunnel "))
             #expect(packaged.contains("\nExecStart=/usr/bin/ecto-tunnel run "))
         }
         // The Swift runtime is inside: the binary names no libswift library it needs.
@@ -100,21 +114,28 @@ struct PackageTests {
         let sections = try run("readelf", ["-S", "-W", directory.path + "/usr/bin/ecto-tunnel"]).check().stdout
         #expect(sections.contains(".symtab") && !sections.contains(".debug_info"), "\(sections)")
         // The man page is the generated one, and man reads it without a warning.
-        let man = try run("sh", ["-c", "zcat '\(directory.path)/usr/share/man/man1/ecto-tunnel.1.gz' | head -20"]).check().stdout
+        let man = try run("sh", ["-c", "zcat '\(directory.path)/usr/share/man/man1/ecto-tunnel.1.gz' | head -20"])
+            .check().stdout
         #expect(man.contains(".Dt ECTO-TUNNEL 1"), "\(man)")
     }
 
     @Test("lintian: no error, no warning (overrides explained in debian/ecto-tunnel.lintian-overrides)")
     func lintianClean() throws {
-        let result = try run("lintian", ["--fail-on", "error,warning", "--no-tag-display-limit", debPath], timeout: .seconds(300))
+        let result = try run(
+            "lintian", ["--fail-on", "error,warning", "--no-tag-display-limit", debPath], timeout: .seconds(300))
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(!result.stdout.contains("E: ") && !result.stdout.contains("W: "), "\(result.stdout)")
     }
 
-    @Test("apt-get install without the toolchain: --version, check, a tunnel, the shipped unit active under systemd --user with readable backtraces, purge leaves nothing")
+    @Test(
+        "apt-get install without the toolchain: --version, check, a tunnel, the shipped unit active under systemd --user with readable backtraces, purge leaves nothing"
+    )
     func installRunPurge() async throws {
-        let version = try run(repositoryRoot() + "/scripts/version.sh", []).check().stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(FileManager.default.fileExists(atPath: toolchain + "/usr/bin/swift"), "the test needs the toolchain present, to prove it hidden")
+        let version = try run(repositoryRoot() + "/scripts/version.sh", []).check().stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines)
+        #expect(
+            FileManager.default.fileExists(atPath: toolchain + "/usr/bin/swift"),
+            "the test needs the toolchain present, to prove it hidden")
         // A leftover from an interrupted run would hide what this install does.
         if try run("dpkg-query", ["-W", "-f", "${db:Status-Status}", "ecto-tunnel"]).stdout == "installed" {
             try run("apt-get", ["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "ecto-tunnel"]).check()
@@ -123,10 +144,13 @@ struct PackageTests {
         defer { _ = try? run("apt-get", ["purge", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "ecto-tunnel"]) }
 
         let install = try run(
-            "unshare", withoutToolchain("apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 '\(debPath)'"),
+            "unshare",
+            withoutToolchain("apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 '\(debPath)'"),
             timeout: .seconds(300))
         #expect(install.status == 0, "\(install.stdout)\(install.stderr)")
-        try #require(FileManager.default.fileExists(atPath: "/usr/bin/ecto-tunnel"), "not installed: \(install.stdout)\(install.stderr)")
+        try #require(
+            FileManager.default.fileExists(atPath: "/usr/bin/ecto-tunnel"),
+            "not installed: \(install.stdout)\(install.stderr)")
 
         // The binary alone, with the toolchain out of sight.
         let directory = try TestDirectory(prefix: "ecto-pkg")
@@ -164,7 +188,9 @@ struct PackageTests {
                 """))
         #expect(probe.status == 0, "\(probe.stdout)\(probe.stderr)")
         #expect(probe.stdout.contains("version: \(version)\n"), "\(probe.stdout)")
-        #expect(probe.stdout.contains("libssh2.so.1") && !probe.stdout.contains("libswift") && !probe.stdout.contains("not found"), "\(probe.stdout)")
+        #expect(
+            probe.stdout.contains("libssh2.so.1") && !probe.stdout.contains("libswift")
+                && !probe.stdout.contains("not found"), "\(probe.stdout)")
         #expect(probe.stdout.contains("\(config): OK, 1 tunnel"), "\(probe.stdout)")
 
         let socket = directory.file("control.sock")
@@ -179,9 +205,11 @@ struct PackageTests {
         // `unshare` and `sh` exec'd: the pid is the daemon's, and its mount namespace has no toolchain.
         #expect(!FileManager.default.fileExists(atPath: "/proc/\(daemon.pid)/root\(toolchain)/usr/bin/swift"))
         let maps = (try? String(contentsOfFile: "/proc/\(daemon.pid)/maps", encoding: .utf8)) ?? ""
-        #expect(maps.contains("/usr/bin/ecto-tunnel") && !maps.contains("libswift") && !maps.contains(toolchain), "\(maps)")
+        #expect(
+            maps.contains("/usr/bin/ecto-tunnel") && !maps.contains("libswift") && !maps.contains(toolchain), "\(maps)")
         let status = try run("/usr/bin/ecto-tunnel", ["status", "--json", "--socket", socket]).check().stdout
-        #expect(status.contains("\"daemon_version\":\"\(version)\"") && status.contains("\"state\":\"up\""), "\(status)")
+        #expect(
+            status.contains("\"daemon_version\":\"\(version)\"") && status.contains("\"state\":\"up\""), "\(status)")
         #expect(daemon.terminate() == .exited(0), "\(daemon.stderr())")
 
         // The shipped unit under a real systemd --user that does not see the toolchain either.
@@ -197,10 +225,16 @@ struct PackageTests {
             guard !file.hasSuffix("/") else { continue }
             #expect(!FileManager.default.fileExists(atPath: file), "left after purge: \(file)")
         }
-        for left in ["/usr/share/doc/ecto-tunnel", "/var/lib/dpkg/info/ecto-tunnel.list", "/var/lib/dpkg/info/ecto-tunnel.md5sums"] {
+        for left in [
+            "/usr/share/doc/ecto-tunnel", "/var/lib/dpkg/info/ecto-tunnel.list",
+            "/var/lib/dpkg/info/ecto-tunnel.md5sums",
+        ] {
             #expect(!FileManager.default.fileExists(atPath: left), "left after purge: \(left)")
         }
-        if !libexecSwiftExisted { #expect(!FileManager.default.fileExists(atPath: "/usr/libexec/swift"), "left after purge: /usr/libexec/swift") }
+        if !libexecSwiftExisted {
+            #expect(
+                !FileManager.default.fileExists(atPath: "/usr/libexec/swift"), "left after purge: /usr/libexec/swift")
+        }
     }
 
     /// `ecto-tunnel install` (the packaged binary) enables /usr/lib/systemd/user/ecto-tunnel.service
@@ -211,18 +245,24 @@ struct PackageTests {
         defer { fixture.cleanup() }
         let result = try fixture.manager.runAsUser("/usr/bin/ecto-tunnel", ["install"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)\n--- daemon log:\n\(fixture.daemonLog)")
-        #expect(result.stdout.contains("using the installed unit /usr/lib/systemd/user/ecto-tunnel.service"), "\(result.stdout)")
+        #expect(
+            result.stdout.contains("using the installed unit /usr/lib/systemd/user/ecto-tunnel.service"),
+            "\(result.stdout)")
         let ownUnit = fixture.manager.configHome + "/systemd/user/ecto-tunnel.service"
         #expect(!FileManager.default.fileExists(atPath: ownUnit), "install wrote \(ownUnit) next to the shipped unit")
         #expect(try fixture.property("FragmentPath") == "/usr/lib/systemd/user/ecto-tunnel.service")
         #expect(try fixture.property("ActiveState") == "active", "\(fixture.states)")
         #expect(try fixture.property("UnitFileState") == "enabled")
         #expect(try fixture.property("ExecStart").contains("path=/usr/bin/ecto-tunnel "))
-        try await waitUntil(timeout: .seconds(15), "an echo through the shipped unit's tunnel\n\(fixture.socketsReport())") {
+        try await waitUntil(
+            timeout: .seconds(15), "an echo through the shipped unit's tunnel\n\(fixture.socketsReport())"
+        ) {
             (try? fixture.echoWorks(seed: 11)) == true
         }
         let pid = try fixture.mainPID()
-        #expect(!FileManager.default.fileExists(atPath: "/proc/\(pid)/root\(toolchain)/usr/bin/swift"), "the service sees the toolchain")
+        #expect(
+            !FileManager.default.fileExists(atPath: "/proc/\(pid)/root\(toolchain)/usr/bin/swift"),
+            "the service sees the toolchain")
         let maps = (try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8)) ?? ""
         #expect(maps.contains("/usr/bin/ecto-tunnel") && !maps.contains("libswift"), "\(maps)")
         let status = try fixture.manager.runAsUser("/usr/bin/ecto-tunnel", ["status", "--json"])
@@ -233,11 +273,15 @@ struct PackageTests {
         try await fixture.waitForLog("Backtrace took", timeout: .seconds(20))
         let log = fixture.daemonLog
         #expect(log.contains("Thread 1 \"abort signals\" crashed"), "\(log)")
-        #expect(log.contains("ControlServer.start()") && log.contains(" in ecto-tunnel"), "backtrace without function names:\n\(log)")
+        #expect(
+            log.contains("ControlServer.start()") && log.contains(" in ecto-tunnel"),
+            "backtrace without function names:\n\(log)")
 
         let uninstall = try fixture.manager.runAsUser("/usr/bin/ecto-tunnel", ["uninstall"])
         #expect(uninstall.status == 0, "\(uninstall.stdout)\(uninstall.stderr)")
         #expect(try fixture.property("UnitFileState") == "disabled")
-        #expect(FileManager.default.fileExists(atPath: "/usr/lib/systemd/user/ecto-tunnel.service"), "uninstall removed the package's unit")
+        #expect(
+            FileManager.default.fileExists(atPath: "/usr/lib/systemd/user/ecto-tunnel.service"),
+            "uninstall removed the package's unit")
     }
 }

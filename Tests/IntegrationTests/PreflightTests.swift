@@ -14,7 +14,9 @@ struct PreflightTests {
         return try #require(report.tunnels.first)
     }
 
-    @Test("target: unknown host key, closed port, refused key each change nothing; a good target switches; a transfer in flight survives all")
+    @Test(
+        "target: unknown host key, closed port, refused key each change nothing; a good target switches; a transfer in flight survives all"
+    )
     func retargetPreflight() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -68,27 +70,36 @@ struct PreflightTests {
             let result = try fixture.runCLI(["target", "t", newTarget, "--wait", "10"])
             #expect(result.status == 1, "\(newTarget): \(result)\n\(fixture.daemonLog)")
             #expect(result.stderr.contains("\(stage) failed"), "stage \(stage): \(result.stderr)")
-            #expect(result.stderr.contains("stays on \(fixture.target)") && result.stderr.contains("unchanged"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains("stays on \(fixture.target)") && result.stderr.contains("unchanged"),
+                "\(result.stderr)")
             for text in more { #expect(result.stderr.contains(text), "\(text): \(result.stderr)") }
-            #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8) == original, "the file is untouched")
+            #expect(
+                try String(contentsOfFile: fixture.configPath, encoding: .utf8) == original, "the file is untouched")
             let report = try tunnelReport(fixture, "t")
-            #expect(report.target == fixture.target && report.state == .up && report.change == nil, "still on the old session: \(report)")
+            #expect(
+                report.target == fixture.target && report.state == .up && report.change == nil,
+                "still on the old session: \(report)")
             #expect(report.connections == 1, "the transfer is still open: \(report)")
             #expect(try echoRoundTripThroughSink(port: port), "new clients are still served by the old session")
         }
         try refused(
             "\(stranger.user)@127.0.0.1:\(stranger.port)", stage: "host key",
             ["HOST KEY UNKNOWN", stranger.hostKeyFingerprint, "trust it with"])
-        try refused("\(fixture.server.user)@127.0.0.1:\(try FreePort.probe())", stage: "connect", ["Connection refused"])
+        try refused(
+            "\(fixture.server.user)@127.0.0.1:\(try FreePort.probe())", stage: "connect", ["Connection refused"])
         try refused("\(locked.user)@127.0.0.1:\(locked.port)", stage: "authentication", ["refused authentication"])
 
         let newTarget = "\(good.user)@127.0.0.1:\(good.port)"
         let switched = try fixture.runCLI(["target", "t", newTarget, "--wait", "20"])
         #expect(switched.status == 0, "\(switched)\n\(fixture.daemonLog)")
-        #expect(switched.stdout.contains("proven first") && switched.stdout.contains("up on \(newTarget)"), "\(switched.stdout)")
+        #expect(
+            switched.stdout.contains("proven first") && switched.stdout.contains("up on \(newTarget)"),
+            "\(switched.stdout)")
         #expect(
             try String(contentsOfFile: fixture.configPath, encoding: .utf8)
-                == original.replacingOccurrences(of: "target = \"\(fixture.target)\"", with: "target = \"\(newTarget)\""))
+                == original.replacingOccurrences(
+                    of: "target = \"\(fixture.target)\"", with: "target = \"\(newTarget)\""))
         let after = try tunnelReport(fixture, "t")
         #expect(after.target == newTarget && after.state == .up)
         #expect(after.draining.first?.connections == 1, "the transfer finishes on the old session: \(after)")
@@ -98,7 +109,9 @@ struct PreflightTests {
         #expect(verdict.isIntact(count: count), "the transfer in flight across four changes: \(verdict)")
 
         // --force switches to a failing target anyway, and says so.
-        let forced = try fixture.runCLI(["target", "t", "\(stranger.user)@127.0.0.1:\(stranger.port)", "--force", "--wait", "5"])
+        let forced = try fixture.runCLI([
+            "target", "t", "\(stranger.user)@127.0.0.1:\(stranger.port)", "--force", "--wait", "5",
+        ])
         #expect(forced.status != 0, "\(forced)")
         #expect(forced.stdout.contains("FORCED") && forced.stdout.contains("host key"), "\(forced.stdout)")
         #expect(try String(contentsOfFile: fixture.configPath, encoding: .utf8).contains("127.0.0.1:\(stranger.port)"))
@@ -113,7 +126,9 @@ struct PreflightTests {
         return try client.receiveVerdict().isIntact(count: 1000)
     }
 
-    @Test("reload: a good change applies, a failing one (remote port closed: channel) keeps its session; the answer lists each")
+    @Test(
+        "reload: a good change applies, a failing one (remote port closed: channel) keeps its session; the answer lists each"
+    )
     func reloadOneGoodOneFailing() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -131,8 +146,10 @@ struct PreflightTests {
         #expect(try held.receive(exactly: 3) == [1, 2, 3])
 
         let closed = try FreePort.probe()
-        let edited = tunnelA.replacingOccurrences(of: "connect_timeout = \"5s\"", with: "connect_timeout = \"6s\"")
-            + tunnelB.replacingOccurrences(of: "remote = \"127.0.0.1:\(echo.port)\"", with: "remote = \"127.0.0.1:\(closed)\"")
+        let edited =
+            tunnelA.replacingOccurrences(of: "connect_timeout = \"5s\"", with: "connect_timeout = \"6s\"")
+            + tunnelB.replacingOccurrences(
+                of: "remote = \"127.0.0.1:\(echo.port)\"", with: "remote = \"127.0.0.1:\(closed)\"")
         try fixture.writeConfig(edited)
         let reload = try fixture.runCLI(["reload"])
         #expect(reload.status == 1, "\(reload)\n\(fixture.daemonLog)")
@@ -151,7 +168,8 @@ struct PreflightTests {
             Issue.record("reload answer: \(answer)")
             return
         }
-        #expect(!report.ok && report.failed.map(\.tunnel) == ["b"] && report.failed.first?.stage == "channel", "\(report)")
+        #expect(
+            !report.ok && report.failed.map(\.tunnel) == ["b"] && report.failed.first?.stage == "channel", "\(report)")
         #expect(report.unchanged == ["a"])
 
         // --force applies it anyway.
@@ -174,7 +192,9 @@ struct PreflightTests {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         #expect(bound == 0 && listen(silent, 8) == 0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -189,7 +209,9 @@ struct PreflightTests {
             (try? self.tunnelReport(fixture, "t").change?.stage) == "handshake"
         }
         let table = try fixture.runCLI(["status"])
-        #expect(table.stdout.contains("changing to nobody@127.0.0.1:\(silentPort): pre-flight handshake"), "\(table.stdout)")
+        #expect(
+            table.stdout.contains("changing to nobody@127.0.0.1:\(silentPort): pre-flight handshake"), "\(table.stdout)"
+        )
         #expect(try echoRoundTrip(port: port, seed: 4, count: 1000), "the old session serves meanwhile")
         #expect(await change.waitExit(timeout: .seconds(20)) == 1)
         #expect(change.stderr().contains("failed") && change.stderr().contains("timed out"), "\(change.stderr())")

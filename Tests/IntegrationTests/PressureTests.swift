@@ -10,15 +10,19 @@ import Testing
 /// what it measured on a `[figure]` line (docs/reliability.md quotes them).
 @Suite("Pressure and flapping", .serialized)
 struct PressureTests {
-    @Test("1,100 clients held under a 1,024-descriptor limit: no spin, no log flood, status answers, service back within 1 s")
+    @Test(
+        "1,100 clients held under a 1,024-descriptor limit: no spin, no log flood, status answers, service back within 1 s"
+    )
     func descriptorFlood() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let echo = try EchoServer()
         defer { echo.stop() }
         let port = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["hold_timeout = \"120s\""]))
-        let daemon = try fixture.startDaemon(arguments: ["--log-level", "info"], launcher: ["prlimit", "--nofile=1024:1024"])
+        try fixture.writeConfig(
+            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["hold_timeout = \"120s\""]))
+        let daemon = try fixture.startDaemon(
+            arguments: ["--log-level", "info"], launcher: ["prlimit", "--nofile=1024:1024"])
         try await fixture.waitForUp()
         let pid = daemon.pid
         #expect(ProcessTree.softDescriptorLimit(pid) == 1024)
@@ -32,7 +36,9 @@ struct PressureTests {
         let clients = try await offload { () -> [TCPClient] in
             var clients: [TCPClient] = []
             for _ in 0..<1100 {
-                if let client = try? TCPClient.connect(port: port, timeout: .seconds(2), ioTimeout: .seconds(5)) { clients.append(client) }
+                if let client = try? TCPClient.connect(port: port, timeout: .seconds(2), ioTimeout: .seconds(5)) {
+                    clients.append(client)
+                }
             }
             return clients
         }
@@ -55,8 +61,10 @@ struct PressureTests {
         let floodLog = String(fixture.daemonLog.dropFirst(logBefore))
         let lines = floodLog.split(separator: "\n").count
         let descriptors = ProcessTree.openFileCount(pid) ?? -1
-        print("[figure] 1,100 clients under a 1,024 limit: \(held) held, \(refused) refused at once, \(descriptors) descriptors, "
-            + "daemon CPU \(String(format: "%.2f", cpu)) s over \(window.ms), \(lines) log lines, slowest status \(slowest.ms)")
+        print(
+            "[figure] 1,100 clients under a 1,024 limit: \(held) held, \(refused) refused at once, \(descriptors) descriptors, "
+                + "daemon CPU \(String(format: "%.2f", cpu)) s over \(window.ms), \(lines) log lines, slowest status \(slowest.ms)"
+        )
         #expect(held > 500 && held < 1024, "held \(held)")
         #expect(refused > 0 && Int(refused) + held >= 1000, "refused \(refused), held \(held)")
         #expect(descriptors < 1024 - 16, "the reserve stays free: \(descriptors) open")
@@ -74,7 +82,9 @@ struct PressureTests {
         #expect(recovery <= .seconds(1))
     }
 
-    @Test("the descriptor limit lowered under a running daemon: accept pauses instead of spinning, said once, and service returns")
+    @Test(
+        "the descriptor limit lowered under a running daemon: accept pauses instead of spinning, said once, and service returns"
+    )
     func limitLoweredUnderTheDaemon() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -89,13 +99,16 @@ struct PressureTests {
         let logBefore = fixture.daemonLog.count
         let cpuBefore = try #require(ProcessTree.cpuSeconds(pid))
         let start = ContinuousClock.now
-        let clients = try await offload { (0..<50).compactMap { _ in try? TCPClient.connect(port: port, timeout: .seconds(1)) } }
+        let clients = try await offload {
+            (0..<50).compactMap { _ in try? TCPClient.connect(port: port, timeout: .seconds(1)) }
+        }
         try await Task.sleep(for: .seconds(3))
         let cpu = try #require(ProcessTree.cpuSeconds(pid)) - cpuBefore
         let window = start.duration(to: .now)
         let log = String(fixture.daemonLog.dropFirst(logBefore))
-        print("[figure] limit lowered to the open count: \(clients.count) clients waiting in the backlog, daemon CPU "
-            + "\(String(format: "%.2f", cpu)) s over \(window.ms), \(log.occurrences(of: "\n")) log lines")
+        print(
+            "[figure] limit lowered to the open count: \(clients.count) clients waiting in the backlog, daemon CPU "
+                + "\(String(format: "%.2f", cpu)) s over \(window.ms), \(log.occurrences(of: "\n")) log lines")
         #expect(cpu < 0.3 * seconds(window), "it must not spin: \(cpu) s")
         #expect(log.occurrences(of: "accept failed") == 1, "said once:\n\(log.prefix(2000))")
         for client in clients { client.close() }
@@ -111,7 +124,9 @@ struct PressureTests {
         defer { fixture.cleanup() }
         let (echo, port) = try await fixture.startEchoTunnel(extra: ["max_clients = 3"])
         defer { echo.stop() }
-        let kept = try await offload { try (0..<3).map { _ in try TCPClient.connect(port: port, ioTimeout: .seconds(5)) } }
+        let kept = try await offload {
+            try (0..<3).map { _ in try TCPClient.connect(port: port, ioTimeout: .seconds(5)) }
+        }
         defer { for client in kept { client.close() } }
         for client in kept {
             try client.sendAll("hi")
@@ -136,7 +151,9 @@ struct PressureTests {
         try await fixture.waitForLog("admitting clients again; 4 refused")
     }
 
-    @Test("20 clients that give up while held are let go at once: descriptors back to the baseline before the session returns")
+    @Test(
+        "20 clients that give up while held are let go at once: descriptors back to the baseline before the session returns"
+    )
     func heldClientsThatLeaveAreReleased() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -154,11 +171,14 @@ struct PressureTests {
         let holding = ProcessTree.openFileCount(pid) ?? -1
         for client in clients { client.close() }
         let closed = ContinuousClock.now
-        try await waitUntil(timeout: .seconds(3), "descriptors back to \(baseline) (now \(ProcessTree.openFileCount(pid) ?? -1))") {
+        try await waitUntil(
+            timeout: .seconds(3), "descriptors back to \(baseline) (now \(ProcessTree.openFileCount(pid) ?? -1))"
+        ) {
             (ProcessTree.openFileCount(pid) ?? .max) <= baseline
         }
-        print("[figure] 20 held clients closing: descriptors \(baseline) → \(holding) → \(ProcessTree.openFileCount(pid) ?? -1) "
-            + "within \(closed.duration(to: .now).ms), the server still down")
+        print(
+            "[figure] 20 held clients closing: descriptors \(baseline) → \(holding) → \(ProcessTree.openFileCount(pid) ?? -1) "
+                + "within \(closed.duration(to: .now).ms), the server still down")
         #expect(try fixture.statusJSON().report?.tunnels.first?.connections == 0)
         #expect(fixture.daemonLog.occurrences(of: "] connected") == 1, "the session must not be back yet")
     }
@@ -172,7 +192,8 @@ struct PressureTests {
         let port = try FreePort.probe()
         // The production backoff (1 s … 60 s): the policy under test is the default one.
         try fixture.writeConfig(
-            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForUp()
         var recoveries: [Duration] = []
@@ -183,17 +204,21 @@ struct PressureTests {
             try fixture.server.start()
             let listening = ContinuousClock.now
             let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
-            let recovery = try #require(recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
+            let recovery = try #require(
+                recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
             recoveries.append(recovery)
             try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
         }
-        print("[figure] 8 sshd restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after sshd listened again (contract ≤ 1000 ms)")
+        print(
+            "[figure] 8 sshd restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after sshd listened again (contract ≤ 1000 ms)"
+        )
         for (round, recovery) in recoveries.enumerated() {
             #expect(recovery <= .seconds(1), "round \(round + 1): \(recovery.ms)")
         }
     }
 
-    @Test("dropbear crashes and restarts 8 times, 0.5 s away each time: every recovery within 1 s of dropbear listening")
+    @Test(
+        "dropbear crashes and restarts 8 times, 0.5 s away each time: every recovery within 1 s of dropbear listening")
     func eightShortDropbearOutages() async throws {
         let fixture = try TunnelFixture()
         let dropbear = try DropbearServer(authorized: [fixture.clientKey])
@@ -222,11 +247,14 @@ struct PressureTests {
             try dropbear.start()
             let listening = ContinuousClock.now
             let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
-            let recovery = try #require(recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
+            let recovery = try #require(
+                recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
             recoveries.append(recovery)
             try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
         }
-        print("[figure] 8 dropbear restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after dropbear listened again (contract ≤ 1000 ms)")
+        print(
+            "[figure] 8 dropbear restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after dropbear listened again (contract ≤ 1000 ms)"
+        )
         for (round, recovery) in recoveries.enumerated() {
             #expect(recovery <= .seconds(1), "round \(round + 1): \(recovery.ms)")
         }
@@ -242,7 +270,8 @@ struct PressureTests {
         defer { echo.stop() }
         let port = try FreePort.probe()
         try fixture.writeConfig(
-            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
+            fixture.tunnel(
+                localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForUp()
         fixture.server.stop()
@@ -252,7 +281,9 @@ struct PressureTests {
         let log = String(fixture.daemonLog.dropFirst(logBefore))
         let lines = log.split(separator: "\n")
         let report = try #require(try fixture.statusJSON().report?.tunnels.first)
-        print("[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause?.rawValue ?? "-")")
+        print(
+            "[figure] 2 min of refused connects: \(lines.count) log lines; state \(report.state), retry_cause \(report.retryCause?.rawValue ?? "-")"
+        )
         #expect(lines.count <= 12, "log:\n\(log)")
         #expect(log.occurrences(of: "connection attempt failed") == 1)
         #expect(log.occurrences(of: "still failing") >= 3)

@@ -13,14 +13,17 @@ final class SharedRSAKeys: @unchecked Sendable {
         directory = try TestDirectory(prefix: "ecto-rsa")
         var keys: [Int: KeyPair] = [:]
         for bits in [2048, 3072, 4096] {
-            keys[bits] = try KeyPair.generate(type: "rsa", in: directory, name: "id_rsa_\(bits)", comment: "rsa-\(bits)", bits: bits)
+            keys[bits] = try KeyPair.generate(
+                type: "rsa", in: directory, name: "id_rsa_\(bits)", comment: "rsa-\(bits)", bits: bits)
         }
         self.keys = keys
     }
 
     /// A copy of the `bits` key in `directory` (as `name`), in `format` ("RFC4716": OpenSSH,
     /// "PEM": PKCS#1, "PKCS8"), with `passphrase`.
-    func copy(_ bits: Int, to directory: TestDirectory, name: String, format: String = "RFC4716", passphrase: String? = nil) throws -> KeyPair {
+    func copy(
+        _ bits: Int, to directory: TestDirectory, name: String, format: String = "RFC4716", passphrase: String? = nil
+    ) throws -> KeyPair {
         try keys[bits]!.converted(to: directory.file(name), format: format, passphrase: passphrase)
     }
 }
@@ -31,14 +34,19 @@ struct RSAAuthenticationTests {
 
     /// Starts a tunnel with `extra` config lines and waits until it is up, then checks bytes
     /// go through. Returns the daemon log.
-    private func connect(_ fixture: TunnelFixture, extra: [String], environment: [String: String] = [:], seed: UInt64) async throws -> String {
-        let (echo, localPort) = try await fixture.startEchoTunnel(identity: false, extra: extra, environment: environment)
+    private func connect(
+        _ fixture: TunnelFixture, extra: [String], environment: [String: String] = [:], seed: UInt64
+    ) async throws -> String {
+        let (echo, localPort) = try await fixture.startEchoTunnel(
+            identity: false, extra: extra, environment: environment)
         defer { echo.stop() }
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: seed, count: 20_000) })
         return fixture.daemonLog
     }
 
-    @Test("by OpenSSH-format file, 2048/3072/4096 bits: accepted as rsa-sha2-512 on the first attempt", arguments: [2048, 3072, 4096])
+    @Test(
+        "by OpenSSH-format file, 2048/3072/4096 bits: accepted as rsa-sha2-512 on the first attempt",
+        arguments: [2048, 3072, 4096])
     func openSSHFormatFile(bits: Int) async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -47,13 +55,17 @@ struct RSAAuthenticationTests {
         let log = try await connect(fixture, extra: ["identity_file = \"\(key.privatePath)\""], seed: UInt64(bits))
         #expect(log.contains("ssh.auth=rsa-sha2-512 ssh.auth_attempts=1"), "\(log)")
         let sshd = fixture.server.log()
-        #expect(sshd.contains("Accepted publickey for \(fixture.server.user)") && sshd.contains("RSA \(key.fingerprint)"), "\(sshd)")
+        #expect(
+            sshd.contains("Accepted publickey for \(fixture.server.user)") && sshd.contains("RSA \(key.fingerprint)"),
+            "\(sshd)")
         #expect(!sshd.contains("not in PubkeyAcceptedAlgorithms"))
     }
 
     @Test(
         "by PEM (PKCS#1, PKCS#8) and OpenSSH-format file, with and without a passphrase",
-        arguments: [("PEM", nil), ("PEM", "pem secret"), ("PKCS8", nil), ("PKCS8", "p8 secret"), ("RFC4716", "bcrypt secret")] as [(String, String?)])
+        arguments: [
+            ("PEM", nil), ("PEM", "pem secret"), ("PKCS8", nil), ("PKCS8", "p8 secret"), ("RFC4716", "bcrypt secret"),
+        ] as [(String, String?)])
     func keyFormats(format: String, passphrase: String?) async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -91,7 +103,9 @@ struct RSAAuthenticationTests {
         defer { fixture.cleanup() }
         let key = try rsa.copy(2048, to: fixture.directory, name: "id_stranger")
         try fixture.writeConfig(
-            fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""]))
+            fixture.tunnel(
+                localPort: try FreePort.probe(), remotePort: 9, identity: false,
+                extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
         try await fixture.waitForLog("connection attempt failed")
         let log = fixture.daemonLog
@@ -107,7 +121,10 @@ struct RSAAuthenticationTests {
         let fixture = try TunnelFixture()
         let dropbear = try DropbearServer(authorized: [authorized])
         let knownHosts = try fixture.directory.write("known_hosts_dropbear", dropbear.knownHostsLine)
-        return (fixture, dropbear, ["target = \"\(dropbear.user)@127.0.0.1:\(dropbear.port)\"", "known_hosts = \"\(knownHosts)\""])
+        return (
+            fixture, dropbear,
+            ["target = \"\(dropbear.user)@127.0.0.1:\(dropbear.port)\"", "known_hosts = \"\(knownHosts)\""]
+        )
     }
 
     @Test("dropbear by file: rsa-sha2-512 and rsa-sha2-256 refused, ssh-rsa accepted, in one session")
@@ -120,7 +137,9 @@ struct RSAAuthenticationTests {
         }
         let log = try await connect(fixture, extra: target + ["identity_file = \"\(key.privatePath)\""], seed: 9)
         #expect(log.contains("ssh.auth=ssh-rsa ssh.auth_attempts=3"), "\(log)")
-        #expect(dropbear.log().contains("Pubkey auth succeeded for '\(dropbear.user)' with ssh-rsa key"), "\(dropbear.log())")
+        #expect(
+            dropbear.log().contains("Pubkey auth succeeded for '\(dropbear.user)' with ssh-rsa key"),
+            "\(dropbear.log())")
     }
 
     @Test("dropbear through the agent: the same fallback, the last step through libssh2's agent path")
@@ -135,7 +154,9 @@ struct RSAAuthenticationTests {
         defer { agent.stop() }
         try agent.add(key)
         let log = try await connect(fixture, extra: target, environment: agent.environment, seed: 10)
-        #expect(log.contains("ssh.auth=ssh-rsa ssh.auth_attempts=3") && log.contains("authenticated with an ssh-agent key"), "\(log)")
+        #expect(
+            log.contains("ssh.auth=ssh-rsa ssh.auth_attempts=3") && log.contains("authenticated with an ssh-agent key"),
+            "\(log)")
     }
 }
 
@@ -155,7 +176,8 @@ struct DefaultIdentityTests {
         let (echo, localPort) = try await fixture.startEchoTunnel(identity: false, environment: ["HOME": home])
         defer { echo.stop() }
         let log = fixture.daemonLog
-        #expect(log.contains("identity_file=\(ssh)/id_rsa") && log.contains("authenticated with identity file"), "\(log)")
+        #expect(
+            log.contains("identity_file=\(ssh)/id_rsa") && log.contains("authenticated with identity file"), "\(log)")
         #expect(log.contains("ssh.auth_attempts=2"), "id_ed25519 first, then id_rsa: \(log)")
         let sshd = fixture.server.log()
         let edOffered = sshd.range(of: "ED25519 \(ed.fingerprint)")
@@ -171,7 +193,10 @@ struct DefaultIdentityTests {
         try fixture.writeConfig(fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, identity: false))
         try fixture.startDaemon()
         try await fixture.waitForState(.failed)
-        #expect(fixture.daemonLog.contains("no credentials: SSH_AUTH_SOCK is not set (no ssh-agent) and no identity_file is configured and none of ~/.ssh/id_ed25519"))
+        #expect(
+            fixture.daemonLog.contains(
+                "no credentials: SSH_AUTH_SOCK is not set (no ssh-agent) and no identity_file is configured and none of ~/.ssh/id_ed25519"
+            ))
     }
 
     @Test("identity_file as a list: each tried in order, each failure named")
@@ -219,15 +244,22 @@ struct DefaultIdentityTests {
         defer { fixture.cleanup() }
         let agent = try SSHAgent()
         defer { agent.stop() }
-        for index in 0..<2 { try agent.add(try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_stranger\(index)")) }
+        for index in 0..<2 {
+            try agent.add(try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_stranger\(index)"))
+        }
         let key = try rsa.copy(2048, to: fixture.directory, name: "id_right")
         try fixture.server.authorize(key)
         let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""]))
+        try fixture.writeConfig(
+            fixture.tunnel(
+                localPort: localPort, remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""])
+        )
         try fixture.startDaemon(environment: agent.environment)
         try await fixture.waitForLog("connection attempt failed")
         #expect(
-            fixture.daemonLog.contains("the server ended the session (Too many authentication failures) at authentication attempt 2 (its MaxAuthTries"),
+            fixture.daemonLog.contains(
+                "the server ended the session (Too many authentication failures) at authentication attempt 2 (its MaxAuthTries"
+            ),
             "\(fixture.daemonLog)")
         #expect(fixture.daemonLog.contains("offer fewer keys: identities_only = true"))
         _ = fixture.daemon?.terminate(grace: .seconds(3))
@@ -269,9 +301,14 @@ struct CertificateTests {
         return (fixture, ca)
     }
 
-    private func certified(_ type: String, _ fixture: TunnelFixture, ca: TestDirectory, name: String) throws -> (key: KeyPair, certificate: String) {
+    private func certified(
+        _ type: String, _ fixture: TunnelFixture, ca: TestDirectory, name: String
+    ) throws -> (key: KeyPair, certificate: String) {
         let key = try KeyPair.generate(type: type, in: fixture.directory, name: name)
-        try Subprocess.run("ssh-keygen", ["-q", "-s", ca.file("user_ca"), "-I", "ecto-test", "-n", fixture.server.user, key.publicPath]).check()
+        try Subprocess.run(
+            "ssh-keygen",
+            ["-q", "-s", ca.file("user_ca"), "-I", "ecto-test", "-n", fixture.server.user, key.publicPath]
+        ).check()
         return (key, key.privatePath + "-cert.pub")
     }
 
@@ -283,12 +320,17 @@ struct CertificateTests {
             ca.cleanup()
         }
         let (key, certificate) = try certified("ecdsa", fixture, ca: ca, name: "id_cert_ecdsa")
-        let (echo, localPort) = try await fixture.startEchoTunnel(identity: false, extra: ["identity_file = \"\(key.privatePath)\""])
+        let (echo, localPort) = try await fixture.startEchoTunnel(
+            identity: false, extra: ["identity_file = \"\(key.privatePath)\""])
         defer { echo.stop() }
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 13, count: 1000) })
-        #expect(fixture.daemonLog.contains("ssh.auth=certificate \(certificate) ssh.auth_attempts=1"), "\(fixture.daemonLog)")
+        #expect(
+            fixture.daemonLog.contains("ssh.auth=certificate \(certificate) ssh.auth_attempts=1"),
+            "\(fixture.daemonLog)")
         let sshd = fixture.server.log()
-        #expect(sshd.contains("Accepted publickey for \(fixture.server.user)") && sshd.contains("ECDSA-CERT") && sshd.contains("ID ecto-test"), "\(sshd)")
+        #expect(
+            sshd.contains("Accepted publickey for \(fixture.server.user)") && sshd.contains("ECDSA-CERT")
+                && sshd.contains("ID ecto-test"), "\(sshd)")
     }
 
     @Test("certificate_file names the certificate explicitly")
@@ -307,7 +349,9 @@ struct CertificateTests {
         #expect(fixture.daemonLog.contains("ssh.auth=certificate \(moved)"), "\(fixture.daemonLog)")
     }
 
-    @Test("an Ed25519 certificate (libssh2 1.10 cannot sign for it) is named and not offered; check refuses it as certificate_file")
+    @Test(
+        "an Ed25519 certificate (libssh2 1.10 cannot sign for it) is named and not offered; check refuses it as certificate_file"
+    )
     func ed25519CertificateRefused() async throws {
         let (fixture, ca) = try fixtureWithCA()
         defer {
@@ -316,11 +360,16 @@ struct CertificateTests {
         }
         let (key, certificate) = try certified("ed25519", fixture, ca: ca, name: "id_cert_ed")
         try fixture.writeConfig(
-            fixture.tunnel(localPort: try FreePort.probe(), remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""]))
+            fixture.tunnel(
+                localPort: try FreePort.probe(), remotePort: 9, identity: false,
+                extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
         try await fixture.waitForLog("connection attempt failed")
         let log = fixture.daemonLog
-        #expect(log.contains("certificate \(certificate) not offered (ssh-ed25519-cert-v01@openssh.com certificates cannot be used with libssh2 1.10"), "\(log)")
+        #expect(
+            log.contains(
+                "certificate \(certificate) not offered (ssh-ed25519-cert-v01@openssh.com certificates cannot be used with libssh2 1.10"
+            ), "\(log)")
         #expect(log.contains("use an ECDSA key and certificate"))
         #expect(!fixture.server.log().contains("ED25519-CERT"), "the certificate must not be offered")
         // As certificate_file: an error with file:line and key.
@@ -330,6 +379,9 @@ struct CertificateTests {
                 extra: ["identity_file = \"\(key.privatePath)\"", "certificate_file = \"\(certificate)\""]))
         let check = try fixture.runCLI(["check", "--config", fixture.configPath])
         #expect(check.status == 1)
-        #expect(check.stderr.contains("\(fixture.configPath):10: tunnels.t.certificate_file: ssh-ed25519-cert-v01@openssh.com certificates cannot be used"), "\(check.stderr)")
+        #expect(
+            check.stderr.contains(
+                "\(fixture.configPath):10: tunnels.t.certificate_file: ssh-ed25519-cert-v01@openssh.com certificates cannot be used"
+            ), "\(check.stderr)")
     }
 }

@@ -13,7 +13,9 @@ struct SessionsTests {
     }
 
     func waitForSessionsUp(_ fixture: TunnelFixture, _ count: Int, timeout: Duration = .seconds(10)) async throws {
-        try await waitUntil(timeout: timeout, "\(count) sessions up; status: \(String(describing: try? report(fixture)))") {
+        try await waitUntil(
+            timeout: timeout, "\(count) sessions up; status: \(String(describing: try? report(fixture)))"
+        ) {
             (try? self.report(fixture))?.sessionsUp == count
         }
     }
@@ -34,7 +36,9 @@ struct SessionsTests {
         return (try? client.receive(exactly: message.count)) == message
     }
 
-    @Test("sessions = 3: connections spread evenly; a session killed takes only its share, the tunnel stays up, the session comes back")
+    @Test(
+        "sessions = 3: connections spread evenly; a session killed takes only its share, the tunnel stays up, the session comes back"
+    )
     func spreadAndPartialLoss() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
@@ -44,7 +48,8 @@ struct SessionsTests {
         // A lost session waits 0.75-1.5 s before it reconnects: long enough to see the others serve.
         try fixture.writeConfig(
             fixture.tunnel(
-                localPort: port, remotePort: echo.port, extra: ["sessions = 3", "backoff_initial = \"1500ms\"", "backoff_max = \"3s\""]))
+                localPort: port, remotePort: echo.port,
+                extra: ["sessions = 3", "backoff_initial = \"1500ms\"", "backoff_max = \"3s\""]))
         try fixture.startDaemon()
         try await waitForSessionsUp(fixture, 3)
         #expect(fixture.server.sessionProcesses.count == 3, "one SSH connection per session")
@@ -92,12 +97,17 @@ struct SessionsTests {
         defer { kill(listener, SIGCONT) }
         for pid in [primary] + ProcessTree.descendants(of: primary) { kill(pid, SIGKILL) }
         try await fixture.waitForLog("session lost", count: 2)
-        let served = try await offload { (0..<5).filter { (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true }.count }
+        let served = try await offload {
+            (0..<5).filter {
+                (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true
+            }.count
+        }
         let meanwhile = try report(fixture)
         #expect(served == 5, "new connections are served by the other sessions")
         #expect(meanwhile?.state == .up)
         // Served while the first session was still away (it waits ≥ 0.75 s), not held for it.
-        #expect(meanwhile?.sessionsUp == 2, "served before the first session came back: \(String(describing: meanwhile))")
+        #expect(
+            meanwhile?.sessionsUp == 2, "served before the first session came back: \(String(describing: meanwhile))")
         kill(listener, SIGCONT)
         try await waitForSessionsUp(fixture, 3)
     }
@@ -121,7 +131,8 @@ struct SessionsTests {
         try await waitForSessionsUp(fixture, 2)
         let now = try #require(try report(fixture))
         #expect(now.sessions == 2)
-        #expect(now.draining.count == 1 && now.draining.first?.connections == 3, "the old sessions drain: \(now.draining)")
+        #expect(
+            now.draining.count == 1 && now.draining.first?.connections == 3, "the old sessions drain: \(now.draining)")
         #expect(fixture.server.sessionProcesses.count == 5, "3 old sessions draining + 2 new")
         let alive = try await offload { clients.enumerated().filter { stillEchoes($0.element, $0.offset) }.count }
         #expect(alive == 3, "open connections keep their old sessions")
@@ -143,7 +154,9 @@ struct SessionsTests {
         try await fixture.waitForState(.failed)
         try await Task.sleep(for: .seconds(1))
         let log = fixture.daemonLog
-        #expect(log.components(separatedBy: "connection attempt failed").count - 1 == 3, "three tries in all, not nine: \(log)")
+        #expect(
+            log.components(separatedBy: "connection attempt failed").count - 1 == 3,
+            "three tries in all, not nine: \(log)")
         #expect(!log.contains("tunnel.session=2/3] connection attempt"), "the other sessions never tried")
         #expect(try report(fixture)?.state == .failed)
     }

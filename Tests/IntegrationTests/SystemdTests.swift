@@ -5,7 +5,8 @@ import Testing
 
 /// The repository root.
 private func repositoryRoot(filePath: StaticString = #filePath) -> String {
-    URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    URL(fileURLWithPath: "\(filePath)").deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 }
 
 /// The unit files as shipped (units/ in the repository).
@@ -92,7 +93,8 @@ final class SystemdFixture: @unchecked Sendable {
         guard result.status == 0 else {
             throw TestSupportError(
                 .commandFailed(status: result.status),
-                "install failed: \(result.stderr)\(result.stdout)\n--- daemon log:\n\(daemonLog)\n--- manager:\n\(manager.log)")
+                "install failed: \(result.stderr)\(result.stdout)\n--- daemon log:\n\(daemonLog)\n--- manager:\n\(manager.log)"
+            )
         }
         return result
     }
@@ -103,7 +105,9 @@ final class SystemdFixture: @unchecked Sendable {
 
     /// The unit's states, for failure messages.
     var states: String {
-        (try? manager.systemctl(["show", "--property=ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStatus", "ecto-tunnel.service"]).stdout) ?? ""
+        (try? manager.systemctl([
+            "show", "--property=ActiveState,SubState,Result,MainPID,NRestarts,ExecMainStatus", "ecto-tunnel.service",
+        ]).stdout) ?? ""
     }
 
     func mainPID() throws -> pid_t { pid_t(try property("MainPID")) ?? 0 }
@@ -128,19 +132,27 @@ final class SystemdFixture: @unchecked Sendable {
         }
         let daemonNS = namespace(try? mainPID())
         let sshdNS = namespace(server.pid)
-        var text = "--- network namespace: this thread \(threadNS), this process \(processNS), pid 1 \(initNS), daemon \(daemonNS), sshd \(sshdNS)\n"
+        var text =
+            "--- network namespace: this thread \(threadNS), this process \(processNS), pid 1 \(initNS), daemon \(daemonNS), sshd \(sshdNS)\n"
         for port in [localPort, echo.port, server.port] {
             text += "--- ss for :\(port)\n"
-            text += (try? Subprocess.run("ss", ["-tanpe", "( sport = :\(port) or dport = :\(port) )"]).stdout) ?? "(ss failed)"
+            text +=
+                (try? Subprocess.run("ss", ["-tanpe", "( sport = :\(port) or dport = :\(port) )"]).stdout)
+                ?? "(ss failed)"
         }
         text += "--- processes of \(SystemdUserManager.userName):\n"
-        text += (try? Subprocess.run("ps", ["-u", SystemdUserManager.userName, "-L", "-o", "pid,tid,stat,pcpu,lstart,args"]).stdout) ?? ""
+        text +=
+            (try? Subprocess.run(
+                "ps", ["-u", SystemdUserManager.userName, "-L", "-o", "pid,tid,stat,pcpu,lstart,args"]
+            ).stdout) ?? ""
         text += "--- states: \(states)\n--- daemon log:\n\(daemonLog)"
         return text
     }
 
     func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {
-        try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
+        try await waitUntil(
+            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
+        ) {
             self.daemonLog.components(separatedBy: text).count - 1 >= count
         }
     }
@@ -154,7 +166,9 @@ struct SystemdTests {
         let directory = try TestDirectory(prefix: "ecto-verify")
         defer { directory.cleanup() }
         let runtime = try directory.makeSubdirectory("rt")
-        for (name, checkedAs) in [("ecto-tunnel.service", "ecto-tunnel.service"), ("ecto-tunnel@.service", "ecto-tunnel@check.service")] {
+        for (name, checkedAs) in [
+            ("ecto-tunnel.service", "ecto-tunnel.service"), ("ecto-tunnel@.service", "ecto-tunnel@check.service"),
+        ] {
             let text = try shippedUnit(name).replacingOccurrences(of: "/usr/local/bin/ecto-tunnel", with: binary)
             #expect(text.contains("ExecStart=\(binary) run"), "\(name) has no ExecStart to substitute")
             let path = try directory.write(checkedAs, text, mode: 0o644)
@@ -173,7 +187,9 @@ struct SystemdTests {
         return "\(info.st_dev):\(info.st_ino)"
     }
 
-    @Test("under journald (JOURNAL_STREAM names stderr) every log line, each line of a multi-line message too, starts with its priority <N>")
+    @Test(
+        "under journald (JOURNAL_STREAM names stderr) every log line, each line of a multi-line message too, starts with its priority <N>"
+    )
     func journaldPriorityPrefixes() async throws {
         let directory = try TestDirectory(prefix: "ecto-journal")
         defer { directory.cleanup() }
@@ -212,7 +228,9 @@ struct SystemdTests {
         }
     }
 
-    @Test("JOURNAL_STREAM that does not name stderr (inherited, stderr redirected to a file) is ignored: plain timestamped lines")
+    @Test(
+        "JOURNAL_STREAM that does not name stderr (inherited, stderr redirected to a file) is ignored: plain timestamped lines"
+    )
     func journalStreamOfAnotherFileIgnored() async throws {
         let directory = try TestDirectory(prefix: "ecto-journal")
         defer { directory.cleanup() }
@@ -235,7 +253,9 @@ struct SystemdTests {
         }
     }
 
-    @Test("SIGABRT/SIGQUIT from outside (systemd's watchdog, kill): a log line, every thread's backtrace, then the daemon ends by that signal within 2 s")
+    @Test(
+        "SIGABRT/SIGQUIT from outside (systemd's watchdog, kill): a log line, every thread's backtrace, then the daemon ends by that signal within 2 s"
+    )
     func abortSignalEndsDaemon() async throws {
         let directory = try TestDirectory(prefix: "ecto-abort")
         defer { directory.cleanup() }
@@ -243,7 +263,8 @@ struct SystemdTests {
         for signal in [SIGABRT, SIGQUIT] {
             let name = signal == SIGABRT ? "SIGABRT" : "SIGQUIT"
             let daemon = try Subprocess(
-                try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+                try ProductLocator.binary("ecto-tunnel"),
+                ["run", "--config", config, "--socket", directory.file("s.sock")],
                 extraEnvironment: ["NOTIFY_SOCKET": ""],
                 stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
             try await waitUntil(timeout: .seconds(10), "the daemon running\n\(daemon.stderr())") {
@@ -254,7 +275,9 @@ struct SystemdTests {
             let ended = await daemon.waitTermination(timeout: .seconds(2))
             let took = sent.duration(to: .now)
             if ended == nil { daemon.kill() }
-            #expect(ended == .signaled(signal), "\(name): \(ended?.description ?? "still running after 2 s")\n\(daemon.stderr())")
+            #expect(
+                ended == .signaled(signal),
+                "\(name): \(ended?.description ?? "still running after 2 s")\n\(daemon.stderr())")
             let log = daemon.stderr()
             #expect(log.contains("critical received \(name) from pid \(getpid())"), "\(log)")
             #expect(log.contains("Thread 1 \"abort signals\" crashed"), "\(log)")
@@ -281,13 +304,16 @@ struct SystemdTests {
 
             """)
         let daemon = try Subprocess(
-            try ProductLocator.binary("ecto-tunnel"), ["run", "--config", config, "--socket", directory.file("s.sock")],
+            try ProductLocator.binary("ecto-tunnel"),
+            ["run", "--config", config, "--socket", directory.file("s.sock")],
             extraEnvironment: ["NOTIFY_SOCKET": "", "ECTO_TUNNEL_TEST_CRASH": "driver"],
             stdoutPath: directory.file("out"), stderrPath: directory.file("err"))
         let ended = await daemon.waitTermination(timeout: .seconds(10))
         if ended == nil { daemon.kill() }
         // x86_64 traps with ud2 (SIGILL), arm64 with brk (SIGTRAP).
-        #expect(ended == .signaled(SIGILL) || ended == .signaled(SIGTRAP), "\(ended?.description ?? "still running")\n\(daemon.stderr())")
+        #expect(
+            ended == .signaled(SIGILL) || ended == .signaled(SIGTRAP),
+            "\(ended?.description ?? "still running")\n\(daemon.stderr())")
         let log = daemon.stderr()
         #expect(log.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"), "\(log)")
         #expect(log.contains("\"tunnel t\" crashed"), "\(log)")
@@ -304,7 +330,9 @@ struct SystemdTests {
                 binary, [command, "--config", directory.file("config.toml")],
                 extraEnvironment: ["XDG_RUNTIME_DIR": directory.path, "HOME": directory.path])
             #expect(result.status == 1, "\(command): \(result.stdout)\(result.stderr)")
-            #expect(result.stderr.contains("no systemd user manager is reachable (XDG_RUNTIME_DIR=\(directory.path))"), "\(result.stderr)")
+            #expect(
+                result.stderr.contains("no systemd user manager is reachable (XDG_RUNTIME_DIR=\(directory.path))"),
+                "\(result.stderr)")
             #expect(result.stderr.contains("ecto-tunnel run"))
         }
         #expect(!FileManager.default.fileExists(atPath: directory.file(".config/systemd/user/ecto-tunnel.service")))
@@ -319,10 +347,12 @@ struct SystemdTests {
         #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
         #expect(result.stderr.contains("config.toml:3"), "the error names file:line: \(result.stderr)")
         #expect(result.stderr.contains("lokal"), "\(result.stderr)")
-        #expect(!FileManager.default.fileExists(atPath: fixture.manager.configHome + "/systemd/user/ecto-tunnel.service"))
+        #expect(
+            !FileManager.default.fileExists(atPath: fixture.manager.configHome + "/systemd/user/ecto-tunnel.service"))
     }
 
-    @Test("install: active only after READY (listener bound, status sent), the tunnel works at once, units match units/")
+    @Test(
+        "install: active only after READY (listener bound, status sent), the tunnel works at once, units match units/")
     func installBringsServiceUp() async throws {
         let start = ContinuousClock.now
         let fixture = try SystemdFixture()
@@ -347,7 +377,8 @@ struct SystemdTests {
         // The CLI reaches the service's control socket at its default path ($XDG_RUNTIME_DIR).
         let status = try fixture.cli(["status", "--json"])
         #expect(status.status == 0, "\(status)")
-        #expect(status.stdout.contains("\"name\":\"t\"") && status.stdout.contains("\"state\":\"up\""), "\(status.stdout)")
+        #expect(
+            status.stdout.contains("\"name\":\"t\"") && status.stdout.contains("\"state\":\"up\""), "\(status.stdout)")
         var socketInfo = stat()
         #expect(stat(fixture.manager.runtimeDirectory + "/ecto-tunnel/control.sock", &socketInfo) == 0)
         #expect(socketInfo.st_uid == fixture.manager.uid && socketInfo.st_mode & 0o777 == 0o600)
@@ -364,11 +395,15 @@ struct SystemdTests {
                 of: "--config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock",
                 with: "--config \(fixture.configPath)")
         #expect(installed.hasPrefix("# Written by `ecto-tunnel install`"))
-        #expect(installed.split(separator: "\n", maxSplits: 1)[1] == expected[...], "installed unit differs from units/ecto-tunnel.service")
+        #expect(
+            installed.split(separator: "\n", maxSplits: 1)[1] == expected[...],
+            "installed unit differs from units/ecto-tunnel.service")
         let template = try String(contentsOfFile: unitDirectory + "ecto-tunnel@.service", encoding: .utf8)
         let expectedTemplate = try shippedUnit("ecto-tunnel@.service")
             .replacingOccurrences(of: "/usr/local/bin/ecto-tunnel", with: fixture.binary)
-        #expect(template.split(separator: "\n", maxSplits: 1)[1] == expectedTemplate[...], "installed template differs from units/")
+        #expect(
+            template.split(separator: "\n", maxSplits: 1)[1] == expectedTemplate[...],
+            "installed template differs from units/")
 
         // Installing again with nothing changed keeps the running daemon.
         let pid = try fixture.mainPID()
@@ -378,7 +413,9 @@ struct SystemdTests {
         print("[figure] install test took \(start.duration(to: .now))")
     }
 
-    @Test("every fd of the running daemon (listener, SSH socket, accepted client, control socket, eventfds, timerfd, netlink) is close-on-exec")
+    @Test(
+        "every fd of the running daemon (listener, SSH socket, accepted client, control socket, eventfds, timerfd, netlink) is close-on-exec"
+    )
     func daemonFDsAreCloseOnExec() async throws {
         let fixture = try SystemdFixture()
         defer { fixture.cleanup() }
@@ -398,7 +435,9 @@ struct SystemdTests {
             let flagsLine = info.split(separator: "\n").first { $0.hasPrefix("flags:") }
             let flags = flagsLine.flatMap { Int($0.split(separator: "\t").last ?? "", radix: 8) } ?? 0
             kinds.append("\(fd) \(target)")
-            #expect(flags & Int(O_CLOEXEC) != 0, "fd \(fd) (\(target)) of the daemon is not close-on-exec: flags \(String(flags, radix: 8))")
+            #expect(
+                flags & Int(O_CLOEXEC) != 0,
+                "fd \(fd) (\(target)) of the daemon is not close-on-exec: flags \(String(flags, radix: 8))")
         }
         // The census covers what it should: sockets (control, listener, SSH, client, netlink),
         // eventfds and the timerfd.
@@ -424,7 +463,8 @@ struct SystemdTests {
         }
     }
 
-    @Test("a crash of a driver thread (SIGILL): systemd restarts the daemon (Restart=on-failure), the tunnel works again")
+    @Test(
+        "a crash of a driver thread (SIGILL): systemd restarts the daemon (Restart=on-failure), the tunnel works again")
     func restartAfterCrash() async throws {
         let fixture = try SystemdFixture()
         defer { fixture.cleanup() }
@@ -432,17 +472,22 @@ struct SystemdTests {
         let first = try fixture.mainPID()
         try fixture.manager.systemctl(["set-environment", "ECTO_TUNNEL_TEST_CRASH=driver"]).check()
         try fixture.manager.systemctl(["restart", "--no-block", "ecto-tunnel.service"]).check()
-        try await waitUntil(timeout: .seconds(15), poll: .milliseconds(50), "a crash seen by systemd\n\(fixture.states)\n\(fixture.daemonLog)") {
+        try await waitUntil(
+            timeout: .seconds(15), poll: .milliseconds(50),
+            "a crash seen by systemd\n\(fixture.states)\n\(fixture.daemonLog)"
+        ) {
             let result = (try? fixture.property("Result")) ?? ""
             return result == "signal" || result == "core-dump"
         }
         try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_CRASH"]).check()
         #expect(fixture.daemonLog.contains("Fatal error: ECTO_TUNNEL_TEST_CRASH=driver"))
         #expect(fixture.daemonLog.contains("\"tunnel t\" crashed"), "\(fixture.daemonLog)")
-        try await waitUntil(timeout: .seconds(20), "restarted after the crash\n\(fixture.states)\n\(fixture.daemonLog)") {
+        try await waitUntil(timeout: .seconds(20), "restarted after the crash\n\(fixture.states)\n\(fixture.daemonLog)")
+        {
             let pid = (try? fixture.mainPID()) ?? 0
             return pid != 0 && pid != first && (try? fixture.property("ActiveState")) == "active"
-                && !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains("ECTO_TUNNEL_TEST_CRASH")
+                && !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains(
+                    "ECTO_TUNNEL_TEST_CRASH")
         }
         #expect(try Int(fixture.property("NRestarts")) ?? 0 >= 1)
         try await waitUntil(timeout: .seconds(10), "echo through the daemon restarted after the crash") {
@@ -450,7 +495,9 @@ struct SystemdTests {
         }
     }
 
-    @Test("watchdog: pings while the supervisor makes progress, fires (Result=watchdog) and restarts when a driver stalls")
+    @Test(
+        "watchdog: pings while the supervisor makes progress, fires (Result=watchdog) and restarts when a driver stalls"
+    )
     func watchdogFires() async throws {
         // A short WatchdogSec= so the test takes seconds; the mechanism is the unit's.
         let fixture = try SystemdFixture(dropIn: "WatchdogSec=2s")
@@ -476,20 +523,28 @@ struct SystemdTests {
         // SIGABRT ends the stalled daemon at once, after every thread's backtrace: not only at
         // TimeoutAbortSec= (5 s) with SIGKILL, as when the runtime's crash handler returned.
         let aborted = ContinuousClock.now
-        try await waitUntil(timeout: .seconds(6), poll: .milliseconds(20), "the stalled daemon \(stalled) gone\n\(fixture.states)") {
+        try await waitUntil(
+            timeout: .seconds(6), poll: .milliseconds(20), "the stalled daemon \(stalled) gone\n\(fixture.states)"
+        ) {
             kill(stalled, 0) != 0
         }
         let abortTook = aborted.duration(to: .now)
-        #expect(abortTook < .seconds(2), "the stalled daemon lived \(abortTook) after the watchdog's SIGABRT\n\(fixture.daemonLog)")
+        #expect(
+            abortTook < .seconds(2),
+            "the stalled daemon lived \(abortTook) after the watchdog's SIGABRT\n\(fixture.daemonLog)")
         let log = fixture.daemonLog
         #expect(log.contains("watchdog: no progress from tunnel t (thread \"tunnel t\" (tid "), "\(log)")
         #expect(log.contains("received SIGABRT from pid"), "\(log)")
         #expect(log.contains("the watchdog found no progress from tunnel t (thread \"tunnel t\""), "\(log)")
-        #expect(log.contains("Thread ") && log.contains(" \"tunnel t\""), "the stuck thread's backtrace, by name:\n\(log)")
+        #expect(
+            log.contains("Thread ") && log.contains(" \"tunnel t\""), "the stuck thread's backtrace, by name:\n\(log)")
         #expect(log.contains("Backtrace took"), "\(log)")
         print("[figure] watchdog SIGABRT to exit: \(abortTook)")
         try fixture.manager.systemctl(["unset-environment", "ECTO_TUNNEL_TEST_STALL"]).check()
-        try await waitUntil(timeout: .seconds(20), "restarted after the watchdog\n\(fixture.states)\n\(fixture.daemonLog)\n--- manager:\n\(fixture.manager.log)") {
+        try await waitUntil(
+            timeout: .seconds(20),
+            "restarted after the watchdog\n\(fixture.states)\n\(fixture.daemonLog)\n--- manager:\n\(fixture.manager.log)"
+        ) {
             let pid = (try? fixture.mainPID()) ?? 0
             return pid != 0 && pid != stalled && (try? fixture.property("ActiveState")) == "active"
         }
@@ -500,14 +555,18 @@ struct SystemdTests {
         // namespace, so this fixture's sshd and systemd --user were sometimes spawned there, out
         // of reach of the echo. NetworkLab now returns its threads to their namespace (3 of 3
         // passed). Asserted, with the namespaces and sockets in the message if it ever fails.
-        try await waitUntil(timeout: .seconds(20), "the tunnel up after the watchdog restart\n\(fixture.states)\n\(fixture.daemonLog)") {
+        try await waitUntil(
+            timeout: .seconds(20), "the tunnel up after the watchdog restart\n\(fixture.states)\n\(fixture.daemonLog)"
+        ) {
             (try? fixture.cli(["status", "t"]))?.status == 0
         }
         var echoed = false
         for attempt in 0..<6 where !echoed {
             echoed = (try? fixture.echoWorks(seed: 3 + UInt64(attempt))) == true
         }
-        #expect(echoed, "no echo through the tunnel after the watchdog restart\n\(fixture.socketsReport())\n\(fixture.daemonLog)")
+        #expect(
+            echoed,
+            "no echo through the tunnel after the watchdog restart\n\(fixture.socketsReport())\n\(fixture.daemonLog)")
     }
 
     @Test("systemctl --user reload applies a config change: RELOADING/READY, same process, new tunnel up")
@@ -587,12 +646,15 @@ struct SystemdTests {
         try fixture.manager.systemctl(["daemon-reload"]).check()
         try fixture.manager.systemctl(["enable", "--now", "ecto-tunnel@work.service"], timeout: .seconds(30)).check()
         let unit = "ecto-tunnel@work.service"
-        #expect(try fixture.manager.property("ActiveState", of: unit) == "active", "\((try? String(contentsOfFile: instanceLog, encoding: .utf8)) ?? "")")
+        #expect(
+            try fixture.manager.property("ActiveState", of: unit) == "active",
+            "\((try? String(contentsOfFile: instanceLog, encoding: .utf8)) ?? "")")
         #expect(try echoRoundTrip(port: port, seed: 5, count: 16 * 1024), "echo through the instance")
         #expect(try fixture.echoWorks(seed: 6), "echo through the main daemon")
         let execStart = try fixture.manager.property("ExecStart", of: unit)
         #expect(execStart.contains("--config \(fixture.manager.configHome)/ecto-tunnel/work.toml"), "\(execStart)")
-        #expect(execStart.contains("--socket \(fixture.manager.runtimeDirectory)/ecto-tunnel/work.sock"), "\(execStart)")
+        #expect(
+            execStart.contains("--socket \(fixture.manager.runtimeDirectory)/ecto-tunnel/work.sock"), "\(execStart)")
         #expect(try fixture.manager.property("MainPID", of: unit) != String(try fixture.mainPID()))
 
         let result = try fixture.cli(["uninstall"])
@@ -601,7 +663,9 @@ struct SystemdTests {
         #expect(try fixture.manager.property("ActiveState", of: unit) == "inactive")
     }
 
-    @Test("make install PREFIX=~/.local: install enables that unit instead of writing one (and removes the one it wrote before); uninstall and make uninstall leave nothing")
+    @Test(
+        "make install PREFIX=~/.local: install enables that unit instead of writing one (and removes the one it wrote before); uninstall and make uninstall leave nothing"
+    )
     func installedUnitIsEnabledNotCopied() async throws {
         let fixture = try SystemdFixture()
         defer { fixture.cleanup() }
@@ -618,23 +682,34 @@ struct SystemdTests {
         let installed = home + "/.local/bin/ecto-tunnel"
         let shipped = home + "/.local/share/systemd/user/ecto-tunnel.service"
         let shippedText = try String(contentsOfFile: shipped, encoding: .utf8)
-        #expect(shippedText.contains("\nExecStart=\(installed) run --config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock\n"))
-        for file in ["bash-completion/completions/ecto-tunnel", "zsh/site-functions/_ecto-tunnel", "fish/vendor_completions.d/ecto-tunnel.fish", "systemd/user/ecto-tunnel@.service"] {
+        #expect(
+            shippedText.contains(
+                "\nExecStart=\(installed) run --config %E/ecto-tunnel/config.toml --socket %t/ecto-tunnel/control.sock\n"
+            ))
+        for file in [
+            "bash-completion/completions/ecto-tunnel", "zsh/site-functions/_ecto-tunnel",
+            "fish/vendor_completions.d/ecto-tunnel.fish", "systemd/user/ecto-tunnel@.service",
+        ] {
             #expect(FileManager.default.fileExists(atPath: home + "/.local/share/" + file), "\(file) not installed")
         }
 
         let result = try fixture.manager.runAsUser(installed, ["install"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)\n--- daemon log:\n\(fixture.daemonLog)")
-        #expect(result.stdout.contains("removed \(unitDirectory)ecto-tunnel.service: the installed \(shipped) replaces it"), "\(result.stdout)")
+        #expect(
+            result.stdout.contains("removed \(unitDirectory)ecto-tunnel.service: the installed \(shipped) replaces it"),
+            "\(result.stdout)")
         #expect(result.stdout.contains("using the installed unit \(shipped)"), "\(result.stdout)")
         #expect(result.stdout.contains("restarted ecto-tunnel.service"), "\(result.stdout)")
         #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel.service"))
         #expect(!FileManager.default.fileExists(atPath: unitDirectory + "ecto-tunnel@.service"))
         #expect(try fixture.property("FragmentPath") == shipped)
         try await waitUntil(timeout: .seconds(20), "the installed unit active with a new daemon\n\(fixture.states)") {
-            (try? fixture.property("ActiveState")) == "active" && (try? fixture.mainPID()).map { $0 != firstPID && $0 != 0 } == true
+            (try? fixture.property("ActiveState")) == "active"
+                && (try? fixture.mainPID()).map { $0 != firstPID && $0 != 0 } == true
         }
-        try await waitUntil(timeout: .seconds(15), "an echo through the installed unit's tunnel\n\(fixture.socketsReport())") {
+        try await waitUntil(
+            timeout: .seconds(15), "an echo through the installed unit's tunnel\n\(fixture.socketsReport())"
+        ) {
             (try? fixture.echoWorks(seed: 21)) == true
         }
         #expect(try fixture.property("UnitFileState") == "enabled")
@@ -647,7 +722,9 @@ struct SystemdTests {
         let own = try fixture.manager.runAsUser(installed, ["install", "--config", other])
         #expect(own.status == 0, "\(own.stdout)\(own.stderr)")
         #expect(own.stdout.contains("not using the installed unit"), "\(own.stdout)")
-        #expect(try String(contentsOfFile: unitDirectory + "ecto-tunnel.service", encoding: .utf8).contains("--config \(other)"))
+        #expect(
+            try String(contentsOfFile: unitDirectory + "ecto-tunnel.service", encoding: .utf8).contains(
+                "--config \(other)"))
         #expect(try fixture.property("FragmentPath") == unitDirectory + "ecto-tunnel.service")
 
         let uninstall = try fixture.manager.runAsUser(installed, ["uninstall"])

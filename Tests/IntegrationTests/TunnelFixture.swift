@@ -16,8 +16,11 @@ final class TunnelFixture: @unchecked Sendable {
     let socketPath: String
     private(set) var daemon: Subprocess?
 
-    init(hostKeyType: String = "ed25519", clientKeyType: String = "ed25519", trustHost: Bool = true, authorize: Bool = true,
-         sshdOptions: [String] = []) throws {
+    init(
+        hostKeyType: String = "ed25519", clientKeyType: String = "ed25519", trustHost: Bool = true,
+        authorize: Bool = true,
+        sshdOptions: [String] = []
+    ) throws {
         directory = try TestDirectory(prefix: "ecto-it")
         server = try SSHServer(hostKeyType: hostKeyType, extraConfig: sshdOptions)
         clientKey = try KeyPair.generate(type: clientKeyType, in: directory, name: "id_client")
@@ -86,7 +89,9 @@ final class TunnelFixture: @unchecked Sendable {
         let binary = try ProductLocator.binary("ecto-tunnel")
         let command = launcher.isEmpty ? binary : try Subprocess.resolve(launcher[0])
         let process = try Subprocess(
-            command, Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["run", "--config", configPath] + arguments,
+            command,
+            Array(launcher.dropFirst()) + (launcher.isEmpty ? [] : [binary]) + ["run", "--config", configPath]
+                + arguments,
             environment: env, stdoutPath: directory.file("daemon.out"), stderrPath: directory.file("daemon.log"))
         daemon = process
         return process
@@ -109,7 +114,9 @@ final class TunnelFixture: @unchecked Sendable {
     var daemonLog: String { daemon?.stderr() ?? "" }
 
     func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
-        try await waitUntil(timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)") {
+        try await waitUntil(
+            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
+        ) {
             self.daemonLog.components(separatedBy: text).count - 1 >= count
         }
     }
@@ -150,7 +157,8 @@ func mbPerSecond(_ bytes: Int, _ elapsed: Duration) -> String {
 /// Waits until every tunnel in `names` (every configured one when nil) of the daemon on `socket`
 /// is in `wanted`, on `GET /v1/events` (its snapshot, then each change); `log` for the failure.
 func waitForTunnelState(
-    socket: String, _ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10), log: @escaping () -> String
+    socket: String, _ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10),
+    log: @escaping () -> String
 ) async throws {
     let deadline = ContinuousClock.now.advanced(by: timeout)
     let reached = try await offload { () -> Bool in
@@ -181,6 +189,8 @@ func waitForTunnelState(
     }
     guard reached else {
         throw TestSupportError(
-            .timeout, "tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events)\n--- daemon log:\n\(log())")
+            .timeout,
+            "tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events)\n--- daemon log:\n\(log())"
+        )
     }
 }

@@ -27,8 +27,8 @@ public enum SyscallResult<T> {
 
 /// The one place that turns a C call's `-1`/`errno` into Swift (the model: swift-nio's
 /// `System.swift`): `EINTR` is retried, `EAGAIN`/`EWOULDBLOCK` is `.wouldBlock` for the
-/// non-blocking forms, anything else is a thrown `SystemError` naming the call. Callers outside
-/// the tunnel drivers use it (the drivers' `Posix` enum predates it; see docs/architecture.md).
+/// non-blocking forms, anything else is a thrown `SystemError` naming the call. Every module
+/// uses it; the tunnel drivers through their thin `Posix` socket layer (docs/architecture.md).
 public enum Syscall {
     /// A call on a non-blocking descriptor (`read`, `recv`, `send`, `accept4`, …).
     @inline(__always)

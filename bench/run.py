@@ -289,6 +289,24 @@ class Bench:
             if not wait_for(lambda: self.probe(port), 10, 0.05):
                 raise RuntimeError("ecto-tunnel did not come up; see " + self.path(name + ".log"))
 
+    def start_ecto_forwards(self, name="fwd3", count=3):
+        """One tunnel with `forwards = [...]` of `count` entries: one session for all, the daemon-side
+        twin of `ssh -N -L -L -L` (the idle comparison of issue 17)."""
+        locals_ = [free_port() for _ in range(count)]
+        self.ports[name] = locals_[0]
+        conf = self.path(name + ".toml")
+        forwards = ", ".join('"127.0.0.1:%d:127.0.0.1:%d"' % (port, self.svc_port) for port in locals_)
+        with open(conf, "w") as f:
+            f.write('[tunnels.bench]\ntarget = "%s@127.0.0.1:%d"\nforwards = [%s]\nidentity_file = "%s"\n'
+                    'known_hosts = "%s"\n' % (self.user, self.ssh_port, forwards, self.path("id_ed25519"),
+                                             self.path("known_hosts")))
+        p = self.spawn([self.args.ecto_bin, "run", "--config", conf, "--socket", self.path(name + ".sock")],
+                       stderr_name=name + ".log", env=self.env())
+        self.pids[name] = p.pid
+        for port in locals_:
+            if not wait_for(lambda: self.probe(port), 10, 0.05):
+                raise RuntimeError("ecto-tunnel (forwards) did not come up; see " + self.path(name + ".log"))
+
     def start_ssh(self):
         locals_ = [free_port() for _ in range(3)]
         self.ports["ssh"] = locals_[0]
@@ -346,6 +364,7 @@ class Bench:
                 self.start_ecto(self.sweep_variant(n), tunnels=1, sessions=n)
         if self.args.ecto_baseline:
             self.start_ecto("base", self.args.ecto_baseline, tunnels=1)
+        self.start_ecto_forwards()
         self.start_ssh()
         self.start_bare()
         if not self.args.no_jump:
@@ -680,6 +699,24 @@ def table(rows, base=False, sessions=0):
     return "\n".join(lines)
 
 
+def forwards_table(fresh, idle):
+    """Idle cost of 3 forwards: one ecto-tunnel session (`forwards`), 3 ecto-tunnel sessions (3
+    tunnels), one `ssh -N -L -L -L` process."""
+    if "fwd3" not in (fresh or {}):
+        return ""
+    lines = ["| figure | unit | ecto, 1 tunnel of 3 forwards | ecto, 3 tunnels | ssh -L -L -L | 3 forwards/ssh |",
+             "|---|---|---|---|---|---|"]
+    def row(label, unit, vals):
+        lines.append("| %s | %s | %s | %s | %s | %s |" % (label, unit, fmt(vals.get("fwd3")), fmt(vals.get("ecto")),
+                                                        fmt(vals.get("ssh")), ratio(vals.get("fwd3"), vals.get("ssh"))))
+    row("idle RSS, fresh", "KiB", fresh)
+    if idle:
+        row("idle RSS after load", "KiB", {n: med([i[n]["rss_kib"] for i in idle if n in i]) for n in ("fwd3", "ecto", "ssh")})
+        row("idle CPU", "ms/min", {n: med([i[n]["cpu_ms_per_min"] for i in idle if n in i]) for n in ("fwd3", "ecto", "ssh")})
+        row("idle wake-ups", "1/min", {n: med([i[n]["wakeups_per_min"] for i in idle if n in i]) for n in ("fwd3", "ecto", "ssh")})
+    return "\n".join(lines)
+
+
 def jump_table(rows):
     """The jump path's extra cost: ecto-tunnel direct vs through one jump host, ssh -L vs ssh -J."""
     head = ["figure", "unit", "ecto", "ecto jump", "ssh -L", "ssh -J", "jump/ecto", "ecto jump/ssh -J"]
@@ -759,6 +796,10 @@ def main():
     if not args.no_jump:
         print("\njump path (one jump host: a second sshd on loopback; ssh -J's CPU is its main process only)")
         print(jump_table(rows))
+    fwd_text = forwards_table(fresh, idle)
+    if fwd_text:
+        print("\nidle: 3 forwards on one session (forwards = [...]) against ssh -N -L -L -L")
+        print(fwd_text)
     out = args.json or os.path.join(ROOT, "bench-results", "bench-%s.json" % started.strftime("%Y%m%dT%H%M%SZ"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,

@@ -43,7 +43,6 @@ public enum ImportedValue: Sendable, Equatable, CustomStringConvertible {
         case .strings(let list): return "[" + list.map(TOMLWriter.quote).joined(separator: ", ") + "]"
         case .integer(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
-        case .strings(let list): return "[" + list.map(TOMLWriter.quote).joined(separator: ", ") + "]"
         }
     }
 

@@ -196,19 +196,8 @@ struct PressureTests {
                 localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForUp()
-        var recoveries: [Duration] = []
-        for round in 1...8 {
-            fixture.server.kill()
-            try await fixture.waitForLog("session lost", count: round)
-            try await Task.sleep(for: .milliseconds(500))
-            try fixture.server.start()
-            let listening = ContinuousClock.now
-            let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
-            let recovery = try #require(
-                recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
-            recoveries.append(recovery)
-            try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
-        }
+        let recoveries = try await recoveriesAfterRestarts(
+            fixture, port: port, crash: { fixture.server.kill() }, restart: { try fixture.server.start() })
         print(
             "[figure] 8 sshd restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after sshd listened again (contract ≤ 1000 ms)"
         )
@@ -238,20 +227,9 @@ struct PressureTests {
                     "backoff_initial = \"1s\"", "backoff_max = \"60s\"",
                 ]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
-        var recoveries: [Duration] = []
-        for round in 1...8 {
-            dropbear.kill()
-            try await fixture.waitForLog("session lost", count: round)
-            try await Task.sleep(for: .milliseconds(500))
-            try dropbear.start()
-            let listening = ContinuousClock.now
-            let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
-            let recovery = try #require(
-                recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
-            recoveries.append(recovery)
-            try await Task.sleep(for: .seconds(2))  // up a while: the session proves the server works
-        }
+        try await fixture.waitForUp()
+        let recoveries = try await recoveriesAfterRestarts(
+            fixture, port: port, crash: { dropbear.kill() }, restart: { try dropbear.start() })
         print(
             "[figure] 8 dropbear restarts, 0.5 s outages: recoveries \(recoveries.map(\.ms)) after dropbear listened again (contract ≤ 1000 ms)"
         )
@@ -312,6 +290,28 @@ struct PressureTests {
         #expect(took < .seconds(7))
         #expect(result.stderr.contains("did not answer within 5 s"), "\(result.stderr)")
     }
+}
+
+/// Crashes the SSH server 8 times (`crash`), brings it back 0.5 s after the daemon saw the session
+/// lost (`restart`), and returns each recovery: from the server listening again to the first echo
+/// through the tunnel at `port`. Each round leaves the session up 2 s, so it proves the server works.
+func recoveriesAfterRestarts(
+    _ fixture: TunnelFixture, port: UInt16, crash: () -> Void, restart: () throws -> Void
+) async throws -> [Duration] {
+    var recoveries: [Duration] = []
+    for round in 1...8 {
+        crash()
+        try await fixture.waitForLog("session lost", count: round)
+        try await Task.sleep(for: .milliseconds(500))
+        try restart()
+        let listening = ContinuousClock.now
+        let recovered = try await firstEcho(port: port, seed: UInt64(round), since: listening, within: .seconds(10))
+        let recovery = try #require(
+            recovered, "round \(round): no recovery within 10 s; log:\n\(fixture.daemonLog.suffix(3000))")
+        recoveries.append(recovery)
+        try await Task.sleep(for: .seconds(2))
+    }
+    return recoveries
 }
 
 /// Repeats a 1,000-byte echo through the tunnel at `port` until one succeeds; returns how long

@@ -74,44 +74,7 @@ enum UnitTemplates {
         # "ecto-passphrase"); the file is readable only by this service, under $CREDENTIALS_DIRECTORY.
         #LoadCredential=ecto-passphrase:%E/ecto-tunnel/passphrase
 
-        # The control socket's directory, $XDG_RUNTIME_DIR/ecto-tunnel (0700). Kept across restarts and
-        # shared with ecto-tunnel@.service instances, so it is never removed.
-        RuntimeDirectory=ecto-tunnel
-        RuntimeDirectoryMode=0700
-        RuntimeDirectoryPreserve=yes
-        UMask=0077
-
-        # Sandboxing that a user manager applies without privileges (each checked under systemd 252 --user):
-        NoNewPrivileges=yes
-        RestrictSUIDSGID=yes
-        LockPersonality=yes
-        RestrictRealtime=yes
-        RestrictNamespaces=yes
-        SystemCallArchitectures=native
-        SystemCallFilter=@system-service
-        # AF_NETLINK: the rtnetlink watcher that notices network changes.
-        RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
-        # Filesystem sandboxing needs a mount namespace. A user manager (no CAP_SYS_ADMIN) on systemd 252
-        # skips these settings silently unless PrivateUsers=yes, which needs unprivileged user namespaces
-        # (not available everywhere: it fails with 226/NAMESPACE in containers, Ubuntu's AppArmor policy
-        # restricts it). So PrivateUsers= is left out, and the lines below take effect only where the
-        # manager can set up the namespace (newer systemd, root's manager). They are written to be correct
-        # then: the daemon writes only the config directory (`target` persists to config.toml, atomically
-        # through a temp file next to it), ~/.ssh (host_key_policy = "accept-new" appends to known_hosts;
-        # a known_hosts elsewhere must be added here) and the runtime directory (RuntimeDirectory= above
-        # is writable by construction). PrivateTmp= would hide agent sockets in /tmp (/tmp/ssh-*/agent.*),
-        # which are per-login anyway: use a stable socket path.
-        ProtectSystem=strict
-        ProtectHome=read-only
-        ReadWritePaths=-%E/ecto-tunnel -%h/.ssh
-        PrivateTmp=yes
-        ProtectKernelTunables=yes
-        ProtectControlGroups=yes
-        # Left out: ProtectKernelModules=, ProtectClock=, PrivateDevices=, CapabilityBoundingSet= all fail
-        # in a user manager with 218/CAPABILITIES (they drop capabilities the manager does not hold).
-
-        [Install]
-        WantedBy=default.target
+        \(sandboxAndInstall)
         """
 
     /// units/ecto-tunnel@.service
@@ -183,6 +146,12 @@ enum UnitTemplates {
         # "ecto-passphrase"); the file is readable only by this service, under $CREDENTIALS_DIRECTORY.
         #LoadCredential=ecto-passphrase:%E/ecto-tunnel/passphrase
 
+        \(sandboxAndInstall)
+        """
+
+    /// The end both units share, word for word: the runtime directory, the sandboxing a user
+    /// manager can apply, and [Install].
+    private static let sandboxAndInstall = """
         # The control socket's directory, $XDG_RUNTIME_DIR/ecto-tunnel (0700). Kept across restarts and
         # shared with ecto-tunnel@.service instances, so it is never removed.
         RuntimeDirectory=ecto-tunnel

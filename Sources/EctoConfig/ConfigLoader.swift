@@ -436,6 +436,33 @@ private struct Validator {
         error(e.line, keyPath, "expected \(spec.expected), got \(e.value.typeName) \(raw(e.value))")
     }
 
+    /// The strings of a list value (`identity_file`, `jump`, `forwards`), each with its line, or nil
+    /// after reporting the error: with `single`, one string is a list of one; an element that is not
+    /// a string is reported at its own line with `elementLines`, else at the key's.
+    mutating func stringList(
+        _ e: TOMLEntry, _ spec: KeySpec, _ keyPath: String, single: Bool, elementLines: Bool
+    ) -> [(text: String, line: Int)]? {
+        let nodes: [TOMLNode]
+        switch e.value.value {
+        case .string where single: nodes = [e.value]
+        case .array(let items): nodes = items
+        default:
+            typeError(e, spec, keyPath)
+            return nil
+        }
+        var items: [(text: String, line: Int)] = []
+        for node in nodes {
+            guard case .string(let text) = node.value else {
+                error(
+                    elementLines ? node.line : e.line, keyPath,
+                    "expected \(spec.expected), got an array holding \(node.typeName) \(raw(node))")
+                return nil
+            }
+            items.append((text, node.line))
+        }
+        return items
+    }
+
     /// Checks one value's type and syntax; nil (with an error recorded) if it is not usable.
     mutating func convert(_ e: TOMLEntry, spec: KeySpec, keyPath: String) -> Setting? {
         let node = e.value
@@ -488,14 +515,7 @@ private struct Validator {
             return make(.bool(b))
         }
         if case .forwards = spec.kind {
-            let items: [TOMLNode]
-            switch node.value {
-            case .string: items = [node]
-            case .array(let nodes): items = nodes
-            default:
-                typeError(e, spec, keyPath)
-                return nil
-            }
+            guard let items = stringList(e, spec, keyPath, single: true, elementLines: true) else { return nil }
             if items.isEmpty {
                 error(
                     e.line, keyPath,
@@ -508,30 +528,18 @@ private struct Validator {
             }
             var forwards: [Forward] = []
             for (index, item) in items.enumerated() {
-                guard case .string(let text) = item.value else {
-                    error(
-                        item.line, keyPath,
-                        "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))")
-                    return nil
-                }
                 do {
-                    forwards.append(try Forward.parse(text))
+                    forwards.append(try Forward.parse(item.text))
                 } catch {
-                    self.error(item.line, keyPath, "forward \(index + 1) \(TOMLWriter.quote(text)): \(error.message)")
+                    self.error(
+                        item.line, keyPath, "forward \(index + 1) \(TOMLWriter.quote(item.text)): \(error.message)")
                     return nil
                 }
             }
             return make(.forwards(forwards))
         }
         if case .paths = spec.kind {
-            let items: [TOMLNode]
-            switch node.value {
-            case .string: items = [node]
-            case .array(let nodes): items = nodes
-            default:
-                typeError(e, spec, keyPath)
-                return nil
-            }
+            guard let items = stringList(e, spec, keyPath, single: true, elementLines: false) else { return nil }
             if items.isEmpty {
                 error(
                     e.line, keyPath, "empty list: give at least one path, or leave identity_file out for ssh's defaults"
@@ -540,22 +548,13 @@ private struct Validator {
             }
             var paths: [String] = []
             for item in items {
-                guard case .string(let text) = item.value else {
-                    error(
-                        e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))"
-                    )
-                    return nil
-                }
-                guard let path = expandPath(text, line: e.line, keyPath: keyPath) else { return nil }
+                guard let path = expandPath(item.text, line: e.line, keyPath: keyPath) else { return nil }
                 if !paths.contains(path) { paths.append(path) }
             }
             return make(.paths(paths))
         }
         if case .targets = spec.kind {
-            guard case .array(let items) = node.value else {
-                typeError(e, spec, keyPath)
-                return nil
-            }
+            guard let items = stringList(e, spec, keyPath, single: false, elementLines: false) else { return nil }
             if items.count > TunnelDefaults.maxJumpHosts {
                 error(
                     e.line, keyPath, "\(items.count) jump hosts: at most \(TunnelDefaults.maxJumpHosts) are supported")
@@ -563,12 +562,7 @@ private struct Validator {
             }
             var hops: [SSHTarget] = []
             for (index, item) in items.enumerated() {
-                guard case .string(let text) = item.value else {
-                    error(
-                        e.line, keyPath, "expected \(spec.expected), got an array holding \(item.typeName) \(raw(item))"
-                    )
-                    return nil
-                }
+                let text = item.text
                 do {
                     hops.append(try SSHTarget.parse(text))
                 } catch {

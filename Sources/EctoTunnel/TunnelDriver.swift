@@ -547,7 +547,7 @@ final class TunnelDriver {
         }
         let open = connections.values.filter { !$0.clientClosed }.count
         logger.info(
-            "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(formatSeconds(drain))"
+            "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(spoken(drain))"
         )
         if stopping == nil { stopping = (clock.now.advanced(by: drain), false) }
     }
@@ -679,7 +679,7 @@ final class TunnelDriver {
             if session.lastReceiveBootNanos > probe.started {
                 endLivenessProbe(session)
             } else {
-                sessionLost("no sign of life within \(formatSeconds(probeWindow)) after a network change")
+                sessionLost("no sign of life within \(spoken(probeWindow)) after a network change")
                 return
             }
         }
@@ -736,7 +736,7 @@ final class TunnelDriver {
             teardownSession(reason: "backoff", graceful: false)
             if !logged {
                 logger.info(
-                    "retrying in \(formatSeconds(clock.now.duration(to: at)))",
+                    "retrying in \(spoken(clock.now.duration(to: at)))",
                     metadata: ["failures": "\(machine.failures)"])
             }
         case .giveUp:
@@ -868,7 +868,7 @@ final class TunnelDriver {
             let message = "cannot listen on \(local): \(error.description)"
             // A busy port may free itself: a fixed retry, said once per cause.
             if listeners[index].bindError != message {
-                logger.error("\(message); trying again every \(formatSeconds(machine.policy.localRetry))")
+                logger.error("\(message); trying again every \(spoken(machine.policy.localRetry))")
             }
             listeners[index].bindError = message
             if scheduleRetry { listeners[index].retryAt = clock.now.advanced(by: machine.policy.localRetry) }
@@ -975,7 +975,7 @@ final class TunnelDriver {
         guard let episode = refusalEpisode else { return }
         refusalEpisode = nil
         logger.info(
-            "admitting clients again; \(episode.refused) refused over \(formatSeconds(episode.start.duration(to: now)))"
+            "admitting clients again; \(episode.refused) refused over \(spoken(episode.start.duration(to: now)))"
         )
     }
 
@@ -986,7 +986,7 @@ final class TunnelDriver {
         guard started else { return }
         DescriptorLimit.refresh()
         logger.warning(
-            "accept failed (\(reason)): not accepting new clients for a while; pausing \(formatSeconds(pause)), up to 1 s at a time"
+            "accept failed (\(reason)): not accepting new clients for a while; pausing \(spoken(pause)), up to 1 s at a time"
         )
         if refusalEpisode == nil { refusalEpisode = (now, 0) }
     }
@@ -1009,5 +1009,3 @@ final class TunnelDriver {
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
-
-func formatSeconds(_ duration: Duration) -> String { spoken(duration) }

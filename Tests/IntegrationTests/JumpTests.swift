@@ -16,6 +16,22 @@ struct JumpTests {
         return server
     }
 
+    /// The gateway of the namespace chains: an sshd on the server namespace's own loopback (port
+    /// 2222 there), which the laptop (client namespace) has no route to; it accepts the fixture's key
+    /// and is trusted as 127.0.0.1 in the fixture's known_hosts.
+    static func gateway(_ fixture: FaultFixture, _ lab: NetworkLab) throws -> SSHServer {
+        let gateway = try SSHServer(port: 2222, namespace: lab.serverNamespace, listenAddress: "127.0.0.1")
+        do {
+            try gateway.authorize(fixture.clientKey)
+            try gateway.writeKnownHosts(to: fixture.knownHosts, host: "127.0.0.1", append: true)
+            try gateway.start()
+        } catch {
+            gateway.cleanup()
+            throw error
+        }
+        return gateway
+    }
+
     @Test(
         "three jump hosts on loopback: four sessions in a chain, 8 MiB each way intact, each hop in sshd's log, idle asleep"
     )
@@ -53,19 +69,10 @@ struct JumpTests {
         // Idle means asleep, also with three sessions and two relays on the thread.
         let pid = try #require(fixture.daemon?.pid)
         try await Task.sleep(for: .milliseconds(300))
-        let before = Self.cpuTicks(pid)
+        let before = try #require(ProcessTree.cpuSeconds(pid))
         try await Task.sleep(for: .seconds(2))
-        let used = Self.cpuTicks(pid) - before
-        #expect(used <= 5, "\(used) CPU ticks (1/100 s) in 2 s of idling")
-    }
-
-    /// utime + stime of a process, in clock ticks.
-    static func cpuTicks(_ pid: pid_t) -> Int {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0)
+        let used = try #require(ProcessTree.cpuSeconds(pid)) - before
+        #expect(used <= 0.05, "\(used) s of CPU in 2 s of idling")
     }
 
     @Test(
@@ -77,11 +84,8 @@ struct JumpTests {
         let lab = try #require(fixture.lab)
         // The gateway: an sshd on the server namespace's own loopback, which the laptop (client
         // namespace) has no route to.
-        let gateway = try SSHServer(port: 2222, namespace: lab.serverNamespace, listenAddress: "127.0.0.1")
+        let gateway = try Self.gateway(fixture, lab)
         defer { gateway.cleanup() }
-        try gateway.authorize(fixture.clientKey)
-        try gateway.writeKnownHosts(to: fixture.knownHosts, host: "127.0.0.1", append: true)
-        try gateway.start()
         let direct = try await fixture.clientSide { () -> Bool in
             (try? TCPClient.connect(port: 2222, timeout: .seconds(1)))?.close() != nil
         }
@@ -153,11 +157,8 @@ struct JumpTests {
         let fixture = try FaultFixture(lab: true)
         defer { fixture.cleanup() }
         let lab = try #require(fixture.lab)
-        let gateway = try SSHServer(port: 2222, namespace: lab.serverNamespace, listenAddress: "127.0.0.1")
+        let gateway = try Self.gateway(fixture, lab)
         defer { gateway.cleanup() }
-        try gateway.authorize(fixture.clientKey)
-        try gateway.writeKnownHosts(to: fixture.knownHosts, host: "127.0.0.1", append: true)
-        try gateway.start()
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(
             """
@@ -385,10 +386,10 @@ struct JumpTests {
         #expect(try await offload { try echoRoundTrip(port: port, seed: 53, count: 1 << 20) })
         let pid = try #require(fixture.daemon?.pid)
         try await Task.sleep(for: .milliseconds(300))
-        let before = Self.cpuTicks(pid)
+        let before = try #require(ProcessTree.cpuSeconds(pid))
         try await Task.sleep(for: .seconds(2))
-        let used = Self.cpuTicks(pid) - before
-        #expect(used <= 5, "\(used) CPU ticks (1/100 s) in 2 s of idling")
+        let used = try #require(ProcessTree.cpuSeconds(pid)) - before
+        #expect(used <= 0.05, "\(used) s of CPU in 2 s of idling")
     }
 
     @Test("a proxy command that exits at once: backoff, its stderr in the log tagged, no storm")

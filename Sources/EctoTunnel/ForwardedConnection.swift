@@ -1,18 +1,73 @@
 import EctoSSH
 
+/// A forwarded connection as the session driver uses it: its channel is a libssh2 channel.
+typealias Connection = ForwardedConnection<SSHChannel>
+
 /// One accepted local connection and its channel. Owned by the session driver thread.
-final class ForwardedConnection {
-    enum Phase {
-        /// Accepted while no session is up; waits (until `holdDeadline`) for one.
-        case held
+///
+/// Its life is `state`, and each state carries the data only it has: a waiting client its hold
+/// deadline, an open one its channel and the progress of both directions, a closing one the
+/// channel left to close. Every change goes through a method named for the event; an event that
+/// cannot happen in a state stops a debug build (`assertionFailure`), and one that can arrive late
+/// (a client gone while its channel was opening, a retried call on a connection that was closed
+/// meanwhile) is ignored where it arrives, explicitly.
+///
+/// The state logic touches no libssh2: it is generic over the channel, so unit tests drive it
+/// without a session.
+final class ForwardedConnection<Channel: AnyObject> {
+    enum State {
+        /// Accepted while no session is up; waits (until its hold deadline) for one.
+        case held(Waiting)
         /// Waiting for its turn to open a channel (one open in flight per session).
-        case queued
+        case queued(Waiting)
         /// Its channel open is in flight.
-        case opening
+        case opening(Waiting)
+        /// Its client left while its channel open was in flight: libssh2 wants that very call
+        /// repeated until it completes, so the open queue finishes it and the channel is closed.
+        case abandoned
         /// Forwarding.
-        case open
-        /// Channel close/free in progress; the client socket is already closed.
-        case closing
+        case open(Forwarding)
+        /// The client socket is closed; a pass closes and frees the channel.
+        case closing(Channel)
+        /// Done: the client socket is closed, or it went to another driver; the driver has let go.
+        case gone
+    }
+
+    /// What a client waiting for its channel has.
+    struct Waiting {
+        /// Until when it may wait for a session (while held).
+        var holdDeadline: ContinuousClock.Instant
+        /// It sent something, then shut down its sending side: it may still want the reply, so it
+        /// stays, and epoll stops reporting that end of data.
+        var sentEOF = false
+    }
+
+    /// What an open connection has: its channel and how far each direction got.
+    struct Forwarding {
+        let channel: Channel
+        /// epoll reported the client readable (cleared when a read would block). A new channel
+        /// starts readable: the client may have sent while it waited.
+        var clientReadable = true
+        /// A write to the client would block: wait for EPOLLOUT.
+        var clientWriteBlocked = false
+        /// The client shut down its write side (a read returned 0).
+        var clientEOF = false
+        /// We sent channel EOF after forwarding everything the client sent.
+        var eofSent = false
+        /// The server sent channel EOF and we read everything before it.
+        var remoteEOF = false
+        /// We shut down the client's write side after delivering everything.
+        var clientShutdown = false
+        /// The last channel read found nothing (and no end of data): libssh2 holds nothing for
+        /// this channel, so passes skip reading it until the arrivals check finds something
+        /// (`TunnelDriver.collectArrivals`). Cleared by every read that returns data or fills the
+        /// buffer.
+        var channelQuiet = false
+
+        init(channel: Channel) { self.channel = channel }
+
+        /// Both directions finished cleanly.
+        var isComplete: Bool { eofSent && clientShutdown }
     }
 
     let id: UInt64
@@ -21,35 +76,11 @@ final class ForwardedConnection {
     /// Which of the tunnel's forwards it came in on (an index into `TunnelConfig.forwards`): its
     /// channel goes to that forward's `remote`, and its bytes count towards that forward.
     let forward: Int
-    var phase: Phase = .held { didSet { recount() } }
-    var holdDeadline: ContinuousClock.Instant
-    var channel: SSHChannel?
+    private(set) var state: State
     /// Client → channel.
     var up: ByteBuffer
     /// Channel → client.
     var down: ByteBuffer
-    /// The client shut down its write side (read returned 0).
-    var clientEOF = false
-    /// We sent channel EOF after forwarding everything the client sent.
-    var eofSent = false
-    /// The server sent channel EOF and we read everything before it.
-    var remoteEOF = false
-    /// We shut down the client's write side after delivering everything.
-    var clientShutdown = false
-    /// poll reported the client readable (cleared on EAGAIN).
-    var clientReadable = false
-    /// A write to the client would block: wait for EPOLLOUT.
-    var clientWriteBlocked = false
-    /// The client socket is closed (fd no longer valid), or it changed owner.
-    var clientClosed = false { didSet { recount() } }
-    /// The last channel read found nothing (and no end of data): libssh2 holds nothing for this
-    /// channel, so passes skip reading it until the arrivals check finds something
-    /// (`TunnelDriver.collectArrivals`). Cleared by every read that returns data or fills the
-    /// buffer.
-    var channelQuiet = false
-    /// Waiting for its channel, the client shut down its sending side after sending something:
-    /// it may still want the reply, so it stays, and epoll stops reporting that end of data.
-    var sentEOFWhileWaiting = false
     /// In the driver's list of connections the next pass visits.
     var scheduled = false
     /// What the client socket is registered with epoll for (nil: not registered).
@@ -65,9 +96,43 @@ final class ForwardedConnection {
         self.fd = fd
         self.peer = peer
         self.forward = forward
-        self.holdDeadline = holdDeadline
+        self.state = .held(Waiting(holdDeadline: holdDeadline))
         self.up = ByteBuffer(capacity: bufferSize)
         self.down = ByteBuffer(capacity: bufferSize)
+    }
+
+    // MARK: Reading the state
+
+    /// The client socket is open and ours.
+    var isClientOpen: Bool {
+        switch state {
+        case .held, .queued, .opening, .open: return true
+        case .abandoned, .closing, .gone: return false
+        }
+    }
+
+    var isHeld: Bool { if case .held = state { return true } else { return false } }
+    var isOpen: Bool { if case .open = state { return true } else { return false } }
+
+    /// Held or queued: waiting for a channel, none in flight (these can be handed to another
+    /// driver or let go without touching libssh2).
+    var isWaitingForTurn: Bool {
+        switch state {
+        case .held, .queued: return true
+        default: return false
+        }
+    }
+
+    /// The open connection's forwarding state (nil in any other state).
+    var forwarding: Forwarding? { if case .open(let forwarding) = state { return forwarding } else { return nil } }
+
+    /// The channel to use: the open one's, or the one a closing connection still has to close.
+    var channel: Channel? {
+        switch state {
+        case .open(let forwarding): return forwarding.channel
+        case .closing(let channel): return channel
+        default: return nil
+        }
     }
 
     /// What epoll should watch the client socket for; nil: nothing (not registered at all).
@@ -84,38 +149,191 @@ final class ForwardedConnection {
     /// (EPOLLRDHUP): one that closes while held or queued is let go at once rather than kept
     /// (with its descriptor) until the session returns (`TunnelDriver.dispatchReadiness`).
     func wantedEvents(sessionUp: Bool) -> EpollEvents? {
-        guard !clientClosed else { return nil }
-        var events: EpollEvents = []
-        if phase != .open && !sentEOFWhileWaiting { events.insert(.readHangUp) }
-        if phase == .open && sessionUp && !clientEOF && up.hasSpace && !clientReadable { events.insert(.input) }
-        if clientWriteBlocked { events.insert(.output) }
-        return events.isEmpty && phase == .open ? nil : events
+        switch state {
+        case .held(let waiting), .queued(let waiting), .opening(let waiting):
+            return waiting.sentEOF ? [] : .readHangUp
+        case .open(let forwarding):
+            var events: EpollEvents = []
+            if sessionUp && !forwarding.clientEOF && up.hasSpace && !forwarding.clientReadable {
+                events.insert(.input)
+            }
+            if forwarding.clientWriteBlocked { events.insert(.output) }
+            return events.isEmpty ? nil : events
+        case .abandoned, .closing, .gone:
+            return nil
+        }
     }
 
     /// True while a pass has work for this connection without news from epoll (client readiness)
     /// or from libssh2 (channel data, EOF): settled connections are left alone, which is what makes
     /// idle connections free.
     var needsVisit: Bool {
-        switch phase {
-        case .held, .queued, .opening:
-            return false  // the open queue serves these
+        switch state {
+        case .held, .queued, .opening, .abandoned, .gone:
+            return false  // the open queue serves the waiting ones
         case .closing:
             return true  // until its channel is closed and freed
-        case .open:
-            return (!channelQuiet && !remoteEOF)  // the channel may hold more
-                || clientReadable  // the client may have more
+        case .open(let f):
+            return (!f.channelQuiet && !f.remoteEOF)  // the channel may hold more
+                || f.clientReadable  // the client may have more
                 || !up.isEmpty  // waiting for the peer's window or for the channel write
-                || (!down.isEmpty && !clientWriteBlocked)
-                || (clientEOF && !eofSent)
-                || (remoteEOF && down.isEmpty && !clientShutdown)
+                || (!down.isEmpty && !f.clientWriteBlocked)
+                || (f.clientEOF && !f.eofSent)
+                || (f.remoteEOF && down.isEmpty && !f.clientShutdown)
         }
     }
 
+    // MARK: Events
+
+    /// A session is up: a held client takes its place in the open queue.
+    func queue() {
+        guard case .held(let waiting) = state else { return unexpected("queue") }
+        become(.queued(waiting))
+    }
+
+    /// Its turn in the open queue: the open starts, or goes on (a half-sent open is repeated, and
+    /// an abandoned one is finished). False: it has no open to make (closed, handed over).
+    func startOpening() -> Bool {
+        switch state {
+        case .queued(let waiting):
+            become(.opening(waiting))
+            return true
+        case .opening, .abandoned:
+            return true
+        case .held, .open, .closing, .gone:
+            return false
+        }
+    }
+
+    /// Its channel opened: it forwards, or (its client left meanwhile) the channel is closed.
+    func opened(_ channel: Channel) {
+        switch state {
+        case .opening: become(.open(Forwarding(channel: channel)))
+        case .abandoned: become(.closing(channel))
+        default: unexpected("opened")
+        }
+    }
+
+    /// The server refused its channel: the client is closed and the connection is done.
+    func openRefused() {
+        closeSocket()
+        become(.gone)
+    }
+
+    /// The client half-closed after sending something while it waits for its channel.
+    func sentEOFWhileWaiting() {
+        switch state {
+        case .held(var waiting):
+            waiting.sentEOF = true
+            become(.held(waiting))
+        case .queued(var waiting):
+            waiting.sentEOF = true
+            become(.queued(waiting))
+        case .opening(var waiting):
+            waiting.sentEOF = true
+            become(.opening(waiting))
+        default:
+            unexpected("sentEOFWhileWaiting")
+        }
+    }
+
+    /// epoll reported the client socket: `events` may make it readable or writable again.
+    /// Only an open connection keeps track; a waiting one learns at its open.
+    func clientReady(_ events: EpollEvents) {
+        guard case .open(var f) = state else { return }
+        if !events.isDisjoint(with: [.input, .hangUp, .error]) { f.clientReadable = true }
+        if !events.isDisjoint(with: [.output, .hangUp, .error]) { f.clientWriteBlocked = false }
+        state = .open(f)
+    }
+
+    /// Changes the forwarding state of an open connection (in place: the counts do not change).
+    func update(_ body: (inout Forwarding) -> Void) {
+        guard case .open(var f) = state else { return unexpected("update") }
+        body(&f)
+        state = .open(f)
+    }
+
+    /// Closes the client socket (the driver's decision or the client's error). The connection
+    /// then closes its channel, finishes the open in flight first, or is done (nothing to close).
+    /// A connection whose client is already closed stays as it is.
+    func closeClient() {
+        switch state {
+        case .held, .queued: become(.gone)
+        case .opening: become(.abandoned)
+        case .open(let f): become(.closing(f.channel))
+        case .abandoned, .closing, .gone: return
+        }
+        closeSocket()
+    }
+
+    /// Its channel is closed and freed: done.
+    func channelClosed() {
+        guard case .closing = state else { return unexpected("channelClosed") }
+        become(.gone)
+    }
+
+    /// The session ended without a goodbye (its channels go with it, unfreed by us): a client
+    /// still waiting for its channel is held for the next session; an open one is closed.
+    func sessionLost() {
+        switch state {
+        case .held, .gone: return
+        case .queued(let waiting), .opening(let waiting): become(.held(waiting))
+        case .abandoned: become(.gone)
+        case .open, .closing:
+            closeSocket()
+            become(.gone)
+        }
+    }
+
+    /// Hands the client (held or queued) to another driver: its socket is not closed, and it is
+    /// no longer ours. Returns its hold deadline.
+    func release() -> ContinuousClock.Instant {
+        let deadline: ContinuousClock.Instant
+        switch state {
+        case .held(let waiting), .queued(let waiting): deadline = waiting.holdDeadline
+        default:
+            unexpected("release")
+            deadline = .now
+        }
+        become(.gone)
+        socketClosed = true  // not closed: no longer ours to close
+        up.release()
+        down.release()
+        return deadline
+    }
+
+    /// The hold deadline of a held client.
+    var holdDeadline: ContinuousClock.Instant? {
+        if case .held(let waiting) = state { return waiting.holdDeadline } else { return nil }
+    }
+
+    // MARK: Internals
+
+    /// The socket was closed, or given away.
+    private var socketClosed = false
+
+    private func closeSocket() {
+        guard !socketClosed else { return }
+        socketClosed = true
+        if fd >= 0 { Posix.close(fd) }
+        up.release()
+        down.release()
+    }
+
+    private func become(_ next: State) {
+        state = next
+        recount()
+    }
+
+    private func unexpected(_ event: StaticString) {
+        assertionFailure("\(event) in state \(state)")
+    }
+
     /// Keeps `counters` in step: one open client while the socket is open, one held connection
-    /// while held with an open socket.
+    /// while held.
     private func recount() {
         guard let counters else { return }
-        let now = (open: !clientClosed, held: phase == .held && !clientClosed)
+        let now = (open: isClientOpen, held: isHeld)
         if now.open != counted.open {
             counters.openClients += now.open ? 1 : -1
             counters.openByForward[forward] += now.open ? 1 : -1
@@ -123,21 +341,10 @@ final class ForwardedConnection {
         if now.held != counted.held { counters.held += now.held ? 1 : -1 }
         counted = now
     }
-
-    /// Both directions finished cleanly.
-    var isComplete: Bool { eofSent && clientShutdown }
-
-    func closeClient() {
-        guard !clientClosed else { return }
-        clientClosed = true
-        Posix.close(fd)
-        up.release()
-        down.release()
-    }
 }
 
 /// Counts the session driver keeps in step with its connections (each connection updates them
-/// when its phase or client socket changes), so that no loop pass has to scan the connections.
+/// when its state changes), so that no loop pass has to scan the connections.
 /// Confined to the driver thread, like the connections.
 final class ConnectionCounters {
     /// Connections whose client socket is open: the status figure.

@@ -54,7 +54,7 @@ extension TunnelDriver {
     }
 
     /// Puts `connection` on the list the next pass visits (once).
-    func schedule(_ connection: ForwardedConnection) {
+    func schedule(_ connection: Connection) {
         guard !connection.scheduled else { return }
         connection.scheduled = true
         scheduled.append(connection)
@@ -69,10 +69,10 @@ extension TunnelDriver {
             connection.scheduled = false
             guard connections[connection.id] === connection else { continue }
             let carryOn: Bool
-            switch connection.phase {
+            switch connection.state {
             case .open: carryOn = try service(connection, session)
             case .closing: carryOn = try closeChannel(connection, session)
-            case .held, .queued, .opening: continue
+            case .held, .queued, .opening, .abandoned, .gone: continue
             }
             if connection.needsVisit && connections[connection.id] === connection { schedule(connection) }
             if !carryOn {
@@ -95,13 +95,13 @@ extension TunnelDriver {
     /// seen yet (`arrivalsCheckedAt`), so packets that another call took in but left unprocessed
     /// (a channel open stops at its confirmation) are processed here.
     private func collectArrivals(
-        _ session: SSHSession, through retried: ForwardedConnection? = nil
+        _ session: SSHSession, through retried: Connection? = nil
     ) throws(SSHError)
         -> Bool
     {
         // Any open channel will do (a read of 0 bytes takes nothing from it); a half-sent one is
         // retried on the same channel.
-        guard let probe = retried ?? connections.values.first(where: { $0.phase == .open && $0.channel != nil }),
+        guard let probe = retried ?? connections.values.first(where: \.isOpen),
             let channel = probe.channel
         else { return true }  // no channel: the drain (or the open or close in flight) takes the bytes in
         let result: SSHResult<Void>
@@ -118,9 +118,11 @@ extension TunnelDriver {
             return true
         }
         arrivalsCheckedAt = session.bytesReceived
-        for connection in connections.values where connection.channelQuiet && !connection.remoteEOF {
-            guard connection.phase == .open, let channel = connection.channel, channel.hasInput else { continue }
-            connection.channelQuiet = false
+        for connection in connections.values {
+            guard let forwarding = connection.forwarding, forwarding.channelQuiet, !forwarding.remoteEOF,
+                forwarding.channel.hasInput
+            else { continue }
+            connection.update { $0.channelQuiet = false }
             schedule(connection)
         }
         return true
@@ -177,11 +179,10 @@ extension TunnelDriver {
             if drainInFlight { return true }  // awaiting the answer: no new open, the rest may go on
         }
         while let id = openQueue.first {
-            guard let connection = connections[id], connection.phase == .queued || connection.phase == .opening else {
+            guard let connection = connections[id], connection.startOpening() else {
                 openQueue.removeFirst()
                 continue
             }
-            connection.phase = .opening
             let (originHost, originPort) = splitPeer(connection.peer)
             let remote = config.forwards[connection.forward].remote
             let result: SSHResult<SSHChannel>
@@ -195,7 +196,7 @@ extension TunnelDriver {
                 logger.warning(
                     "the server refused the channel to \(remote): \(error.message); closing that client",
                     metadata: ["client": "\(connection.peer)"])
-                connection.closeClient()
+                connection.openRefused()
                 connections[id] = nil
                 progress = true
                 continue
@@ -204,18 +205,11 @@ extension TunnelDriver {
                 return !stalled(.open(id), session)  // one open in flight: wait for it
             }
             openQueue.removeFirst()
-            connection.channel = channel
             progress = true
             machine.sessionProven()  // the server forwards: losing this session is an outage
-            if connection.clientClosed {
-                connection.phase = .closing  // the client left while we were opening
-                schedule(connection)
-            } else {
-                connection.phase = .open
-                connection.clientReadable = true
-                interestChanged(connection)
-                schedule(connection)
-            }
+            connection.opened(channel)  // open, or closing if the client left while it opened
+            if connection.isOpen { interestChanged(connection) }
+            schedule(connection)
         }
         return true
     }
@@ -235,7 +229,7 @@ extension TunnelDriver {
     static let passBudget = 256 * 1024
 
     /// Moves what can be moved for one open connection; false when the pass must stop.
-    private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+    private func service(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
         interestChanged(connection)
         // Remote → client: read the channel into the buffer, deliver it; again while a whole
         // buffer went through and the budget allows.
@@ -244,32 +238,35 @@ extension TunnelDriver {
             let before = bytesIn
             guard try pullFromChannel(connection, session) else { return false }
             flushToClient(connection)
-            guard connection.phase == .open else { return true }
+            guard let forwarding = connection.forwarding else { return true }  // aborted
             let moved = Int(truncatingIfNeeded: bytesIn &- before)
             budget -= moved
-            guard moved > 0, budget > 0, connection.down.isEmpty, !connection.clientWriteBlocked else { break }
+            guard moved > 0, budget > 0, connection.down.isEmpty, !forwarding.clientWriteBlocked else { break }
         }
         // Client → remote, the same way.
         budget = Self.passBudget
         while true {
             readFromClient(connection)
-            guard connection.phase == .open else { return true }
+            guard connection.isOpen else { return true }  // aborted
             let before = bytesOut
             guard try pushToChannel(connection, session) else { return false }
+            guard let forwarding = connection.forwarding else { return true }
             let moved = Int(truncatingIfNeeded: bytesOut &- before)
             budget -= moved
-            guard moved > 0, budget > 0, connection.up.isEmpty, connection.clientReadable else { break }
+            guard moved > 0, budget > 0, connection.up.isEmpty, forwarding.clientReadable else { break }
         }
+        guard var forwarding = connection.forwarding else { return true }
         // The client has nothing more right now: an empty buffer goes back (idle connections hold
         // no buffer memory). The channel side does the same in its next read that finds nothing.
-        if !connection.clientReadable { connection.up.releaseIfEmpty() }
-        if connection.clientEOF && connection.up.isEmpty && !connection.eofSent {
+        if !forwarding.clientReadable { connection.up.releaseIfEmpty() }
+        if forwarding.clientEOF && connection.up.isEmpty && !forwarding.eofSent {
             guard try sendEOF(connection, session) else { return false }
+            guard let now = connection.forwarding else { return true }
+            forwarding = now
         }
-        if connection.isComplete {
+        if forwarding.isComplete {
             logger.trace("connection finished", metadata: ["client": "\(connection.peer)"])
             connection.closeClient()
-            connection.phase = .closing
             return try closeChannel(connection, session)
         }
         return true
@@ -281,8 +278,11 @@ extension TunnelDriver {
     /// (libssh2 sends those from inside reads): the read that found nothing ran libssh2's
     /// adjust check first, which leaves the window at three quarters or more of its size, and
     /// the window only shrinks when we read data, which a quiet channel does not have.
-    private func pullFromChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
-        guard let channel = connection.channel, !connection.remoteEOF, !connection.channelQuiet else { return true }
+    private func pullFromChannel(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let forwarding = connection.forwarding, !forwarding.remoteEOF, !forwarding.channelQuiet else {
+            return true
+        }
+        let channel = forwarding.channel
         while connection.down.hasSpace {
             var result: SSHResult<Int> = .wouldBlock
             do {
@@ -303,7 +303,7 @@ extension TunnelDriver {
                 return true
             case .done(0):
                 if channel.isEOF {
-                    connection.remoteEOF = true
+                    connection.update { $0.remoteEOF = true }
                     progress = true
                 } else {
                     settle(connection, channel)
@@ -319,19 +319,20 @@ extension TunnelDriver {
     }
 
     /// The channel's read found nothing: libssh2 holds nothing for it.
-    private func settle(_ connection: ForwardedConnection, _ channel: SSHChannel) {
-        connection.channelQuiet = true
+    private func settle(_ connection: Connection, _ channel: SSHChannel) {
+        connection.update { $0.channelQuiet = true }
         assert(channel.readWindow > 0, "a quiet channel must leave the peer room to send")
     }
 
-    private func flushToClient(_ connection: ForwardedConnection) {
-        while !connection.down.isEmpty && !connection.clientWriteBlocked {
+    private func flushToClient(_ connection: Connection) {
+        guard var forwarding = connection.forwarding else { return }
+        while !connection.down.isEmpty && !forwarding.clientWriteBlocked {
             let written: Int
             do {
                 written = try connection.down.drain { buffer throws(SystemError) -> Int in
                     switch try Posix.write(connection.fd, buffer) {
                     case .wouldBlock:
-                        connection.clientWriteBlocked = true
+                        forwarding.clientWriteBlocked = true
                         return 0
                     case .done(let n):
                         return n
@@ -344,25 +345,29 @@ extension TunnelDriver {
             if written == 0 { break }
             progress = true
         }
-        if connection.remoteEOF && connection.down.isEmpty && !connection.clientShutdown {
+        if forwarding.remoteEOF && connection.down.isEmpty && !forwarding.clientShutdown {
             // The remote side finished sending: pass the half-close on.
             Posix.shutdownWrite(connection.fd)
-            connection.clientShutdown = true
+            forwarding.clientShutdown = true
             progress = true
         }
+        let result = forwarding
+        connection.update { $0 = result }
     }
 
-    private func readFromClient(_ connection: ForwardedConnection) {
-        guard connection.clientReadable, !connection.clientEOF, connection.up.hasSpace else { return }
+    private func readFromClient(_ connection: Connection) {
+        guard var forwarding = connection.forwarding, forwarding.clientReadable, !forwarding.clientEOF,
+            connection.up.hasSpace
+        else { return }
         do {
             _ = try connection.up.fillAllocatingOnData { buffer throws(SystemError) -> Int in
                 switch try Posix.read(connection.fd, buffer) {
                 case .wouldBlock:
-                    connection.clientReadable = false
+                    forwarding.clientReadable = false
                     return 0
                 case .done(0):
-                    connection.clientEOF = true
-                    connection.clientReadable = false
+                    forwarding.clientEOF = true
+                    forwarding.clientReadable = false
                     return 0
                 case .done(let n):
                     return n
@@ -371,11 +376,14 @@ extension TunnelDriver {
             progress = true
         } catch {
             abort(connection, "client \(connection.peer): \(error)")
+            return
         }
+        let result = forwarding
+        connection.update { $0 = result }
     }
 
-    private func pushToChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
-        guard let channel = connection.channel else { return true }
+    private func pushToChannel(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let channel = connection.forwarding?.channel else { return true }
         while !connection.up.isEmpty {
             // Window exhausted: wait for the peer's window adjust (it arrives with some later
             // read). Never park a write that has nothing to send; that would stall other channels.
@@ -406,9 +414,11 @@ extension TunnelDriver {
     }
 
     private func sendEOF(
-        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
+        _ connection: Connection, _ session: SSHSession, retrying: Bool = false
     ) throws(SSHError) -> Bool {
-        guard let channel = connection.channel, !connection.eofSent else { return true }
+        // A retry goes on with the channel of a connection closed meanwhile: libssh2 wants that
+        // very call repeated.
+        guard let channel = connection.channel, connection.forwarding?.eofSent != true else { return true }
         guard retrying || hasSendRoom(session, connection) else { return true }
         do {
             guard case .done = try channel.sendEOF() else { return !stalled(.sendEOF(connection.id), session) }
@@ -417,19 +427,16 @@ extension TunnelDriver {
             abort(connection, "channel EOF: \(error.message)")
             return true
         }
-        connection.eofSent = true
+        if connection.isOpen { connection.update { $0.eofSent = true } }  // closed meanwhile: stale
         progress = true
         return true
     }
 
     /// Closes and frees a connection's channel; removes the connection once done.
     private func closeChannel(
-        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
+        _ connection: Connection, _ session: SSHSession, retrying: Bool = false
     ) throws(SSHError) -> Bool {
-        guard let channel = connection.channel else {
-            connections[connection.id] = nil
-            return true
-        }
+        guard case .closing(let channel) = connection.state else { return true }  // closed meanwhile
         guard retrying || hasSendRoom(session, connection) else { return true }
         do {
             guard case .done = try channel.close() else { return !stalled(.close(connection.id), session) }
@@ -438,7 +445,7 @@ extension TunnelDriver {
             guard error.isChannelScoped else { throw error }
             _ = try? channel.free()
         }
-        connection.channel = nil
+        connection.channelClosed()
         connections[connection.id] = nil
         progress = true
         return true
@@ -451,7 +458,7 @@ extension TunnelDriver {
     /// go out whole. Without room the connection waits for the socket to drain (`awaitingSendRoom`
     /// adds output to the SSH socket's epoll interest). Rare on TCP (its send buffer grows), common
     /// on the socketpair of a jump chain or proxy command.
-    private func hasSendRoom(_ session: SSHSession, _ connection: ForwardedConnection) -> Bool {
+    private func hasSendRoom(_ session: SSHSession, _ connection: Connection) -> Bool {
         if ecto_send_queue_room(session.socket) >= 4096 { return true }
         awaitingSendRoom = true
         schedule(connection)
@@ -459,10 +466,9 @@ extension TunnelDriver {
     }
 
     /// Ends one connection after an error on either side; the session goes on.
-    private func abort(_ connection: ForwardedConnection, _ reason: String) {
+    private func abort(_ connection: Connection, _ reason: String) {
         logger.debug("connection aborted: \(reason)", metadata: ["client": "\(connection.peer)"])
         connection.closeClient()
-        connection.phase = .closing
         schedule(connection)
         progress = true
     }

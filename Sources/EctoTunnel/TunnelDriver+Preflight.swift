@@ -53,7 +53,7 @@ extension TunnelDriver {
     func checkPreflight() {
         guard let probe = preflight, !probe.done else { return }
         for (forward, id) in probe.connectionIDs.enumerated() where !probe.opened.contains(forward) {
-            guard let connection = connections[id], !connection.clientClosed else {
+            guard let connection = connections[id], connection.isClientOpen else {
                 // Gone before its channel opened: the server refused the channel (or the hold ended).
                 finishPreflight(
                     .failed(
@@ -63,7 +63,7 @@ extension TunnelDriver {
                     ))
                 return
             }
-            if connection.phase == .open {
+            if connection.isOpen {
                 probe.opened.insert(forward)
                 drop(connection, reason: nil)  // its channel is closed by the next pass
             }

@@ -217,8 +217,8 @@ extension TunnelDriver {
         if let outage = retryLog.recovered(now: now) { metadata["after"] = "\(outage)" }
         logger.info("connected", metadata: metadata)
         // Serve the clients that waited, oldest first.
-        for connection in connections.values.sorted(by: { $0.id < $1.id }) where connection.phase == .held {
-            connection.phase = .queued
+        for connection in connections.values.sorted(by: { $0.id < $1.id }) where connection.isHeld {
+            connection.queue()
             openQueue.append(connection.id)
         }
         progress = true
@@ -290,21 +290,8 @@ extension TunnelDriver {
             endCarrier()
         }
         for connection in connections.values {
-            switch connection.phase {
-            case .open, .closing:
-                connection.closeClient()
-                connection.channel = nil
-                connections[connection.id] = nil
-            case .opening, .queued:
-                connection.channel = nil
-                if connection.clientClosed {
-                    connections[connection.id] = nil  // left while its channel was opening
-                } else {
-                    connection.phase = .held
-                }
-            case .held:
-                break
-            }
+            connection.sessionLost()  // open ones are closed, waiting ones held again
+            if case .gone = connection.state { connections[connection.id] = nil }
         }
         openQueue.removeAll()
         for connection in scheduled { connection.scheduled = false }
@@ -322,22 +309,22 @@ extension TunnelDriver {
 
     /// Closes one forwarded connection from outside a pass (timers, commands, client gone).
     /// The channel, if any, is closed by the next pass (libssh2 calls stay in the pass).
-    func drop(_ connection: ForwardedConnection, reason: String?) {
+    func drop(_ connection: Connection, reason: String?) {
         if let reason { logger.info("closing connection: \(reason)", metadata: ["client": "\(connection.peer)"]) }
         connection.closeClient()
-        if connection.phase == .opening {
+        switch connection.state {
+        case .abandoned:
             // Its channel open is under way inside libssh2, perhaps half-sent, and libssh2 wants
             // that very call repeated before any other send: the open queue finishes it, then
             // the channel is closed (`openChannels`).
-            progress = true
-            return
-        }
-        if connection.channel == nil {
+            break
+        case .closing:
+            schedule(connection)  // its channel is closed by a pass
+        case .gone:
             connections[connection.id] = nil
             openQueue.removeAll { $0 == connection.id }
-        } else {
-            connection.phase = .closing
-            schedule(connection)  // its channel is closed by a pass
+        case .held, .queued, .opening, .open:
+            assertionFailure("a connection whose client was closed is \(connection.state)")
         }
         progress = true
     }

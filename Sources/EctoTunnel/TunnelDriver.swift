@@ -78,7 +78,7 @@ final class TunnelDriver {
     /// The jump host that failed the last attempt or ended the last session (status `hop`).
     var failedHop: String?
     var nextKeepalive: Instant?
-    var connections: [UInt64: ForwardedConnection] = [:]
+    var connections: [UInt64: Connection] = [:]
     /// Open clients and held connections, counted as they change (`ForwardedConnection.counters`).
     let counters: ConnectionCounters
     var openQueue: [UInt64] = []
@@ -158,12 +158,12 @@ final class TunnelDriver {
     var sshRegistration: Registration?
     /// Connections the next forwarding pass visits (`ForwardedConnection.needsVisit`), and the list
     /// being visited (kept only to reuse its storage).
-    var scheduled: [ForwardedConnection] = []
-    var visiting: [ForwardedConnection] = []
+    var scheduled: [Connection] = []
+    var visiting: [Connection] = []
     /// `SSHSession.bytesReceived` when `collectArrivals` last saw everything libssh2 took in.
     var arrivalsCheckedAt: UInt64 = 0
     /// Connections whose wanted epoll events may have changed since the last look.
-    var interestQueue: [ForwardedConnection] = []
+    var interestQueue: [Connection] = []
     /// epoll tokens of the fixed descriptors; a client's token is its connection id (below
     /// `firstFixed`).
     enum Token {
@@ -320,7 +320,7 @@ final class TunnelDriver {
         for connection in interestQueue {
             connection.interestQueued = false
             // A closed socket left epoll with its close; a handed-over one was removed by `retire`.
-            guard !connection.clientClosed else {
+            guard connection.isClientOpen else {
                 connection.registeredEvents = nil
                 continue
             }
@@ -383,13 +383,13 @@ final class TunnelDriver {
     }
 
     /// Counts a new connection and has its socket registered with epoll.
-    func track(_ connection: ForwardedConnection) {
+    func track(_ connection: Connection) {
         connection.counters = counters
         interestChanged(connection)
     }
 
     /// Queues `connection` for an epoll interest check before the next wait.
-    func interestChanged(_ connection: ForwardedConnection) {
+    func interestChanged(_ connection: Connection) {
         guard !connection.interestQueued else { return }
         connection.interestQueued = true
         interestQueue.append(connection)
@@ -397,18 +397,20 @@ final class TunnelDriver {
 
     private func dispatchReadiness(_ ready: UnsafeBufferPointer<ecto_epoll_event>) {
         for event in ready where event.token < Token.firstFixed {
-            guard let connection = connections[event.token], !connection.clientClosed else { continue }
+            guard let connection = connections[event.token], connection.isClientOpen else { continue }
             let events = event.readiness
-            if !events.isDisjoint(with: [.input, .hangUp, .error]) { connection.clientReadable = true }
-            if !events.isDisjoint(with: [.output, .hangUp, .error]) { connection.clientWriteBlocked = false }
-            if connection.phase != .open && !events.isDisjoint(with: [.hangUp, .error]) {
+            if connection.isOpen {
+                connection.clientReady(events)
+                interestChanged(connection)
+                schedule(connection)
+            } else if !events.isDisjoint(with: [.hangUp, .error]) {
                 // A held or queued client gave up before its channel opened.
                 logger.debug("client left before its channel opened", metadata: ["client": "\(connection.peer)"])
                 drop(connection, reason: nil)
-            } else if connection.phase != .open && events.contains(.readHangUp) {
+            } else if events.contains(.readHangUp) {
                 if Posix.hasPendingInput(connection.fd) {
                     // It sent something, then shut down its sending side: it may want the reply.
-                    connection.sentEOFWhileWaiting = true
+                    connection.sentEOFWhileWaiting()
                     interestChanged(connection)
                 } else {
                     // Closed without sending anything: nothing can come of it. Let it go now.
@@ -418,7 +420,6 @@ final class TunnelDriver {
                 }
             } else {
                 interestChanged(connection)
-                if connection.phase == .open { schedule(connection) }
             }
         }
     }
@@ -437,7 +438,7 @@ final class TunnelDriver {
         if case .chain(let chain)? = carrier { earliest = Self.earlier(earliest, chain.nextDeadline()) }
         // Clients are held only while no session is up, and then they are all there is.
         if counters.held > 0 {
-            for connection in connections.values where connection.phase == .held && !connection.clientClosed {
+            for connection in connections.values {
                 earliest = Self.earlier(earliest, connection.holdDeadline)
             }
         }
@@ -469,7 +470,7 @@ final class TunnelDriver {
             logger.info("stopping", metadata: ["connections": "\(connections.count)"])
             stopping = (clock.now.advanced(by: grace), false)
             closeListeners()
-            for connection in connections.values where connection.phase == .held || connection.phase == .queued {
+            for connection in connections.values where connection.isWaitingForTurn {
                 drop(connection, reason: nil)
             }
         case .disable:
@@ -525,7 +526,7 @@ final class TunnelDriver {
     private func retire(to next: TunnelHandle, drain: Duration) {
         var handed: [HandedClient] = []
         for connection in connections.values.sorted(by: { $0.id < $1.id })
-        where connection.phase == .held || connection.phase == .queued {
+        where connection.isWaitingForTurn {
             handed.append(release(connection))
         }
         if !isPrimary {
@@ -545,7 +546,7 @@ final class TunnelDriver {
             }
             next.send(.adopt(listeners: sockets, clients: handed))
         }
-        let open = connections.values.filter { !$0.clientClosed }.count
+        let open = connections.values.filter(\.isClientOpen).count
         logger.info(
             "handing over to the new configuration; \(open) open connection\(open == 1 ? "" : "s") stay on this session for up to \(spoken(drain))"
         )
@@ -598,15 +599,15 @@ final class TunnelDriver {
 
     /// A new client of this driver: queued for a channel when the session is up, else held.
     @discardableResult
-    func admit(fd: Int32, peer: String, forward: Int, holdDeadline: Instant) -> ForwardedConnection {
-        let connection = ForwardedConnection(
+    func admit(fd: Int32, peer: String, forward: Int, holdDeadline: Instant) -> Connection {
+        let connection = Connection(
             id: nextConnectionID, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline,
             bufferSize: bufferSize)
         nextConnectionID += 1
         connections[connection.id] = connection
         track(connection)
         if isEstablished {
-            connection.phase = .queued
+            connection.queue()
             openQueue.append(connection.id)
         }
         return connection
@@ -614,14 +615,14 @@ final class TunnelDriver {
 
     /// Forgets a client that has not got its channel yet without closing it: its fd changes owner
     /// (another driver of this tunnel), so it leaves our epoll first.
-    private func release(_ connection: ForwardedConnection) -> HandedClient {
+    private func release(_ connection: Connection) -> HandedClient {
         poller?.remove(connection.fd)
-        connection.clientClosed = true
+        let holdDeadline = connection.release()
         connections[connection.id] = nil
         openQueue.removeAll { $0 == connection.id }
         return HandedClient(
             fd: connection.fd, peer: connection.peer, local: config.forwards[connection.forward].local,
-            holdDeadline: connection.holdDeadline)
+            holdDeadline: holdDeadline)
     }
 
     /// TEST ONLY (`ECTO_TUNNEL_TEST_STALL=driver`, never documented in --help): blocks this driver
@@ -667,12 +668,14 @@ final class TunnelDriver {
                 attemptFailed(AttemptFailure(.transport, "connection attempt timed out after \(config.connectTimeout)"))
             }
         }
-        for connection in connections.values
-        where counters.held > 0 && connection.phase == .held && now >= connection.holdDeadline {
-            logger.warning(
-                "closing a client held for \(config.holdTimeout) without a session",
-                metadata: ["client": "\(connection.peer)"])
-            drop(connection, reason: nil)
+        if counters.held > 0 {
+            for connection in connections.values {
+                guard let deadline = connection.holdDeadline, now >= deadline else { continue }
+                logger.warning(
+                    "closing a client held for \(config.holdTimeout) without a session",
+                    metadata: ["client": "\(connection.peer)"])
+                drop(connection, reason: nil)
+            }
         }
         if case .established(let session) = phase, let probe = livenessProbe, now >= probe.deadline {
             livenessProbe = nil
@@ -742,7 +745,7 @@ final class TunnelDriver {
         case .giveUp:
             retryLog.reset()
             teardownSession(reason: "failed", graceful: false)
-            for connection in connections.values where connection.phase == .held || connection.phase == .queued {
+            for connection in connections.values where connection.isWaitingForTurn {
                 drop(connection, reason: nil)
             }
             logger.error("tunnel failed and will not retry until told to: \(machine.lastError ?? "unknown error")")
@@ -937,7 +940,7 @@ final class TunnelDriver {
                 continue
             }
             reportedLoad.connections = -1  // counted by the group: report the real count after this pass
-            if admit(fd: fd, peer: peer, forward: forward, holdDeadline: deadline).phase == .held {
+            if admit(fd: fd, peer: peer, forward: forward, holdDeadline: deadline).isHeld {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }
@@ -995,7 +998,7 @@ final class TunnelDriver {
     /// up, rather than wait for ours.
     private func rehomeHeldClients() {
         guard let group, stopping == nil, counters.held > 0, !isEstablished else { return }
-        let held = connections.values.filter { $0.phase == .held && !$0.clientClosed }.sorted { $0.id < $1.id }
+        let held = connections.values.filter(\.isHeld).sorted { $0.id < $1.id }
         for connection in held {
             guard let chosen = group.assign(preferring: lane), chosen != lane, let other = group.handle(chosen) else {
                 return

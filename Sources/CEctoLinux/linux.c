@@ -148,6 +148,7 @@ const unsigned int ECTO_EPOLLOUT = EPOLLOUT;
 const unsigned int ECTO_EPOLLERR = EPOLLERR;
 const unsigned int ECTO_EPOLLHUP = EPOLLHUP;
 const unsigned int ECTO_EPOLLRDHUP = EPOLLRDHUP;
+const unsigned int ECTO_EPOLLET = EPOLLET;
 const int ECTO_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
 const int ECTO_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
 const int ECTO_EPOLL_CTL_DEL = EPOLL_CTL_DEL;

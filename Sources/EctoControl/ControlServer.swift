@@ -205,15 +205,15 @@ public final class ControlServer: Sendable {
         let fd: Int32
         /// Names the client for a deferred answer (fds are reused).
         var serial: UInt64 = 0
-        let accepted: ContinuousClock.Instant
+        let accepted: BootInstant
         var parser: HTTPRequestParser
         var phase: Phase = .reading
         var output: [UInt8] = []
         var sent = 0
-        var deadline: ContinuousClock.Instant
+        var deadline: BootInstant
         var discarded = 0
 
-        init(fd: Int32, now: ContinuousClock.Instant, limits: Limits) {
+        init(fd: Int32, now: BootInstant, limits: Limits) {
             self.fd = fd
             self.accepted = now
             self.parser = HTTPRequestParser(maxHead: limits.maxHead, maxBody: limits.maxBody)
@@ -226,7 +226,7 @@ public final class ControlServer: Sendable {
     private final class ServerLoop {
         let server: ControlServer
         var clients: [Int32: Client] = [:]
-        let clock = ContinuousClock()
+        let clock = BootClock()
         var scratch = [UInt8](repeating: 0, count: 64 * 1024)
         var nextSerial: UInt64 = 1
         var limits: Limits { server.limits }

@@ -6,14 +6,14 @@
 /// control socket alike.
 public struct AcceptBackoff: Sendable {
     /// The end of the current pause (nil: no episode).
-    public private(set) var until: ContinuousClock.Instant?
+    public private(set) var until: BootInstant?
     private var length: Duration = .zero
 
     public init() {}
 
     /// accept failed: pause from `now`. Returns the pause, and whether this started an episode
     /// (worth one log line).
-    public mutating func failed(now: ContinuousClock.Instant) -> (pause: Duration, started: Bool) {
+    public mutating func failed(now: BootInstant) -> (pause: Duration, started: Bool) {
         let started = until == nil
         length = min(.seconds(1), (started ? .milliseconds(25) : length) * 2)
         until = now.advanced(by: length)
@@ -27,8 +27,8 @@ public struct AcceptBackoff: Sendable {
     }
 
     /// True while the listener must not be watched.
-    public func isPaused(now: ContinuousClock.Instant) -> Bool { until.map { now < $0 } ?? false }
+    public func isPaused(now: BootInstant) -> Bool { until.map { now < $0 } ?? false }
 
     /// The instant to wake up at to watch the listener again, while paused.
-    public func wakeUp(now: ContinuousClock.Instant) -> ContinuousClock.Instant? { isPaused(now: now) ? until : nil }
+    public func wakeUp(now: BootInstant) -> BootInstant? { isPaused(now: now) ? until : nil }
 }

@@ -252,24 +252,32 @@ public final class SSHSession {
         window: UInt32 = 2 * 1024 * 1024, packetSize: UInt32 = 32768
     ) throws(SSHError) -> SSHResult<SSHChannel> {
         // RFC 4254 7.2: string host, uint32 port, string originator address, uint32 originator port.
-        var message: [UInt8] = []
-        message.reserveCapacity(host.utf8.count + originHost.utf8.count + 16)
-        func putUInt32(_ value: UInt32) {
-            message.append(contentsOf: [
-                UInt8(value >> 24), UInt8((value >> 16) & 0xFF), UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF),
-            ])
-        }
-        putUInt32(UInt32(host.utf8.count))
-        message.append(contentsOf: host.utf8)
-        putUInt32(UInt32(port))
-        putUInt32(UInt32(originHost.utf8.count))
-        message.append(contentsOf: originHost.utf8)
-        putUInt32(UInt32(originPort))
+        // Built on the stack (one per new connection: no array, no allocation).
+        var host = host
+        var originHost = originHost
+        let size = host.utf8.count + originHost.utf8.count + 16
         let type = "direct-tcpip"
-        let channel: OpaquePointer? = message.withUnsafeBufferPointer { bytes in
-            let messagePointer = UnsafeRawPointer(bytes.baseAddress!).assumingMemoryBound(to: CChar.self)
+        let channel: OpaquePointer? = withUnsafeTemporaryAllocation(byteCount: size, alignment: 1) { message in
+            var offset = 0
+            func put(_ value: UInt32) {
+                message.storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
+                offset += 4
+            }
+            func put(_ text: inout String) {
+                put(UInt32(text.utf8.count))
+                text.withUTF8 { bytes in
+                    UnsafeMutableRawBufferPointer(rebasing: message[offset...]).copyMemory(
+                        from: UnsafeRawBufferPointer(bytes))
+                }
+                offset += text.utf8.count
+            }
+            put(&host)
+            put(UInt32(port))
+            put(&originHost)
+            put(UInt32(originPort))
             return ecto_channel_open(
-                raw, type, UInt32(type.utf8.count), window, packetSize, messagePointer, UInt32(bytes.count))
+                raw, type, UInt32(type.utf8.count), window, packetSize,
+                message.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(size))
         }
         if let channel { return .done(SSHChannel(raw: channel, session: self)) }
         if libssh2_session_last_errno(raw) == LIBSSH2_ERROR_EAGAIN { return .wouldBlock }

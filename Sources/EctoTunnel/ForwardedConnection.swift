@@ -1,42 +1,40 @@
+import EctoPlatform
 import EctoSSH
 
-/// A forwarded connection as the session driver uses it: its channel is a libssh2 channel.
-typealias Connection = ForwardedConnection<SSHChannel>
+/// The life of one forwarded connection, as a value: each state carries the data only it has (a
+/// waiting client whether it half-closed, an open one its channel and the progress of both
+/// directions, a closing one the channel left to close). Pure: no syscalls, no libssh2 calls, so unit tests drive
+/// every transition with a stand-in channel. `ForwardedConnection` holds one for a libssh2 channel
+/// and adds what touches the system (the socket, the buffers, the driver's counters).
+///
+/// Every payload has a layout fixed at compile time, which keeps each switch and copy of the state
+/// plain code (a payload of a type whose layout is unknown, as `ContinuousClock.Instant` was in the
+/// hold deadline, made every one a Swift runtime call: `swift_getEnumCaseMultiPayload`, value
+/// witnesses; see `BootInstant`). The channel is kept as `AnyObject` rather than as a generic
+/// parameter, which in the measured build left generic metadata lookups on the forwarding path
+/// (`__swift_instantiateConcreteTypeFromMangledName`); `ForwardedConnection` only ever puts an
+/// `SSHChannel` in, and takes it out as one.
+enum ConnectionState {
+    typealias Channel = AnyObject
 
-/// One accepted local connection and its channel. Owned by the session driver thread.
-///
-/// Its life is `state`, and each state carries the data only it has: a waiting client its hold
-/// deadline, an open one its channel and the progress of both directions, a closing one the
-/// channel left to close. Every change goes through a method named for the event; an event that
-/// cannot happen in a state stops a debug build (`assertionFailure`), and one that can arrive late
-/// (a client gone while its channel was opening, a retried call on a connection that was closed
-/// meanwhile) is ignored where it arrives, explicitly.
-///
-/// The state logic touches no libssh2: it is generic over the channel, so unit tests drive it
-/// without a session.
-final class ForwardedConnection<Channel: AnyObject> {
-    enum State {
-        /// Accepted while no session is up; waits (until its hold deadline) for one.
-        case held(Waiting)
-        /// Waiting for its turn to open a channel (one open in flight per session).
-        case queued(Waiting)
-        /// Its channel open is in flight.
-        case opening(Waiting)
-        /// Its client left while its channel open was in flight: libssh2 wants that very call
-        /// repeated until it completes, so the open queue finishes it and the channel is closed.
-        case abandoned
-        /// Forwarding.
-        case open(Forwarding)
-        /// The client socket is closed; a pass closes and frees the channel.
-        case closing(Channel)
-        /// Done: the client socket is closed, or it went to another driver; the driver has let go.
-        case gone
-    }
+    /// Accepted while no session is up; waits (until its hold deadline) for one.
+    case held(Waiting)
+    /// Waiting for its turn to open a channel (one open in flight per session).
+    case queued(Waiting)
+    /// Its channel open is in flight.
+    case opening(Waiting)
+    /// Its client left while its channel open was in flight: libssh2 wants that very call
+    /// repeated until it completes, so the open queue finishes it and the channel is closed.
+    case abandoned
+    /// Forwarding.
+    case open(Forwarding)
+    /// The client socket is closed; a pass closes and frees the channel.
+    case closing(Channel)
+    /// Done: the client socket is closed, or it went to another driver; the driver has let go.
+    case gone
 
     /// What a client waiting for its channel has.
     struct Waiting {
-        /// Until when it may wait for a session (while held).
-        var holdDeadline: ContinuousClock.Instant
         /// It sent something, then shut down its sending side: it may still want the reply, so it
         /// stays, and epoll stops reporting that end of data.
         var sentEOF = false
@@ -70,9 +68,190 @@ final class ForwardedConnection<Channel: AnyObject> {
         var isComplete: Bool { eofSent && clientShutdown }
     }
 
+    // MARK: Reading
+
+    /// The client socket is open and ours.
+    var isClientOpen: Bool {
+        switch self {
+        case .held, .queued, .opening, .open: return true
+        case .abandoned, .closing, .gone: return false
+        }
+    }
+
+    var isHeld: Bool { if case .held = self { return true } else { return false } }
+    var isOpen: Bool { if case .open = self { return true } else { return false } }
+    var isGone: Bool { if case .gone = self { return true } else { return false } }
+
+    /// Held or queued: waiting for a channel, none in flight (these can be handed to another
+    /// driver or let go without touching libssh2).
+    var isWaitingForTurn: Bool {
+        switch self {
+        case .held, .queued: return true
+        default: return false
+        }
+    }
+
+    /// The open connection's forwarding state (nil in any other state).
+    var forwarding: Forwarding? { if case .open(let forwarding) = self { return forwarding } else { return nil } }
+
+    /// The channel to use: the open one's, or the one a closing connection still has to close.
+    var channel: Channel? {
+        switch self {
+        case .open(let forwarding): return forwarding.channel
+        case .closing(let channel): return channel
+        default: return nil
+        }
+    }
+
+    /// True while a pass has work for this connection without news from epoll (client readiness)
+    /// or from libssh2 (channel data, EOF): settled connections are left alone, which is what makes
+    /// idle connections free. `upEmpty`, `downEmpty`: its two buffers.
+    func needsVisit(upEmpty: Bool, downEmpty: Bool) -> Bool {
+        switch self {
+        case .held, .queued, .opening, .abandoned, .gone:
+            return false  // the open queue serves the waiting ones
+        case .closing:
+            return true  // until its channel is closed and freed
+        case .open(let f):
+            return (!f.channelQuiet && !f.remoteEOF)  // the channel may hold more
+                || f.clientReadable  // the client may have more
+                || !upEmpty  // waiting for the peer's window or for the channel write
+                || (!downEmpty && !f.clientWriteBlocked)
+                || (f.clientEOF && !f.eofSent)
+                || (f.remoteEOF && downEmpty && !f.clientShutdown)
+        }
+    }
+
+    // MARK: Events
+
+    /// A session is up: a held client takes its place in the open queue.
+    mutating func queue() {
+        guard case .held(let waiting) = self else { return unexpected("queue") }
+        self = .queued(waiting)
+    }
+
+    /// Its turn in the open queue: the open starts, or goes on (a half-sent open is repeated, and
+    /// an abandoned one is finished). False: it has no open to make (closed, handed over).
+    mutating func startOpening() -> Bool {
+        switch self {
+        case .queued(let waiting):
+            self = .opening(waiting)
+            return true
+        case .opening, .abandoned:
+            return true
+        case .held, .open, .closing, .gone:
+            return false
+        }
+    }
+
+    /// Its channel opened: it forwards, or (its client left meanwhile) the channel is closed.
+    mutating func opened(_ channel: Channel) {
+        switch self {
+        case .opening: self = .open(Forwarding(channel: channel))
+        case .abandoned: self = .closing(channel)
+        default: unexpected("opened")
+        }
+    }
+
+    /// The client half-closed after sending something while it waits for its channel.
+    mutating func sentEOFWhileWaiting() {
+        switch self {
+        case .held(var waiting):
+            waiting.sentEOF = true
+            self = .held(waiting)
+        case .queued(var waiting):
+            waiting.sentEOF = true
+            self = .queued(waiting)
+        case .opening(var waiting):
+            waiting.sentEOF = true
+            self = .opening(waiting)
+        default:
+            unexpected("sentEOFWhileWaiting")
+        }
+    }
+
+    /// epoll reported the client socket: `events` make it readable or writable again.
+    ///
+    /// The client socket is registered once, edge-triggered, for input, output and the end of its
+    /// data (`ForwardedConnection.events`): each readiness is reported once, when it arises, so
+    /// these flags are the driver's memory of it. `clientReadable` is cleared only when a read
+    /// would block (or finds the end), `clientWriteBlocked` set only when a write would block:
+    /// then the next edge is sure to come. Only an open connection keeps track; a waiting one
+    /// starts readable at its open (it may have sent while it waited).
+    mutating func clientReady(_ events: EpollEvents) {
+        guard case .open(var f) = self else { return }
+        if !events.isDisjoint(with: [.input, .hangUp, .error]) { f.clientReadable = true }
+        if !events.isDisjoint(with: [.output, .hangUp, .error]) { f.clientWriteBlocked = false }
+        self = .open(f)
+    }
+
+    /// Changes the forwarding state of an open connection.
+    mutating func update(_ body: (inout Forwarding) -> Void) {
+        guard case .open(var f) = self else { return unexpected("update") }
+        body(&f)
+        self = .open(f)
+    }
+
+    /// The client socket is closed (the driver's decision or the client's error): the channel is
+    /// closed next, or the open in flight finished first, or it is done (nothing to close). One
+    /// whose client is already closed stays as it is.
+    mutating func clientClosed() {
+        switch self {
+        case .held, .queued: self = .gone
+        case .opening: self = .abandoned
+        case .open(let f): self = .closing(f.channel)
+        case .abandoned, .closing, .gone: return
+        }
+    }
+
+    /// Its channel is closed and freed: done.
+    mutating func channelClosed() {
+        guard case .closing = self else { return unexpected("channelClosed") }
+        self = .gone
+    }
+
+    /// The session ended without a goodbye (its channels go with it): a client still waiting for
+    /// its channel is held for the next session; anything else is done.
+    mutating func sessionLost() {
+        switch self {
+        case .held, .gone: return
+        case .queued(let waiting), .opening(let waiting): self = .held(waiting)
+        case .abandoned, .open, .closing: self = .gone
+        }
+    }
+
+    /// Hands the client (held or queued) to another driver.
+    mutating func release() {
+        if !isWaitingForTurn { unexpected("release") }
+        self = .gone
+    }
+
+    /// Done without a channel (the server refused it, or the client was let go).
+    mutating func end() {
+        self = .gone
+    }
+
+    private func unexpected(_ event: StaticString) {
+        assertionFailure("\(event) in state \(self)")
+    }
+}
+
+/// One accepted local connection: its socket, its buffers and its `ConnectionState`. Owned by the
+/// session driver thread. Each event method changes the state, closes the socket when the state
+/// says the client is closed, and keeps the driver's counters in step.
+final class ForwardedConnection {
+    typealias State = ConnectionState
+
+    /// What the client socket is registered with epoll for, once, when it is accepted (or taken
+    /// over from another driver), never changed: edge-triggered input, output and end of data
+    /// (hang-up and error come regardless). No interest change per connection; a readiness
+    /// nobody needs yet (a waiting client's data or room) is reported once and costs nothing
+    /// (`ConnectionState.clientReady`).
+    static let events: EpollEvents = [.input, .output, .readHangUp, .edgeTriggered]
+
     let id: UInt64
     let fd: Int32
-    let peer: String
+    let peer: PeerAddress
     /// Which of the tunnel's forwards it came in on (an index into `TunnelConfig.forwards`): its
     /// channel goes to that forward's `remote`, and its bytes count towards that forward.
     let forward: Int
@@ -83,234 +262,101 @@ final class ForwardedConnection<Channel: AnyObject> {
     var down: ByteBuffer
     /// In the driver's list of connections the next pass visits.
     var scheduled = false
-    /// What the client socket is registered with epoll for (nil: not registered).
-    var registeredEvents: EpollEvents?
-    /// Queued for an epoll interest check at the top of the next loop iteration.
-    var interestQueued = false
     /// The driver's counters this connection is counted in (set once the driver tracks it).
     var counters: ConnectionCounters? { didSet { recount() } }
     private var counted = (open: false, held: false)
+    /// The socket was closed, or given away.
+    private var socketClosed = false
+    /// Until when it may wait for a session while held (kept when handed to another driver).
+    private let deadline: BootInstant
 
-    init(id: UInt64, fd: Int32, peer: String, forward: Int, holdDeadline: ContinuousClock.Instant, bufferSize: Int) {
+    init(id: UInt64, fd: Int32, peer: PeerAddress, forward: Int, holdDeadline: BootInstant, bufferSize: Int) {
         self.id = id
         self.fd = fd
         self.peer = peer
         self.forward = forward
-        self.state = .held(Waiting(holdDeadline: holdDeadline))
+        self.deadline = holdDeadline
+        self.state = .held(State.Waiting())
         self.up = ByteBuffer(capacity: bufferSize)
         self.down = ByteBuffer(capacity: bufferSize)
     }
 
     // MARK: Reading the state
 
-    /// The client socket is open and ours.
-    var isClientOpen: Bool {
-        switch state {
-        case .held, .queued, .opening, .open: return true
-        case .abandoned, .closing, .gone: return false
-        }
-    }
+    var isClientOpen: Bool { state.isClientOpen }
+    var isHeld: Bool { state.isHeld }
+    var isOpen: Bool { state.isOpen }
+    var isWaitingForTurn: Bool { state.isWaitingForTurn }
+    var forwarding: State.Forwarding? { state.forwarding }
+    /// The channel to use (`ConnectionState.channel`): only ever an `SSHChannel` (`opened`).
+    var channel: SSHChannel? { state.channel.map { unsafeDowncast($0, to: SSHChannel.self) } }
+    /// Until when a held client may wait for a session (nil unless held).
+    var holdDeadline: BootInstant? { state.isHeld ? deadline : nil }
 
-    var isHeld: Bool { if case .held = state { return true } else { return false } }
-    var isOpen: Bool { if case .open = state { return true } else { return false } }
+    var needsVisit: Bool { state.needsVisit(upEmpty: up.isEmpty, downEmpty: down.isEmpty) }
 
-    /// Held or queued: waiting for a channel, none in flight (these can be handed to another
-    /// driver or let go without touching libssh2).
-    var isWaitingForTurn: Bool {
-        switch state {
-        case .held, .queued: return true
-        default: return false
-        }
-    }
+    // MARK: Events (see `ConnectionState`)
 
-    /// The open connection's forwarding state (nil in any other state).
-    var forwarding: Forwarding? { if case .open(let forwarding) = state { return forwarding } else { return nil } }
-
-    /// The channel to use: the open one's, or the one a closing connection still has to close.
-    var channel: Channel? {
-        switch state {
-        case .open(let forwarding): return forwarding.channel
-        case .closing(let channel): return channel
-        default: return nil
-        }
-    }
-
-    /// What epoll should watch the client socket for; nil: nothing (not registered at all).
-    ///
-    /// Level-triggered, so only what the connection is waiting for: input while it may read the
-    /// client (forwarding, room in the buffer, not already known readable), output while a write
-    /// would block. A connection still waiting for its channel is registered for nothing: epoll
-    /// reports hang-up and error regardless, which is how we learn that its client is gone. (A
-    /// half-close is not "gone": the client may still want the reply.) An open connection that
-    /// waits for nothing on its socket is not registered, so a hang-up cannot wake the loop
-    /// over and over while it has no use for it.
-    ///
-    /// A client still waiting for its channel is also watched for the end of its data
-    /// (EPOLLRDHUP): one that closes while held or queued is let go at once rather than kept
-    /// (with its descriptor) until the session returns (`TunnelDriver.dispatchReadiness`).
-    func wantedEvents(sessionUp: Bool) -> EpollEvents? {
-        switch state {
-        case .held(let waiting), .queued(let waiting), .opening(let waiting):
-            return waiting.sentEOF ? [] : .readHangUp
-        case .open(let forwarding):
-            var events: EpollEvents = []
-            if sessionUp && !forwarding.clientEOF && up.hasSpace && !forwarding.clientReadable {
-                events.insert(.input)
-            }
-            if forwarding.clientWriteBlocked { events.insert(.output) }
-            return events.isEmpty ? nil : events
-        case .abandoned, .closing, .gone:
-            return nil
-        }
-    }
-
-    /// True while a pass has work for this connection without news from epoll (client readiness)
-    /// or from libssh2 (channel data, EOF): settled connections are left alone, which is what makes
-    /// idle connections free.
-    var needsVisit: Bool {
-        switch state {
-        case .held, .queued, .opening, .abandoned, .gone:
-            return false  // the open queue serves the waiting ones
-        case .closing:
-            return true  // until its channel is closed and freed
-        case .open(let f):
-            return (!f.channelQuiet && !f.remoteEOF)  // the channel may hold more
-                || f.clientReadable  // the client may have more
-                || !up.isEmpty  // waiting for the peer's window or for the channel write
-                || (!down.isEmpty && !f.clientWriteBlocked)
-                || (f.clientEOF && !f.eofSent)
-                || (f.remoteEOF && down.isEmpty && !f.clientShutdown)
-        }
-    }
-
-    // MARK: Events
-
-    /// A session is up: a held client takes its place in the open queue.
     func queue() {
-        guard case .held(let waiting) = state else { return unexpected("queue") }
-        become(.queued(waiting))
+        state.queue()
+        recount()
     }
 
-    /// Its turn in the open queue: the open starts, or goes on (a half-sent open is repeated, and
-    /// an abandoned one is finished). False: it has no open to make (closed, handed over).
     func startOpening() -> Bool {
-        switch state {
-        case .queued(let waiting):
-            become(.opening(waiting))
-            return true
-        case .opening, .abandoned:
-            return true
-        case .held, .open, .closing, .gone:
-            return false
-        }
+        state.startOpening()  // queued and opening count alike
     }
 
-    /// Its channel opened: it forwards, or (its client left meanwhile) the channel is closed.
-    func opened(_ channel: Channel) {
-        switch state {
-        case .opening: become(.open(Forwarding(channel: channel)))
-        case .abandoned: become(.closing(channel))
-        default: unexpected("opened")
-        }
+    func opened(_ channel: SSHChannel) {
+        state.opened(channel)
+        recount()
     }
 
     /// The server refused its channel: the client is closed and the connection is done.
     func openRefused() {
         closeSocket()
-        become(.gone)
+        state.end()
+        recount()
     }
 
-    /// The client half-closed after sending something while it waits for its channel.
-    func sentEOFWhileWaiting() {
-        switch state {
-        case .held(var waiting):
-            waiting.sentEOF = true
-            become(.held(waiting))
-        case .queued(var waiting):
-            waiting.sentEOF = true
-            become(.queued(waiting))
-        case .opening(var waiting):
-            waiting.sentEOF = true
-            become(.opening(waiting))
-        default:
-            unexpected("sentEOFWhileWaiting")
-        }
-    }
+    func sentEOFWhileWaiting() { state.sentEOFWhileWaiting() }
 
-    /// epoll reported the client socket: `events` may make it readable or writable again.
-    /// Only an open connection keeps track; a waiting one learns at its open.
-    func clientReady(_ events: EpollEvents) {
-        guard case .open(var f) = state else { return }
-        if !events.isDisjoint(with: [.input, .hangUp, .error]) { f.clientReadable = true }
-        if !events.isDisjoint(with: [.output, .hangUp, .error]) { f.clientWriteBlocked = false }
-        state = .open(f)
-    }
+    func clientReady(_ events: EpollEvents) { state.clientReady(events) }
 
-    /// Changes the forwarding state of an open connection (in place: the counts do not change).
-    func update(_ body: (inout Forwarding) -> Void) {
-        guard case .open(var f) = state else { return unexpected("update") }
-        body(&f)
-        state = .open(f)
-    }
+    /// Changes the forwarding state of an open connection (the counts do not change).
+    func update(_ body: (inout State.Forwarding) -> Void) { state.update(body) }
 
-    /// Closes the client socket (the driver's decision or the client's error). The connection
-    /// then closes its channel, finishes the open in flight first, or is done (nothing to close).
-    /// A connection whose client is already closed stays as it is.
+    /// Closes the client socket; see `ConnectionState.clientClosed`.
     func closeClient() {
-        switch state {
-        case .held, .queued: become(.gone)
-        case .opening: become(.abandoned)
-        case .open(let f): become(.closing(f.channel))
-        case .abandoned, .closing, .gone: return
-        }
+        guard state.isClientOpen else { return }
+        state.clientClosed()
         closeSocket()
+        recount()
     }
 
-    /// Its channel is closed and freed: done.
     func channelClosed() {
-        guard case .closing = state else { return unexpected("channelClosed") }
-        become(.gone)
+        state.channelClosed()
+        recount()
     }
 
-    /// The session ended without a goodbye (its channels go with it, unfreed by us): a client
-    /// still waiting for its channel is held for the next session; an open one is closed.
+    /// The session is gone; an open client is closed (see `ConnectionState.sessionLost`).
     func sessionLost() {
-        switch state {
-        case .held, .gone: return
-        case .queued(let waiting), .opening(let waiting): become(.held(waiting))
-        case .abandoned: become(.gone)
-        case .open, .closing:
-            closeSocket()
-            become(.gone)
-        }
+        state.sessionLost()
+        if !state.isClientOpen { closeSocket() }
+        recount()
     }
 
-    /// Hands the client (held or queued) to another driver: its socket is not closed, and it is
-    /// no longer ours. Returns its hold deadline.
-    func release() -> ContinuousClock.Instant {
-        let deadline: ContinuousClock.Instant
-        switch state {
-        case .held(let waiting), .queued(let waiting): deadline = waiting.holdDeadline
-        default:
-            unexpected("release")
-            deadline = .now
-        }
-        become(.gone)
+    /// Hands the client to another driver: its socket is not closed, and it is no longer ours.
+    /// Returns its hold deadline.
+    func release() -> BootInstant {
+        state.release()
         socketClosed = true  // not closed: no longer ours to close
         up.release()
         down.release()
+        recount()
         return deadline
     }
 
-    /// The hold deadline of a held client.
-    var holdDeadline: ContinuousClock.Instant? {
-        if case .held(let waiting) = state { return waiting.holdDeadline } else { return nil }
-    }
-
     // MARK: Internals
-
-    /// The socket was closed, or given away.
-    private var socketClosed = false
 
     private func closeSocket() {
         guard !socketClosed else { return }
@@ -320,20 +366,11 @@ final class ForwardedConnection<Channel: AnyObject> {
         down.release()
     }
 
-    private func become(_ next: State) {
-        state = next
-        recount()
-    }
-
-    private func unexpected(_ event: StaticString) {
-        assertionFailure("\(event) in state \(state)")
-    }
-
     /// Keeps `counters` in step: one open client while the socket is open, one held connection
     /// while held.
     private func recount() {
         guard let counters else { return }
-        let now = (open: isClientOpen, held: isHeld)
+        let now = (open: state.isClientOpen, held: state.isHeld)
         if now.open != counted.open {
             counters.openClients += now.open ? 1 : -1
             counters.openByForward[forward] += now.open ? 1 : -1

@@ -25,7 +25,7 @@ import Glibc
 /// repeated before anything else on that session (`Hop.pending`), one channel open at a time, and
 /// a channel write blocked only by the peer's window is not parked.
 final class JumpChain {
-    typealias Instant = ContinuousClock.Instant
+    typealias Instant = BootInstant
 
     /// One jump host.
     final class Hop {
@@ -121,7 +121,7 @@ final class JumpChain {
     let hopTargets: [SSHTarget]
     let base: TunnelConfig
     let logger: Logger
-    let clock = ContinuousClock()
+    let clock = BootClock()
     private(set) var hops: [Hop] = []
     /// A pass moved bytes or changed a stage: run another without sleeping.
     var progress = false

@@ -81,7 +81,7 @@ extension Listener {
                 return nil
             }
         }
-        return SocketAddress.describe(storage)
+        return PeerAddress(storage).description
     }
 }
 

@@ -54,7 +54,7 @@ extension TunnelDriver {
     }
 
     /// Puts `connection` on the list the next pass visits (once).
-    func schedule(_ connection: Connection) {
+    func schedule(_ connection: ForwardedConnection) {
         guard !connection.scheduled else { return }
         connection.scheduled = true
         scheduled.append(connection)
@@ -95,13 +95,13 @@ extension TunnelDriver {
     /// seen yet (`arrivalsCheckedAt`), so packets that another call took in but left unprocessed
     /// (a channel open stops at its confirmation) are processed here.
     private func collectArrivals(
-        _ session: SSHSession, through retried: Connection? = nil
+        _ session: SSHSession, through retried: ForwardedConnection? = nil
     ) throws(SSHError)
         -> Bool
     {
         // Any open channel will do (a read of 0 bytes takes nothing from it); a half-sent one is
         // retried on the same channel.
-        guard let probe = retried ?? connections.values.first(where: \.isOpen),
+        guard let probe = retried ?? connections.values.first(where: { $0.isOpen }),
             let channel = probe.channel
         else { return true }  // no channel: the drain (or the open or close in flight) takes the bytes in
         let result: SSHResult<Void>
@@ -120,7 +120,7 @@ extension TunnelDriver {
         arrivalsCheckedAt = session.bytesReceived
         for connection in connections.values {
             guard let forwarding = connection.forwarding, forwarding.channelQuiet, !forwarding.remoteEOF,
-                forwarding.channel.hasInput
+                let channel = connection.channel, channel.hasInput
             else { continue }
             connection.update { $0.channelQuiet = false }
             schedule(connection)
@@ -149,7 +149,6 @@ extension TunnelDriver {
             return try drain(session)
         case .write(let id), .read(let id), .pull(let id), .sendEOF(let id), .close(let id):
             guard let connection = connections[id] else { return true }
-            interestChanged(connection)
             schedule(connection)
             switch call {
             case .write: return try pushToChannel(connection, session)
@@ -183,12 +182,12 @@ extension TunnelDriver {
                 openQueue.removeFirst()
                 continue
             }
-            let (originHost, originPort) = splitPeer(connection.peer)
             let remote = config.forwards[connection.forward].remote
             let result: SSHResult<SSHChannel>
             do {
                 result = try session.openDirectTCPIP(
-                    host: remote.host, port: remote.port, originHost: originHost, originPort: originPort)
+                    host: remote.host, port: remote.port, originHost: connection.peer.host,
+                    originPort: connection.peer.port)
             } catch {
                 guard error.isChannelScoped else { throw error }
                 openQueue.removeFirst()
@@ -208,17 +207,9 @@ extension TunnelDriver {
             progress = true
             machine.sessionProven()  // the server forwards: losing this session is an outage
             connection.opened(channel)  // open, or closing if the client left while it opened
-            if connection.isOpen { interestChanged(connection) }
             schedule(connection)
         }
         return true
-    }
-
-    private func splitPeer(_ peer: String) -> (String, UInt16) {
-        guard let colon = peer.lastIndex(of: ":") else { return (peer, 0) }
-        var host = String(peer[..<colon])
-        if host.hasPrefix("[") { host = String(host.dropFirst().dropLast()) }
-        return (host, UInt16(peer[peer.index(after: colon)...]) ?? 0)
     }
 
     // MARK: One connection
@@ -229,8 +220,7 @@ extension TunnelDriver {
     static let passBudget = 256 * 1024
 
     /// Moves what can be moved for one open connection; false when the pass must stop.
-    private func service(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
-        interestChanged(connection)
+    private func service(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
         // Remote → client: read the channel into the buffer, deliver it; again while a whole
         // buffer went through and the budget allows.
         var budget = Self.passBudget
@@ -278,11 +268,10 @@ extension TunnelDriver {
     /// (libssh2 sends those from inside reads): the read that found nothing ran libssh2's
     /// adjust check first, which leaves the window at three quarters or more of its size, and
     /// the window only shrinks when we read data, which a quiet channel does not have.
-    private func pullFromChannel(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
-        guard let forwarding = connection.forwarding, !forwarding.remoteEOF, !forwarding.channelQuiet else {
-            return true
-        }
-        let channel = forwarding.channel
+    private func pullFromChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard let forwarding = connection.forwarding, !forwarding.remoteEOF, !forwarding.channelQuiet,
+            let channel = connection.channel
+        else { return true }
         while connection.down.hasSpace {
             var result: SSHResult<Int> = .wouldBlock
             do {
@@ -319,12 +308,12 @@ extension TunnelDriver {
     }
 
     /// The channel's read found nothing: libssh2 holds nothing for it.
-    private func settle(_ connection: Connection, _ channel: SSHChannel) {
+    private func settle(_ connection: ForwardedConnection, _ channel: SSHChannel) {
         connection.update { $0.channelQuiet = true }
         assert(channel.readWindow > 0, "a quiet channel must leave the peer room to send")
     }
 
-    private func flushToClient(_ connection: Connection) {
+    private func flushToClient(_ connection: ForwardedConnection) {
         guard var forwarding = connection.forwarding else { return }
         while !connection.down.isEmpty && !forwarding.clientWriteBlocked {
             let written: Int
@@ -355,7 +344,7 @@ extension TunnelDriver {
         connection.update { $0 = result }
     }
 
-    private func readFromClient(_ connection: Connection) {
+    private func readFromClient(_ connection: ForwardedConnection) {
         guard var forwarding = connection.forwarding, forwarding.clientReadable, !forwarding.clientEOF,
             connection.up.hasSpace
         else { return }
@@ -382,8 +371,8 @@ extension TunnelDriver {
         connection.update { $0 = result }
     }
 
-    private func pushToChannel(_ connection: Connection, _ session: SSHSession) throws(SSHError) -> Bool {
-        guard let channel = connection.forwarding?.channel else { return true }
+    private func pushToChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {
+        guard connection.isOpen, let channel = connection.channel else { return true }
         while !connection.up.isEmpty {
             // Window exhausted: wait for the peer's window adjust (it arrives with some later
             // read). Never park a write that has nothing to send; that would stall other channels.
@@ -414,7 +403,7 @@ extension TunnelDriver {
     }
 
     private func sendEOF(
-        _ connection: Connection, _ session: SSHSession, retrying: Bool = false
+        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
     ) throws(SSHError) -> Bool {
         // A retry goes on with the channel of a connection closed meanwhile: libssh2 wants that
         // very call repeated.
@@ -434,9 +423,10 @@ extension TunnelDriver {
 
     /// Closes and frees a connection's channel; removes the connection once done.
     private func closeChannel(
-        _ connection: Connection, _ session: SSHSession, retrying: Bool = false
+        _ connection: ForwardedConnection, _ session: SSHSession, retrying: Bool = false
     ) throws(SSHError) -> Bool {
-        guard case .closing(let channel) = connection.state else { return true }  // closed meanwhile
+        // Not closing: already closed and freed (a retry that arrived late).
+        guard case .closing = connection.state, let channel = connection.channel else { return true }
         guard retrying || hasSendRoom(session, connection) else { return true }
         do {
             guard case .done = try channel.close() else { return !stalled(.close(connection.id), session) }
@@ -458,7 +448,7 @@ extension TunnelDriver {
     /// go out whole. Without room the connection waits for the socket to drain (`awaitingSendRoom`
     /// adds output to the SSH socket's epoll interest). Rare on TCP (its send buffer grows), common
     /// on the socketpair of a jump chain or proxy command.
-    private func hasSendRoom(_ session: SSHSession, _ connection: Connection) -> Bool {
+    private func hasSendRoom(_ session: SSHSession, _ connection: ForwardedConnection) -> Bool {
         if ecto_send_queue_room(session.socket) >= 4096 { return true }
         awaitingSendRoom = true
         schedule(connection)
@@ -466,7 +456,7 @@ extension TunnelDriver {
     }
 
     /// Ends one connection after an error on either side; the session goes on.
-    private func abort(_ connection: Connection, _ reason: String) {
+    private func abort(_ connection: ForwardedConnection, _ reason: String) {
         logger.debug("connection aborted: \(reason)", metadata: ["client": "\(connection.peer)"])
         connection.closeClient()
         schedule(connection)

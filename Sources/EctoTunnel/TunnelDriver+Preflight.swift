@@ -37,11 +37,15 @@ extension TunnelDriver {
             }
             probe.peerFDs.append(fds[1])
             // Held (no session yet) until the session is up, then queued for its channel like any client.
-            probe.connectionIDs.append(
-                admit(
-                    fd: fds[0], peer: "127.0.0.1:0", forward: forward,
-                    holdDeadline: clock.now.advanced(by: .seconds(86_400))
-                ).id)
+            guard
+                let connection = admit(
+                    fd: fds[0], peer: PeerAddress(host: "127.0.0.1", port: 0), forward: forward,
+                    holdDeadline: clock.now.advanced(by: .seconds(86_400)))
+            else {
+                finishPreflight(.failed(stage: "local", reason: "cannot watch the probe's socket with epoll"))
+                return
+            }
+            probe.connectionIDs.append(connection.id)
         }
         logger.info(
             "pre-flight: proving the new session before it takes over",

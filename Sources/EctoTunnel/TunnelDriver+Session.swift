@@ -309,7 +309,7 @@ extension TunnelDriver {
 
     /// Closes one forwarded connection from outside a pass (timers, commands, client gone).
     /// The channel, if any, is closed by the next pass (libssh2 calls stay in the pass).
-    func drop(_ connection: Connection, reason: String?) {
+    func drop(_ connection: ForwardedConnection, reason: String?) {
         if let reason { logger.info("closing connection: \(reason)", metadata: ["client": "\(connection.peer)"]) }
         connection.closeClient()
         switch connection.state {

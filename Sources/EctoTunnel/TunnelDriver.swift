@@ -23,7 +23,7 @@ import Glibc
 /// status snapshot). Idle means asleep: epoll's timeout is the next deadline (keepalive,
 /// dead-peer, backoff, hold, connect timeout), and it is 0 only after a pass that made progress.
 final class TunnelDriver {
-    typealias Instant = ContinuousClock.Instant
+    typealias Instant = BootInstant
 
     /// Where the SSH session is in its life.
     enum Phase {
@@ -53,7 +53,7 @@ final class TunnelDriver {
     let config: TunnelConfig
     let handle: TunnelHandle
     var logger: Logger
-    let clock = ContinuousClock()
+    let clock = BootClock()
     var random = SystemRandomNumberGenerator()
     var machine: ReconnectMachine<Instant>
     /// Which failed attempts the log shows (the first of an outage, then summaries).
@@ -78,7 +78,7 @@ final class TunnelDriver {
     /// The jump host that failed the last attempt or ended the last session (status `hop`).
     var failedHop: String?
     var nextKeepalive: Instant?
-    var connections: [UInt64: Connection] = [:]
+    var connections: [UInt64: ForwardedConnection] = [:]
     /// Open clients and held connections, counted as they change (`ForwardedConnection.counters`).
     let counters: ConnectionCounters
     var openQueue: [UInt64] = []
@@ -158,12 +158,10 @@ final class TunnelDriver {
     var sshRegistration: Registration?
     /// Connections the next forwarding pass visits (`ForwardedConnection.needsVisit`), and the list
     /// being visited (kept only to reuse its storage).
-    var scheduled: [Connection] = []
-    var visiting: [Connection] = []
+    var scheduled: [ForwardedConnection] = []
+    var visiting: [ForwardedConnection] = []
     /// `SSHSession.bytesReceived` when `collectArrivals` last saw everything libssh2 took in.
     var arrivalsCheckedAt: UInt64 = 0
-    /// Connections whose wanted epoll events may have changed since the last look.
-    var interestQueue: [Connection] = []
     /// epoll tokens of the fixed descriptors; a client's token is its connection id (below
     /// `firstFixed`).
     enum Token {
@@ -205,7 +203,7 @@ final class TunnelDriver {
         self.logger = logger
         let policy = ReconnectMachine<Instant>.Policy(
             backoff: BackoffPolicy(initial: config.backoffInitial, maximum: config.backoffMax))
-        self.machine = ReconnectMachine(policy: policy, enabled: config.enabled, now: ContinuousClock.now)
+        self.machine = ReconnectMachine(policy: policy, enabled: config.enabled, now: BootInstant.now)
     }
 
     // MARK: The loop
@@ -218,14 +216,6 @@ final class TunnelDriver {
                 "tunnel starting",
                 metadata: ["forwards": "\(config.forwards.map(\.description).joined(separator: ", "))"])
         }
-        if config.enabled {
-            if !awaitingListener && isPrimary { bindListeners() }
-            if preflightRequested { startPreflight() }
-            perform(machine.initialAction())
-        }
-        publish(notify: true)
-        let stallForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_STALL"] == "driver"
-        let crashForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_CRASH"] == "driver"
         do {
             let poller = try Epoll()
             try poller.apply(.add(.input), fd: handle.wakeup.fd, token: Token.wakeup)
@@ -234,6 +224,14 @@ final class TunnelDriver {
             logger.critical("cannot create the event loop: \(error)")
             stopping = (clock.now, true)
         }
+        if config.enabled && poller != nil {
+            if !awaitingListener && isPrimary { bindListeners() }
+            if preflightRequested { startPreflight() }
+            perform(machine.initialAction())
+        }
+        publish(notify: true)
+        let stallForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_STALL"] == "driver"
+        let crashForTests = ProcessInfo.processInfo.environment["ECTO_TUNNEL_TEST_CRASH"] == "driver"
         while !(stopping?.done ?? false), let poller {
             let timeout = progress ? 0 : pollTimeout()
             progress = false
@@ -303,9 +301,8 @@ final class TunnelDriver {
 
     // MARK: epoll interest
 
-    /// Tells epoll what changed since the last wait, and nothing else: the listener and the SSH
-    /// socket are compared with what is registered, clients only when queued by
-    /// `interestChanged` (accepted, readiness reported, serviced by a pass).
+    /// Tells epoll what changed since the last wait, and nothing else: the listeners and the SSH
+    /// socket are compared with what is registered (clients are registered once, at `admit`).
     private func syncInterest() {
         let paused = acceptBackoff.isPaused(now: clock.now)
         for index in listeners.indices {
@@ -315,25 +312,6 @@ final class TunnelDriver {
         }
         update(&sshRegistration, to: sshInterest(), token: Token.ssh)
         if carrier != nil { syncCarrierInterest() }
-        guard let poller, !interestQueue.isEmpty else { return }
-        let sessionUp = isEstablished
-        for connection in interestQueue {
-            connection.interestQueued = false
-            // A closed socket left epoll with its close; a handed-over one was removed by `retire`.
-            guard connection.isClientOpen else {
-                connection.registeredEvents = nil
-                continue
-            }
-            let wanted = connection.wantedEvents(sessionUp: sessionUp)
-            guard let change = EpollChange.from(connection.registeredEvents, to: wanted) else { continue }
-            do {
-                try poller.apply(change, fd: connection.fd, token: connection.id)
-                connection.registeredEvents = wanted
-            } catch {
-                drop(connection, reason: "cannot watch the client socket: \(error)")
-            }
-        }
-        interestQueue.removeAll(keepingCapacity: true)
     }
 
     /// The SSH socket's wanted events: connect completion, then input, plus output while libssh2
@@ -382,26 +360,12 @@ final class TunnelDriver {
         }
     }
 
-    /// Counts a new connection and has its socket registered with epoll.
-    func track(_ connection: Connection) {
-        connection.counters = counters
-        interestChanged(connection)
-    }
-
-    /// Queues `connection` for an epoll interest check before the next wait.
-    func interestChanged(_ connection: Connection) {
-        guard !connection.interestQueued else { return }
-        connection.interestQueued = true
-        interestQueue.append(connection)
-    }
-
     private func dispatchReadiness(_ ready: UnsafeBufferPointer<ecto_epoll_event>) {
         for event in ready where event.token < Token.firstFixed {
             guard let connection = connections[event.token], connection.isClientOpen else { continue }
             let events = event.readiness
             if connection.isOpen {
                 connection.clientReady(events)
-                interestChanged(connection)
                 schedule(connection)
             } else if !events.isDisjoint(with: [.hangUp, .error]) {
                 // A held or queued client gave up before its channel opened.
@@ -410,17 +374,17 @@ final class TunnelDriver {
             } else if events.contains(.readHangUp) {
                 if Posix.hasPendingInput(connection.fd) {
                     // It sent something, then shut down its sending side: it may want the reply.
+                    // (Edge-triggered: that end is not reported again.)
                     connection.sentEOFWhileWaiting()
-                    interestChanged(connection)
                 } else {
                     // Closed without sending anything: nothing can come of it. Let it go now.
                     logger.debug(
                         "client closed while waiting for a session", metadata: ["client": "\(connection.peer)"])
                     drop(connection, reason: nil)
                 }
-            } else {
-                interestChanged(connection)
             }
+            // Otherwise data or room while it waits for its channel: it starts readable at its
+            // open, and nothing can block a write before then.
         }
     }
 
@@ -597,15 +561,25 @@ final class TunnelDriver {
         }
     }
 
-    /// A new client of this driver: queued for a channel when the session is up, else held.
+    /// A new client of this driver: queued for a channel when the session is up, else held. Its
+    /// socket is registered with epoll here, once (`ForwardedConnection.events`); nil if that
+    /// failed (out of memory or epoll watches): the client is then reset, said once per episode.
     @discardableResult
-    func admit(fd: Int32, peer: String, forward: Int, holdDeadline: Instant) -> Connection {
-        let connection = Connection(
-            id: nextConnectionID, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline,
-            bufferSize: bufferSize)
+    func admit(fd: Int32, peer: PeerAddress, forward: Int, holdDeadline: Instant) -> ForwardedConnection? {
+        let id = nextConnectionID
+        do {
+            guard let poller else { throw SystemError(EBADF, "no event loop") }
+            try poller.apply(.add(ForwardedConnection.events), fd: fd, token: id)
+        } catch {
+            Posix.reset(fd)
+            refuseClient(clock.now, reason: "cannot watch the client socket: \(error)")
+            return nil
+        }
         nextConnectionID += 1
+        let connection = ForwardedConnection(
+            id: id, fd: fd, peer: peer, forward: forward, holdDeadline: holdDeadline, bufferSize: bufferSize)
         connections[connection.id] = connection
-        track(connection)
+        connection.counters = counters
         if isEstablished {
             connection.queue()
             openQueue.append(connection.id)
@@ -615,7 +589,7 @@ final class TunnelDriver {
 
     /// Forgets a client that has not got its channel yet without closing it: its fd changes owner
     /// (another driver of this tunnel), so it leaves our epoll first.
-    private func release(_ connection: Connection) -> HandedClient {
+    private func release(_ connection: ForwardedConnection) -> HandedClient {
         poller?.remove(connection.fd)
         let holdDeadline = connection.release()
         connections[connection.id] = nil
@@ -773,6 +747,13 @@ final class TunnelDriver {
         let snapshot = (count, bytesIn, bytesOut, clientsRefused, refusedTotal)
         if !notify && snapshot == published { return }
         published = snapshot
+        if !notify {
+            // Only counters moved (every change of state or of a listener publishes with
+            // `notify`, through `perform` or at the change): the figures alone, in place, without
+            // the reconnect machine, the clock or a new forwards list (the churn path).
+            publishCounters()
+            return
+        }
         let machine = self.machine
         let now = clock.now
         let forwardStates = forwardStatuses()
@@ -800,6 +781,23 @@ final class TunnelDriver {
             status.retryAt = machine.retryAt.map { Date().addingTimeInterval(seconds(now.duration(to: $0))) }
             status.retryCause = machine.retryCause
             status.hop = machine.state == .up ? nil : failedHop
+        }
+    }
+
+    /// The status's figures, updated in place: connections, bytes and refusals, per forward too.
+    private func publishCounters() {
+        handle.update(notify: false) { status in
+            status.connections = counters.openClients
+            status.bytesIn = bytesIn
+            status.bytesOut = bytesOut
+            status.acceptedTotal = acceptedTotal
+            status.refusedTotal = refusedTotal
+            status.clientsRefused = clientsRefused
+            for index in status.forwards.indices where index < listeners.count {
+                status.forwards[index].connections = counters.openByForward[index]
+                status.forwards[index].bytesIn = listeners[index].bytesIn
+                status.forwards[index].bytesOut = listeners[index].bytesOut
+            }
         }
     }
 
@@ -901,7 +899,7 @@ final class TunnelDriver {
 
     private func acceptClients(on forward: Int, _ now: Instant) {
         for _ in 0..<256 {
-            let accepted: IOResult<(Int32, String)>
+            let accepted: IOResult<(Int32, PeerAddress)>
             do {
                 accepted = try Posix.accept(listeners[forward].fd)
             } catch {
@@ -940,7 +938,7 @@ final class TunnelDriver {
                 continue
             }
             reportedLoad.connections = -1  // counted by the group: report the real count after this pass
-            if admit(fd: fd, peer: peer, forward: forward, holdDeadline: deadline).isHeld {
+            if admit(fd: fd, peer: peer, forward: forward, holdDeadline: deadline)?.isHeld == true {
                 logger.debug("holding client until the session is up", metadata: ["client": "\(peer)"])
             }
         }

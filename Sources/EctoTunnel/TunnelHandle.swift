@@ -40,11 +40,11 @@ public enum TunnelCommand: Sendable {
 /// A client accepted by one driver and handed to another before its channel opened.
 public struct HandedClient: Sendable {
     let fd: Int32
-    let peer: String
+    let peer: PeerAddress
     /// The listen address of the forward it came in on: the receiver serves it through its own
     /// forward with that address (and resets it when it has none).
     let local: Endpoint
-    let holdDeadline: ContinuousClock.Instant
+    let holdDeadline: BootInstant
 }
 
 /// A listening socket handed from a retiring driver to its successor, with the address it listens on.
@@ -173,6 +173,7 @@ public final class TunnelHandle: Sendable {
     }
 
     func update(notify: Bool, _ body: (inout TunnelStatus) -> Void) {
+        guard notify else { return statusBox.withLock { body(&$0) } }  // no copy for nobody
         let snapshot = statusBox.withLock { status -> TunnelStatus in
             body(&status)
             return status

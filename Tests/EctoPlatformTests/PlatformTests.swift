@@ -127,7 +127,7 @@ import Glibc
 @Suite struct AcceptBackoffTests {
     @Test func pausesGrowFrom50MillisecondsTo1SecondAndAnEmptiedBacklogEndsTheEpisode() {
         var backoff = AcceptBackoff()
-        let start = ContinuousClock.now
+        let start = BootInstant.now
         #expect(!backoff.isPaused(now: start) && backoff.wakeUp(now: start) == nil)
         var pauses: [Duration] = []
         var starts: [Bool] = []
@@ -150,5 +150,40 @@ import Glibc
         #expect(!endedAgain, "no episode left to end")
         let next = backoff.failed(now: start)
         #expect(next.pause == .milliseconds(50) && next.started, "a new episode starts small")
+    }
+}
+
+@Suite struct BootInstantTests {
+    @Test func arithmeticAndOrder() {
+        let start = BootInstant(nanoseconds: 1_000_000_000)
+        let later = start.advanced(by: .milliseconds(1500))
+        #expect(later.nanoseconds == 2_500_000_000)
+        #expect(start < later && !(later < start))
+        #expect(start.duration(to: later) == .milliseconds(1500))
+        #expect(later.duration(to: start) == .milliseconds(-1500))
+        #expect(start.advanced(by: .nanoseconds(1)).nanoseconds == 1_000_000_001)
+        #expect(start.advanced(by: .zero) == start)
+    }
+
+    @Test func farDeadlinesSaturateInsteadOfWrapping() {
+        let now = BootInstant.now
+        let far = now.advanced(by: .seconds(Int64.max))
+        #expect(far > now)
+        #expect(now.advanced(by: .seconds(Int64.min)) < now)
+        #expect(BootInstant(nanoseconds: .max - 1).advanced(by: .seconds(10)).nanoseconds == .max)
+    }
+
+    /// The same clock as `ContinuousClock` on Linux (CLOCK_BOOTTIME): both advance alike.
+    @Test func runsWithTheContinuousClock() async throws {
+        let (boot, continuous) = (BootInstant.now, ContinuousClock.now)
+        try await Task.sleep(for: .milliseconds(200))
+        let bootElapsed = boot.duration(to: .now)
+        let continuousElapsed = continuous.duration(to: .now)
+        #expect(bootElapsed >= .milliseconds(200))
+        #expect(abs(seconds(bootElapsed) - seconds(continuousElapsed)) < 0.01)
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }

@@ -37,6 +37,7 @@ extern const unsigned int ECTO_EPOLLOUT;
 extern const unsigned int ECTO_EPOLLERR;
 extern const unsigned int ECTO_EPOLLHUP;
 extern const unsigned int ECTO_EPOLLRDHUP;
+extern const unsigned int ECTO_EPOLLET;
 extern const int ECTO_EPOLL_CTL_ADD;
 extern const int ECTO_EPOLL_CTL_MOD;
 extern const int ECTO_EPOLL_CTL_DEL;

@@ -141,6 +141,7 @@ struct ClientAuthenticationTests {
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port, identity: false))
         try fixture.startDaemon(environment: agent.environment)
+        // The log, not an event: which credential was accepted is in no status field.
         try await fixture.waitForLog("authenticated with an ssh-agent key")
         try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains(fixture.clientKey.fingerprint))
@@ -160,6 +161,7 @@ struct ClientAuthenticationTests {
         let localPort = try FreePort.probe()
         try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon(environment: agent.environment)
+        // The log, not an event: which credential was accepted is in no status field.
         try await fixture.waitForLog("authenticated with identity file")
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 9, count: 1000) })
     }

@@ -185,7 +185,10 @@ struct ConfigAndListenerTests {
             fixture.tunnel("busy", localPort: busyPort, remotePort: echo.port)
                 + fixture.tunnel("good", localPort: goodPort, remotePort: echo.port))
         try fixture.startDaemon()
-        try await fixture.waitForLog("cannot listen on 127.0.0.1:\(busyPort): address already in use")
+        try await fixture.waitForStatus("busy", "backoff, its port held") {
+            $0.state == .backoff
+                && $0.lastError?.contains("cannot listen on 127.0.0.1:\(busyPort): address already in use") == true
+        }
         #expect(
             fixture.daemonLog.contains("held by pid \(getpid())"), "the holder should be named: \(fixture.daemonLog)")
         try await fixture.waitForUp(["good"])

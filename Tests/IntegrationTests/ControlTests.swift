@@ -304,8 +304,10 @@ struct ControlTests {
         // SIGHUP does the same as reload: c goes away.
         try fixture.writeConfig(
             reloaded.replacingOccurrences(of: fixture.tunnel("c", localPort: portC, remotePort: echo.port), with: ""))
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         fixture.daemon?.signal(SIGHUP)
-        try await fixture.waitForLog("configuration reloaded", count: 2)
+        try await events.waitForRemoved("c")
         #expect(try statusJSON(fixture).report?.tunnels.map(\.name) == ["a", "b"])
         try await waitUntil(timeout: .seconds(5), "c's port to close") {
             (try? TCPClient.connect(port: portC, ioTimeout: .seconds(1)))?.close() == nil

@@ -123,10 +123,12 @@ struct FaultInjectionTests {
 
         // The second outage comes 1 s after the first recovery: that session never reaches the
         // 30 s grace, which is the case that used to wait the grown backoff (4-6 s).
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         for (round, outage) in [(1, Duration.seconds(2)), (2, .seconds(1))] {
             let logBefore = fixture.daemonLog.count
             fixture.server.kill()
-            try await fixture.waitForLog("session lost", count: round)
+            try await events.waitForSessionsEnded(round)
             try await Task.sleep(for: outage)
             try fixture.server.start()
             let listening = ContinuousClock.now
@@ -190,10 +192,12 @@ struct FaultInjectionTests {
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 301, count: 10_000) })
 
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         let startWall = Date()
         let start = ContinuousClock.now
         try lab.blackhole()
-        try await fixture.waitForLog("session lost", timeout: .seconds(15))
+        try await events.waitForSessionsEnded(1, timeout: .seconds(15))
         let polled = start.duration(to: .now)
         let lostLine = fixture.daemonLog.lines(containing: "session lost").first ?? ""
         let logged = FaultFixture.timestamp(ofLogLine: lostLine).map { $0.timeIntervalSince(startWall) }
@@ -347,8 +351,10 @@ struct FaultInjectionTests {
         try await fixture.waitForState(.up)
         let port = fixture.localPort
 
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         fixture.server.stop()
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
         let outageStart = ContinuousClock.now
         // The client connects while sshd is down; it must be accepted (not refused or reset) and
         // then served once sshd is back.
@@ -364,10 +370,13 @@ struct FaultInjectionTests {
         }
         let client = try connected.get()
         defer { client.close() }
+        // The log, not an event: a held client changes only the `connections` counter, and
+        // counters alone publish no event.
         try await fixture.waitForLog("holding client until the session is up")
         let remaining = Duration.seconds(3) - outageStart.duration(to: .now)
         if remaining > .zero { try await Task.sleep(for: remaining) }  // the rest of the outage
         #expect(fixture.daemonLog.occurrences(of: "] connected") == 1, "connected during the outage?")
+        #expect(events.sessionsEstablished() == 0, "up during the outage?\n\(EventWatcher.describe(events.events))")
         try fixture.server.start()
         let back = ContinuousClock.now
         let check = try await offload { try client.receivePattern(seed: 501) }
@@ -392,6 +401,9 @@ struct FaultInjectionTests {
         let port = fixture.localPort
         let pid = daemon.pid
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 601, count: 10_000) })
+        // Subscribed before the descriptors are counted: its connection is in both counts.
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         // The daemon closes a finished connection on its next pass: wait until no client socket of
         // that echo is left (at most: listener, SSH socket, eventfd, stdio, …).
         try await fixture.waitForSettledDescriptors(pid)
@@ -417,7 +429,7 @@ struct FaultInjectionTests {
             let closed = try await offload { client.waitForClose(timeout: .seconds(5)) }
             client.close()
             #expect(closed, "cycle \(cycle): the forwarded connection stayed open after the session died")
-            try await fixture.waitForLog("] connected", timeout: .seconds(15), count: cycle + 1)
+            try await events.waitForSessionsEstablished(cycle, timeout: .seconds(15))
             completed = cycle
         }
         let cycleTime = start.duration(to: .now)

@@ -146,6 +146,8 @@ struct ForwardingTests {
             return client.waitForClose(timeout: .seconds(5))
         }
         #expect(closed, "the client connection must be closed when the server refuses the channel")
+        // The log, not an event: a refused channel changes no status field (only the metric
+        // ecto_tunnel_channel_refusals_total), so it publishes no event.
         try await fixture.waitForLog("refused the channel")
 
         // Now something listens there: the same tunnel (same session) serves the next connection.
@@ -172,6 +174,7 @@ struct ForwardingTests {
             }
             #expect(closed)
         }
+        // The log, not an event: a refused channel changes only a counter (see `remoteRefused`).
         try await fixture.waitForLog("refused the channel", count: 2)
         #expect(echo.connectionsAccepted == 0)
         #expect(fixture.daemon?.isRunning == true)

@@ -89,7 +89,7 @@ struct ImportSSHConfigTests {
         #expect(check.status == 0, "\(check)")
 
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         for (index, port) in ports.enumerated() {
             #expect(
                 try await offload { try echoRoundTrip(port: port, seed: UInt64(40 + index), count: 30_000) },

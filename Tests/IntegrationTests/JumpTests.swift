@@ -54,7 +54,7 @@ struct JumpTests {
                     "jump = [\"\(first.user)@127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\", \"127.0.0.1:\(third.port)\"]"
                 ]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("through 3 hops"))
         let intact = (try? await offload { try echoRoundTrip(port: port, seed: 41, count: 8 << 20) }) ?? false
         #expect(intact, "\(fixture.daemonLog)")
@@ -108,7 +108,8 @@ struct JumpTests {
 
             """)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
+        let events = try await fixture.watchEvents()
 
         // A long stream through the chain; the bastion dies after the first 4 MiB arrived.
         let port = fixture.localPort
@@ -131,11 +132,12 @@ struct JumpTests {
         }
         #expect(partial.firstMismatch == nil, "corrupted byte at \(String(describing: partial.firstMismatch))")
         #expect(partial.received >= 4 << 20 && partial.received < count, "\(partial.received) bytes")
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
         #expect(fixture.daemonLog.contains("hop 1/1"), "the lost session names the hop:\n\(fixture.daemonLog)")
 
         try server.start()
-        try await fixture.waitForLog("] connected", timeout: .seconds(20), count: 2)
+        try await events.waitForSessionsEstablished(1, timeout: .seconds(20))
+        events.close()
         let again = try await fixture.clientSide { () -> PatternCheck in
             let client = try TCPClient.connect(port: port, ioTimeout: .seconds(30))
             defer { client.close() }
@@ -178,11 +180,13 @@ struct JumpTests {
 
             """)
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForState(.up)
         let port = fixture.localPort
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         try lab.blackhole()
         let lostAt = ContinuousClock.now
-        try await fixture.waitForLog("session lost", timeout: .seconds(10))
+        try await events.waitForSessionsEnded(1, timeout: .seconds(10))
         let detection = lostAt.duration(to: .now)
         #expect(detection < .seconds(6), "dead chain found after \(detection) (keepalive 1 s × 3)")
         #expect(fixture.daemonLog.contains("dead peer"), "\(fixture.daemonLog)")
@@ -222,7 +226,9 @@ struct JumpTests {
                     "jump = [\"127.0.0.1:\(bastion.port)\"]", "backoff_initial = \"500ms\"", "backoff_max = \"10s\"",
                 ]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("refused to forward")
+        try await fixture.waitForStatus("t", "backoff, the bastion refused to forward") {
+            $0.state == .backoff && $0.lastError?.contains("refused to forward") == true
+        }
         try await Task.sleep(for: .seconds(4))
         let (_, report) = try fixture.statusJSON()
         let tunnel = try #require(report?.tunnels.first)
@@ -251,7 +257,7 @@ struct JumpTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: 9, extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("will not retry")
+        try await fixture.waitForState(.failed)
         try await Task.sleep(for: .seconds(1))
         let (code, report) = try fixture.statusJSON()
         #expect(code == 3)
@@ -278,7 +284,7 @@ struct JumpTests {
                 localPort: port, remotePort: 9,
                 extra: ["jump = [\"127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\"]"]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("will not retry", timeout: .seconds(20))
+        try await fixture.waitForState(.failed, timeout: .seconds(20))
         let (_, report) = try fixture.statusJSON()
         let tunnel = try #require(report?.tunnels.first)
         #expect(tunnel.state == .failed)
@@ -303,15 +309,16 @@ struct JumpTests {
                 localPort: port, remotePort: echo.port,
                 extra: ["proxy_command = \"sh -c 'ls /proc/self/fd > \(marker); exec socat - TCP:%h:%p'\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(try await offload { try echoRoundTrip(port: port, seed: 51, count: 4 << 20) })
         // ls itself opens one descriptor for reading /proc/self/fd: 0, 1, 2 and that one.
         let fds = (try? String(contentsOfFile: marker, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
         #expect(fds.count <= 4 && fds.prefix(3) == ["0", "1", "2"], "descriptors of the proxy command: \(fds)")
         // Reconnect: the old command is killed and reaped, a new one started.
-        let before = fixture.daemonLog.occurrences(of: "] connected")
+        let events = try await fixture.watchEvents()
         _ = try fixture.runCLI(["reconnect", "t"])
-        try await fixture.waitForLog("] connected", count: before + 1)
+        try await events.waitForSessionsEstablished(1)
+        events.close()
         #expect(try await offload { try echoRoundTrip(port: port, seed: 52, count: 1 << 20) })
         let pid = try #require(fixture.daemon?.pid)
         try await waitUntil(timeout: .seconds(5), "one proxy child left") {
@@ -338,7 +345,7 @@ struct JumpTests {
         try fixture.writeConfig(
             fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["proxy_command = \"\(command)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("proxy.arguments=[\"ssh\""), "run directly, not through /bin/sh")
         #expect(try await offload { try echoRoundTrip(port: port, seed: 54, count: 4 << 20) })
         #expect(bastion.log().contains("Accepted publickey"))
@@ -360,7 +367,7 @@ struct JumpTests {
                 localPort: port, remotePort: echo.port,
                 extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]", "host_key_policy = \"accept-new\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(
             fixture.daemonLog.contains("permanently added jump host [127.0.0.1]:\(bastion.port)"),
             "\(fixture.daemonLog)")
@@ -381,7 +388,7 @@ struct JumpTests {
                 localPort: port, remotePort: echo.port,
                 extra: ["proxy_command = \"sh -c 'echo starting >&2; exec 2>&-; exec socat - TCP:%h:%p'\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("proxy_command stderr: starting"))
         #expect(try await offload { try echoRoundTrip(port: port, seed: 53, count: 1 << 20) })
         let pid = try #require(fixture.daemon?.pid)
@@ -405,6 +412,7 @@ struct JumpTests {
                     "backoff_max = \"10s\"",
                 ]))
         try fixture.startDaemon()
+        // The log, not an event: the command's stderr is shown only there (and this test counts its runs).
         try await fixture.waitForLog("proxy_command stderr: no route to 127.0.0.1")
         try await Task.sleep(for: .seconds(4))
         let log = fixture.daemonLog
@@ -495,7 +503,7 @@ struct JumpTests {
         let written = (try? String(contentsOfFile: fixture.configPath, encoding: .utf8)) ?? ""
         #expect(written.contains("jump = [\"\(bastion.user)@127.0.0.1:\(bastion.port)\"]"), "\(written)")
         try fixture.startDaemon()
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(try await offload { try echoRoundTrip(port: port, seed: 61, count: 1 << 20) })
         #expect(bastion.log().contains("Accepted publickey"), "the session went through the bastion")
     }

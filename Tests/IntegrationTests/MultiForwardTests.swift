@@ -38,7 +38,7 @@ struct MultiForwardTests {
         try fixture.writeConfig(table(fixture, forwards: forwards))
         #expect(try fixture.runCLI(["check", "--config", fixture.configPath]).status == 0)
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
             for index in 0..<100 {
@@ -98,7 +98,7 @@ struct MultiForwardTests {
         let squatter = try EchoServer(port: ports[1])  // holds the second forward's port
         try fixture.writeConfig(table(fixture, forwards: ports.map { "\($0):127.0.0.1:\(echo.port)" }))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
         #expect(
             fixture.daemonLog.contains(
                 "cannot listen on 127.0.0.1:\(ports[1]): address already in use (held by pid \(getpid())"))
@@ -117,8 +117,11 @@ struct MultiForwardTests {
         #expect(squatter.connectionsAccepted == 0)
 
         // Freed: the forward's own retry (every 5 s) binds it; the session was never dropped.
+        let events = try await fixture.watchEvents()
         squatter.stop()
-        try await fixture.waitForLog("listening again", timeout: .seconds(15))
+        try await events.waitForForward(1, .listening, timeout: .seconds(15))
+        events.close()
+        #expect(fixture.daemonLog.contains("listening again"), "\(fixture.daemonLog)")
         #expect(try await offload { try echoRoundTrip(port: ports[1], seed: 9, count: 20_000) })
         t = try report(fixture)
         #expect(t.forwards.map(\.state.rawValue) == ["listening", "listening", "listening"])
@@ -135,7 +138,10 @@ struct MultiForwardTests {
         defer { for s in squatters { s.stop() } }
         try fixture.writeConfig(table(fixture, forwards: ports.map { "\($0):127.0.0.1:9" }))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("cannot listen on 127.0.0.1:\(ports[1])")
+        try await fixture.waitForStatus("t", "forward 1 retrying, its port held") {
+            $0.forwards.count == 2 && $0.forwards[1].state == .retrying
+                && $0.forwards[1].lastError?.contains("cannot listen on 127.0.0.1:\(ports[1])") == true
+        }
         try await waitUntil(timeout: .seconds(5), "backoff (local)") {
             let t = try self.report(fixture)
             return t.state == .backoff && t.retryCause == .local
@@ -156,7 +162,7 @@ struct MultiForwardTests {
         let two = ports[0..<2].map { "\($0):127.0.0.1:\(echo.port)" }
         try fixture.writeConfig(table(fixture, forwards: two))
         try fixture.startDaemon(arguments: ["--log-level", "debug"])
-        try await fixture.waitForLog("] connected")
+        try await fixture.waitForUp()
 
         // Clients hammer the two forwards across the reload.
         let stop = Shared(false)
@@ -212,7 +218,7 @@ struct MultiForwardTests {
                 fixture, forwards: (0..<2).map { "\(ports[$0]):127.0.0.1:\(echoes[$0].port)" }, extra: ["sessions = 2"])
         )
         try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForLog("] connected", count: 2)
+        try await fixture.waitForStatus("t", "both sessions up") { $0.sessionsUp == 2 }
         let results = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<20 {
                 group.addTask {

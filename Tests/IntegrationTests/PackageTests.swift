@@ -270,6 +270,7 @@ struct PackageTests {
 
         // A watchdog-style SIGABRT: every thread's backtrace, with function names.
         kill(pid, SIGABRT)
+        // The log, not an event: the daemon is crashing; its backtrace is written only there.
         try await fixture.waitForLog("Backtrace took", timeout: .seconds(20))
         let log = fixture.daemonLog
         #expect(log.contains("Thread 1 \"abort signals\" crashed"), "\(log)")

@@ -27,8 +27,11 @@ struct PressureTests {
         let pid = daemon.pid
         #expect(ProcessTree.softDescriptorLimit(pid) == 1024)
 
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         fixture.server.stop()
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
+        events.close()  // the flood meets the daemon's descriptors as they were
         let logBefore = fixture.daemonLog.count
         let cpuBefore = try #require(ProcessTree.cpuSeconds(pid))
         let floodStart = ContinuousClock.now
@@ -148,6 +151,8 @@ struct PressureTests {
         kept[0].close()
         try await Task.sleep(for: .milliseconds(300))
         #expect(try await offload { try echoRoundTrip(port: port, seed: 3, count: 1000) })
+        // The log, not an event: the end of a refusal episode changes no status field
+        // (`clients_refused` counts the refusals, and counters alone publish no event).
         try await fixture.waitForLog("admitting clients again; 4 refused")
     }
 
@@ -160,8 +165,10 @@ struct PressureTests {
         let (echo, port) = try await fixture.startEchoTunnel(extra: ["hold_timeout = \"60s\""])
         defer { echo.stop() }
         let pid = try #require(fixture.daemon?.pid)
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         fixture.server.stop()
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
         try await Task.sleep(for: .milliseconds(300))
         let baseline = try #require(ProcessTree.openFileCount(pid))
         let clients = try await offload { try (0..<20).map { _ in try TCPClient.connect(port: port) } }
@@ -181,6 +188,7 @@ struct PressureTests {
                 + "within \(closed.duration(to: .now).ms), the server still down")
         #expect(try fixture.statusJSON().report?.tunnels.first?.connections == 0)
         #expect(fixture.daemonLog.occurrences(of: "] connected") == 1, "the session must not be back yet")
+        #expect(events.sessionsEstablished() == 0, "back already:\n\(EventWatcher.describe(events.events))")
     }
 
     @Test("sshd crashes and restarts 8 times, 0.5 s away each time: every recovery within 1 s of sshd listening")
@@ -252,8 +260,10 @@ struct PressureTests {
                 localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
         try fixture.startDaemon(arguments: ["--log-level", "info"])
         try await fixture.waitForUp()
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         fixture.server.stop()
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
         let logBefore = fixture.daemonLog.count
         try await Task.sleep(for: .seconds(120))
         let log = String(fixture.daemonLog.dropFirst(logBefore))
@@ -299,9 +309,11 @@ func recoveriesAfterRestarts(
     _ fixture: TunnelFixture, port: UInt16, crash: () -> Void, restart: () throws -> Void
 ) async throws -> [Duration] {
     var recoveries: [Duration] = []
+    let events = try await fixture.watchEvents()
+    defer { events.close() }
     for round in 1...8 {
         crash()
-        try await fixture.waitForLog("session lost", count: round)
+        try await events.waitForSessionsEnded(round)
         try await Task.sleep(for: .milliseconds(500))
         try restart()
         let listening = ContinuousClock.now

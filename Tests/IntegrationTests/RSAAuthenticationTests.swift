@@ -107,7 +107,7 @@ struct RSAAuthenticationTests {
                 localPort: try FreePort.probe(), remotePort: 9, identity: false,
                 extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("connection attempt failed")
+        try await fixture.waitForAttemptFailed()
         let log = fixture.daemonLog
         #expect(
             log.contains(
@@ -231,7 +231,7 @@ struct DefaultIdentityTests {
                 localPort: try FreePort.probe(), remotePort: 9, identity: false,
                 extra: ["identity_file = \"\(listed.privatePath)\"", "identities_only = true"]))
         try fixture.startDaemon(environment: agent.environment)
-        try await fixture.waitForLog("connection attempt failed")
+        try await fixture.waitForAttemptFailed()
         let log = fixture.daemonLog
         #expect(log.contains("identity file \(listed.privatePath): refused by server"), "\(log)")
         #expect(!log.contains(agentKey.fingerprint), "the agent key was offered: \(log)")
@@ -255,7 +255,7 @@ struct DefaultIdentityTests {
                 localPort: localPort, remotePort: 9, identity: false, extra: ["identity_file = \"\(key.privatePath)\""])
         )
         try fixture.startDaemon(environment: agent.environment)
-        try await fixture.waitForLog("connection attempt failed")
+        try await fixture.waitForAttemptFailed()
         #expect(
             fixture.daemonLog.contains(
                 "the server ended the session (Too many authentication failures) at authentication attempt 2 (its MaxAuthTries"
@@ -364,7 +364,7 @@ struct CertificateTests {
                 localPort: try FreePort.probe(), remotePort: 9, identity: false,
                 extra: ["identity_file = \"\(key.privatePath)\""]))
         try fixture.startDaemon()
-        try await fixture.waitForLog("connection attempt failed")
+        try await fixture.waitForAttemptFailed()
         let log = fixture.daemonLog
         #expect(
             log.contains(

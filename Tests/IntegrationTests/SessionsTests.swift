@@ -64,8 +64,10 @@ struct SessionsTests {
         // Kill one session's sshd (its whole process subtree): its connections end, no others.
         let victim = try #require(fixture.server.sessionProcesses.dropFirst().first)
         let doomed = [victim] + ProcessTree.descendants(of: victim)
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
         for pid in doomed { kill(pid, SIGKILL) }
-        try await fixture.waitForLog("session lost")
+        try await events.waitForSessionsEnded(1)
         let during = try report(fixture)
         #expect(during?.state == .up, "the other sessions keep the tunnel up: \(String(describing: during))")
         let closed = try await offload { clients.filter { $0.waitForClose(timeout: .milliseconds(1500)) }.count }
@@ -95,8 +97,10 @@ struct SessionsTests {
         let listener = try #require(fixture.server.pid)
         kill(listener, SIGSTOP)
         defer { kill(listener, SIGCONT) }
+        let primaryEvents = try await fixture.watchEvents()
+        defer { primaryEvents.close() }
         for pid in [primary] + ProcessTree.descendants(of: primary) { kill(pid, SIGKILL) }
-        try await fixture.waitForLog("session lost", count: 2)
+        try await primaryEvents.waitForSessionsEnded(1)
         let served = try await offload {
             (0..<5).filter {
                 (try? echoRoundTrip(port: port, seed: 60 + UInt64($0), count: 10_000, timeout: .seconds(5))) == true

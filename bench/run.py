@@ -439,10 +439,20 @@ class Bench:
                                     + ["-p", str(pid), "-o", out],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.3)
+        strace = None
+        if pid and self.args.strace_dir:
+            self.strace_n = getattr(self, "strace_n", 0) + 1
+            out = os.path.join(self.args.strace_dir, "%s-%s-%d.txt" % (variant, mode, self.strace_n))
+            strace = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         res = self.loadgen(mode, self.ports[variant], *opts)
         if perf:
             perf.send_signal(signal.SIGINT)
             perf.wait()
+        if strace:
+            strace.send_signal(signal.SIGINT)
+            strace.wait()
         if pid:
             res["fwd_cpu_s"] = proc_cpu(pid) - cpu0
             time.sleep(0.06)
@@ -752,6 +762,8 @@ def main():
     ap.add_argument("--bare-buf", type=int, default=65536, help="bare forwarder's buffer per direction")
     ap.add_argument("--perf-dir", help="record each forwarder with `perf record -e cpu-clock` into this dir")
     ap.add_argument("--perf-callgraph", action="store_true", help="with --perf-dir: DWARF call graphs")
+    ap.add_argument("--strace-dir", help="count each forwarder's syscalls during each test (`strace -c -f`) into this dir; "
+                    "strace slows the forwarder down, so the speed figures of such a run mean nothing")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     ap.add_argument("--label", default="", help="a note stored in the JSON (e.g. 'before')")
     ap.add_argument("--json", help="output file (default bench-results/bench-<time>.json)")

@@ -30,8 +30,10 @@ public enum SyscallResult<T> {
 /// non-blocking forms, anything else is a thrown `SystemError` naming the call. Every module
 /// uses it; the tunnel drivers through their thin `Posix` socket layer (docs/architecture.md).
 public enum Syscall {
-    /// A call on a non-blocking descriptor (`read`, `recv`, `send`, `accept4`, …).
-    @inline(__always)
+    /// A call on a non-blocking descriptor (`read`, `recv`, `send`, `accept4`, …). Inlinable:
+    /// it wraps every read and write of the forwarding path, in other modules, and as an opaque
+    /// generic call it showed in the churn profile.
+    @inlinable @inline(__always)
     public static func nonBlocking<T: FixedWidthInteger>(
         _ operation: @autoclosure () -> String, _ call: () -> T
     ) throws(SystemError)
@@ -49,7 +51,7 @@ public enum Syscall {
 
     /// A call that may block (or whose would-block is an error for the caller: a socket with
     /// SO_RCVTIMEO reports its timeout as EAGAIN).
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func blocking<T: FixedWidthInteger>(
         _ operation: @autoclosure () -> String, _ call: () -> T
     ) throws(SystemError) -> T {

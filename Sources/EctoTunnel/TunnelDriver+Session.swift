@@ -302,6 +302,7 @@ extension TunnelDriver {
         nextKeepalive = nil
         livenessProbe = nil
         drainInFlight = false
+        sendRoom = nil
         attemptDeadline = nil
         phase = .idle
         progress = true

@@ -106,6 +106,12 @@ final class TunnelDriver {
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
     var drainInFlight = false
+    /// The SSH socket's send-queue room as last measured, for which session, `bytesSent` then,
+    /// and until when the figure is trusted (`sendQueueHasRoom`).
+    var sendRoom: (session: ObjectIdentifier, room: Int, sentAt: UInt64, until: Instant)?
+    /// `keepalive_interval × keepalive_count_max` in nanoseconds (0: no dead-peer detection),
+    /// computed once: `deadPeerDeadline` runs on every turn of the loop.
+    let deadPeerLimitNanos: Int64
     /// Started as the successor of another driver: the listener comes with `.adopt`.
     var awaitingListener: Bool
     /// Retired before the listener arrived: pass it on to this handle.
@@ -204,6 +210,9 @@ final class TunnelDriver {
         let policy = ReconnectMachine<Instant>.Policy(
             backoff: BackoffPolicy(initial: config.backoffInitial, maximum: config.backoffMax))
         self.machine = ReconnectMachine(policy: policy, enabled: config.enabled, now: BootInstant.now)
+        let limit = config.keepaliveInterval * config.keepaliveCountMax
+        self.deadPeerLimitNanos =
+            limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
     }
 
     // MARK: The loop
@@ -407,10 +416,9 @@ final class TunnelDriver {
             }
         }
         guard let earliest else { return -1 }
-        let wait = clock.now.duration(to: earliest)
-        if wait <= .zero { return 0 }
-        let ms = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000 + 1
-        return Int32(clamping: ms)
+        let wait = earliest.nanoseconds &- clock.now.nanoseconds
+        if wait <= 0 { return 0 }
+        return Int32(clamping: wait / 1_000_000 + 1)
     }
 
     private static func earlier(_ a: Instant?, _ b: Instant?) -> Instant? {
@@ -689,10 +697,9 @@ final class TunnelDriver {
     }
 
     func deadPeerDeadline(_ session: SSHSession) -> Instant? {
-        guard config.keepaliveInterval > .zero else { return nil }
-        let limit = config.keepaliveInterval * config.keepaliveCountMax
-        let silence = Duration.nanoseconds(Int64(session.nanosSinceLastReceive))
-        return clock.now.advanced(by: limit - silence)
+        guard deadPeerLimitNanos > 0 else { return nil }
+        let silence = Int64(clamping: session.nanosSinceLastReceive)
+        return BootInstant(nanoseconds: clock.now.nanoseconds &+ (deadPeerLimitNanos &- silence))
     }
 
     /// Carries out what the reconnect machine decided. `logged`: the caller already said when the

@@ -558,20 +558,20 @@ final class FaultFixture: @unchecked Sendable {
 
     var daemonLog: String { daemon?.stderr() ?? "" }
 
-    func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
-        try await waitUntil(
-            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
-        ) {
-            self.daemonLog.occurrences(of: text) >= count
-        }
+    func waitForLog(
+        _ text: String, timeout: Duration = .seconds(10), count: Int = 1, fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForLogText(text, count: count, timeout: timeout, fileID: fileID, line: line) { daemonLog }
     }
 
     /// Waits for tunnel t's state on `GET /v1/events` (the control socket is a path: reachable
     /// from our namespace too).
-    func waitForState(_ wanted: TunnelState, timeout: Duration = .seconds(10)) async throws {
-        try await waitForTunnelState(socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout) {
-            self.daemonLog
-        }
+    func waitForState(
+        _ wanted: TunnelState, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForTunnelState(
+            socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout, fileID: fileID, line: line
+        ) { [weak self] in self?.daemonLog ?? "" }
     }
 
     /// Makes a server (echo, sink, source) where sshd's forwarded connections go: the server

@@ -2,6 +2,7 @@ import EctoControl
 import EctoStatus
 import EctoTestSupport
 import Foundation
+import Glibc
 import Testing
 
 /// A real OpenSSH sshd on loopback, a client key it accepts, a known_hosts that trusts it, and the
@@ -98,16 +99,24 @@ final class TunnelFixture: @unchecked Sendable {
     }
 
     /// The common setup: an echo server behind sshd, one tunnel `t` to it on a free local port,
-    /// the daemon started (with `environment`), and the session up.
+    /// the daemon started (with `environment`, `arguments` and `launcher`, see `startDaemon`), and
+    /// the session up. The caller stops the echo server.
     func startEchoTunnel(
         identity: Bool = true, extra: [String] = [], environment: [String: String] = [:],
-        arguments: [String] = ["--log-level", "debug"]
+        arguments: [String] = ["--log-level", "debug"], launcher: [String] = []
     ) async throws -> (echo: EchoServer, localPort: UInt16) {
+        let (echo, localPort) = try writeEchoTunnel(identity: identity, extra: extra)
+        try startDaemon(environment: environment, arguments: arguments, launcher: launcher)
+        try await waitForUp()
+        return (echo, localPort)
+    }
+
+    /// `startEchoTunnel`'s config only: an echo server and tunnel `t` to it on a free local port,
+    /// written, the daemon not started. The caller stops the echo server.
+    func writeEchoTunnel(identity: Bool = true, extra: [String] = []) throws -> (echo: EchoServer, localPort: UInt16) {
         let echo = try EchoServer()
         let localPort = try FreePort.probe()
         try writeConfig(tunnel(localPort: localPort, remotePort: echo.port, identity: identity, extra: extra))
-        try startDaemon(environment: environment, arguments: arguments)
-        try await waitForUp()
         return (echo, localPort)
     }
 
@@ -214,4 +223,25 @@ func waitForTunnelState(
         .timeout,
         "\(fileID):\(line): tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events\(problem.map { ": \($0)" } ?? ""))\n--- events (the last subscription):\n\(EventWatcher.describe(events))\n--- daemon log:\n\(log())"
     )
+}
+
+/// A TCP listener on 127.0.0.1 (a port of the kernel's choosing) that never accepts: connects
+/// succeed (the backlog), nothing is ever said. `listening`: bind and listen succeeded (the caller
+/// asserts it). The caller closes `socket`.
+func silentListener() -> (socket: Int32, port: UInt16, listening: Bool) {
+    let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    let listening = bound == 0 && listen(silent, 8) == 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
+    }
+    return (silent, UInt16(bigEndian: address.sin_port), listening)
 }

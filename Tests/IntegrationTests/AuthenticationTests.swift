@@ -9,10 +9,8 @@ struct HostKeyTests {
     func unknownHostRefused() async throws {
         let fixture = try TunnelFixture(trustHost: false)
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, localPort) = try fixture.writeEchoTunnel()
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon()
         try await fixture.waitForState(.failed)
         let log = fixture.daemonLog
@@ -136,10 +134,8 @@ struct ClientAuthenticationTests {
         let agent = try SSHAgent()
         defer { agent.stop() }
         try agent.add(fixture.clientKey)
-        let echo = try EchoServer()
+        let (echo, localPort) = try fixture.writeEchoTunnel(identity: false)
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port, identity: false))
         try fixture.startDaemon(environment: agent.environment)
         // The log, not an event: which credential was accepted is in no status field.
         try await fixture.waitForLog("authenticated with an ssh-agent key")
@@ -156,10 +152,8 @@ struct ClientAuthenticationTests {
         defer { agent.stop() }
         let stranger = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "stranger")
         try agent.add(stranger)
-        let echo = try EchoServer()
+        let (echo, localPort) = try fixture.writeEchoTunnel()
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon(environment: agent.environment)
         // The log, not an event: which credential was accepted is in no status field.
         try await fixture.waitForLog("authenticated with identity file")
@@ -174,15 +168,10 @@ struct ClientAuthenticationTests {
             type: type, in: fixture.directory, name: "id_locked", passphrase: "correct horse battery")
         try fixture.server.authorize(key)
         let passphraseFile = try fixture.directory.write("passphrase", "correct horse battery\n", mode: 0o600)
-        let echo = try EchoServer()
+        let (echo, localPort) = try await fixture.startEchoTunnel(extra: [
+            "identity_file = \"\(key.privatePath)\"", "identity_passphrase_file = \"\(passphraseFile)\"",
+        ])
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: localPort, remotePort: echo.port,
-                extra: ["identity_file = \"\(key.privatePath)\"", "identity_passphrase_file = \"\(passphraseFile)\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 10, count: 1000) })
         #expect(!fixture.daemonLog.contains("correct horse"), "the passphrase must never be logged")
     }

@@ -381,25 +381,13 @@ struct ControlTests {
         // The remote end: a listener that never accepts. The SSH server's connect succeeds (the
         // kernel's backlog), the probe's HTTP request is never answered: it hangs until its 5 s
         // timeout, with one connection open through the tunnel meanwhile.
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        try #require(bound == 0 && listen(silent, 8) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
-        }
+        let silent = silentListener()
+        defer { close(silent.socket) }
+        try #require(silent.listening)
         let localPort = try FreePort.probe()
         try fixture.writeConfig(
             fixture.tunnel(
-                "g", localPort: localPort, remotePort: UInt16(bigEndian: address.sin_port),
+                "g", localPort: localPort, remotePort: silent.port,
                 extra: ["probe = \"http:/\"", "probe_interval = \"0s\""])
                 + fixture.tunnel("e", localPort: try FreePort.probe(), remotePort: 9))
         try fixture.startDaemon()

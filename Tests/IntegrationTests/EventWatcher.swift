@@ -80,6 +80,28 @@ final class EventWatcher: @unchecked Sendable {
     /// Every event so far, the snapshot first.
     var events: [ControlEvent] { stream.events }
 
+    /// Why the stream ended (the daemon closed it, say), nil while it is open.
+    var ended: String? { stream.end }
+
+    /// Whether, at some point of `events` (the snapshot, or after a later event), every tunnel in
+    /// `names` (every one the daemon had then, when nil, and at least one) was in `wanted`.
+    static func reached(_ wanted: TunnelState, _ names: [String]?, in events: [ControlEvent]) -> Bool {
+        var states: [String: TunnelState] = [:]
+        for event in events {
+            switch event.event {
+            case .snapshot:
+                states = Dictionary((event.tunnels ?? []).map { ($0.name, $0.state) }, uniquingKeysWith: { $1 })
+            case .tunnel:
+                if let tunnel = event.tunnel { states[tunnel.name] = tunnel.state }
+            case .removed:
+                if let name = event.name { states[name] = nil }
+            }
+            let tunnels = names ?? Array(states.keys)
+            if !tunnels.isEmpty && tunnels.allSatisfy({ states[$0] == wanted }) { return true }
+        }
+        return false
+    }
+
     /// Tunnel `name`'s statuses so far: the snapshot's (if it had the tunnel), then one per event.
     func history(_ name: String = "t") -> [TunnelStatus] {
         Self.history(name, in: events)

@@ -114,10 +114,7 @@ struct FaultInjectionTests {
     func sshdKilledAndRestarted() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(fixture.tunnel(remotePort: echo.port))  // default backoff: 1 s … 60 s
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel()  // default backoff: 1 s … 60 s
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 101, count: 10_000) })
 
@@ -156,12 +153,8 @@ struct FaultInjectionTests {
         let fixture = try FaultFixture(lab: true)
         defer { fixture.cleanup() }
         let lab = try #require(fixture.lab)
-        let echo = try await fixture.serverSide { try EchoServer() }
         // A short keepalive, so that the outage is noticed (dead peer) while the link is down.
-        try fixture.writeConfig(
-            fixture.tunnel(remotePort: echo.port, extra: ["keepalive_interval = \"1s\"", "keepalive_count_max = 3"]))
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel(extra: ["keepalive_interval = \"1s\"", "keepalive_count_max = 3"])
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 201, count: 10_000) })
 
@@ -184,11 +177,7 @@ struct FaultInjectionTests {
         let fixture = try FaultFixture(lab: true)
         defer { fixture.cleanup() }
         let lab = try #require(fixture.lab)
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(
-            fixture.tunnel(remotePort: echo.port, extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 3"]))
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel(extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 3"])
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 301, count: 10_000) })
 
@@ -284,10 +273,7 @@ struct FaultInjectionTests {
     func hostKeyReplaced() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(fixture.tunnel(remotePort: echo.port, extra: FaultFixture.fastBackoff))
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel(extra: FaultFixture.fastBackoff)
         let old = fixture.server.hostKeyFingerprint
 
         try fixture.server.restart(newHostKey: true)
@@ -314,10 +300,7 @@ struct FaultInjectionTests {
     func authorizedKeyRemoved() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(fixture.tunnel(remotePort: echo.port, extra: FaultFixture.fastBackoff))
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel(extra: FaultFixture.fastBackoff)
 
         try fixture.server.revokeAll()
         let killed = fixture.server.killSessions()
@@ -345,10 +328,7 @@ struct FaultInjectionTests {
     func clientDuringOutage() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(fixture.tunnel(remotePort: echo.port))  // defaults: hold_timeout 10 s, backoff 1 s …
-        try fixture.startDaemon()
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel()  // defaults: hold_timeout 10 s, backoff 1 s …
         let port = fixture.localPort
 
         let events = try await fixture.watchEvents()
@@ -393,13 +373,10 @@ struct FaultInjectionTests {
     func reconnectCyclesLeakNothing() async throws {
         let fixture = try FaultFixture()
         defer { fixture.cleanup() }
-        let echo = try await fixture.serverSide { try EchoServer() }
-        try fixture.writeConfig(
-            fixture.tunnel(remotePort: echo.port, extra: ["backoff_initial = \"50ms\"", "backoff_max = \"200ms\""]))
-        let daemon = try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForState(.up)
+        try await fixture.startEchoTunnel(
+            extra: ["backoff_initial = \"50ms\"", "backoff_max = \"200ms\""], arguments: ["--log-level", "info"])
         let port = fixture.localPort
-        let pid = daemon.pid
+        let pid = try #require(fixture.daemon?.pid)
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 601, count: 10_000) })
         // Subscribed before the descriptors are counted: its connection is in both counts.
         let events = try await fixture.watchEvents()
@@ -558,20 +535,35 @@ final class FaultFixture: @unchecked Sendable {
 
     var daemonLog: String { daemon?.stderr() ?? "" }
 
-    func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
-        try await waitUntil(
-            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
-        ) {
-            self.daemonLog.occurrences(of: text) >= count
-        }
+    func waitForLog(
+        _ text: String, timeout: Duration = .seconds(10), count: Int = 1, fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForLogText(text, count: count, timeout: timeout, fileID: fileID, line: line) { daemonLog }
+    }
+
+    /// The common setup: an echo server on the server side (stopped by `cleanup()`), tunnel t to it
+    /// (with `extra`), the daemon started with `arguments`, and t up.
+    @discardableResult
+    func startEchoTunnel(
+        extra: [String] = [], arguments: [String] = ["--log-level", "debug"]
+    ) async throws
+        -> EchoServer
+    {
+        let echo = try await serverSide { try EchoServer() }
+        try writeConfig(tunnel(remotePort: echo.port, extra: extra))
+        try startDaemon(arguments: arguments)
+        try await waitForState(.up)
+        return echo
     }
 
     /// Waits for tunnel t's state on `GET /v1/events` (the control socket is a path: reachable
     /// from our namespace too).
-    func waitForState(_ wanted: TunnelState, timeout: Duration = .seconds(10)) async throws {
-        try await waitForTunnelState(socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout) {
-            self.daemonLog
-        }
+    func waitForState(
+        _ wanted: TunnelState, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForTunnelState(
+            socket: directory.file("control.sock"), wanted, ["t"], timeout: timeout, fileID: fileID, line: line
+        ) { [weak self] in self?.daemonLog ?? "" }
     }
 
     /// Makes a server (echo, sink, source) where sshd's forwarded connections go: the server

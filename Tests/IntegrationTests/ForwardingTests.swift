@@ -57,12 +57,8 @@ struct ForwardingTests {
         ResourceLimits.raiseOpenFileLimit()
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel(arguments: ["--log-level", "info"])
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let port = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: port, remotePort: echo.port))
-        try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForUp()
 
         let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
             for index in 0..<200 {
@@ -184,10 +180,8 @@ struct ForwardingTests {
     func heldUntilConnected() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, localPort) = try fixture.writeEchoTunnel()
         defer { echo.stop() }  // keeps it alive to the end of the test
-        let localPort = try FreePort.probe()
-        try fixture.writeConfig(fixture.tunnel(localPort: localPort, remotePort: echo.port))
         try fixture.startDaemon()
         // Connect as soon as the listener exists, racing the SSH handshake.
         let ok = try await offload { () -> Bool in

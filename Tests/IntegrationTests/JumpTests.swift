@@ -32,6 +32,26 @@ struct JumpTests {
         return gateway
     }
 
+    /// Tunnel t of the namespace chains: to `remotePort` on the gateway's side through the
+    /// fixture's sshd (the bastion), with a fast backoff and `extra` lines.
+    static func chainTunnel(
+        _ fixture: FaultFixture, _ gateway: SSHServer, remotePort: UInt16, extra: [String]
+    )
+        -> String
+    {
+        ([
+            "[tunnels.t]",
+            "target = \"\(gateway.user)@127.0.0.1:2222\"",
+            "jump = [\"\(fixture.target)\"]",
+            "local = \"127.0.0.1:\(fixture.localPort)\"",
+            "remote = \"127.0.0.1:\(remotePort)\"",
+            "known_hosts = \"\(fixture.knownHosts)\"",
+            "identity_file = \"\(fixture.clientKey.privatePath)\"",
+            "backoff_initial = \"200ms\"",
+            "backoff_max = \"1s\"",
+        ] + extra).joined(separator: "\n") + "\n"
+    }
+
     @Test(
         "three jump hosts on loopback: four sessions in a chain, 8 MiB each way intact, each hop in sshd's log, idle asleep"
     )
@@ -44,17 +64,10 @@ struct JumpTests {
         defer { second.cleanup() }
         let third = try Self.bastion(fixture)
         defer { third.cleanup() }
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel(extra: [
+            "jump = [\"\(first.user)@127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\", \"127.0.0.1:\(third.port)\"]"
+        ])
         defer { echo.stop() }
-        let port = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: [
-                    "jump = [\"\(first.user)@127.0.0.1:\(first.port)\", \"127.0.0.1:\(second.port)\", \"127.0.0.1:\(third.port)\"]"
-                ]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("through 3 hops"))
         let intact = (try? await offload { try echoRoundTrip(port: port, seed: 41, count: 8 << 20) }) ?? false
         #expect(intact, "\(fixture.daemonLog)")
@@ -93,20 +106,9 @@ struct JumpTests {
         let count = 256 << 20
         let source = try await fixture.serverSide { try SourceServer(seed: 7, byteCount: count) }
         try fixture.writeConfig(
-            """
-            [tunnels.t]
-            target = "\(gateway.user)@127.0.0.1:2222"
-            jump = ["\(fixture.target)"]
-            local = "127.0.0.1:\(fixture.localPort)"
-            remote = "127.0.0.1:\(source.port)"
-            known_hosts = "\(fixture.knownHosts)"
-            identity_file = "\(fixture.clientKey.privatePath)"
-            backoff_initial = "200ms"
-            backoff_max = "1s"
-            keepalive_interval = 2
-            keepalive_count_max = 2
-
-            """)
+            Self.chainTunnel(
+                fixture, gateway, remotePort: source.port, extra: ["keepalive_interval = 2", "keepalive_count_max = 2"])
+        )
         try fixture.startDaemon()
         try await fixture.waitForState(.up)
         let events = try await fixture.watchEvents()
@@ -163,22 +165,12 @@ struct JumpTests {
         defer { gateway.cleanup() }
         let echo = try await fixture.serverSide { try EchoServer() }
         try fixture.writeConfig(
-            """
-            [tunnels.t]
-            target = "\(gateway.user)@127.0.0.1:2222"
-            jump = ["\(fixture.target)"]
-            local = "127.0.0.1:\(fixture.localPort)"
-            remote = "127.0.0.1:\(echo.port)"
-            known_hosts = "\(fixture.knownHosts)"
-            identity_file = "\(fixture.clientKey.privatePath)"
-            backoff_initial = "200ms"
-            backoff_max = "1s"
-            keepalive_interval = 1
-            keepalive_count_max = 3
-            connect_timeout = "3s"
-            hold_timeout = "30s"
-
-            """)
+            Self.chainTunnel(
+                fixture, gateway, remotePort: echo.port,
+                extra: [
+                    "keepalive_interval = 1", "keepalive_count_max = 3", "connect_timeout = \"3s\"",
+                    "hold_timeout = \"30s\"",
+                ]))
         try fixture.startDaemon()
         try await fixture.waitForState(.up)
         let port = fixture.localPort
@@ -299,17 +291,12 @@ struct JumpTests {
     func proxyCommandThroughSocat() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let port = try FreePort.probe()
         let marker = fixture.directory.file("proxy-fds")
         // Through a shell (the redirection needs one): records the descriptors the command got.
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: ["proxy_command = \"sh -c 'ls /proc/self/fd > \(marker); exec socat - TCP:%h:%p'\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
+        let (echo, port) = try await fixture.startEchoTunnel(extra: [
+            "proxy_command = \"sh -c 'ls /proc/self/fd > \(marker); exec socat - TCP:%h:%p'\""
+        ])
+        defer { echo.stop() }
         #expect(try await offload { try echoRoundTrip(port: port, seed: 51, count: 4 << 20) })
         // ls itself opens one descriptor for reading /proc/self/fd: 0, 1, 2 and that one.
         let fds = (try? String(contentsOfFile: marker, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
@@ -332,9 +319,6 @@ struct JumpTests {
         defer { fixture.cleanup() }
         let bastion = try Self.bastion(fixture)
         defer { bastion.cleanup() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let port = try FreePort.probe()
         let command = [
             "ssh", "-F", "/dev/null", "-i", fixture.clientKey.privatePath, "-o", "IdentitiesOnly=yes", "-o",
             "BatchMode=yes",
@@ -342,10 +326,8 @@ struct JumpTests {
             "\(bastion.port)",
             "-W", "%h:%p", "\(bastion.user)@127.0.0.1",
         ].joined(separator: " ")
-        try fixture.writeConfig(
-            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["proxy_command = \"\(command)\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
+        let (echo, port) = try await fixture.startEchoTunnel(extra: ["proxy_command = \"\(command)\""])
+        defer { echo.stop() }
         #expect(fixture.daemonLog.contains("proxy.arguments=[\"ssh\""), "run directly, not through /bin/sh")
         #expect(try await offload { try echoRoundTrip(port: port, seed: 54, count: 4 << 20) })
         #expect(bastion.log().contains("Accepted publickey"))
@@ -359,15 +341,10 @@ struct JumpTests {
         defer { bastion.cleanup() }
         try bastion.authorize(fixture.clientKey)
         try bastion.start()  // not in known_hosts
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel(extra: [
+            "jump = [\"127.0.0.1:\(bastion.port)\"]", "host_key_policy = \"accept-new\"",
+        ])
         defer { echo.stop() }
-        let port = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: ["jump = [\"127.0.0.1:\(bastion.port)\"]", "host_key_policy = \"accept-new\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
         #expect(
             fixture.daemonLog.contains("permanently added jump host [127.0.0.1]:\(bastion.port)"),
             "\(fixture.daemonLog)")
@@ -380,15 +357,10 @@ struct JumpTests {
     func proxyCommandClosesStderr() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel(extra: [
+            "proxy_command = \"sh -c 'echo starting >&2; exec 2>&-; exec socat - TCP:%h:%p'\""
+        ])
         defer { echo.stop() }
-        let port = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: ["proxy_command = \"sh -c 'echo starting >&2; exec 2>&-; exec socat - TCP:%h:%p'\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForUp()
         #expect(fixture.daemonLog.contains("proxy_command stderr: starting"))
         #expect(try await offload { try echoRoundTrip(port: port, seed: 53, count: 1 << 20) })
         let pid = try #require(fixture.daemon?.pid)

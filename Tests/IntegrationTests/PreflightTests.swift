@@ -186,22 +186,10 @@ struct PreflightTests {
         let (echo, port) = try await fixture.startEchoTunnel(extra: ["connect_timeout = \"3s\""])
         defer { echo.stop() }
         // A listener that never accepts: TCP connects (backlog), the SSH banner never comes.
-        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        #expect(bound == 0 && listen(silent, 8) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
-        }
-        let silentPort = UInt16(bigEndian: address.sin_port)
+        let silent = silentListener()
+        defer { close(silent.socket) }
+        #expect(silent.listening)
+        let silentPort = silent.port
         let change = try Subprocess(
             try ProductLocator.binary("ecto-tunnel"), ["target", "t", "nobody@127.0.0.1:\(silentPort)"],
             extraEnvironment: ["ECTO_TUNNEL_SOCKET": fixture.socketPath])

@@ -10,21 +10,20 @@ import Testing
 /// what it measured on a `[figure]` line (docs/reliability.md quotes them).
 @Suite("Pressure and flapping", .serialized)
 struct PressureTests {
+    /// The daemon's default backoff (1 s … 60 s), where the policy under test is the default one.
+    static let productionBackoff = ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]
+
     @Test(
         "1,100 clients held under a 1,024-descriptor limit: no spin, no log flood, status answers, service back within 1 s"
     )
     func descriptorFlood() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, port) = try await fixture.startEchoTunnel(
+            extra: ["hold_timeout = \"120s\""], arguments: ["--log-level", "info"],
+            launcher: ["prlimit", "--nofile=1024:1024"])
         defer { echo.stop() }
-        let port = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(localPort: port, remotePort: echo.port, extra: ["hold_timeout = \"120s\""]))
-        let daemon = try fixture.startDaemon(
-            arguments: ["--log-level", "info"], launcher: ["prlimit", "--nofile=1024:1024"])
-        try await fixture.waitForUp()
-        let pid = daemon.pid
+        let pid = try #require(fixture.daemon?.pid)
         #expect(ProcessTree.softDescriptorLimit(pid) == 1024)
 
         let events = try await fixture.watchEvents()
@@ -195,15 +194,10 @@ struct PressureTests {
     func eightShortOutages() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let port = try FreePort.probe()
         // The production backoff (1 s … 60 s): the policy under test is the default one.
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
-        try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForUp()
+        let (echo, port) = try await fixture.startEchoTunnel(
+            extra: Self.productionBackoff, arguments: ["--log-level", "info"])
+        defer { echo.stop() }
         let recoveries = try await recoveriesAfterRestarts(
             fixture, port: port, crash: { fixture.server.kill() }, restart: { try fixture.server.start() })
         print(
@@ -223,19 +217,12 @@ struct PressureTests {
             fixture.cleanup()
             dropbear.stop()
         }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let port = try FreePort.probe()
         let knownHosts = try fixture.directory.write("known_hosts_dropbear", dropbear.knownHostsLine)
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: [
-                    "target = \"\(dropbear.user)@127.0.0.1:\(dropbear.port)\"", "known_hosts = \"\(knownHosts)\"",
-                    "backoff_initial = \"1s\"", "backoff_max = \"60s\"",
-                ]))
-        try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForUp()
+        let (echo, port) = try await fixture.startEchoTunnel(
+            extra: [
+                "target = \"\(dropbear.user)@127.0.0.1:\(dropbear.port)\"", "known_hosts = \"\(knownHosts)\"",
+            ] + Self.productionBackoff, arguments: ["--log-level", "info"])
+        defer { echo.stop() }
         let recoveries = try await recoveriesAfterRestarts(
             fixture, port: port, crash: { dropbear.kill() }, restart: { try dropbear.start() })
         print(
@@ -252,14 +239,9 @@ struct PressureTests {
     func permanentOutageLogVolume() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
+        let (echo, _) = try await fixture.startEchoTunnel(
+            extra: Self.productionBackoff, arguments: ["--log-level", "info"])
         defer { echo.stop() }
-        let port = try FreePort.probe()
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port, extra: ["backoff_initial = \"1s\"", "backoff_max = \"60s\""]))
-        try fixture.startDaemon(arguments: ["--log-level", "info"])
-        try await fixture.waitForUp()
         let events = try await fixture.watchEvents()
         defer { events.close() }
         fixture.server.stop()

@@ -28,6 +28,22 @@ final class SharedRSAKeys: @unchecked Sendable {
     }
 }
 
+extension TunnelFixture {
+    /// Tunnel t to nowhere (port 9) that may offer only `identityFile` (and what `extra` and
+    /// `environment` add), the daemon started until an attempt has failed; returns the daemon log.
+    fileprivate func logOfFailedAttempt(
+        identityFile: String, extra: [String] = [], environment: [String: String] = [:]
+    ) async throws -> String {
+        try writeConfig(
+            tunnel(
+                localPort: try FreePort.probe(), remotePort: 9, identity: false,
+                extra: ["identity_file = \"\(identityFile)\""] + extra))
+        try startDaemon(environment: environment)
+        try await waitForAttemptFailed()
+        return daemonLog
+    }
+}
+
 @Suite("RSA user keys against OpenSSH (default PubkeyAcceptedAlgorithms) and dropbear", .serialized)
 struct RSAAuthenticationTests {
     let rsa = SharedRSAKeys.shared
@@ -102,13 +118,7 @@ struct RSAAuthenticationTests {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
         let key = try rsa.copy(2048, to: fixture.directory, name: "id_stranger")
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: try FreePort.probe(), remotePort: 9, identity: false,
-                extra: ["identity_file = \"\(key.privatePath)\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForAttemptFailed()
-        let log = fixture.daemonLog
+        let log = try await fixture.logOfFailedAttempt(identityFile: key.privatePath)
         #expect(
             log.contains(
                 "identity file \(key.privatePath): refused by server (rsa-sha2-512), refused by server (rsa-sha2-256), refused by server (ssh-rsa) (3 attempts)"
@@ -162,6 +172,26 @@ struct RSAAuthenticationTests {
 
 @Suite("Identities as ssh finds them", .serialized)
 struct DefaultIdentityTests {
+    /// A key sshd accepts, held only by a running agent (the caller stops it), and a key it does
+    /// not accept, as a file to list in identity_file.
+    private func agentKeyAndListedKey(
+        _ fixture: TunnelFixture
+    ) throws -> (
+        agentKey: KeyPair, listed: KeyPair, agent: SSHAgent
+    ) {
+        let agentKey = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_in_agent")
+        try fixture.server.authorize(agentKey)
+        let listed = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_listed")
+        let agent = try SSHAgent()
+        do {
+            try agent.add(agentKey)
+        } catch {
+            agent.stop()
+            throw error
+        }
+        return (agentKey, listed, agent)
+    }
+
     let rsa = SharedRSAKeys.shared
 
     @Test("no identity_file, no agent: ~/.ssh/id_ed25519, id_ecdsa, id_rsa in that order; the refusals are named")
@@ -220,19 +250,10 @@ struct DefaultIdentityTests {
     func identitiesOnly() async throws {
         let fixture = try TunnelFixture(authorize: false)
         defer { fixture.cleanup() }
-        let agentKey = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_in_agent")
-        try fixture.server.authorize(agentKey)
-        let listed = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_listed")
-        let agent = try SSHAgent()
+        let (agentKey, listed, agent) = try agentKeyAndListedKey(fixture)
         defer { agent.stop() }
-        try agent.add(agentKey)
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: try FreePort.probe(), remotePort: 9, identity: false,
-                extra: ["identity_file = \"\(listed.privatePath)\"", "identities_only = true"]))
-        try fixture.startDaemon(environment: agent.environment)
-        try await fixture.waitForAttemptFailed()
-        let log = fixture.daemonLog
+        let log = try await fixture.logOfFailedAttempt(
+            identityFile: listed.privatePath, extra: ["identities_only = true"], environment: agent.environment)
         #expect(log.contains("identity file \(listed.privatePath): refused by server"), "\(log)")
         #expect(!log.contains(agentKey.fingerprint), "the agent key was offered: \(log)")
         #expect(!fixture.server.log().contains(agentKey.fingerprint), "sshd saw the agent key")
@@ -278,12 +299,8 @@ struct DefaultIdentityTests {
     func agentKeyWithoutIdentitiesOnly() async throws {
         let fixture = try TunnelFixture(authorize: false)
         defer { fixture.cleanup() }
-        let agentKey = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_in_agent")
-        try fixture.server.authorize(agentKey)
-        let listed = try KeyPair.generate(type: "ed25519", in: fixture.directory, name: "id_listed")
-        let agent = try SSHAgent()
+        let (_, listed, agent) = try agentKeyAndListedKey(fixture)
         defer { agent.stop() }
-        try agent.add(agentKey)
         let (echo, _) = try await fixture.startEchoTunnel(
             identity: false, extra: ["identity_file = \"\(listed.privatePath)\""], environment: agent.environment)
         defer { echo.stop() }
@@ -359,13 +376,7 @@ struct CertificateTests {
             ca.cleanup()
         }
         let (key, certificate) = try certified("ed25519", fixture, ca: ca, name: "id_cert_ed")
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: try FreePort.probe(), remotePort: 9, identity: false,
-                extra: ["identity_file = \"\(key.privatePath)\""]))
-        try fixture.startDaemon()
-        try await fixture.waitForAttemptFailed()
-        let log = fixture.daemonLog
+        let log = try await fixture.logOfFailedAttempt(identityFile: key.privatePath)
         #expect(
             log.contains(
                 "certificate \(certificate) not offered (ssh-ed25519-cert-v01@openssh.com certificates cannot be used with libssh2 1.10"

@@ -42,14 +42,11 @@ struct SessionsTests {
     func spreadAndPartialLoss() async throws {
         let fixture = try TunnelFixture()
         defer { fixture.cleanup() }
-        let echo = try EchoServer()
-        defer { echo.stop() }
-        let port = try FreePort.probe()
         // A lost session waits 0.75-1.5 s before it reconnects: long enough to see the others serve.
-        try fixture.writeConfig(
-            fixture.tunnel(
-                localPort: port, remotePort: echo.port,
-                extra: ["sessions = 3", "backoff_initial = \"1500ms\"", "backoff_max = \"3s\""]))
+        let (echo, port) = try fixture.writeEchoTunnel(extra: [
+            "sessions = 3", "backoff_initial = \"1500ms\"", "backoff_max = \"3s\"",
+        ])
+        defer { echo.stop() }
         try fixture.startDaemon()
         try await waitForSessionsUp(fixture, 3)
         #expect(fixture.server.sessionProcesses.count == 3, "one SSH connection per session")

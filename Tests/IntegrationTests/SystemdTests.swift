@@ -149,12 +149,10 @@ final class SystemdFixture: @unchecked Sendable {
         return text
     }
 
-    func waitForLog(_ text: String, count: Int = 1, timeout: Duration = .seconds(15)) async throws {
-        try await waitUntil(
-            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
-        ) {
-            self.daemonLog.components(separatedBy: text).count - 1 >= count
-        }
+    func waitForLog(
+        _ text: String, count: Int = 1, timeout: Duration = .seconds(15), fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForLogText(text, count: count, timeout: timeout, fileID: fileID, line: line) { daemonLog }
     }
 }
 

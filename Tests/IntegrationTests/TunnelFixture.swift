@@ -2,6 +2,7 @@ import EctoControl
 import EctoStatus
 import EctoTestSupport
 import Foundation
+import Glibc
 import Testing
 
 /// A real OpenSSH sshd on loopback, a client key it accepts, a known_hosts that trusts it, and the
@@ -98,40 +99,53 @@ final class TunnelFixture: @unchecked Sendable {
     }
 
     /// The common setup: an echo server behind sshd, one tunnel `t` to it on a free local port,
-    /// the daemon started (with `environment`), and the session up.
+    /// the daemon started (with `environment`, `arguments` and `launcher`, see `startDaemon`), and
+    /// the session up. The caller stops the echo server.
     func startEchoTunnel(
         identity: Bool = true, extra: [String] = [], environment: [String: String] = [:],
-        arguments: [String] = ["--log-level", "debug"]
+        arguments: [String] = ["--log-level", "debug"], launcher: [String] = []
     ) async throws -> (echo: EchoServer, localPort: UInt16) {
+        let (echo, localPort) = try writeEchoTunnel(identity: identity, extra: extra)
+        try startDaemon(environment: environment, arguments: arguments, launcher: launcher)
+        try await waitForUp()
+        return (echo, localPort)
+    }
+
+    /// `startEchoTunnel`'s config only: an echo server and tunnel `t` to it on a free local port,
+    /// written, the daemon not started. The caller stops the echo server.
+    func writeEchoTunnel(identity: Bool = true, extra: [String] = []) throws -> (echo: EchoServer, localPort: UInt16) {
         let echo = try EchoServer()
         let localPort = try FreePort.probe()
         try writeConfig(tunnel(localPort: localPort, remotePort: echo.port, identity: identity, extra: extra))
-        try startDaemon(environment: environment, arguments: arguments)
-        try await waitForUp()
         return (echo, localPort)
     }
 
     var daemonLog: String { daemon?.stderr() ?? "" }
 
-    func waitForLog(_ text: String, timeout: Duration = .seconds(10), count: Int = 1) async throws {
-        try await waitUntil(
-            timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(daemonLog)"
-        ) {
-            self.daemonLog.components(separatedBy: text).count - 1 >= count
-        }
+    func waitForLog(
+        _ text: String, timeout: Duration = .seconds(10), count: Int = 1, fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForLogText(text, count: count, timeout: timeout, fileID: fileID, line: line) { daemonLog }
     }
 
     /// Waits until every tunnel in `names` (every configured one when nil) is up, as the daemon
     /// itself says on `GET /v1/events` (its snapshot, then each change): the event, not a log line.
-    func waitForUp(_ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
-        try await waitForState(.up, names, timeout: timeout)
+    func waitForUp(
+        _ names: [String]? = nil, timeout: Duration = .seconds(10), fileID: String = #fileID, line: Int = #line
+    ) async throws {
+        try await waitForState(.up, names, timeout: timeout, fileID: fileID, line: line)
     }
 
     /// Waits until every tunnel in `names` (every configured one when nil) is in `wanted`, on
     /// `GET /v1/events`. The daemon logs a state's reason before it publishes the state, so the
     /// log holds it once this returns.
-    func waitForState(_ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10)) async throws {
-        try await waitForTunnelState(socket: socketPath, wanted, names, timeout: timeout) { self.daemonLog }
+    func waitForState(
+        _ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10), fileID: String = #fileID,
+        line: Int = #line
+    ) async throws {
+        try await waitForTunnelState(
+            socket: socketPath, wanted, names, timeout: timeout, fileID: fileID, line: line
+        ) { [weak self] in self?.daemonLog ?? "" }
     }
 
     /// Runs the CLI to completion (for `check` and friends).
@@ -154,43 +168,80 @@ func mbPerSecond(_ bytes: Int, _ elapsed: Duration) -> String {
     return String(format: "%.1f MB/s", Double(bytes) / 1e6 / seconds)
 }
 
-/// Waits until every tunnel in `names` (every configured one when nil) of the daemon on `socket`
-/// is in `wanted`, on `GET /v1/events` (its snapshot, then each change); `log` for the failure.
+/// Waits until `log()` holds `text` at least `count` times (the daemon fixtures' `waitForLog`).
+func waitForLogText(
+    _ text: String, count: Int = 1, timeout: Duration, fileID: String = #fileID, line: Int = #line,
+    log: () -> String
+) async throws {
+    try await waitUntil(
+        timeout: timeout, "daemon log to contain \(text.debugDescription) ×\(count)\n--- daemon log:\n\(log())",
+        fileID: fileID, line: line
+    ) {
+        log().occurrences(of: text) >= count
+    }
+}
+
+/// Waits until every tunnel in `names` (every one the daemon has, when nil) of the daemon on
+/// `socket` is in `wanted` at once, on `GET /v1/events`: in its snapshot or after a later event,
+/// as recorded by an `EventWatcher`. The daemon may not be listening yet (just started), and a
+/// subscription whose stream ends (the daemon restarting) is made again, until the deadline;
+/// every watcher is closed (its socket and reader thread gone) before this returns or throws, and
+/// no wait outlasts `timeout` by more than a poll (10 ms). `log` for the failure message.
 func waitForTunnelState(
     socket: String, _ wanted: TunnelState, _ names: [String]? = nil, timeout: Duration = .seconds(10),
-    log: @escaping () -> String
+    fileID: String = #fileID, line: Int = #line, log: @escaping @Sendable () -> String
 ) async throws {
     let deadline = ContinuousClock.now.advanced(by: timeout)
-    let reached = try await offload { () -> Bool in
-        while ContinuousClock.now < deadline {
-            var states: [String: TunnelState] = [:]
-            var done = false
-            do {
-                // Each wait for an event is bounded by the client's timeout (1 s here).
-                try ControlClient(path: socket, timeout: 1).followEvents { event in
-                    switch event.event {
-                    case .snapshot:
-                        states = Dictionary((event.tunnels ?? []).map { ($0.name, $0.state) }, uniquingKeysWith: { $1 })
-                    case .tunnel:
-                        if let tunnel = event.tunnel { states[tunnel.name] = tunnel.state }
-                    case .removed:
-                        if let name = event.name { states[name] = nil }
-                    }
-                    let tunnels = names ?? Array(states.keys)
-                    done = !tunnels.isEmpty && tunnels.allSatisfy { states[$0] == wanted }
-                    return !done && ContinuousClock.now < deadline
-                }
-            } catch {
-                usleep(50_000)  // not listening yet, or no change within the client's timeout
-            }
-            if done { return true }
+    var events: [ControlEvent] = []
+    var problem: String?
+    subscribing: while ContinuousClock.now < deadline {
+        let watcher: EventWatcher
+        do {
+            watcher = try await EventWatcher.start(
+                socket: socket, timeout: ContinuousClock.now.duration(to: deadline), log: log)
+        } catch let error as TestSupportError where error.kind == .timeout {
+            problem = "no subscription: nothing listening on \(socket), or no snapshot"
+            break
         }
-        return false
+        defer { watcher.close() }
+        while true {
+            events = watcher.events
+            if EventWatcher.reached(wanted, names, in: events) { return }
+            if let end = watcher.ended {
+                problem = "the event stream ended (\(end)); subscribing again"
+                break
+            }
+            if ContinuousClock.now >= deadline {
+                problem = nil
+                break subscribing
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
-    guard reached else {
-        throw TestSupportError(
-            .timeout,
-            "tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events)\n--- daemon log:\n\(log())"
-        )
+    throw TestSupportError(
+        .timeout,
+        "\(fileID):\(line): tunnels \(names?.joined(separator: ", ") ?? "(all)") not \(wanted.rawValue) within \(timeout) (GET /v1/events\(problem.map { ": \($0)" } ?? ""))\n--- events (the last subscription):\n\(EventWatcher.describe(events))\n--- daemon log:\n\(log())"
+    )
+}
+
+/// A TCP listener on 127.0.0.1 (a port of the kernel's choosing) that never accepts: connects
+/// succeed (the backlog), nothing is ever said. `listening`: bind and listen succeeded (the caller
+/// asserts it). The caller closes `socket`.
+func silentListener() -> (socket: Int32, port: UInt16, listening: Bool) {
+    let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(silent, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
+    let listening = bound == 0 && listen(silent, 8) == 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
+    }
+    return (silent, UInt16(bigEndian: address.sin_port), listening)
 }

@@ -113,8 +113,8 @@ enum EpollChange: Equatable {
 }
 
 /// An epoll instance, owned and used by one thread; each registration is named by a 64-bit token
-/// and is level-triggered unless it asks for `.edgeTriggered`. Closing a descriptor removes its registration; one that changes owner without
-/// being closed must be `remove`d first.
+/// and is level-triggered unless it asks for `.edgeTriggered`. Closing a descriptor removes its
+/// registration; one that changes owner without being closed must be `remove`d first.
 final class Epoll {
     let fd: Int32
     private let ready: UnsafeMutableBufferPointer<ecto_epoll_event>

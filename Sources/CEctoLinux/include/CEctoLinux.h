@@ -26,7 +26,8 @@ int ecto_clock_change_timer_open(void);
 /* Re-arms it after a cancellation. Returns 0 or -1. */
 int ecto_clock_change_timer_rearm(int fd);
 
-/* epoll for the session driver: level-triggered registrations, each named by a 64-bit token.
+/* epoll for the session driver: registrations named by a 64-bit token, level-triggered unless
+ * ECTO_EPOLLET is asked for (client sockets are).
  * (struct epoll_event is packed on x86-64; this unpacked twin is what Swift sees.) */
 typedef struct {
     unsigned int events;

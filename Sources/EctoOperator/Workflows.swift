@@ -42,10 +42,16 @@ public func controlRequest<T: Decodable>(
 public enum ConnectWorkflow {
     /// Step 1: `[user@]host[:port]`, or a Host alias of `~/.ssh/config` (its HostName, User, Port;
     /// the settings are returned for the key and known_hosts). The user defaults to ours.
+    ///
+    /// A host that ssh reaches through `ProxyJump` or `ProxyCommand` is refused, with the way that
+    /// works: `connect` fetches and confirms the host key over a direct connection, which would
+    /// go to the wrong place (or nowhere) for such a host, while `import ssh-config` carries the
+    /// route over (`jump`, `proxy_command`) and the daemon goes through it.
     public static func resolveTarget(_ target: String) throws(OperatorFailure) -> (SSHTarget, SSHHostSettings?) {
         let looksExplicit = target.contains("@") || target.contains(":")
         if !looksExplicit {
             let settings = SSHClientConfig.resolve(host: target, environment: .current)
+            if let refusal = routeRefusal(target, settings) { throw refusal }
             if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil
             {
                 let host = settings.hostName?.value ?? target
@@ -65,6 +71,37 @@ public enum ConnectWorkflow {
                 "invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)"
             )
         }
+    }
+
+    /// Why `connect` cannot set up `target` itself when ssh reaches it through a jump host or a
+    /// proxy command (nil: it can).
+    static func routeRefusal(_ target: String, _ settings: SSHHostSettings) -> OperatorFailure? {
+        let how: String
+        let origin: SettingLocation
+        switch SSHConfigImport.route(settings, environment: .current) {
+        case .none, .turnedOff:
+            return nil
+        case .jump(let hops, let at):
+            how = "through ProxyJump \(hops.map(\.description).joined(separator: ","))"
+            origin = at
+        case .proxyCommand(let command, let at):
+            how = "through ProxyCommand \(command)"
+            origin = at
+        case .unusable(let setting, let value, let at, _):
+            how = "through \(setting) \(value)"
+            origin = at
+        }
+        return OperatorFailure(
+            """
+            ssh reaches \(target) \(how) (\(origin)); connect fetches and confirms the host key over a \
+            direct connection, so it cannot set this host up. Carry your ssh setup over instead (first \
+            add `LocalForward 18789 127.0.0.1:18789` to that Host block if it has no LocalForward):
+              ecto-tunnel import ssh-config \(target) --write
+              ecto-tunnel check
+              ecto-tunnel reload    # a daemon runs already; else: ecto-tunnel install (or ecto-tunnel run)
+            The daemon checks the host key strictly: if \(target) is not in known_hosts yet, run \
+            `ssh \(target) true` once first.
+            """)
     }
 
     /// Step 2: the key: `explicit` (--identity), else the alias's IdentityFile, else ssh's

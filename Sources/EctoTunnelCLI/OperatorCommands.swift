@@ -25,7 +25,9 @@ struct Connect: ParsableCommand {
         discussion: """
             Shows each step as it goes:
             1. target: [user@]host[:port], or a Host alias from ~/.ssh/config (its HostName, User, \
-            Port, IdentityFile and UserKnownHostsFile are used);
+            Port, IdentityFile and UserKnownHostsFile are used); a host ssh reaches through \
+            ProxyJump or ProxyCommand is refused with the commands that set it up (import \
+            ssh-config carries the route over);
             2. key: --identity, else the alias's IdentityFile, else ~/.ssh/id_ed25519 (or \
             ~/.ssh/id_ecdsa); an ssh-agent (SSH_AUTH_SOCK) is tried first by the daemon;
             3. host key: fetched from the server and shown by fingerprint. A key already in \

@@ -178,6 +178,51 @@ struct OperatorFlowTests {
         #expect(try String(contentsOfFile: world.configPath, encoding: .utf8) == "# operator notes: keep me\n")
     }
 
+    @Test(
+        "connect refuses an alias that ssh reaches through ProxyJump or ProxyCommand (exit 1, file:line, the commands that work), writes nothing, and import carries the route over"
+    )
+    func connectRefusesProxiedAliases() throws {
+        let world = try World()
+        defer { world.cleanup() }
+        try """
+        Host bastion
+          HostName 127.0.0.1
+          Port \(world.server.port)
+        Host gw
+          HostName 10.255.0.7
+          ProxyJump ops@bastion
+          LocalForward \(world.localPort) 127.0.0.1:\(world.gateway.port)
+        Host pc
+          ProxyCommand socat - TCP:127.0.0.1:\(world.server.port)
+        Host plain
+          HostName 127.0.0.1
+          ProxyJump none
+
+        """.write(toFile: world.home + "/.ssh/config", atomically: true, encoding: .utf8)
+        for (alias, how, line) in [
+            ("gw", "through ProxyJump ops@127.0.0.1:\(world.server.port)", 6), ("pc", "through ProxyCommand socat", 9),
+        ] {
+            let result = try world.cli(["connect", alias, "--yes", "--timeout", "5"])
+            #expect(result.status == 1, "\(result)")
+            #expect(result.stderr.contains("ssh reaches \(alias) \(how)"), "\(result.stderr)")
+            #expect(result.stderr.contains(".ssh/config:\(line)"), "\(result.stderr)")
+            #expect(result.stderr.contains("ecto-tunnel import ssh-config \(alias) --write"), "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: world.configPath))
+        }
+        // The way offered works: with known_hosts in place (what `ssh gw true` would have done),
+        // import writes the jump host (the daemon's own tests go through it: JumpTests).
+        try world.server.writeKnownHosts(to: world.home + "/.ssh/known_hosts", host: "127.0.0.1")
+        let imported = try world.cli(["import", "ssh-config", "gw", "--write"])
+        try #require(imported.status == 0, "\(imported)")
+        let written = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        #expect(written.contains("jump = [\"ops@127.0.0.1:\(world.server.port)\"]"), "\(written)")
+        // `ProxyJump none` is direct: connect goes on past the target step (and fails later, at the
+        // host key of a server this test never confirms, with no --yes).
+        let plain = try world.cli(["connect", "plain", "--timeout", "5"])
+        #expect(!plain.stderr.contains("ssh reaches plain"), "\(plain)")
+        #expect(plain.stdout.contains("target "), "\(plain)")
+    }
+
     @Test("a changed host key is refused by connect, loudly, with the fix")
     func changedHostKeyRefused() throws {
         let world = try World()

@@ -1,5 +1,6 @@
 import EctoConfig
 import EctoControl
+import EctoHostKeys
 import EctoPlatform
 import EctoTunnel
 #if canImport(FoundationEssentials)
@@ -40,32 +41,68 @@ public func controlRequest<T: Decodable>(
 /// Steps 4 and 5 of `ecto-tunnel connect`: the tunnel's table in the config, and a daemon that
 /// runs it.
 public enum ConnectWorkflow {
+    /// How the daemon reaches the target: as ssh does for the alias (`ProxyJump`, `ProxyCommand`).
+    public enum Route: Sendable, Equatable {
+        case direct
+        /// Each hop with its Host block's HostName, User and Port applied.
+        case jump([SSHTarget], origin: SettingLocation)
+        case proxyCommand(String, origin: SettingLocation)
+
+        /// The tunnel keys that carry it, as TOML lines (empty when direct).
+        public var tomlLines: String {
+            switch self {
+            case .direct: return ""
+            case .jump(let hops, _): return "jump = \(ImportedValue.strings(hops.map(\.description)).toml)\n"
+            case .proxyCommand(let command, _): return "proxy_command = \(ImportedValue.string(command).toml)\n"
+            }
+        }
+
+        /// " through jump host a, b", " through ProxyCommand …"; empty when direct.
+        public var summary: String {
+            switch self {
+            case .direct: return ""
+            case .jump(let hops, _):
+                return
+                    " through jump host\(hops.count == 1 ? "" : "s") \(hops.map(\.description).joined(separator: ", "))"
+            case .proxyCommand(let command, _): return " through ProxyCommand \(command)"
+            }
+        }
+    }
+
     /// Step 1: `[user@]host[:port]`, or a Host alias of `~/.ssh/config` (its HostName, User, Port;
-    /// the settings are returned for the key and known_hosts). The user defaults to ours.
-    ///
-    /// A host that ssh reaches through `ProxyJump` or `ProxyCommand` is refused, with the way that
-    /// works: `connect` fetches and confirms the host key over a direct connection, which would
-    /// go to the wrong place (or nowhere) for such a host, while `import ssh-config` carries the
-    /// route over (`jump`, `proxy_command`) and the daemon goes through it.
-    public static func resolveTarget(_ target: String) throws(OperatorFailure) -> (SSHTarget, SSHHostSettings?) {
+    /// the settings are returned for the key and known_hosts). The user defaults to ours. An alias
+    /// that ssh reaches through `ProxyJump` or `ProxyCommand` keeps that route (the daemon goes
+    /// through it; the host key step cannot, see `missingHostKeys`); one ecto-tunnel cannot carry
+    /// over is refused with its file:line.
+    public static func resolveTarget(
+        _ target: String
+    ) throws(OperatorFailure) -> (SSHTarget, SSHHostSettings?, Route) {
         let looksExplicit = target.contains("@") || target.contains(":")
         if !looksExplicit {
             let settings = SSHClientConfig.resolve(host: target, environment: .current)
-            if let refusal = routeRefusal(target, settings) { throw refusal }
+            let route: Route
+            switch SSHConfigImport.route(settings, environment: .current) {
+            case .none, .turnedOff: route = .direct
+            case .jump(let hops, let origin): route = .jump(hops, origin: origin)
+            case .proxyCommand(let command, let origin): route = .proxyCommand(command, origin: origin)
+            case .unusable(let setting, let value, let origin, let reason):
+                throw OperatorFailure("\(origin): \(setting) \(value): \(reason)")
+            }
             if settings.hostName != nil || settings.user != nil || settings.port != nil || settings.identityFile != nil
+                || route != .direct
             {
                 let host = settings.hostName?.value ?? target
                 let port = settings.port.flatMap { UInt16($0.value) } ?? 22
                 return (
                     SSHTarget(user: settings.user?.value ?? ConfigEnvironment.current.user, host: host, port: port),
-                    settings
+                    settings, route
                 )
             }
         }
         do {
             var parsed = try SSHTarget.parse(target)
             if parsed.user == nil { parsed.user = ConfigEnvironment.current.user }
-            return (parsed, nil)
+            return (parsed, nil, .direct)
         } catch {
             throw OperatorFailure(
                 "invalid target \"\(target)\": \(error.message) (expected [user@]host[:port] or an ~/.ssh/config Host alias)"
@@ -73,35 +110,18 @@ public enum ConnectWorkflow {
         }
     }
 
-    /// Why `connect` cannot set up `target` itself when ssh reaches it through a jump host or a
-    /// proxy command (nil: it can).
-    static func routeRefusal(_ target: String, _ settings: SSHHostSettings) -> OperatorFailure? {
-        let how: String
-        let origin: SettingLocation
-        switch SSHConfigImport.route(settings, environment: .current) {
-        case .none, .turnedOff:
-            return nil
-        case .jump(let hops, let at):
-            how = "through ProxyJump \(hops.map(\.description).joined(separator: ","))"
-            origin = at
-        case .proxyCommand(let command, let at):
-            how = "through ProxyCommand \(command)"
-            origin = at
-        case .unusable(let setting, let value, let at, _):
-            how = "through \(setting) \(value)"
-            origin = at
+    /// Step 3 for a target behind a jump host or a proxy command: `connect` reads a host key over
+    /// a direct connection, which cannot reach such a host, so the keys must already be in
+    /// known_hosts (as they are once `ssh ALIAS` has been used): the target's (under its
+    /// HostKeyAlias, if any) and each jump host's. Returns the known_hosts names missing.
+    public static func missingHostKeys(
+        target: SSHTarget, hostKeyAlias: String?, route: Route, knownHosts: KnownHostsFile
+    ) -> [String] {
+        var wanted = [(hostKeyAlias ?? target.host, Int(target.port))]
+        if case .jump(let hops, _) = route { wanted += hops.map { ($0.host, Int($0.port)) } }
+        return wanted.filter { knownHosts.entries(forHost: $0.0, port: $0.1).isEmpty }.map {
+            KnownHostsFile.lookupName(host: $0.0, port: $0.1)
         }
-        return OperatorFailure(
-            """
-            ssh reaches \(target) \(how) (\(origin)); connect fetches and confirms the host key over a \
-            direct connection, so it cannot set this host up. Carry your ssh setup over instead (first \
-            add `LocalForward 18789 127.0.0.1:18789` to that Host block if it has no LocalForward):
-              ecto-tunnel import ssh-config \(target) --write
-              ecto-tunnel check
-              ecto-tunnel reload    # a daemon runs already; else: ecto-tunnel install (or ecto-tunnel run)
-            The daemon checks the host key strictly: if \(target) is not in known_hosts yet, run \
-            `ssh \(target) true` once first.
-            """)
     }
 
     /// Step 2: the key: `explicit` (--identity), else the alias's IdentityFile, else ssh's

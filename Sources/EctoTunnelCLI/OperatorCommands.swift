@@ -25,16 +25,17 @@ struct Connect: ParsableCommand {
         discussion: """
             Shows each step as it goes:
             1. target: [user@]host[:port], or a Host alias from ~/.ssh/config (its HostName, User, \
-            Port, IdentityFile and UserKnownHostsFile are used); a host ssh reaches through \
-            ProxyJump or ProxyCommand is refused with the commands that set it up (import \
-            ssh-config carries the route over);
+            Port, IdentityFile and UserKnownHostsFile are used; its ProxyJump or ProxyCommand \
+            becomes jump or proxy_command, and its HostKeyAlias host_key_alias);
             2. key: --identity, else the alias's IdentityFile, else ~/.ssh/id_ed25519 (or \
             ~/.ssh/id_ecdsa); an ssh-agent (SSH_AUTH_SOCK) is tried first by the daemon;
             3. host key: fetched from the server and shown by fingerprint. A key already in \
             known_hosts is used; an unknown one must be confirmed (interactively, or with --yes, or \
             with --fingerprint SHA256:… for scripts) and is then added to known_hosts; a changed key, \
             or a key of a type known_hosts does not have for the host, is refused (the daemon's own \
-            host key policy decides);
+            host key policy decides). Behind a jump host or a proxy command the key cannot be \
+            fetched directly: the target's and each jump host's key must be in known_hosts already \
+            (`ssh ALIAS true` once records them), else connect stops here (exit 1);
             4. config: writes [tunnels.NAME] (default name gateway, local 127.0.0.1:18789 → remote \
             127.0.0.1:18789; --port, or OPENCLAW_GATEWAY_PORT, sets both; --remote-port the remote \
             one; an http probe of the gateway); re-running rewrites the same table, nothing else;
@@ -121,8 +122,11 @@ struct Connect: ParsableCommand {
         }
 
         // 1. Target.
-        let (sshTarget, aliasSettings) = try runOperator { _ in try ConnectWorkflow.resolveTarget(target) }
-        step(1, "target \(sshTarget)" + (aliasSettings != nil ? " (from ~/.ssh/config Host \(target))" : ""))
+        let (sshTarget, aliasSettings, route) = try runOperator { _ in try ConnectWorkflow.resolveTarget(target) }
+        step(
+            1,
+            "target \(sshTarget)\(route.summary)" + (aliasSettings != nil ? " (from ~/.ssh/config Host \(target))" : "")
+        )
 
         // 2. Key.
         let agent = env["SSH_AUTH_SOCK"].map { !$0.isEmpty } ?? false
@@ -138,7 +142,14 @@ struct Connect: ParsableCommand {
         // 3. Host key.
         let knownHostsPath = SSHClientConfig.expandTilde(
             knownHosts ?? aliasSettings?.userKnownHostsFile?.value ?? "~/.ssh/known_hosts", home: home)
-        try trustHostKey(sshTarget, knownHostsPath: knownHostsPath, home: home)
+        let hostKeyAlias = route == .direct ? nil : aliasSettings?.hostKeyAlias?.value
+        if route == .direct {
+            try trustHostKey(sshTarget, knownHostsPath: knownHostsPath, home: home)
+        } else {
+            try requireKnownHostKeys(
+                sshTarget, alias: target, hostKeyAlias: hostKeyAlias, route: route, knownHostsPath: knownHostsPath,
+                home: home)
+        }
 
         // 4. Config.
         let localPort = port ?? env["OPENCLAW_GATEWAY_PORT"].flatMap { UInt16($0) } ?? 18789
@@ -151,6 +162,8 @@ struct Connect: ParsableCommand {
             remote = "127.0.0.1:\(remote)"
 
             """
+        table += route.tomlLines
+        if let hostKeyAlias { table += "host_key_alias = \(ImportedValue.string(hostKeyAlias).toml)\n" }
         if let keyPath { table += "identity_file = \"\(keyPath)\"\n" }
         table += "known_hosts = \"\(knownHostsPath)\"\nprobe = \"http:/\"\n"
         let previous = (try? String(contentsOfFile: configPath, encoding: .utf8)) ?? ""
@@ -203,6 +216,35 @@ struct Connect: ParsableCommand {
     }
 
     private func step(_ n: Int, _ text: String) { print("[\(n)/6] \(text)") }
+
+    /// Step 3 for a target behind a jump host or a proxy command: its keys must be known already
+    /// (`ConnectWorkflow.missingHostKeys`); the daemon then checks them strictly, through the route.
+    private func requireKnownHostKeys(
+        _ sshTarget: SSHTarget, alias: String, hostKeyAlias: String?, route: ConnectWorkflow.Route,
+        knownHostsPath: String, home: String
+    ) throws {
+        let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)
+        let missing = ConnectWorkflow.missingHostKeys(
+            target: sshTarget, hostKeyAlias: hostKeyAlias, route: route, knownHosts: known)
+        guard missing.isEmpty else {
+            printError(
+                """
+                \(missing.joined(separator: ", ")) not in \(SSHClientConfig.abbreviate(knownHostsPath, home: home)): \
+                connect reads a host key over a direct connection, which cannot reach a host behind a jump \
+                host or a proxy command. Let ssh record the keys (it asks you to confirm each one), then \
+                run connect again:
+                  ssh \(alias) true
+                """)
+            throw ExitCode(ControlExit.refused)
+        }
+        let hops = if case .jump(let list, _) = route { list.count } else { 0 }
+        step(
+            3,
+            "host key: \(hostKeyAlias ?? sshTarget.host)"
+                + (hops > 0 ? " and \(hops) jump host\(hops == 1 ? "" : "s")" : "")
+                + " found in \(SSHClientConfig.abbreviate(knownHostsPath, home: home)) (the daemon checks them strictly, through the route)"
+        )
+    }
 
     private func trustHostKey(_ sshTarget: SSHTarget, knownHostsPath: String, home: String) throws {
         let known = (try? KnownHostsFile.load(path: knownHostsPath)) ?? KnownHostsFile(path: knownHostsPath)

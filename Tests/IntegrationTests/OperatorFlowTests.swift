@@ -222,6 +222,30 @@ struct OperatorFlowTests {
         #expect(world.server.log().components(separatedBy: "Accepted publickey").count - 1 >= 2)
     }
 
+    @Test("connect through an ssh alias with ProxyCommand: the command carries the session, the gateway answers")
+    func connectThroughProxyCommand() throws {
+        let world = try World()
+        defer { world.cleanup() }
+        try """
+        Host gw
+          HostName 192.0.2.7
+          Port \(world.server.port)
+          User \(world.server.user)
+          ProxyCommand socat - TCP:127.0.0.1:%p
+
+        """.write(toFile: world.home + "/.ssh/config", atomically: true, encoding: .utf8)
+        // 192.0.2.7 (TEST-NET-1) is reachable only through the command; its key is the server's.
+        try world.server.writeKnownHosts(to: world.home + "/.ssh/known_hosts", host: "192.0.2.7")
+        let result = try world.cli([
+            "connect", "gw", "--port", "\(world.localPort)", "--remote-port", "\(world.gateway.port)", "--timeout",
+            "30",
+        ])
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.contains("through ProxyCommand socat - TCP:127.0.0.1:%p"), "\(result.stdout)")
+        let written = try String(contentsOfFile: world.configPath, encoding: .utf8)
+        #expect(written.contains("proxy_command = \"socat - TCP:127.0.0.1:%p\""), "\(written)")
+    }
+
     @Test("a changed host key is refused by connect, loudly, with the fix")
     func changedHostKeyRefused() throws {
         let world = try World()

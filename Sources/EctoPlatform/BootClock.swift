@@ -26,11 +26,16 @@ import Glibc
         return BootInstant(nanoseconds: Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec))
     }
 
+    /// `duration` in nanoseconds, bounded to about ±285 years (far from `Int64`'s end).
+    @inlinable public static func nanoseconds(of duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let bound: Int64 = 9_000_000_000
+        return min(max(seconds, -bound), bound) &* 1_000_000_000 &+ attoseconds / 1_000_000_000
+    }
+
     /// `self` moved by `duration`, saturating (a deadline centuries away stays centuries away).
     @inlinable public func advanced(by duration: Duration) -> BootInstant {
-        let (seconds, attoseconds) = duration.components
-        let bound: Int64 = 9_000_000_000  // seconds: ~285 years, far from Int64's end in ns
-        let nanos = min(max(seconds, -bound), bound) &* 1_000_000_000 &+ attoseconds / 1_000_000_000
+        let nanos = Self.nanoseconds(of: duration)
         let (sum, overflow) = nanoseconds.addingReportingOverflow(nanos)
         return BootInstant(nanoseconds: overflow ? (nanos > 0 ? .max : .min) : sum)
     }

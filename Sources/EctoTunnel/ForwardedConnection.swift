@@ -1,3 +1,4 @@
+import EctoConfig
 import EctoPlatform
 import EctoSSH
 
@@ -251,7 +252,7 @@ final class ForwardedConnection {
 
     let id: UInt64
     let fd: Int32
-    let peer: PeerAddress
+    let peer: Endpoint
     /// Which of the tunnel's forwards it came in on (an index into `TunnelConfig.forwards`): its
     /// channel goes to that forward's `remote`, and its bytes count towards that forward.
     let forward: Int
@@ -270,7 +271,7 @@ final class ForwardedConnection {
     /// Until when it may wait for a session while held (kept when handed to another driver).
     private let deadline: BootInstant
 
-    init(id: UInt64, fd: Int32, peer: PeerAddress, forward: Int, holdDeadline: BootInstant, bufferSize: Int) {
+    init(id: UInt64, fd: Int32, peer: Endpoint, forward: Int, holdDeadline: BootInstant, bufferSize: Int) {
         self.id = id
         self.fd = fd
         self.peer = peer

@@ -81,7 +81,7 @@ extension Listener {
                 return nil
             }
         }
-        return PeerAddress(storage).description
+        return Endpoint(storage).description
     }
 }
 

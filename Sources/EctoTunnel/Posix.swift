@@ -1,4 +1,5 @@
 import CEctoLinux
+import EctoConfig
 import EctoPlatform
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,7 @@ enum Posix {
 
     /// Accepts one connection, non-blocking and close-on-exec. Returns the fd and the peer. A
     /// connection reset before we took it (ECONNABORTED) is skipped.
-    static func accept(_ fd: Int32) throws(SystemError) -> IOResult<(Int32, PeerAddress)> {
+    static func accept(_ fd: Int32) throws(SystemError) -> IOResult<(Int32, Endpoint)> {
         var storage = sockaddr_storage()
         while true {
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -38,7 +39,7 @@ enum Posix {
             }
             switch result {
             case .wouldBlock: return .wouldBlock
-            case .done(let client): return .done((client, PeerAddress(storage)))
+            case .done(let client): return .done((client, Endpoint(storage)))
             }
         }
     }
@@ -181,34 +182,23 @@ final class WakeupFD: Sendable {
     deinit { Glibc.close(fd) }
 }
 
-/// A client's address as accept gave it: the numeric host and the port, kept apart (the channel
-/// open sends them apart, RFC 4254 7.2), joined only when a log line asks (`description`).
-/// Made with `inet_ntop`: no `getnameinfo`, no format string, and for IPv4 no allocation (a
-/// short string is stored inline).
-struct PeerAddress: Sendable, Equatable, CustomStringConvertible {
-    let host: String
-    let port: UInt16
-
-    init(host: String, port: UInt16) {
-        self.host = host
-        self.port = port
-    }
-
+extension Endpoint {
+    /// A client's address as accept gave it: the numeric host and the port, kept apart (the channel
+    /// open sends them apart, RFC 4254 7.2), joined only when a log line asks (`description`).
+    /// Made with `inet_ntop`: no `getnameinfo`, no format string, and for IPv4 no allocation (a
+    /// short string is stored inline). Another family gives host `?`, port 0.
     init(_ storage: sockaddr_storage) {
-        var storage = storage
         let family = Int32(storage.ss_family)
         var port: UInt16 = 0
         let host = withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN)) { text in
-            withUnsafeMutableBytes(of: &storage) { raw -> String in
+            withUnsafeBytes(of: storage) { raw -> String in
                 let address: UnsafeRawPointer
                 if family == AF_INET6 {
-                    let in6 = raw.load(as: sockaddr_in6.self)
-                    port = UInt16(bigEndian: in6.sin6_port)
-                    address = UnsafeRawPointer(raw.baseAddress! + MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!)
+                    port = UInt16(bigEndian: raw.load(as: sockaddr_in6.self).sin6_port)
+                    address = raw.baseAddress! + MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
                 } else if family == AF_INET {
-                    let in4 = raw.load(as: sockaddr_in.self)
-                    port = UInt16(bigEndian: in4.sin_port)
-                    address = UnsafeRawPointer(raw.baseAddress! + MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!)
+                    port = UInt16(bigEndian: raw.load(as: sockaddr_in.self).sin_port)
+                    address = raw.baseAddress! + MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!
                 } else {
                     return "?"
                 }
@@ -218,9 +208,6 @@ struct PeerAddress: Sendable, Equatable, CustomStringConvertible {
         }
         self.init(host: host, port: port)
     }
-
-    /// `host:port`, or `[host]:port` for IPv6, as ssh prints it.
-    var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// Socket address helpers (IPv4 and IPv6).

@@ -340,8 +340,7 @@ extension TunnelDriver {
             forwarding.clientShutdown = true
             progress = true
         }
-        let result = forwarding
-        connection.update { $0 = result }
+        connection.update { $0 = forwarding }
     }
 
     private func readFromClient(_ connection: ForwardedConnection) {
@@ -367,8 +366,7 @@ extension TunnelDriver {
             abort(connection, "client \(connection.peer): \(error)")
             return
         }
-        let result = forwarding
-        connection.update { $0 = result }
+        connection.update { $0 = forwarding }
     }
 
     private func pushToChannel(_ connection: ForwardedConnection, _ session: SSHSession) throws(SSHError) -> Bool {

@@ -1,3 +1,4 @@
+import EctoConfig
 import EctoPlatform
 import EctoStatus
 #if canImport(Glibc)
@@ -39,7 +40,7 @@ extension TunnelDriver {
             // Held (no session yet) until the session is up, then queued for its channel like any client.
             guard
                 let connection = admit(
-                    fd: fds[0], peer: PeerAddress(host: "127.0.0.1", port: 0), forward: forward,
+                    fd: fds[0], peer: Endpoint(host: "127.0.0.1", port: 0), forward: forward,
                     holdDeadline: clock.now.advanced(by: .seconds(86_400)))
             else {
                 finishPreflight(.failed(stage: "local", reason: "cannot watch the probe's socket with epoll"))

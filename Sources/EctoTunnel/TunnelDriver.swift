@@ -210,9 +210,7 @@ final class TunnelDriver {
         let policy = ReconnectMachine<Instant>.Policy(
             backoff: BackoffPolicy(initial: config.backoffInitial, maximum: config.backoffMax))
         self.machine = ReconnectMachine(policy: policy, enabled: config.enabled, now: BootInstant.now)
-        let limit = config.keepaliveInterval * config.keepaliveCountMax
-        self.deadPeerLimitNanos =
-            limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000
+        self.deadPeerLimitNanos = BootInstant.nanoseconds(of: config.keepaliveInterval * config.keepaliveCountMax)
     }
 
     // MARK: The loop
@@ -573,7 +571,7 @@ final class TunnelDriver {
     /// socket is registered with epoll here, once (`ForwardedConnection.events`); nil if that
     /// failed (out of memory or epoll watches): the client is then reset, said once per episode.
     @discardableResult
-    func admit(fd: Int32, peer: PeerAddress, forward: Int, holdDeadline: Instant) -> ForwardedConnection? {
+    func admit(fd: Int32, peer: Endpoint, forward: Int, holdDeadline: Instant) -> ForwardedConnection? {
         let id = nextConnectionID
         do {
             guard let poller else { throw SystemError(EBADF, "no event loop") }
@@ -758,7 +756,7 @@ final class TunnelDriver {
             // Only counters moved (every change of state or of a listener publishes with
             // `notify`, through `perform` or at the change): the figures alone, in place, without
             // the reconnect machine, the clock or a new forwards list (the churn path).
-            publishCounters()
+            handle.update(notify: false) { writeFigures(into: &$0) }
             return
         }
         let machine = self.machine
@@ -772,9 +770,6 @@ final class TunnelDriver {
             status.state = machine.state
             status.sessionsUp = machine.state == .up ? 1 : 0
             status.enabled = machine.state != .down
-            status.connections = count
-            status.bytesIn = bytesIn
-            status.bytesOut = bytesOut
             status.reconnects = machine.reconnects
             // A forward that cannot listen while the session serves the others is the problem now.
             status.lastError =
@@ -782,34 +777,31 @@ final class TunnelDriver {
                 ? forwardProblem ?? machine.lastError : machine.lastError
             status.forwards = forwardStates
             status.listening = forwardStates.contains { $0.state == .listening }
-            status.acceptedTotal = acceptedTotal
-            status.refusedTotal = refusedTotal
-            status.clientsRefused = clientsRefused
+            writeFigures(into: &status)
             status.retryAt = machine.retryAt.map { Date().addingTimeInterval(seconds(now.duration(to: $0))) }
             status.retryCause = machine.retryCause
             status.hop = machine.state == .up ? nil : failedHop
         }
     }
 
-    /// The status's figures, updated in place: connections, bytes and refusals, per forward too.
-    private func publishCounters() {
-        handle.update(notify: false) { status in
-            status.connections = counters.openClients
-            status.bytesIn = bytesIn
-            status.bytesOut = bytesOut
-            status.acceptedTotal = acceptedTotal
-            status.refusedTotal = refusedTotal
-            status.clientsRefused = clientsRefused
-            for index in status.forwards.indices where index < listeners.count {
-                status.forwards[index].connections = counters.openByForward[index]
-                status.forwards[index].bytesIn = listeners[index].bytesIn
-                status.forwards[index].bytesOut = listeners[index].bytesOut
-            }
+    /// The status's figures, written in place: connections, bytes and refusals, per forward too
+    /// (`status.forwards` holds this driver's forwards, from `forwardStatuses`).
+    private func writeFigures(into status: inout TunnelStatus) {
+        status.connections = counters.openClients
+        status.bytesIn = bytesIn
+        status.bytesOut = bytesOut
+        status.acceptedTotal = acceptedTotal
+        status.refusedTotal = refusedTotal
+        status.clientsRefused = clientsRefused
+        for index in status.forwards.indices where index < listeners.count {
+            status.forwards[index].connections = counters.openByForward[index]
+            status.forwards[index].bytesIn = listeners[index].bytesIn
+            status.forwards[index].bytesOut = listeners[index].bytesOut
         }
     }
 
-    /// Each forward as the status shows it. A secondary lane has no listeners: the tunnel's status
-    /// takes their state from the primary (`Tunnel.combine`).
+    /// Each forward as the status shows it, without its figures (`writeFigures`). A secondary lane
+    /// has no listeners: the tunnel's status takes their state from the primary (`Tunnel.combine`).
     func forwardStatuses() -> [ForwardStatus] {
         listeners.indices.map { index in
             let slot = listeners[index]
@@ -820,9 +812,6 @@ final class TunnelDriver {
                 forward.state = .retrying
                 forward.lastError = problem
             }
-            forward.connections = counters.openByForward[index]
-            forward.bytesIn = slot.bytesIn
-            forward.bytesOut = slot.bytesOut
             return forward
         }
     }
@@ -906,7 +895,7 @@ final class TunnelDriver {
 
     private func acceptClients(on forward: Int, _ now: Instant) {
         for _ in 0..<256 {
-            let accepted: IOResult<(Int32, PeerAddress)>
+            let accepted: IOResult<(Int32, Endpoint)>
             do {
                 accepted = try Posix.accept(listeners[forward].fd)
             } catch {

@@ -40,7 +40,7 @@ public enum TunnelCommand: Sendable {
 /// A client accepted by one driver and handed to another before its channel opened.
 public struct HandedClient: Sendable {
     let fd: Int32
-    let peer: PeerAddress
+    let peer: Endpoint
     /// The listen address of the forward it came in on: the receiver serves it through its own
     /// forward with that address (and resets it when it has none).
     let local: Endpoint

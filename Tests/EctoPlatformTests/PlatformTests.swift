@@ -163,6 +163,7 @@ import Glibc
         #expect(later.duration(to: start) == .milliseconds(-1500))
         #expect(start.advanced(by: .nanoseconds(1)).nanoseconds == 1_000_000_001)
         #expect(start.advanced(by: .zero) == start)
+        #expect(BootInstant.nanoseconds(of: .milliseconds(-1500)) == -1_500_000_000)
     }
 
     @Test func farDeadlinesSaturateInsteadOfWrapping() {

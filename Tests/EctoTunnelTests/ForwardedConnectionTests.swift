@@ -1,3 +1,4 @@
+import EctoConfig
 import EctoPlatform
 import Glibc
 import Testing
@@ -90,7 +91,7 @@ func testState(_ stage: Stage = .open) -> TestState {
     @Test func releaseGivesTheHoldDeadline() {
         let deadline = BootInstant.now.advanced(by: .seconds(30))
         let connection = ForwardedConnection(
-            id: 3, fd: -1, peer: PeerAddress(host: "127.0.0.1", port: 3), forward: 0, holdDeadline: deadline,
+            id: 3, fd: -1, peer: Endpoint(host: "127.0.0.1", port: 3), forward: 0, holdDeadline: deadline,
             bufferSize: 4)
         #expect(connection.holdDeadline == deadline)
         #expect(connection.isWaitingForTurn)
@@ -151,9 +152,9 @@ func testState(_ stage: Stage = .open) -> TestState {
     @Test func countersFollowStateAndClose() {
         let counters = ConnectionCounters(forwards: 2)
         let held = ForwardedConnection(
-            id: 1, fd: -1, peer: PeerAddress(host: "127.0.0.1", port: 1), forward: 0, holdDeadline: .now, bufferSize: 4)
+            id: 1, fd: -1, peer: Endpoint(host: "127.0.0.1", port: 1), forward: 0, holdDeadline: .now, bufferSize: 4)
         let opening = ForwardedConnection(
-            id: 2, fd: -1, peer: PeerAddress(host: "127.0.0.1", port: 2), forward: 1, holdDeadline: .now, bufferSize: 4)
+            id: 2, fd: -1, peer: Endpoint(host: "127.0.0.1", port: 2), forward: 1, holdDeadline: .now, bufferSize: 4)
         held.counters = counters
         opening.counters = counters
         #expect(counters.openClients == 2 && counters.held == 2)
@@ -274,12 +275,18 @@ func testState(_ stage: Stage = .open) -> TestState {
 /// the end of data, edge-triggered, registered once): each readiness is reported once, when it
 /// arises, so a client the driver has no use for yet cannot wake the loop over and over.
 @Suite struct EdgeTriggeredClientTests {
-    @Test func eachReadinessIsReportedOnceWhenItArises() throws {
+    /// A non-blocking socket pair whose first end is registered as a client is (token 7).
+    private func registeredPair() throws -> (pair: [Int32], poller: Epoll) {
         var pair: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
-        defer { Glibc.close(pair[0]) }
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
         let poller = try Epoll()
         try poller.apply(.add(ForwardedConnection.events), fd: pair[0], token: 7)
+        return (pair, poller)
+    }
+
+    @Test func eachReadinessIsReportedOnceWhenItArises() throws {
+        let (pair, poller) = try registeredPair()
+        defer { Glibc.close(pair[0]) }
         // Room to write, at once; then nothing more until something changes.
         let first = try poller.wait(timeoutMilliseconds: 0)
         #expect(first.count == 1 && first[0].token == 7 && first[0].readiness == .output)
@@ -305,14 +312,11 @@ func testState(_ stage: Stage = .open) -> TestState {
     }
 
     @Test func aFullSocketReportsRoomWhenItDrains() throws {
-        var pair: [Int32] = [0, 0]
-        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &pair) == 0)
+        let (pair, poller) = try registeredPair()
         defer {
             Glibc.close(pair[0])
             Glibc.close(pair[1])
         }
-        let poller = try Epoll()
-        try poller.apply(.add(ForwardedConnection.events), fd: pair[0], token: 7)
         _ = try poller.wait(timeoutMilliseconds: 0)  // the first report of room
         var chunk = [UInt8](repeating: 0, count: 65536)
         while Glibc.write(pair[0], &chunk, chunk.count) > 0 {}  // until it would block
@@ -325,38 +329,37 @@ func testState(_ stage: Stage = .open) -> TestState {
 }
 
 /// A client's address from accept: numbers kept apart for the channel open, joined for logs.
-@Suite struct PeerAddressTests {
-    @Test func ipv4() {
+@Suite struct PeerEndpointTests {
+    /// `address` (a `sockaddr_in` or `sockaddr_in6`) as accept fills a `sockaddr_storage`.
+    private func storage<Address>(_ address: Address) -> sockaddr_storage {
         var storage = sockaddr_storage()
-        withUnsafeMutableBytes(of: &storage) { raw in
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(40_123).bigEndian
-            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-            raw.storeBytes(of: address, as: sockaddr_in.self)
-        }
-        let peer = PeerAddress(storage)
-        #expect(peer == PeerAddress(host: "127.0.0.1", port: 40_123))
+        withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: address, as: Address.self) }
+        return storage
+    }
+
+    @Test func ipv4() {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(40_123).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let peer = Endpoint(storage(address))
+        #expect(peer == Endpoint(host: "127.0.0.1", port: 40_123))
         #expect(peer.description == "127.0.0.1:40123")
     }
 
     @Test func ipv6() {
-        var storage = sockaddr_storage()
-        withUnsafeMutableBytes(of: &storage) { raw in
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = UInt16(8).bigEndian
-            address.sin6_addr = in6addr_loopback
-            raw.storeBytes(of: address, as: sockaddr_in6.self)
-        }
-        let peer = PeerAddress(storage)
-        #expect(peer == PeerAddress(host: "::1", port: 8))
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = UInt16(8).bigEndian
+        address.sin6_addr = in6addr_loopback
+        let peer = Endpoint(storage(address))
+        #expect(peer == Endpoint(host: "::1", port: 8))
         #expect(peer.description == "[::1]:8")
     }
 
     @Test func anotherFamilyIsUnknown() {
         var storage = sockaddr_storage()
         storage.ss_family = sa_family_t(AF_UNIX)
-        #expect(PeerAddress(storage).host == "?")
+        #expect(Endpoint(storage).host == "?")
     }
 }

@@ -54,11 +54,12 @@ struct OperatorFlowTests {
                 try ProductLocator.binary("ecto-tunnel"), arguments, environment: environment, timeout: timeout)
         }
 
-        func connect(_ extra: [String] = []) throws -> CommandResult {
+        /// `connect` to `target` (default: the server as user@127.0.0.1:port) on this world's ports.
+        func connect(_ extra: [String] = [], target: String? = nil) throws -> CommandResult {
             try cli(
                 [
-                    "connect", "\(server.user)@127.0.0.1:\(server.port)", "--port", "\(localPort)", "--remote-port",
-                    "\(gateway.port)", "--timeout", "30",
+                    "connect", target ?? "\(server.user)@127.0.0.1:\(server.port)", "--port", "\(localPort)",
+                    "--remote-port", "\(gateway.port)", "--timeout", "30",
                 ] + extra)
         }
 
@@ -198,11 +199,7 @@ struct OperatorFlowTests {
           ProxyJump bastion
 
         """.write(toFile: world.home + "/.ssh/config", atomically: true, encoding: .utf8)
-        let arguments = [
-            "connect", "gw", "--port", "\(world.localPort)", "--remote-port", "\(world.gateway.port)", "--timeout",
-            "30",
-        ]
-        let unknown = try world.cli(arguments)
+        let unknown = try world.connect(target: "gw")
         #expect(unknown.status == 1, "\(unknown)")
         #expect(unknown.stderr.contains("[127.0.0.1]:\(world.server.port)"), "\(unknown.stderr)")
         #expect(unknown.stderr.contains("ssh gw true"), "\(unknown.stderr)")
@@ -210,7 +207,7 @@ struct OperatorFlowTests {
 
         // What `ssh gw true` would have recorded.
         try world.server.writeKnownHosts(to: world.home + "/.ssh/known_hosts", host: "127.0.0.1")
-        let result = try world.cli(arguments)
+        let result = try world.connect(target: "gw")
         #expect(result.status == 0, "\(result)")
         #expect(
             result.stdout.contains("through jump host \(world.server.user)@127.0.0.1:\(world.server.port)"),
@@ -236,10 +233,7 @@ struct OperatorFlowTests {
         """.write(toFile: world.home + "/.ssh/config", atomically: true, encoding: .utf8)
         // 192.0.2.7 (TEST-NET-1) is reachable only through the command; its key is the server's.
         try world.server.writeKnownHosts(to: world.home + "/.ssh/known_hosts", host: "192.0.2.7")
-        let result = try world.cli([
-            "connect", "gw", "--port", "\(world.localPort)", "--remote-port", "\(world.gateway.port)", "--timeout",
-            "30",
-        ])
+        let result = try world.connect(target: "gw")
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("through ProxyCommand socat - TCP:127.0.0.1:%p"), "\(result.stdout)")
         let written = try String(contentsOfFile: world.configPath, encoding: .utf8)

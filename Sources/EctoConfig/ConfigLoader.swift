@@ -939,6 +939,19 @@ private struct Validator {
         // Timers and numbers.
         func dur(_ key: String, _ def: Duration) -> Duration { pick(key)?.duration ?? def }
         let backoffInitial = dur("backoff_initial", TunnelDefaults.backoffInitial)
+        // libssh2 sends keepalives in whole seconds, 2 at the least: what it would really do is
+        // what the dead-peer time must be computed from, so the value is rounded here, and said.
+        var keepaliveInterval = dur("keepalive_interval", TunnelDefaults.keepaliveInterval)
+        let sendable = TunnelDefaults.sendableKeepaliveInterval(keepaliveInterval)
+        if sendable != keepaliveInterval, let setting = pick("keepalive_interval") {
+            warnings.append(
+                ConfigError(
+                    file: path, line: setting.origin.line, key: setting.origin.key,
+                    message:
+                        "keepalive_interval \(DurationSyntax.format(keepaliveInterval)) is used as \(DurationSyntax.format(sendable)): keepalives go out in whole seconds, 2 s at the least"
+                        + setting.origin.note))
+            keepaliveInterval = sendable
+        }
         let backoffMax = dur("backoff_max", TunnelDefaults.backoffMax)
         if backoffMax < backoffInitial {
             let o = pick("backoff_max")?.origin ?? pick("backoff_initial")?.origin ?? header
@@ -1056,7 +1069,7 @@ private struct Validator {
             hostKeyAlias: s["host_key_alias"]?.string ?? ssh?.hostKeyAlias?.value,
             allowNonLoopback: allowNonLoopback,
             enabled: pick("enabled")?.bool ?? true,
-            keepaliveInterval: dur("keepalive_interval", TunnelDefaults.keepaliveInterval),
+            keepaliveInterval: keepaliveInterval,
             keepaliveCountMax: pick("keepalive_count_max")?.int ?? TunnelDefaults.keepaliveCountMax,
             connectTimeout: dur("connect_timeout", TunnelDefaults.connectTimeout),
             backoffInitial: backoffInitial,

@@ -187,6 +187,26 @@ import Testing
         #expect(t.allowNonLoopback)
     }
 
+    /// libssh2 sends keepalives in whole seconds, 2 at the least: a shorter or fractional
+    /// interval is used rounded up, with a warning at its line, so the dead-peer time is computed
+    /// from what is really sent.
+    @Test func keepaliveIntervalIsRoundedToWhatLibssh2Sends() throws {
+        for (value, used) in [("\"1s\"", 2), ("1", 2), ("\"500ms\"", 2), ("\"2500ms\"", 3)] {
+            let c = try parseConfig("[tunnels.a]\nkeepalive_interval = \(value)\n\(validBody)\n")
+            #expect(c.tunnels[0].keepaliveInterval == .seconds(used), "\(value)")
+            #expect(c.warnings.count == 1, "\(value): \(c.warnings)")
+            let warning = try #require(c.warnings.first)
+            #expect(warning.line == 2)
+            #expect(warning.key == "tunnels.a.keepalive_interval")
+            #expect(warning.message.contains("is used as \(used)s"), "\(warning.message)")
+        }
+        for (value, used) in [("0", 0), ("2", 2), ("\"15s\"", 15)] {
+            let c = try parseConfig("[tunnels.a]\nkeepalive_interval = \(value)\n\(validBody)\n")
+            #expect(c.tunnels[0].keepaliveInterval == .seconds(used), "\(value)")
+            #expect(c.warnings == [], "\(value)")
+        }
+    }
+
     @Test func emptyTunnelsTableAndEmptyFile() throws {
         let c = try parseConfig("[tunnels]\n# none yet\n")
         #expect(c.tunnels == [])

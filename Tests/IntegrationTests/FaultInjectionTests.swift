@@ -153,8 +153,9 @@ struct FaultInjectionTests {
         let fixture = try FaultFixture(lab: true)
         defer { fixture.cleanup() }
         let lab = try #require(fixture.lab)
-        // A short keepalive, so that the outage is noticed (dead peer) while the link is down.
-        try await fixture.startEchoTunnel(extra: ["keepalive_interval = \"1s\"", "keepalive_count_max = 3"])
+        // A short keepalive (2 s is libssh2's shortest), so that the outage is noticed (dead peer,
+        // 4 s) while the link is down.
+        try await fixture.startEchoTunnel(extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 2"])
         let port = fixture.localPort
         #expect(try await fixture.clientSide { try echoRoundTrip(port: port, seed: 201, count: 10_000) })
 

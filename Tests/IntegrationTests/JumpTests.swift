@@ -168,7 +168,7 @@ struct JumpTests {
             Self.chainTunnel(
                 fixture, gateway, remotePort: echo.port,
                 extra: [
-                    "keepalive_interval = 1", "keepalive_count_max = 3", "connect_timeout = \"3s\"",
+                    "keepalive_interval = 2", "keepalive_count_max = 2", "connect_timeout = \"3s\"",
                     "hold_timeout = \"30s\"",
                 ]))
         try fixture.startDaemon()
@@ -180,7 +180,7 @@ struct JumpTests {
         let lostAt = ContinuousClock.now
         try await events.waitForSessionsEnded(1, timeout: .seconds(10))
         let detection = lostAt.duration(to: .now)
-        #expect(detection < .seconds(6), "dead chain found after \(detection) (keepalive 1 s × 3)")
+        #expect(detection < .seconds(6), "dead chain found after \(detection) (keepalive 2 s × 2)")
         #expect(fixture.daemonLog.contains("dead peer"), "\(fixture.daemonLog)")
         // Whichever session found the silence first, status blames hop 1 (the silent one).
         let status = try Subprocess.run(

@@ -187,6 +187,12 @@ long ecto_send_queue_room(int fd) {
     return (long)size - (long)queued;
 }
 
+long ecto_input_queue_bytes(int fd) {
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) != 0) return -1;
+    return queued;
+}
+
 int ecto_peer_credentials(int fd, unsigned int *uid, int *pid) {
     struct ucred credentials;
     socklen_t length = sizeof(credentials);

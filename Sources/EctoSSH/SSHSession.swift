@@ -88,6 +88,12 @@ public final class SSHSession {
         transport.receivedDuringPass = false
     }
 
+    /// Bytes from the peer are waiting in the socket, not yet read: a sign of life all the same
+    /// (the peer sent them), recorded as a receive for the dead-peer check without reading them.
+    public func noteBytesWaiting() {
+        transport.lastReceiveNanos = bootTimeNanos()
+    }
+
     /// True when bytes arrived from the peer since `beginPass()`.
     public var receivedDuringPass: Bool { transport.receivedDuringPass }
     /// True when the socket was found empty since `beginPass()` (a receive returned EAGAIN): no

@@ -18,18 +18,28 @@ import Glibc
 ///   made progress is followed by another without sleeping, and after bytes arrived every quiet
 ///   channel is checked for data libssh2 now holds (`collectArrivals`).
 extension TunnelDriver {
-    func pump(_ session: SSHSession, socketReadable: Bool) {
+    func pump(_ session: SSHSession, events: EpollEvents) {
         session.beginPass()
         awaitingSendRoom = false
+        let socketReadable = !events.isDisjoint(with: [.input, .hangUp, .error, .readHangUp])
         do {
             try runPass(session, socketReadable: socketReadable)
             // Bytes waiting with no channel to read them through: let libssh2 take them in.
-            // Without this, keepalive replies would sit unread (no sign of life recorded, and a
-            // readable socket keeping poll awake) and the server's own keepalives unanswered.
+            // Without this, the server's own requests would go unanswered and its keepalive
+            // replies unread, except those `IdleReplies` lets wait (a sign of life as they are).
             if socketReadable || drainInFlight, pending == nil, openQueue.isEmpty, !session.receivedDuringPass,
                 !connections.values.contains(where: { $0.channel != nil })
             {
-                _ = try drain(session)
+                if drainInFlight || carrier != nil {
+                    _ = try drain(session)
+                } else if socketReadable {
+                    let closing = !events.isDisjoint(with: [.hangUp, .error, .readHangUp])
+                    switch idleReplies.readable(queued: ecto_input_queue_bytes(session.socket), closing: closing) {
+                    case .ignore: break
+                    case .leave: session.noteBytesWaiting()
+                    case .drain: _ = try drain(session)
+                    }
+                }
             }
         } catch {
             sessionLost(error.description)
@@ -37,8 +47,9 @@ extension TunnelDriver {
         }
         if session.receivedDuringPass {
             progress = true
-            if let probe = livenessProbe, session.lastReceiveBootNanos > probe.started { endLivenessProbe(session) }
+            idleReplies.taken()
         }
+        if let probe = livenessProbe, session.lastReceiveBootNanos > probe.started { endLivenessProbe(session) }
     }
 
     private func runPass(_ session: SSHSession, socketReadable: Bool) throws(SSHError) {
@@ -495,10 +506,12 @@ extension TunnelDriver {
             nextKeepalive = clock.now.advanced(by: .milliseconds(250))
             return true
         }
+        let sentBefore = session.bytesSent
         switch try session.sendKeepalive() {
         case .wouldBlock:
             return !stalled(.keepalive, session)
         case .done(let seconds):
+            if session.bytesSent != sentBefore { idleReplies.keepaliveSent() }
             if session.blockDirections.contains(.outbound) {
                 throw SSHError(
                     code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)",

@@ -164,7 +164,7 @@ extension TunnelDriver {
             }
             established(session)
         case .established(let session):
-            pump(session, socketReadable: !sshEvents.isDisjoint(with: [.input, .hangUp, .error]))
+            pump(session, events: sshEvents)
         }
     }
 
@@ -302,6 +302,7 @@ extension TunnelDriver {
         nextKeepalive = nil
         livenessProbe = nil
         drainInFlight = false
+        idleReplies = IdleReplies()
         sendRoom = nil
         attemptDeadline = nil
         phase = .idle

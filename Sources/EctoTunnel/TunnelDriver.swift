@@ -106,6 +106,8 @@ final class TunnelDriver {
     var livenessProbe: (started: UInt64, deadline: Instant)?
     /// A drain open (`SSHSession.drainIncoming`) is in flight: it holds the session's one open slot.
     var drainInFlight = false
+    /// Keepalive replies of an idle session left unread in the socket (`IdleReplies`).
+    var idleReplies = IdleReplies()
     /// The SSH socket's send-queue room as last measured, for which session, `bytesSent` then,
     /// and until when the figure is trusted (`sendQueueHasRoom`).
     var sendRoom: (session: ObjectIdentifier, room: Int, sentAt: UInt64, until: Instant)?
@@ -331,7 +333,10 @@ final class TunnelDriver {
             return Registration(fd: fd, events: .output)
         case .handshaking(let session), .authenticating(let session, _), .established(let session):
             let outbound = pending != nil || awaitingSendRoom || session.blockDirections.contains(.outbound)
-            return Registration(fd: session.socket, events: outbound ? [.input, .output] : .input)
+            // Replies left unread keep the socket readable: only new bytes, or the peer's end,
+            // may wake the loop then.
+            let inbound: EpollEvents = idleReplies.holdsBytes ? [.input, .readHangUp, .edgeTriggered] : .input
+            return Registration(fd: session.socket, events: outbound ? inbound.union(.output) : inbound)
         }
     }
 

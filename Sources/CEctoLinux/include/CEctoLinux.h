@@ -52,6 +52,9 @@ int ecto_epoll_wait(int epfd, ecto_epoll_event *ready, int capacity, int timeout
 /* Free room in a TCP socket's kernel send queue (SO_SNDBUF minus SIOCOUTQ), or -1. */
 long ecto_send_queue_room(int fd);
 
+/* Bytes waiting to be read from a socket (FIONREAD), or -1 (errno set). */
+long ecto_input_queue_bytes(int fd);
+
 /* The uid and pid of a Unix-domain socket's peer (SO_PEERCRED). Returns 0 or -1 (errno set). */
 int ecto_peer_credentials(int fd, unsigned int *uid, int *pid);
 

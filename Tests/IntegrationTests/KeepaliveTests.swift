@@ -1,0 +1,61 @@
+import EctoTestSupport
+import Foundation
+import Testing
+
+/// Keepalives of an idle session (no client connected) against a real sshd: replies left unread
+/// in the socket still count as signs of life, and what the server itself asks is answered at
+/// once (`IdleReplies`, docs/performance.md "Idle wake-ups").
+@Suite(.serialized) struct KeepaliveTests {
+    /// sshd logs, at DEBUG, each global request it gets (our keepalives) and each channel open
+    /// (the drain opens that take its replies in). Nothing in the daemon's status counts either,
+    /// so the server's log is where they are counted.
+    static let debugLog = ["LogLevel DEBUG1"]
+
+    @Test("idle, keepalive 2 s × 2: replies left in the socket keep the session alive, and most are never drained")
+    func repliesLeftUnreadAreSignsOfLife() async throws {
+        let fixture = try TunnelFixture(sshdOptions: Self.debugLog)
+        defer { fixture.cleanup() }
+        let (echo, localPort) = try await fixture.startEchoTunnel(
+            extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 2"])
+        defer { echo.stop() }
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
+        let keepalivesBefore = fixture.server.log().components(separatedBy: "rtype keepalive@").count - 1
+        let drainsBefore = fixture.server.log().components(separatedBy: "ctype drain@ecto-tunnel").count - 1
+
+        // 6 keepalive rounds (libssh2's shortest interval) with no client: the dead-peer limit
+        // (4 s) passes three times over.
+        try await Task.sleep(for: .seconds(13))
+
+        let log = fixture.server.log()
+        let keepalives = log.components(separatedBy: "rtype keepalive@").count - 1 - keepalivesBefore
+        let drains = log.components(separatedBy: "ctype drain@ecto-tunnel").count - 1 - drainsBefore
+        #expect(events.sessionsEnded() == 0, "the session was replaced: \(fixture.daemonLog)")
+        #expect(keepalives >= 5, "keepalives sent in 12 s at 2 s: \(keepalives)")
+        // One drain per `IdleReplies.maxDeferred` + 1 replies at most (the one that drains);
+        // without the rule, one per reply.
+        #expect(
+            drains * 2 <= keepalives, "\(drains) drain opens for \(keepalives) keepalives: the replies were not left")
+        #expect(drains >= 1, "the replies must be taken in now and then: \(drains) drains in \(keepalives) rounds")
+        print("[figure] idle 12 s, keepalive 2 s: \(keepalives) keepalives, \(drains) drain opens")
+        #expect(try await offload { try echoRoundTrip(port: localPort, seed: 171, count: 10_000) })
+        #expect(events.sessionsEstablished() == 0, "no reconnect")
+    }
+
+    @Test("the server's own keepalives (ClientAliveInterval 1, CountMax 1) are answered at once by an idle session")
+    func serverKeepalivesAreAnswered() async throws {
+        let fixture = try TunnelFixture(
+            sshdOptions: Self.debugLog + ["ClientAliveInterval 1", "ClientAliveCountMax 1"])
+        defer { fixture.cleanup() }
+        // Our keepalive is far apart: only answers keep sshd from ending the session after 2 s.
+        let (echo, localPort) = try await fixture.startEchoTunnel(
+            extra: ["keepalive_interval = \"10s\"", "keepalive_count_max = 3"])
+        defer { echo.stop() }
+        let events = try await fixture.watchEvents()
+        defer { events.close() }
+        try await Task.sleep(for: .seconds(6))
+        #expect(events.sessionsEnded() == 0, "sshd ended the idle session: \(fixture.server.log())")
+        #expect(!fixture.server.log().contains("Timeout, client not responding"), "\(fixture.server.log())")
+        #expect(try await offload { try echoRoundTrip(port: localPort, seed: 172, count: 10_000) })
+    }
+}

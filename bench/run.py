@@ -101,6 +101,29 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu(root):
+    """CPU seconds of every process in root's tree, by pid (processes that exit meanwhile are lost:
+    the SSH servers' session processes live as long as the forwarders' sessions)."""
+    out = {}
+    for p in [root] + children_of(root):
+        try:
+            out[p] = proc_cpu(p)
+        except OSError:
+            pass
+    return out
+
+
+def tree_cpu_delta(before, after):
+    return sum(c - before.get(p, 0.0) for p, c in after.items())
+
+
+def machine_cpu():
+    """CPU seconds every core spent out of idle and iowait (first line of /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 def proc_rss_kib(pid):
     with open("/proc/%d/statm" % pid) as f:
         return int(f.read().split()[1]) * PAGE // 1024
@@ -179,6 +202,7 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="ecto-bench.")
         self.procs = []  # Popen objects we started
         self.sshd = None
+        self.bastion = None
         self.pids = {}  # forwarder name -> pid
         self.ports = {}  # variant -> local port
         self.log = open(os.path.join(self.work, "bench.log"), "w")
@@ -239,8 +263,9 @@ class Bench:
 
     def start_bastion(self):
         """A second sshd (same config) as the jump host of the jump variants."""
-        self.spawn(["/usr/sbin/sshd", "-f", self.path("sshd_config"), "-D", "-e",
-                    "-o", "ListenAddress=127.0.0.1", "-p", str(self.bastion_port)], stderr_name="bastion.log")
+        self.bastion = self.spawn(["/usr/sbin/sshd", "-f", self.path("sshd_config"), "-D", "-e",
+                                   "-o", "ListenAddress=127.0.0.1", "-p", str(self.bastion_port)],
+                                  stderr_name="bastion.log")
         if not wait_for(lambda: listening(self.bastion_port), 5, 0.001):
             raise RuntimeError("bastion sshd did not listen; see " + self.path("bastion.log"))
 
@@ -430,6 +455,9 @@ class Bench:
         pid = self.pids.get(variant)
         self.sampler.reset()
         cpu0 = proc_cpu(pid) if pid else None
+        servers = [p.pid for p in (self.sshd, getattr(self, "bastion", None)) if p]
+        server0 = {root: tree_cpu(root) for root in servers}
+        machine0 = machine_cpu()
         perf = None
         if pid and self.args.perf_dir:
             self.perf_n = getattr(self, "perf_n", 0) + 1
@@ -453,6 +481,8 @@ class Bench:
         if strace:
             strace.send_signal(signal.SIGINT)
             strace.wait()
+        res["machine_cpu_s"] = machine_cpu() - machine0
+        res["server_cpu_s"] = sum(tree_cpu_delta(server0[root], tree_cpu(root)) for root in servers)
         if pid:
             res["fwd_cpu_s"] = proc_cpu(pid) - cpu0
             time.sleep(0.06)
@@ -621,6 +651,12 @@ def summarize(raw, idle, rec, rec_fast, fresh):
     metric("conn8", "ttfb_median_us", "time to first byte, 8 clients, median", "µs")
     metric("conn8", None, "CPU per 1000 new connections (8 clients)", "s",
            lambda r: r["fwd_cpu_s"] / r["count"] * 1000 if "fwd_cpu_s" in r and r.get("count") else None)
+    # The whole cost of a connection on this machine: the SSH server's share and every process's
+    # (clients, service, forwarder, sshd). With every process on two cores, the rate follows it.
+    metric("conn8", None, "sshd CPU per 1000 new connections (8 clients)", "s",
+           lambda r: r["server_cpu_s"] / r["count"] * 1000 if r.get("server_cpu_s") and r.get("count") else None)
+    metric("conn8", None, "machine CPU per 1000 new connections (8 clients)", "s",
+           lambda r: r["machine_cpu_s"] / r["count"] * 1000 if "machine_cpu_s" in r and r.get("count") else None)
     metric("conc1000", "ok", "1000 concurrent: succeeded", "conns")
     metric("conc1000", "seconds", "1000 concurrent: connect + exchange", "s")
     metric("conc1000", "fwd_cpu_s", "1000 concurrent: forwarder CPU", "s")

@@ -30,7 +30,7 @@ extension TunnelDriver {
             if socketReadable || drainInFlight, pending == nil, openQueue.isEmpty, !session.receivedDuringPass,
                 !connections.values.contains(where: { $0.channel != nil })
             {
-                if drainInFlight || carrier != nil {
+                if drainInFlight {
                     _ = try drain(session)
                 } else if socketReadable {
                     let closing = !events.isDisjoint(with: [.hangUp, .error, .readHangUp])

@@ -5,18 +5,37 @@ import Testing
 /// Keepalives of an idle session (no client connected) against a real sshd: replies left unread
 /// in the socket still count as signs of life, and what the server itself asks is answered at
 /// once (`IdleReplies`, docs/performance.md "Idle wake-ups").
-@Suite(.serialized) struct KeepaliveTests {
+@Suite struct KeepaliveTests {
     /// sshd logs, at DEBUG, each global request it gets (our keepalives) and each channel open
     /// (the drain opens that take its replies in). Nothing in the daemon's status counts either,
     /// so the server's log is where they are counted.
     static let debugLog = ["LogLevel DEBUG1"]
 
-    @Test("idle, keepalive 2 s × 2: replies left in the socket keep the session alive, and most are never drained")
-    func repliesLeftUnreadAreSignsOfLife() async throws {
+    /// How the session reaches sshd: straight over TCP, through a jump host (the session runs
+    /// over the chain's socketpair), or over a proxy command's stdio.
+    enum Route: String, CaseIterable, CustomTestStringConvertible {
+        case direct, jump, proxyCommand
+        var testDescription: String { rawValue }
+    }
+
+    @Test(
+        "idle, keepalive 2 s × 2: replies left in the socket keep the session alive, and most are never drained",
+        arguments: Route.allCases)
+    func repliesLeftUnreadAreSignsOfLife(route: Route) async throws {
         let fixture = try TunnelFixture(sshdOptions: Self.debugLog)
         defer { fixture.cleanup() }
-        let (echo, localPort) = try await fixture.startEchoTunnel(
-            extra: ["keepalive_interval = \"2s\"", "keepalive_count_max = 2"])
+        var extra = ["keepalive_interval = \"2s\"", "keepalive_count_max = 2"]
+        var bastion: SSHServer?
+        switch route {
+        case .direct: break
+        case .jump:
+            let server = try JumpTests.bastion(fixture)
+            bastion = server
+            extra.append("jump = [\"127.0.0.1:\(server.port)\"]")
+        case .proxyCommand: extra.append("proxy_command = \"socat - TCP:%h:%p\"")
+        }
+        defer { bastion?.cleanup() }
+        let (echo, localPort) = try await fixture.startEchoTunnel(extra: extra)
         defer { echo.stop() }
         let events = try await fixture.watchEvents()
         defer { events.close() }
@@ -31,13 +50,13 @@ import Testing
         let keepalives = log.components(separatedBy: "rtype keepalive@").count - 1 - keepalivesBefore
         let drains = log.components(separatedBy: "ctype drain@ecto-tunnel").count - 1 - drainsBefore
         #expect(events.sessionsEnded() == 0, "the session was replaced: \(fixture.daemonLog)")
-        #expect(keepalives >= 5, "keepalives sent in 12 s at 2 s: \(keepalives)")
+        #expect(keepalives >= 5, "keepalives sent in 13 s at 2 s: \(keepalives)")
         // One drain per `IdleReplies.maxDeferred` + 1 replies at most (the one that drains);
         // without the rule, one per reply.
         #expect(
             drains * 2 <= keepalives, "\(drains) drain opens for \(keepalives) keepalives: the replies were not left")
         #expect(drains >= 1, "the replies must be taken in now and then: \(drains) drains in \(keepalives) rounds")
-        print("[figure] idle 12 s, keepalive 2 s: \(keepalives) keepalives, \(drains) drain opens")
+        print("[figure] idle 13 s, keepalive 2 s, \(route): \(keepalives) keepalives, \(drains) drain opens")
         #expect(try await offload { try echoRoundTrip(port: localPort, seed: 171, count: 10_000) })
         #expect(events.sessionsEstablished() == 0, "no reconnect")
     }

@@ -133,6 +133,15 @@ final class TunnelDriver {
     /// The session is up and forwarding.
     var isEstablished: Bool { if case .established = phase { return true } else { return false } }
 
+    /// A channel open is in flight on the established session (the head of the queue is opening).
+    var openInFlight: Bool {
+        guard isEstablished, let head = openQueue.first, let connection = connections[head] else { return false }
+        switch connection.state {
+        case .opening, .abandoned: return true
+        default: return false
+        }
+    }
+
     /// One forward's listening socket and what this driver knows about it.
     struct ListenerSlot {
         let forward: Forward
@@ -279,6 +288,14 @@ final class TunnelDriver {
             handleTimers(now)
             if group != nil { rehomeHeldClients() }
             dispatchReadiness(ready)
+            // Under churn the one channel open in flight paces every new connection: when its
+            // answer may have come, the session goes first, so the next queued client's open
+            // leaves before the accepts (which only queue behind it); the new clients then get a
+            // pass of their own below.
+            let openFirst =
+                !listenersReady.isEmpty && carrier == nil && !sshEvents.isEmpty && sshRegistration != nil
+                && openInFlight
+            if openFirst { advanceSession(sshEvents: sshEvents) }
             // A registration dropped since the wait (listener closed or handed over, session
             // replaced) makes its readiness stale.
             for index in listenersReady where index < listeners.count && listeners[index].registration != nil {
@@ -289,7 +306,8 @@ final class TunnelDriver {
             // session sent are carried on now.
             let relayed = carrier != nil && serviceCarrier(readiness: carrierReady)
             let sentBefore = sessionBytesSent
-            advanceSession(sshEvents: sshRegistration != nil ? (relayed ? sshEvents.union(.input) : sshEvents) : [])
+            let events = openFirst ? [] : sshEvents
+            advanceSession(sshEvents: sshRegistration != nil ? (relayed ? events.union(.input) : events) : [])
             if carrier != nil && sessionBytesSent != sentBefore { serviceCarrier(readiness: true) }
             if preflight != nil { checkPreflight() }
             publish(notify: false)

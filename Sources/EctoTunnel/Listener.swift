@@ -39,7 +39,9 @@ enum Listener {
             var message = String(cString: strerror(code))
             if code == EADDRINUSE {
                 message = "address already in use"
-                if let holder = PortHolder.find(port: endpoint.port) { message += " (held by \(holder))" }
+                if let holder = PortHolder.find(port: endpoint.port, address: address) {
+                    message += " (held by \(holder))"
+                }
             }
             throw ListenError(description: message)
         }
@@ -86,18 +88,68 @@ extension Listener {
 }
 
 /// Finds which process holds a listening TCP port, from /proc (only processes we may inspect).
+/// Who holds a local port we could not bind: the listening sockets in `/proc/net/tcp{,6}` whose
+/// address conflicts with ours (the same address, or a wildcard), then the process with one of them
+/// among its descriptors. A socket on the same port at another address (say [::1] when we wanted
+/// 127.0.0.1) is not the one in the way, and is not named.
 enum PortHolder {
-    static func find(port: UInt16) -> String? {
+    /// `address` as `/proc/net/tcp{,6}` prints it (each 32-bit word of the address as stored, in
+    /// %08X), with the table it is in; nil for another family.
+    static func procForm(of address: sockaddr_storage) -> (table: String, hex: String)? {
+        var address = address
+        func word(_ value: UInt32) -> String {
+            let digits = String(value, radix: 16, uppercase: true)
+            return String(repeating: "0", count: 8 - digits.count) + digits
+        }
+        switch Int32(address.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: &address) { raw in
+                let ipv4 = raw.load(as: sockaddr_in.self)
+                return ("/proc/net/tcp", word(ipv4.sin_addr.s_addr))
+            }
+        case AF_INET6:
+            return withUnsafeBytes(of: &address) { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[8..<24])  // sin6_addr
+                let words = (0..<4).map { bytes.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self) }
+                return ("/proc/net/tcp6", words.map(word).joined())
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// The inodes of the listening sockets in one `/proc/net/tcp{,6}` table (`text`) on `port`
+    /// whose address is `hex` or the wildcard (all zeros); any address when `hex` is nil.
+    static func listeningInodes(in text: String, port: UInt16, address hex: String?) -> Set<String> {
+        var inodes: Set<String> = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A: LISTEN
+            guard let colon = fields[1].lastIndex(of: ":"),
+                UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
+            else { continue }
+            let address = fields[1][..<colon]
+            if let hex, address != hex, address.contains(where: { $0 != "0" }) { continue }
+            inodes.insert(String(fields[9]))
+        }
+        return inodes
+    }
+
+    static func find(port: UInt16, address: sockaddr_storage? = nil) -> String? {
+        let ours = address.flatMap(procForm(of:))
         var inodes: Set<String> = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard fields.count > 9, fields[3] == "0A" else { continue }  // 0A: LISTEN
-                guard let colon = fields[1].lastIndex(of: ":"),
-                    UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
-                else { continue }
-                inodes.insert(String(fields[9]))
+            if let ours {
+                // The other family's table only holds a conflict as its wildcard: an IPv6
+                // socket on [::] without IPV6_V6ONLY takes the IPv4 port too (ours are V6ONLY).
+                let wildcardOnly = table != ours.table
+                if wildcardOnly && ours.table == "/proc/net/tcp6" { continue }
+                inodes.formUnion(
+                    listeningInodes(
+                        in: text, port: port, address: wildcardOnly ? String(repeating: "0", count: 32) : ours.hex))
+            } else {
+                inodes.formUnion(listeningInodes(in: text, port: port, address: nil))
             }
         }
         guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else {

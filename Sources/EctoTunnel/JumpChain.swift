@@ -167,6 +167,15 @@ final class JumpChain {
         logger.debug("jump: connecting \(hops[index].name)")
     }
 
+    /// Puts every relaying hop's next keepalive at `instant`, the end session's: the hops' rounds
+    /// and the session's then share one timer wake-up instead of each waking the loop at its own
+    /// phase (the driver calls it whenever it schedules its own keepalive).
+    func alignKeepalives(to instant: Instant) {
+        for hop in hops where hop.isRelaying && hop.nextKeepalive != nil {
+            hop.nextKeepalive = instant
+        }
+    }
+
     /// The earliest keepalive or dead-peer deadline of the hops that relay.
     func nextDeadline() -> Instant? {
         var earliest: Instant?

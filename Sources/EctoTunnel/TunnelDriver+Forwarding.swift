@@ -517,7 +517,9 @@ extension TunnelDriver {
                     code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)",
                     operation: "send keepalive")
             }
-            nextKeepalive = clock.now.advanced(by: .seconds(max(1, seconds)))
+            let next = clock.now.advanced(by: .seconds(max(1, seconds)))
+            nextKeepalive = next
+            if case .chain(let chain)? = carrier { chain.alignKeepalives(to: next) }
             return true
         }
     }

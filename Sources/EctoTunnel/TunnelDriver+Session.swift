@@ -209,7 +209,9 @@ extension TunnelDriver {
         let now = clock.now
         if config.keepaliveInterval > .zero {
             session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
-            nextKeepalive = now.advanced(by: config.keepaliveInterval)
+            let next = now.advanced(by: config.keepaliveInterval)
+            nextKeepalive = next
+            if case .chain(let chain)? = carrier { chain.alignKeepalives(to: next) }
         }
         phase = .established(session)
         perform(machine.connected(now: now))

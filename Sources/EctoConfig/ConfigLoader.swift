@@ -938,7 +938,6 @@ private struct Validator {
 
         // Timers and numbers.
         func dur(_ key: String, _ def: Duration) -> Duration { pick(key)?.duration ?? def }
-        let backoffInitial = dur("backoff_initial", TunnelDefaults.backoffInitial)
         // libssh2 sends keepalives in whole seconds, 2 at the least: what it would really do is
         // what the dead-peer time must be computed from, so the value is rounded here, and said.
         var keepaliveInterval = dur("keepalive_interval", TunnelDefaults.keepaliveInterval)
@@ -952,6 +951,7 @@ private struct Validator {
                         + setting.origin.note))
             keepaliveInterval = sendable
         }
+        let backoffInitial = dur("backoff_initial", TunnelDefaults.backoffInitial)
         let backoffMax = dur("backoff_max", TunnelDefaults.backoffMax)
         if backoffMax < backoffInitial {
             let o = pick("backoff_max")?.origin ?? pick("backoff_initial")?.origin ?? header

@@ -172,16 +172,6 @@ extension TunnelConfig {
 /// Built-in defaults of the tunnel keys.
 public enum TunnelDefaults {
     public static let keepaliveInterval: Duration = .seconds(15)
-
-    /// The keepalive interval libssh2 really keeps for `interval`: whole seconds (rounded up),
-    /// 2 s at the least (`libssh2_keepalive_config` turns 1 into 2 and counts in `time()`
-    /// seconds); 0 stays 0 (no keepalives). The dead-peer time is computed from this.
-    public static func sendableKeepaliveInterval(_ interval: Duration) -> Duration {
-        guard interval > .zero else { return .zero }
-        let (seconds, attoseconds) = interval.components
-        let whole = seconds + (attoseconds > 0 ? 1 : 0)
-        return .seconds(max(2, whole))
-    }
     public static let keepaliveCountMax = 3
     public static let connectTimeout: Duration = .seconds(10)
     public static let backoffInitial: Duration = .seconds(1)
@@ -202,6 +192,16 @@ public enum TunnelDefaults {
     /// agents many times over; each costs a descriptor and up to 128 KiB of buffers.
     public static let maxClients = 1024
     public static let maxClientsRange = 1...65536
+
+    /// The keepalive interval libssh2 really keeps for `interval`: whole seconds (rounded up),
+    /// 2 s at the least (`libssh2_keepalive_config` turns 1 into 2 and counts in `time()`
+    /// seconds); 0 stays 0 (no keepalives). The dead-peer time is computed from this.
+    public static func sendableKeepaliveInterval(_ interval: Duration) -> Duration {
+        guard interval > .zero else { return .zero }
+        let (seconds, attoseconds) = interval.components
+        let whole = seconds + (attoseconds > 0 ? 1 : 0)
+        return .seconds(max(2, whole))
+    }
 }
 
 /// A loaded, validated configuration file.

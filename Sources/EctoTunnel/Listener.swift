@@ -87,11 +87,11 @@ extension Listener {
     }
 }
 
-/// Finds which process holds a listening TCP port, from /proc (only processes we may inspect).
-/// Who holds a local port we could not bind: the listening sockets in `/proc/net/tcp{,6}` whose
-/// address conflicts with ours (the same address, or a wildcard), then the process with one of them
-/// among its descriptors. A socket on the same port at another address (say [::1] when we wanted
-/// 127.0.0.1) is not the one in the way, and is not named.
+/// Who holds a local port we could not bind, from /proc (only processes we may inspect): the
+/// listening sockets in `/proc/net/tcp{,6}` whose address conflicts with ours (the same address,
+/// or a wildcard), then the process with one of them among its descriptors. A socket on the same
+/// port at another address (say [::1] when we wanted 127.0.0.1) is not the one in the way, and is
+/// not named.
 enum PortHolder {
     /// `address` as `/proc/net/tcp{,6}` prints it (each 32-bit word of the address as stored, in
     /// %08X), with the table it is in; nil for another family.
@@ -135,8 +135,8 @@ enum PortHolder {
         return inodes
     }
 
-    static func find(port: UInt16, address: sockaddr_storage? = nil) -> String? {
-        let ours = address.flatMap(procForm(of:))
+    static func find(port: UInt16, address: sockaddr_storage) -> String? {
+        let ours = procForm(of: address)
         var inodes: Set<String> = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }

@@ -500,6 +500,12 @@ extension TunnelDriver {
     /// room for it (a keepalive behind a full queue would prove nothing anyway), and if it ever
     /// leaves a packet half-sent the session is replaced at once, cleanly, instead of failing
     /// later on an unrelated call.
+    /// The session's next keepalive, and the jump hops' with it (one timer wake-up for all).
+    func scheduleKeepalive(at next: Instant) {
+        nextKeepalive = next
+        if case .chain(let chain)? = carrier { chain.alignKeepalives(to: next) }
+    }
+
     private func keepalive(_ session: SSHSession, force: Bool = false) throws(SSHError) -> Bool {
         guard let next = nextKeepalive, force || clock.now >= next else { return true }
         guard sendQueueHasRoom(session) else {
@@ -517,9 +523,7 @@ extension TunnelDriver {
                     code: 0, message: "a keepalive was left half-sent (libssh2 1.10 limitation)",
                     operation: "send keepalive")
             }
-            let next = clock.now.advanced(by: .seconds(max(1, seconds)))
-            nextKeepalive = next
-            if case .chain(let chain)? = carrier { chain.alignKeepalives(to: next) }
+            scheduleKeepalive(at: clock.now.advanced(by: .seconds(max(1, seconds))))
             return true
         }
     }

@@ -209,9 +209,7 @@ extension TunnelDriver {
         let now = clock.now
         if config.keepaliveInterval > .zero {
             session.configureKeepalive(intervalSeconds: max(1, Int(config.keepaliveInterval.components.seconds)))
-            let next = now.advanced(by: config.keepaliveInterval)
-            nextKeepalive = next
-            if case .chain(let chain)? = carrier { chain.alignKeepalives(to: next) }
+            scheduleKeepalive(at: now.advanced(by: config.keepaliveInterval))
         }
         phase = .established(session)
         perform(machine.connected(now: now))

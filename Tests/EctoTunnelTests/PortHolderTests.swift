@@ -1,3 +1,4 @@
+import EctoConfig
 import Glibc
 import Testing
 
@@ -24,48 +25,25 @@ import Testing
     }
 
     @Test func addressesInProcForm() throws {
-        var v4 = sockaddr_storage()
-        withUnsafeMutableBytes(of: &v4) { raw in
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-            raw.storeBytes(of: address, as: sockaddr_in.self)
-        }
+        let v4 = try #require(try SocketAddress.resolve(host: "127.0.0.1", port: 80).first)
         let ipv4 = try #require(PortHolder.procForm(of: v4))
         #expect(ipv4.table == "/proc/net/tcp" && ipv4.hex == "0100007F")
-        var v6 = sockaddr_storage()
-        withUnsafeMutableBytes(of: &v6) { raw in
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            _ = inet_pton(AF_INET6, "::1", &address.sin6_addr)
-            raw.storeBytes(of: address, as: sockaddr_in6.self)
-        }
+        let v6 = try #require(try SocketAddress.resolve(host: "::1", port: 80).first)
         let ipv6 = try #require(PortHolder.procForm(of: v6))
         #expect(ipv6.table == "/proc/net/tcp6" && ipv6.hex == "00000000000000000000000001000000")
     }
 
     /// The real tables: a socket of ours listening on 127.0.0.1 is found, under its address.
     @Test func findsOurOwnListener() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(fd >= 0)
+        let fd = try Listener.bind(Endpoint(host: "127.0.0.1", port: 0))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        _ = inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        #expect(bound == 0)
-        #expect(listen(fd, 1) == 0)
         var local = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &local) {
+        let named = withUnsafeMutablePointer(to: &local) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        let port = withUnsafeBytes(of: &local) { UInt16(bigEndian: $0.load(as: sockaddr_in.self).sin_port) }
-        let holder = PortHolder.find(port: port, address: local)
+        #expect(named == 0)
+        let holder = PortHolder.find(port: Endpoint(local).port, address: local)
         #expect(holder == "pid \(getpid()) (\(Self.comm()))", "\(holder ?? "nil")")
     }
 

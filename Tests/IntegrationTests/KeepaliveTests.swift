@@ -39,16 +39,17 @@ import Testing
         defer { echo.stop() }
         let events = try await fixture.watchEvents()
         defer { events.close() }
-        let keepalivesBefore = fixture.server.log().components(separatedBy: "rtype keepalive@").count - 1
-        let drainsBefore = fixture.server.log().components(separatedBy: "ctype drain@ecto-tunnel").count - 1
+        let before = fixture.server.log()
+        let keepalivesBefore = before.occurrences(of: "rtype keepalive@")
+        let drainsBefore = before.occurrences(of: "ctype drain@ecto-tunnel")
 
         // 6 keepalive rounds (libssh2's shortest interval) with no client: the dead-peer limit
         // (4 s) passes three times over.
         try await Task.sleep(for: .seconds(13))
 
         let log = fixture.server.log()
-        let keepalives = log.components(separatedBy: "rtype keepalive@").count - 1 - keepalivesBefore
-        let drains = log.components(separatedBy: "ctype drain@ecto-tunnel").count - 1 - drainsBefore
+        let keepalives = log.occurrences(of: "rtype keepalive@") - keepalivesBefore
+        let drains = log.occurrences(of: "ctype drain@ecto-tunnel") - drainsBefore
         #expect(events.sessionsEnded() == 0, "the session was replaced: \(fixture.daemonLog)")
         #expect(keepalives >= 5, "keepalives sent in 13 s at 2 s: \(keepalives)")
         // One drain per `IdleReplies.maxDeferred` + 1 replies at most (the one that drains);

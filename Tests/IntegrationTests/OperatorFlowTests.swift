@@ -216,7 +216,7 @@ struct OperatorFlowTests {
         let written = try String(contentsOfFile: world.configPath, encoding: .utf8)
         #expect(written.contains("jump = [\"\(world.server.user)@127.0.0.1:\(world.server.port)\"]"), "\(written)")
         // The daemon went through the bastion: two logins for one tunnel (the hop, then the target).
-        #expect(world.server.log().components(separatedBy: "Accepted publickey").count - 1 >= 2)
+        #expect(world.server.log().occurrences(of: "Accepted publickey") >= 2)
     }
 
     @Test("connect through an ssh alias with ProxyCommand: the command carries the session, the gateway answers")
